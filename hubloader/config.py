@@ -1,0 +1,155 @@
+"""``config.json`` → a typed, validated config dataclass.
+
+Each model family subclasses :class:`ModelConfig`. Keys in a file that the family does not
+know are kept in ``extra`` (Hugging Face configs carry many) and written back on save;
+keys given as *overrides* must be known, else :class:`ConfigError` lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+
+__all__ = ["ModelConfig", "read_config_file"]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``config.json`` into a dict.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or not a JSON object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no config file at {p}: a model directory needs a config.json") from None
+    except (UnicodeDecodeError, IsADirectoryError) as err:
+        raise ConfigError(f"{p} is not a UTF-8 text file: {err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{p} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix the file"
+        ) from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False
+        return not args or all(_type_ok(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+@dataclass
+class ModelConfig:
+    """Fields every family shares. Subclasses add theirs and set ``model_type``."""
+
+    model_type: ClassVar[str] = ""
+
+    torch_dtype: str | None = None
+    architectures: list[str] | None = None
+    tie_word_embeddings: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return sorted(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "config", **overrides: Any):
+        """Build a config from a dict plus validated overrides.
+
+        Raises:
+            ConfigError: a wrong ``model_type``, a wrongly typed value, or an unknown override.
+        """
+        data = dict(data)
+        file_type = data.pop("model_type", None)
+        if cls.model_type and file_type is not None and str(file_type).lower() not in cls.accepted_types():
+            raise ConfigError(
+                f"{where}: model_type {file_type!r} does not fit {cls.__name__} "
+                f"(expects {cls.model_type!r}); load it with the class its model_type names"
+            )
+        known = set(cls.field_names())
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config override(s) {', '.join(unknown)} for {cls.__name__}; "
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        data.update(overrides)
+        hints = typing.get_type_hints(cls)
+        kwargs, extra = {}, dict(data.pop("extra", None) or {})
+        for key, value in data.items():
+            if key in known:
+                if not _type_ok(value, hints[key]):
+                    raise ConfigError(
+                        f"{where}: {key!r} must be {_type_name(hints[key])}, "
+                        f"got {value!r} ({type(value).__name__})"
+                    )
+                kwargs[key] = value
+            else:
+                extra[key] = value
+        config = cls(**kwargs, extra=extra)
+        config.validate()
+        return config
+
+    @classmethod
+    def accepted_types(cls) -> set[str]:
+        return {cls.model_type}
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, **overrides: Any):
+        return cls.from_dict(read_config_file(path), where=str(path), **overrides)
+
+    def validate(self) -> None:
+        """Cross-field checks; subclasses extend. Raise :class:`ConfigError` on a problem."""
+
+    # -- output -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        out["model_type"] = self.model_type
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)

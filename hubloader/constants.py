@@ -1,0 +1,117 @@
+"""Every environment variable hubloader reads, parsed in one place and read at call time
+(so tests and users can change them after import).
+
+Precedence everywhere: explicit argument, then environment variable, then default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "CONFIG_NAME",
+    "SAFE_WEIGHTS_NAME",
+    "SAFE_WEIGHTS_INDEX_NAME",
+    "PT_WEIGHTS_NAME",
+    "PT_WEIGHTS_INDEX_NAME",
+    "CARD_NAME",
+    "hub_home",
+    "is_offline",
+    "endpoint",
+    "progress_disabled",
+    "lock_timeout",
+    "extra_card_dirs",
+    "env_bool",
+    "env_float",
+    "env_int",
+]
+
+CONFIG_NAME = "config.json"
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PT_WEIGHTS_NAME = "pytorch_model.bin"
+PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+CARD_NAME = "README.md"
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Parse a boolean environment variable (``1/true/yes/on`` or ``0/false/no/off``)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    from .errors import ConfigError
+
+    raise ConfigError(f"environment variable {name}={raw!r} is not a boolean; use 1 or 0")
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def hub_home() -> Path:
+    """The cache root: ``HUBLOADER_HOME``, else ``$XDG_CACHE_HOME/hubloader``, else
+    ``~/.cache/hubloader``."""
+    explicit = os.environ.get("HUBLOADER_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "hubloader"
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """Argument first, then ``HUBLOADER_OFFLINE``, then ``HF_HUB_OFFLINE``."""
+    if offline is not None:
+        return bool(offline)
+    return env_bool("HUBLOADER_OFFLINE", env_bool("HF_HUB_OFFLINE", False))
+
+
+def endpoint() -> str | None:
+    """``HUBLOADER_ENDPOINT``: a base URI every card name is served from instead of its source."""
+    value = os.environ.get("HUBLOADER_ENDPOINT", "").strip()
+    return value or None
+
+
+def progress_disabled() -> bool:
+    return env_bool("HUBLOADER_DISABLE_PROGRESS_BARS", False)
+
+
+def lock_timeout() -> float:
+    """Seconds a process waits on another's download lock (``HUBLOADER_LOCK_TIMEOUT``)."""
+    return env_float("HUBLOADER_LOCK_TIMEOUT", 600.0)
+
+
+def extra_card_dirs() -> list[Path]:
+    """Extra model-card directories (``HUBLOADER_CARDS_PATH``, ``os.pathsep``-separated),
+    searched before the built-in cards."""
+    raw = os.environ.get("HUBLOADER_CARDS_PATH", "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]

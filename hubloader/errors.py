@@ -1,0 +1,169 @@
+"""Typed errors. Every error hubloader raises is a :class:`HubLoaderError` that also
+inherits the builtin a caller would catch anyway, so ``except FileNotFoundError`` keeps working.
+
+Messages say what was wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HubLoaderError",
+    "ModelNotFoundError",
+    "UnknownTaskError",
+    "InvalidModelNameError",
+    "ConfigError",
+    "CardError",
+    "WeightsError",
+    "WeightsNotFoundError",
+    "WeightsMismatchError",
+    "UnsafeWeightsError",
+    "TokenizerError",
+    "InputError",
+    "LayerIndexNotFoundError",
+    "SourceError",
+    "UnsupportedSourceError",
+    "RemoteNotFoundError",
+    "AccessDeniedError",
+    "RevisionNotFoundError",
+    "NetworkError",
+    "IntegrityError",
+    "LockTimeoutError",
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+    "DiskFullError",
+    "PackageError",
+    "UntrustedCodeError",
+]
+
+
+class HubLoaderError(Exception):
+    """Base class of every error raised by hubloader."""
+
+
+# -- names, cards, registry -------------------------------------------------------------
+class ModelNotFoundError(HubLoaderError, LookupError):
+    """A model name matches no card, no local directory and no registered class."""
+
+
+class UnknownTaskError(HubLoaderError, KeyError):
+    """A task name is not in the task table."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidModelNameError(HubLoaderError, ValueError):
+    """A model name is malformed, or would escape the directory it is joined to."""
+
+
+class ConfigError(HubLoaderError, ValueError):
+    """``config.json`` (or an override) is not valid for the model."""
+
+
+class CardError(HubLoaderError, ValueError):
+    """A model card's front matter is broken or misses required fields."""
+
+
+# -- weights ----------------------------------------------------------------------------
+class WeightsError(HubLoaderError, ValueError):
+    """A weight file is unreadable: truncated, corrupt, or with an absurd header."""
+
+
+class WeightsNotFoundError(HubLoaderError, FileNotFoundError):
+    """No weight file (safetensors, bin, or a sharded index) in the model directory."""
+
+
+class WeightsMismatchError(HubLoaderError, ValueError):
+    """Checkpoint keys do not match the model's (``strict=True``).
+
+    Attributes:
+        missing: sorted keys the model needs that the checkpoint lacks.
+        unexpected: sorted checkpoint keys the model has no place for.
+        mismatched: sorted ``(key, checkpoint_shape, model_shape)`` tuples.
+    """
+
+    def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        self.mismatched = sorted(mismatched)
+
+
+class UnsafeWeightsError(HubLoaderError, ValueError):
+    """A pickle checkpoint would execute code or load objects that are not tensors."""
+
+
+class TokenizerError(HubLoaderError, ValueError):
+    """No usable tokenizer file, or a corrupt one."""
+
+
+class InputError(HubLoaderError, TypeError):
+    """Wrong input types or shapes for a model's ``forward`` or ``generate``."""
+
+
+class LayerIndexNotFoundError(HubLoaderError, IndexError):
+    """A feature layer index is out of range."""
+
+
+# -- sources, cache, network ------------------------------------------------------------
+class SourceError(HubLoaderError, OSError):
+    """A model source (local hub, S3, the Hugging Face hub) failed."""
+
+
+class UnsupportedSourceError(SourceError, ValueError):
+    """A URI scheme no source handles, or a source whose optional dependency is missing."""
+
+
+class RemoteNotFoundError(SourceError, FileNotFoundError):
+    """A bucket, key, repository or file does not exist at the source."""
+
+
+class AccessDeniedError(SourceError, PermissionError):
+    """The source refused access (credentials missing or insufficient)."""
+
+
+class RevisionNotFoundError(RemoteNotFoundError):
+    """The requested revision (commit, tag, branch, version) does not exist."""
+
+
+class NetworkError(SourceError, ConnectionError):
+    """A transfer failed after bounded retries; the message names the URI and the cause."""
+
+
+class IntegrityError(SourceError, ValueError):
+    """A file's sha256 does not match the expected digest.
+
+    Attributes:
+        path: the file (name in the snapshot).
+        expected: the expected hex digest.
+        actual: the digest actually computed.
+    """
+
+    def __init__(self, message: str, *, path: str = "", expected: str = "", actual: str = ""):
+        super().__init__(message)
+        self.path, self.expected, self.actual = path, expected, actual
+
+
+class LockTimeoutError(HubLoaderError, TimeoutError):
+    """Another process held a download lock for longer than the configured timeout."""
+
+
+class LocalEntryNotFoundError(HubLoaderError, FileNotFoundError):
+    """Offline (or cache-only) lookup found nothing in the cache."""
+
+
+class OfflineModeIsEnabled(HubLoaderError, ConnectionError):
+    """A network access was attempted while offline mode is on."""
+
+
+class DiskFullError(HubLoaderError, OSError):
+    """The disk ran out of space while writing; no partial file was left under a final name."""
+
+
+# -- packages and custom code -----------------------------------------------------------
+class PackageError(HubLoaderError, ValueError):
+    """A model package (zip or directory) failed validation."""
+
+
+class UntrustedCodeError(HubLoaderError, PermissionError):
+    """A model ships code that would only run with ``trust_remote_code=True``."""

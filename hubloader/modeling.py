@@ -1,0 +1,237 @@
+"""``BaseModel``: the contract every model family fills, and the load path
+
+    name → directory (resolve) → config.json (config) → class (registry) → weights → model
+
+Families declare how checkpoint keys map onto their modules (``checkpoint_key_rules``), which
+keys may be ignored, which head is new when a base checkpoint is loaded, and tied weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from . import constants
+from .config import ModelConfig, read_config_file
+from .errors import ConfigError
+from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
+
+__all__ = ["BaseModel"]
+
+logger = logging.getLogger(__name__)
+
+
+class BaseModel(nn.Module):
+    """Base class of every hubloader model.
+
+    Class attributes a family sets:
+        config_class: the family's :class:`ModelConfig` subclass.
+        task: the canonical task the class serves (``"base"`` for backbones).
+        base_model_prefix: attribute holding the backbone in head models (``"bert"``).
+        checkpoint_key_rules: ``(regex, replacement)`` pairs applied in order to every
+            checkpoint key (Hugging Face names → ours).
+        ignore_checkpoint_keys: regexes of checkpoint keys to drop without complaint.
+        new_head_keys: regexes of keys a head may initialize fresh from a base checkpoint.
+        tied_weights: ``{target: source}`` parameter names tied after loading.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    task: ClassVar[str] = "base"
+    base_model_prefix: ClassVar[str] = ""
+    checkpoint_key_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    ignore_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
+    new_head_keys: ClassVar[tuple[str, ...]] = ()
+    tied_weights: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.load_report: LoadReport | None = None
+        self.model_dir: Path | None = None
+
+    # -- hooks families may override ------------------------------------------------------
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename checkpoint keys with ``checkpoint_key_rules`` (override for tensor surgery)."""
+        rules = [(re.compile(p), r) for p, r in cls.checkpoint_key_rules]
+        if not rules:
+            return dict(state)
+        out = {}
+        for key, value in state.items():
+            for pattern, repl in rules:
+                key = pattern.sub(repl, key)
+            out[key] = value
+        return out
+
+    def init_module_weights(self, module: nn.Module) -> None:
+        """Initialize one module's own parameters (used for fresh heads and random init)."""
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+    def tie_weights(self) -> None:
+        if not getattr(self.config, "tie_word_embeddings", True):
+            return
+        for target, source in self.tied_weights.items():
+            src = self.get_parameter(source)
+            owner_name, _, attr = target.rpartition(".")
+            owner = self.get_submodule(owner_name) if owner_name else self
+            setattr(owner, attr, src)
+
+    def init_weights(self) -> None:
+        """Initialize every module (random init), then tie weights."""
+        for module in self.modules():
+            self.init_module_weights(module)
+        self.tie_weights()
+
+    # -- outputs --------------------------------------------------------------------------
+    @staticmethod
+    def _outputs(logits: torch.Tensor, hidden_states: Any, loss: torch.Tensor | None = None,
+                 **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"logits": logits, "hidden_states": hidden_states}
+        if loss is not None:
+            out["loss"] = loss
+        out.update(extra)
+        return out
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def _concrete(cls, model_type: str | None, architectures=None) -> type["BaseModel"]:
+        from .registry import class_for_config
+
+        if not model_type:
+            if cls.config_class.model_type:
+                return cls
+            raise ConfigError("config.json has no 'model_type'; add one (e.g. \"bert\") so the "
+                              "model class can be chosen, or load with a family class")
+        if not isinstance(model_type, str):
+            raise ConfigError(f"config.json: 'model_type' must be a string, got {model_type!r}")
+        if architectures is not None and not isinstance(architectures, list):
+            raise ConfigError(f"config.json: 'architectures' must be a list, got {architectures!r}")
+        return class_for_config(cls, model_type, architectures)
+
+    @classmethod
+    def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
+        """Build a randomly initialized model from a ``config.json`` plus overrides.
+
+        Raises:
+            ConfigError: a bad file, or an override the config does not know (valid keys listed).
+
+        Example:
+            >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
+        """
+        data = read_config_file(config_file)
+        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        config = target.config_class.from_dict(data, where=str(config_file), **overrides)
+        return target.from_config(config)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "BaseModel":
+        model = cls(config)
+        model.init_weights()
+        return model
+
+    @classmethod
+    def from_pretrain(cls, model_name: str | os.PathLike | None = None, *,
+                      download_path: str | os.PathLike | None = None, revision: str | None = None,
+                      offline: bool | None = None, device: str | torch.device = "cpu",
+                      torch_dtype: str | torch.dtype | None = None, strict: bool = True,
+                      **config_overrides: Any) -> "BaseModel":
+        """Load a pretrained model by card name, local directory or URI.
+
+        Args:
+            model_name: a card name (``"bert-base-en"``), a directory, or an ``s3://``,
+                ``hf://`` or ``file://`` URI.
+            download_path: FlagAI's layout: files live in ``<download_path>/<model_name>/``.
+            revision: a revision to fetch (URIs and cards with a versioned source).
+            offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
+            device: where the weights go (``"cpu"``, ``"cuda:0"``...).
+            torch_dtype: floating dtype of the weights (default: the config's, else float32).
+            strict: raise :class:`WeightsMismatchError` on missing or unexpected keys;
+                with ``False`` they are logged and randomly initialized.
+            **config_overrides: config fields to change (validated).
+
+        Returns:
+            The model in eval mode, with ``load_report`` and ``model_dir`` set.
+
+        Raises:
+            ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError.
+        """
+        from .resolve import resolve_model_dir
+
+        if model_name is None:
+            raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
+        t0 = time.perf_counter()
+        model_dir = resolve_model_dir(model_name, download_path=download_path,
+                                      revision=revision, offline=offline)
+        model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
+                                   strict=strict, overrides=config_overrides)
+        logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
+                    time.perf_counter() - t0)
+        return model
+
+    @classmethod
+    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
+        config_path = model_dir / constants.CONFIG_NAME
+        data = read_config_file(config_path)
+        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        config = target.config_class.from_dict(data, where=str(config_path), **overrides)
+        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
+        files = find_weight_files(model_dir)  # before building: fail fast on a missing file
+        with torch.device("meta"):
+            model = target(config)
+        state = read_state_dict(files)
+        report = LoadReport(files=[f.name for f in files.files])
+        assign_state_dict(model, state, strict=strict, device=device,
+                          dtype=dtype or torch.float32, report=report)
+        model.load_report, model.model_dir = report, model_dir
+        return model.eval()
+
+    # -- saving -----------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (tied copies dropped) atomically.
+
+        Returns:
+            The directory written.
+        """
+        from safetensors.torch import save_file
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if k not in self.tied_weights}
+        cfg = self.config.to_dict()
+        cfg["architectures"] = [type(self).__name__]
+        dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+        if len(dtypes) == 1:
+            cfg["torch_dtype"] = str(dtypes.pop()).removeprefix("torch.")
+        tmp_w = out / f".{constants.SAFE_WEIGHTS_NAME}.{os.getpid()}.tmp"
+        tmp_c = out / f".{constants.CONFIG_NAME}.{os.getpid()}.tmp"
+        try:
+            save_file(state, str(tmp_w), metadata={"format": "pt"})
+            tmp_c.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp_w, out / constants.SAFE_WEIGHTS_NAME)
+            os.replace(tmp_c, out / constants.CONFIG_NAME)
+        finally:
+            for tmp in (tmp_w, tmp_c):
+                tmp.unlink(missing_ok=True)
+        return out
+
+    # -- conveniences ---------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,11 @@
+"""Model families. Importing this package registers every family with the registry."""
+
+from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
+                   BertForSequenceClassification, BertForTokenClassification, BertModel,
+                   RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
+                   RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+
+__all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
+           "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
+           "RobertaForSequenceClassification", "RobertaForTokenClassification",
+           "RobertaForMaskedLM", "RobertaForSentenceEmbedding"]

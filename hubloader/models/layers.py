@@ -1,0 +1,166 @@
+"""Shared layers (seed 004's ``layer`` level): activations, attention, MLP, norms.
+
+Blocks and models are assembled from these; every family reuses them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "RMSNorm", "additive_mask"]
+
+
+class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3.0))))
+
+
+_ACTIVATIONS = {
+    "gelu": lambda: nn.GELU(),
+    "gelu_python": lambda: nn.GELU(),
+    "gelu_new": _NewGELU,
+    "gelu_fast": _NewGELU,
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+    "quick_gelu": lambda: _QuickGELU(),
+}
+
+
+class _QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def get_activation(name: str) -> nn.Module:
+    """An activation module by its Hugging Face config name."""
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ConfigError(f"unknown activation {name!r}; use one of {sorted(_ACTIVATIONS)}") from None
+
+
+def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """``[batch, key_len]`` 1/0 mask → ``[batch, 1, 1, key_len]`` additive mask (0 or dtype min)."""
+    if mask is None:
+        return None
+    if mask.dim() == 2:
+        mask = mask[:, None, None, :]
+    elif mask.dim() == 3:
+        mask = mask[:, None, :, :]
+    mask = mask.to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate ``query``/``key``/``value``/``out`` projections.
+
+    Self-attention when ``context`` is ``None``, cross-attention otherwise; ``causal`` masks the
+    future. ``scale=False`` skips the 1/sqrt(d) scaling (T5). ``past`` / ``use_cache`` carry a
+    key/value cache for incremental decoding.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, *, dropout: float = 0.0, bias: bool = True,
+                 head_dim: int | None = None, causal: bool = False, scale: bool = True,
+                 kv_size: int | None = None):
+        super().__init__()
+        if head_dim is None:
+            if hidden_size % num_heads:
+                raise ConfigError(f"hidden_size {hidden_size} is not a multiple of "
+                                  f"num_attention_heads {num_heads}")
+            head_dim = hidden_size // num_heads
+        inner = num_heads * head_dim
+        kv_size = kv_size or hidden_size
+        self.num_heads, self.head_dim, self.causal, self.dropout = num_heads, head_dim, causal, dropout
+        self.scale = 1.0 / math.sqrt(head_dim) if scale else 1.0
+        self.query = nn.Linear(hidden_size, inner, bias=bias)
+        self.key = nn.Linear(kv_size, inner, bias=bias)
+        self.value = nn.Linear(kv_size, inner, bias=bias)
+        self.out = nn.Linear(inner, hidden_size, bias=bias)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, _ = x.shape
+        return x.view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden: torch.Tensor, *, mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = False):
+        """Args:
+            hidden: ``[batch, seq, hidden]``.
+            mask: additive mask broadcastable to ``[batch, heads, seq, key_len]``.
+            context: encoder states for cross-attention.
+            bias: additive position bias (T5), broadcastable like ``mask``.
+            past: cached ``(key, value)`` from earlier steps.
+
+        Returns:
+            ``out`` or ``(out, (key, value))`` when ``use_cache``.
+        """
+        q = self._heads(self.query(hidden))
+        if context is not None and past is not None:  # cross-attention cache is static
+            k, v = past
+        else:
+            src = hidden if context is None else context
+            k, v = self._heads(self.key(src)), self._heads(self.value(src))
+            if past is not None:
+                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        attn_bias = None
+        if bias is not None:
+            attn_bias = bias
+        if mask is not None:
+            attn_bias = mask if attn_bias is None else attn_bias + mask
+        if self.causal and context is None:
+            q_len, k_len = q.shape[2], k.shape[2]
+            causal = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril(k_len - q_len)
+            causal_bias = torch.zeros(q_len, k_len, dtype=q.dtype, device=q.device)
+            causal_bias.masked_fill_(~causal, torch.finfo(q.dtype).min)
+            attn_bias = causal_bias if attn_bias is None else attn_bias + causal_bias
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.dropout if self.training else 0.0,
+            scale=self.scale)
+        out = out.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[1], -1)
+        out = self.out(out)
+        return (out, (k, v)) if use_cache else out
+
+
+class FeedForward(nn.Module):
+    """``fc_out(dropout?(act(fc_in(x))))`` — the transformer MLP."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, *,
+                 bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.fc_in = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.act = get_activation(activation)
+        self.drop = nn.Dropout(dropout)
+        self.fc_out = nn.Linear(intermediate_size, hidden_size, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.drop(self.act(self.fc_in(x))))
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm without mean subtraction or bias (T5's layer norm)."""
+
+    def __init__(self, size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(var + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(self.weight.dtype)
+        return self.weight * x

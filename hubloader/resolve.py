@@ -1,0 +1,57 @@
+"""name → a local model directory. The one place ``from_pretrain`` and ``AutoLoader`` ask
+"where are this model's files?".
+
+Local directories are used in place. A card name with ``download_path`` whose folder
+``<download_path>/<name>/`` already holds a ``config.json`` is used in place (FlagAI's layout).
+Everything else goes to :func:`hubloader.hub.download`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import constants
+from .cards import find_card, model_info
+from .errors import ModelNotFoundError
+from .names import ModelRef, parse_model_name, safe_join
+
+__all__ = ["resolve_model_dir"]
+
+
+def _local_dir(ref: ModelRef) -> Path:
+    path = ref.path
+    if not path.is_dir():
+        hint = ""
+        if ref.kind == "local" and "/" not in ref.name.strip("./") and find_card(ref.name.strip("./")):
+            hint = f" (a card named {ref.name.strip('./')!r} exists: pass the name without './')"
+        raise ModelNotFoundError(f"{path} is not a directory{hint}; give a model directory "
+                                 "holding config.json and weights, a card name or a URI")
+    return path
+
+
+def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
+                      revision: str | None = None, offline: bool | None = None,
+                      progress: bool = True) -> Path:
+    """Return the local directory holding ``model_name``'s files, fetching them if needed.
+
+    Raises:
+        ModelNotFoundError: an unknown card name (with close matches) or a missing directory.
+        InvalidModelNameError: a name that would escape ``download_path``.
+        SourceError: fetching failed (see :mod:`hubloader.hub`).
+    """
+    ref = parse_model_name(model_name, revision=revision)
+    if ref.kind == "local":
+        return _local_dir(ref)
+    if ref.kind == "card" and download_path is not None:
+        card = find_card(ref.name)
+        for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
+            candidate = safe_join(download_path, name)
+            if (candidate / constants.CONFIG_NAME).is_file():
+                return candidate
+    if ref.kind == "card" and find_card(ref.name) is None and not constants.endpoint():
+        model_info(ref.name)  # raises ModelNotFoundError naming close matches
+    from .hub import download
+
+    return download(ref.name, revision=revision, download_path=download_path,
+                    offline=offline, progress=progress)

@@ -1,0 +1,47 @@
+"""The task table's vocabulary: canonical task names (the Hugging Face pipeline names where
+one exists) and their aliases (FlagAI's names and common synonyms).
+
+An alias may stand for several canonical tasks ("classification" is text classification for
+BERT and image classification for ViT); the registry picks the one the model family serves.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+__all__ = ["TASKS", "canonical_tasks", "all_task_names", "close_task_names"]
+
+# canonical name -> aliases
+TASKS: dict[str, tuple[str, ...]] = {
+    "base": ("backbone", "model"),
+    "text-classification": ("classification", "semantic-matching", "sequence-classification",
+                            "sentiment-analysis"),
+    "token-classification": ("ner", "sequence-labeling"),
+    "fill-mask": ("masklm", "mlm", "masked-lm"),
+    "feature-extraction": ("embedding", "sentence-embedding", "sentence-similarity"),
+    "text-generation": ("lm", "causal-lm", "poetry-generation"),
+    "text2text-generation": ("seq2seq", "title-generation", "summarization", "translation"),
+    "image-classification": ("classification",),
+    "image-feature-extraction": ("vision-backbone",),
+}
+
+
+def _norm(task: str) -> str:
+    return task.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def canonical_tasks(task: str) -> list[str]:
+    """All canonical tasks ``task`` may stand for (empty if it is unknown)."""
+    t = _norm(task)
+    return [c for c, aliases in TASKS.items() if t == c or t in aliases]
+
+
+def all_task_names() -> list[str]:
+    names = set(TASKS)
+    for aliases in TASKS.values():
+        names.update(aliases)
+    return sorted(names)
+
+
+def close_task_names(task: str, n: int = 3) -> list[str]:
+    return difflib.get_close_matches(_norm(task), all_task_names(), n=n, cutoff=0.5)
