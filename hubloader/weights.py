@@ -278,8 +278,8 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
     if prefix:
         ckpt_prefixed = any(k.startswith(prefix + ".") for k in state)
         if has_prefix_module and not ckpt_prefixed:  # base checkpoint → head model
-            state = {(f"{prefix}.{k}" if f"{prefix}.{k}" in expected else k): v
-                     for k, v in state.items()}
+            state = {(k if k in expected else f"{prefix}.{k}"): v for k, v in state.items()}
+            state = {k: v for k, v in state.items() if not any(p.search(k) for p in ignore)}
         elif not has_prefix_module and ckpt_prefixed:  # head checkpoint → base model
             stripped = {}
             for k, v in state.items():

@@ -1,0 +1,91 @@
+"""``AutoLoader``: task name + model name → model, tokenizer and config, with every check done
+at construction (unknown task or model fails here, naming close matches)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import constants
+from .cards import find_card, model_info
+from .config import ModelConfig, read_config_file
+from .errors import ConfigError
+from .names import parse_model_name
+from .registry import get_model_class, resolve_task
+
+__all__ = ["AutoLoader"]
+
+
+class AutoLoader:
+    """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader).
+
+    Args:
+        task_name: a task or alias (``"text-classification"``, ``"ner"``, ``"embedding"``...).
+        model_name: a card name, local directory or URI.
+        model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
+        revision, offline, device, torch_dtype, strict: as in ``BaseModel.from_pretrain``.
+        **config_overrides: validated config changes (e.g. ``num_labels=3``).
+
+    Raises:
+        UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+
+    Example:
+        >>> loader = AutoLoader("text-classification", model_name="bert-base-en", num_labels=3)
+        >>> model, tok = loader.get_model(), loader.get_tokenizer()
+    """
+
+    def __init__(self, task_name: str, model_name: str | os.PathLike | None = None,
+                 model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
+                 offline: bool | None = None, device: str | torch.device = "cpu",
+                 torch_dtype: str | torch.dtype | None = None, strict: bool = True,
+                 **config_overrides: Any):
+        if model_name is None:
+            raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        resolve_task(task_name)  # an unknown task fails before anything is fetched
+        ref = parse_model_name(model_name, revision=revision)
+        card = None
+        if ref.kind == "card":
+            card = find_card(ref.name)
+            if card is None and not constants.endpoint() and not (
+                    model_dir and (Path(model_dir) / ref.name / constants.CONFIG_NAME).is_file()):
+                model_info(ref.name)  # raises ModelNotFoundError with close matches
+        if card is not None:  # know the family before fetching anything
+            self.task = resolve_task(task_name, card.architecture)
+        from .resolve import resolve_model_dir
+
+        self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
+                                                 revision=revision, offline=offline)
+        data = read_config_file(self.model_dir / constants.CONFIG_NAME)
+        model_type = data.get("model_type")
+        if not isinstance(model_type, str):
+            raise ConfigError(f"{self.model_dir / constants.CONFIG_NAME} has no string "
+                              "'model_type'; add one (e.g. \"bert\")")
+        self.task = resolve_task(task_name, model_type)
+        self.card = card
+        self.model_class = get_model_class(model_type, self.task)
+        self._model = self.model_class.from_pretrain(
+            str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
+            **config_overrides)
+        self._tokenizer = None
+
+    def get_model(self):
+        """The loaded model (eval mode)."""
+        return self._model
+
+    def get_config(self) -> ModelConfig:
+        return self._model.config
+
+    def get_tokenizer(self):
+        """The model's tokenizer, built on first call.
+
+        Raises:
+            TokenizerError: the model has no tokenizer files, or they are corrupt.
+        """
+        if self._tokenizer is None:
+            from .tokenization import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.model_dir)
+        return self._tokenizer
