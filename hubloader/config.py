@@ -124,9 +124,7 @@ class ModelConfig:
                 kwargs[key] = value
             else:
                 extra[key] = value
-        config = cls(**kwargs, extra=extra)
-        config.validate()
-        return config
+        return cls(**kwargs, extra=extra)  # __post_init__ validates
 
     @classmethod
     def accepted_types(cls) -> set[str]:
@@ -135,6 +133,9 @@ class ModelConfig:
     @classmethod
     def from_json_file(cls, path: str | Path, **overrides: Any):
         return cls.from_dict(read_config_file(path), where=str(path), **overrides)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend. Raise :class:`ConfigError` on a problem."""

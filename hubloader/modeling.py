@@ -8,10 +8,12 @@ keys may be ignored, which head is new when a base checkpoint is loaded, and tie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +29,33 @@ from .weights import LoadReport, assign_state_dict, find_weight_files, read_stat
 __all__ = ["BaseModel"]
 
 logger = logging.getLogger(__name__)
+
+_INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+               "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+               "kaiming_normal_", "orthogonal_", "sparse_")
+_NO_INIT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def skip_init_on_meta():
+    """Build modules on the meta device without running ``torch.nn.init`` functions.
+
+    Their results would be overwritten by the checkpoint anyway, and on meta tensors some of
+    them route through ``torch._refs``, which imports all of ``torch._dynamo`` (~2.5 s).
+    """
+    def _noop(tensor, *args, **kwargs):
+        return tensor
+
+    with _NO_INIT_LOCK:
+        saved = {name: getattr(nn.init, name) for name in _INIT_FUNCS if hasattr(nn.init, name)}
+        try:
+            for name in saved:
+                setattr(nn.init, name, _noop)
+            with torch.device("meta"):
+                yield
+        finally:
+            for name, fn in saved.items():
+                setattr(nn.init, name, fn)
 
 
 class BaseModel(nn.Module):
@@ -185,7 +214,7 @@ class BaseModel(nn.Module):
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
-        with torch.device("meta"):
+        with skip_init_on_meta():
             model = target(config)
         state = read_state_dict(files)
         report = LoadReport(files=[f.name for f in files.files])
