@@ -222,8 +222,9 @@ def model_info(name: str) -> ModelCard:
     card = find_card(name)
     if card is None:
         names = [c.name for c in all_cards()]
-        close = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=3, cutoff=0.5)
-        close = [n for n in names if n.lower() in close]
+        by_lower = {n.lower(): n for n in names}
+        close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower),
+                                                                 n=3, cutoff=0.5)]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ModelNotFoundError(
             f"no model card named {name!r}.{hint} Run 'hubloader ls' to see all models, "

@@ -68,6 +68,8 @@ class BaseModel(nn.Module):
         checkpoint_key_rules: ``(regex, replacement)`` pairs applied in order to every
             checkpoint key (Hugging Face names → ours).
         ignore_checkpoint_keys: regexes of checkpoint keys to drop without complaint.
+        discard_checkpoint_keys: regexes of the family's other heads' keys, dropped and
+            reported in ``load_report.discarded`` (an MLM checkpoint into a classifier).
         new_head_keys: regexes of keys a head may initialize fresh from a base checkpoint.
         tied_weights: ``{target: source}`` parameter names tied after loading.
     """
@@ -77,6 +79,7 @@ class BaseModel(nn.Module):
     base_model_prefix: ClassVar[str] = ""
     checkpoint_key_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
     ignore_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
+    discard_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     new_head_keys: ClassVar[tuple[str, ...]] = ()
     tied_weights: ClassVar[dict[str, str]] = {}
 

@@ -40,6 +40,10 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
         InvalidModelNameError: a name that would escape ``download_path``.
         SourceError: fetching failed (see :mod:`hubloader.hub`).
     """
+    if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
+            and "://" not in os.fspath(model_name):
+        # FlagAI's layout: the name is joined to download_path, never used as a path itself
+        safe_join(download_path, os.fspath(model_name).strip())
     ref = parse_model_name(model_name, revision=revision)
     if ref.kind == "local":
         return _local_dir(ref)

@@ -259,8 +259,10 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
 
     The model may declare (see :class:`hubloader.modeling.BaseModel`):
     ``convert_checkpoint(state)`` for key renaming, ``base_model_prefix``,
-    ``ignore_checkpoint_keys`` (regexes dropped silently), ``new_head_keys`` (regexes of keys a
-    fresh head may initialize when the checkpoint has none of them), and ``tie_weights()``.
+    ``ignore_checkpoint_keys`` (regexes dropped silently), ``discard_checkpoint_keys`` (regexes
+    of other heads' keys: dropped and reported), ``new_head_keys`` (regexes, each judged on its
+    own: a group the checkpoint has none of is initialized fresh and reported), and
+    ``tie_weights()``.
 
     Raises:
         WeightsMismatchError: with ``strict=True``, any missing, unexpected or mis-shaped key.
@@ -291,10 +293,14 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
                     stripped[k] = v
             state = stripped
 
+    discard = [re.compile(p) for p in getattr(model, "discard_checkpoint_keys", ())]
     to_load: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         if key not in expected:
-            report.unexpected.append(key)
+            if any(p.search(key) for p in discard):  # another head of the family
+                report.discarded.append(key)
+            else:
+                report.unexpected.append(key)
             continue
         if key in tied:  # filled by tie_weights from its source
             continue
@@ -312,13 +318,13 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
         report.num_bytes += tensor.numel() * tensor.element_size()
 
     missing = [k for k in expected if k not in to_load and k not in tied]
-    new_head = [re.compile(p) for p in getattr(model, "new_head_keys", ())]
-    if new_head:
-        head_missing = [k for k in missing if any(p.search(k) for p in new_head)]
-        head_present = [k for k in to_load if any(p.search(k) for p in new_head)]
-        if head_missing and not head_present:  # a base checkpoint: the head is new
-            report.newly_initialized = sorted(head_missing)
+    for pattern in (re.compile(p) for p in getattr(model, "new_head_keys", ())):
+        head_missing = [k for k in missing if pattern.search(k)]
+        head_present = [k for k in to_load if pattern.search(k)]
+        if head_missing and not head_present:  # the checkpoint has none of it: a new head
+            report.newly_initialized.extend(head_missing)
             missing = [k for k in missing if k not in head_missing]
+    report.newly_initialized.sort()
     report.missing = sorted(missing)
     report.unexpected = sorted(report.unexpected)
     report.mismatched = sorted(report.mismatched)

@@ -172,6 +172,8 @@ class _BertBase(BaseModel):
     base_model_prefix = "backbone"
     checkpoint_key_rules = _ENCODER_RULES
     ignore_checkpoint_keys = _ENCODER_IGNORE
+    discard_checkpoint_keys = (r"^mlm_head\.", r"^classifier\.", r"^cls\.", r"^lm_head\.",
+                               r"^qa_outputs\.")
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -284,7 +286,7 @@ class BertForSequenceClassification(_BertHead):
     task = "text-classification"
     backbone_pooler = True
     ignore_checkpoint_keys = _ENCODER_IGNORE
-    new_head_keys = (r"^classifier\.",)
+    new_head_keys = (r"^classifier\.", r"^backbone\.pooler\.")
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
