@@ -110,7 +110,8 @@ def push(local_dir: str | os.PathLike, uri: str, *, progress: bool = True,
     Args:
         local_dir: the directory (``save_pretrained`` output, with its card).
         uri: the destination.
-        progress: tqdm bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``).
+        progress: tqdm bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``);
+            ``hf://`` uploads show huggingface_hub's own bars (``HF_HUB_DISABLE_PROGRESS_BARS``).
         endpoint_url: the S3 endpoint or hub URL (default: env, see the module doc).
         token: hub token (``hf://`` only; default: huggingface_hub's own lookup).
         commit_message: the hub commit message (``hf://`` only).

@@ -36,13 +36,16 @@ class ValidationReport:
         return self.checks + [f"warning: {w}" for w in self.warnings]
 
 
-def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False) -> ValidationReport:
+def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
+             require_card: bool | None = None) -> ValidationReport:
     """Validate a model directory, a ``.zip`` package or a card (``.md``) file.
 
     Args:
         path: what to check.
         trust_remote_code: load a code-carrying package's model (runs its code); without it
             the code's dependencies and ``param_file`` are checked but nothing runs.
+        require_card: a missing ``README.md`` card is an error (default: for zips; a plain
+            directory, e.g. a Hugging Face download, only gets a warning).
 
     Returns:
         A :class:`ValidationReport`.
@@ -67,7 +70,8 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False) 
             report.checks.append(
                 f"zip ok: {s.members} files, {s.total_size:,} bytes inflated, worst ratio "
                 f"{s.max_ratio:.1f}x (no absolute or '..' paths, links, duplicates)")
-            _validate_dir(package_root(tmp), report, trust_remote_code=trust_remote_code)
+            _validate_dir(package_root(tmp), report, trust_remote_code=trust_remote_code,
+                          require_card=True if require_card is None else require_card)
         return report
     if p.is_file():
         card = load_card(p)
@@ -75,16 +79,20 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False) 
                              f"{', '.join(card.tasks)})")
         return report
     if not p.is_dir():
-        raise ModelNotFoundError(f"{p} is neither a model directory, a .zip package nor a card")
-    _validate_dir(p, report, trust_remote_code=trust_remote_code)
+        raise ModelNotFoundError(f"{p} is neither a model directory nor a card file "
+                                 "(nor a .zip package)")
+    _validate_dir(p, report, trust_remote_code=trust_remote_code,
+                  require_card=bool(require_card))
     return report
 
 
-def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code) -> None:
+def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
+                  require_card: bool) -> None:
     from .cards import load_card
     from .remote_code import find_code_entry
 
-    if not (d / constants.CARD_NAME).is_file():
+    has_card = (d / constants.CARD_NAME).is_file()
+    if not has_card and require_card:
         raise PackageError(f"{d} has no {constants.CARD_NAME}: a package needs a model card "
                            "(save_pretrained writes one)")
     entry = find_code_entry(d)  # parses config.json / hubconf.py without running anything
@@ -93,10 +101,15 @@ def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code) -> No
                            "says how to build the model")
     report.checks.append("required files ok: " + ", ".join(
         n for n in (constants.CARD_NAME, constants.CONFIG_NAME, "hubconf.py") if (d / n).is_file()))
-    card = load_card(d)
-    report.checks.append(f"card ok: {card.name} ({card.architecture}; tasks "
-                         f"{', '.join(card.tasks)}; license {card.license})")
-    _check_card_files(d, card, report)
+    card = None
+    if has_card:
+        card = load_card(d)
+        report.checks.append(f"card ok: {card.name} ({card.architecture}; tasks "
+                             f"{', '.join(card.tasks)}; license {card.license})")
+        _check_card_files(d, card, report)
+    else:
+        report.warnings.append(f"no {constants.CARD_NAME} model card: fine to load, but not a "
+                               "publishable package (save_pretrained writes one)")
     if entry is None:
         _check_native(d, card, report)
     else:
@@ -139,7 +152,7 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
     data = read_config_file(d / constants.CONFIG_NAME)
     target = BaseModel._concrete(data.get("model_type"), data.get("architectures"))
     config = target.config_class.from_dict(data, where=str(d / constants.CONFIG_NAME))
-    if card.architecture != config.model_type:
+    if card is not None and card.architecture != config.model_type:
         raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
                           f"config.json's model_type {config.model_type!r}; make them agree")
     report.checks.append(f"config ok: {type(config).__name__} (model_type {config.model_type})")

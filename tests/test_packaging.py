@@ -106,9 +106,17 @@ def test_pack_refuses_symlink(model_dir, tmp_path):
     assert not (tmp_path / "x.zip").exists() and not list(tmp_path.glob(".x.zip*"))
 
 
-def test_validate_requires_card_and_config(tmp_path):
+def test_card_required_for_packages_not_plain_dirs(tmp_path, monkeypatch, capsys):
     d = tmp_path / "nocard"
     tiny_bert().save_pretrained(d)
     (d / "README.md").unlink()
+    lines = validate_path(d)  # e.g. a Hugging Face download: loadable, with a warning
+    assert any(line.startswith("weights ok") for line in lines)
+    assert any(line.startswith("warning: no README.md") for line in lines)
     with pytest.raises(PackageError, match="no README.md"):
+        validate_path(pack(d, tmp_path / "nocard.zip"))
+    rc, out, err = run_cli(["pack", d, "-o", tmp_path / "refused.zip"], monkeypatch, capsys)
+    assert rc == 1 and "no README.md" in err and not (tmp_path / "refused.zip").exists()
+    (d / "config.json").unlink()
+    with pytest.raises(PackageError, match="neither config.json nor hubconf.py"):
         validate_path(d)

@@ -46,7 +46,7 @@ def _pack(args) -> int:
     from ..packaging import pack
     from ..validation import validate
 
-    report = validate(args.directory)
+    report = validate(args.directory, require_card=True)
     out = pack(args.directory, args.output, overwrite=args.force)
     for line in report.lines():
         print(line)
