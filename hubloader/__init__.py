@@ -35,6 +35,8 @@ _LAZY = {
     "register_model": ".registry",
     "get_model_class": ".registry",
     "LoadReport": ".weights",
+    "push": ".push",
+    "PushResult": ".push",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import download
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
+    from .push import PushResult, push
     from .registry import get_model_class, register_model
     from .tokenization import Tokenizer
     from .weights import LoadReport

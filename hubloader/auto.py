@@ -26,7 +26,8 @@ class AutoLoader:
         task_name: a task or alias (``"text-classification"``, ``"ner"``, ``"embedding"``...).
         model_name: a card name, local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
-        revision, offline, device, torch_dtype, strict: as in ``BaseModel.from_pretrain``.
+        revision, offline, device, torch_dtype, strict, trust_remote_code: as in
+            ``BaseModel.from_pretrain``.
         **config_overrides: validated config changes (e.g. ``num_labels=3``).
 
     Raises:
@@ -41,7 +42,7 @@ class AutoLoader:
                  model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
-                 **config_overrides: Any):
+                 trust_remote_code: bool | str = False, **config_overrides: Any):
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         resolve_task(task_name)  # an unknown task fails before anything is fetched
@@ -58,6 +59,14 @@ class AutoLoader:
 
         self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
                                                  revision=revision, offline=offline)
+        self._tokenizer = None
+        from .remote_code import find_code_entry, load_custom_model
+
+        if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
+            self.task, self.card, self.model_class = resolve_task(task_name), card, None
+            self._model = load_custom_model(self.model_dir, trust_remote_code=trust_remote_code,
+                                            device=device, strict=strict)
+            return
         data = read_config_file(self.model_dir / constants.CONFIG_NAME)
         model_type = data.get("model_type")
         if not isinstance(model_type, str):

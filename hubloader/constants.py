@@ -22,6 +22,12 @@ __all__ = [
     "progress_disabled",
     "lock_timeout",
     "extra_card_dirs",
+    "s3_endpoint_url",
+    "multipart_threshold",
+    "multipart_chunksize",
+    "zip_max_size",
+    "zip_max_ratio",
+    "zip_max_files",
     "env_bool",
     "env_float",
     "env_int",
@@ -115,3 +121,39 @@ def extra_card_dirs() -> list[Path]:
     searched before the built-in cards."""
     raw = os.environ.get("HUBLOADER_CARDS_PATH", "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+# -- publishing and packages --------------------------------------------------------------
+def s3_endpoint_url() -> str | None:
+    """``HUBLOADER_S3_ENDPOINT_URL``: an S3-compatible server (SeaweedFS, MinIO, ...) for
+    ``s3://`` sources. Unset: boto3's own resolution (``AWS_ENDPOINT_URL_S3``, then AWS)."""
+    value = os.environ.get("HUBLOADER_S3_ENDPOINT_URL", "").strip()
+    return value or None
+
+
+def multipart_threshold() -> int:
+    """``HUBLOADER_MULTIPART_THRESHOLD_MB``: files at least this big are pushed to S3 as
+    multipart uploads (default 64 MiB)."""
+    return max(1, int(env_float("HUBLOADER_MULTIPART_THRESHOLD_MB", 64.0) * 2**20))
+
+
+def multipart_chunksize() -> int:
+    """``HUBLOADER_MULTIPART_CHUNK_MB``: part size of multipart uploads (default 16 MiB; S3
+    needs at least 5 MiB for every part but the last)."""
+    return max(5 * 2**20, int(env_float("HUBLOADER_MULTIPART_CHUNK_MB", 16.0) * 2**20))
+
+
+def zip_max_size() -> int:
+    """``HUBLOADER_ZIP_MAX_SIZE_MB``: most bytes a package zip may inflate to (default 64 GiB)."""
+    return max(1, int(env_float("HUBLOADER_ZIP_MAX_SIZE_MB", 64.0 * 1024) * 2**20))
+
+
+def zip_max_ratio() -> float:
+    """``HUBLOADER_ZIP_MAX_RATIO``: highest compression ratio a zip member (of 1 MiB or more)
+    may have (default 100; weights compress far less)."""
+    return env_float("HUBLOADER_ZIP_MAX_RATIO", 100.0)
+
+
+def zip_max_files() -> int:
+    """``HUBLOADER_ZIP_MAX_FILES``: most members a package zip may have (default 10000)."""
+    return env_int("HUBLOADER_ZIP_MAX_FILES", 10000)

@@ -175,6 +175,7 @@ class BaseModel(nn.Module):
                       download_path: str | os.PathLike | None = None, revision: str | None = None,
                       offline: bool | None = None, device: str | torch.device = "cpu",
                       torch_dtype: str | torch.dtype | None = None, strict: bool = True,
+                      trust_remote_code: bool | str = False,
                       **config_overrides: Any) -> "BaseModel":
         """Load a pretrained model by card name, local directory or URI.
 
@@ -188,13 +189,18 @@ class BaseModel(nn.Module):
             torch_dtype: floating dtype of the weights (default: the config's, else float32).
             strict: raise :class:`WeightsMismatchError` on missing or unexpected keys;
                 with ``False`` they are logged and randomly initialized.
+            trust_remote_code: a package carrying its own code (``hubconf.py``, or
+                ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
+                (or the code's sha256); see :mod:`hubloader.remote_code`.
             **config_overrides: config fields to change (validated).
 
         Returns:
-            The model in eval mode, with ``load_report`` and ``model_dir`` set.
+            The model in eval mode, with ``load_report`` and ``model_dir`` set (a
+            code-carrying package returns its own ``nn.Module``, with ``model_dir`` set).
 
         Raises:
-            ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError.
+            ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
+            UntrustedCodeError (code present, not trusted; nothing ran).
         """
         from .resolve import resolve_model_dir
 
@@ -203,8 +209,14 @@ class BaseModel(nn.Module):
         t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
                                       revision=revision, offline=offline)
-        model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                   strict=strict, overrides=config_overrides)
+        from .remote_code import find_code_entry, load_custom_model
+
+        if find_code_entry(model_dir) is not None:
+            model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
+                                      device=device, strict=strict)
+        else:
+            model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
+                                       strict=strict, overrides=config_overrides)
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
@@ -227,33 +239,51 @@ class BaseModel(nn.Module):
         return model.eval()
 
     # -- saving -----------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (tied copies dropped) atomically.
+    def save_pretrained(self, save_directory: str | os.PathLike, *,
+                        max_shard_size: int | str | None = None,
+                        card: dict[str, Any] | None = None, card_body: str | None = None) -> Path:
+        """Write ``config.json``, the weights (``model.safetensors``, or shards plus
+        ``model.safetensors.index.json`` when ``max_shard_size`` is given; tied copies dropped)
+        and last a model card ``README.md`` listing every file with its size and sha256.
+
+        Args:
+            save_directory: the directory (created if needed).
+            max_shard_size: bytes or a string such as ``"500MB"``; ``None`` writes one file.
+            card: card fields (``name``, ``tasks``, ``license``, ``author``...); defaults: the
+                directory name, this class's task, ``license: other``, ``author: unknown``,
+                ``architecture``: the config's ``model_type``.
+            card_body: Markdown after the front matter.
 
         Returns:
             The directory written.
+
+        Raises:
+            ConfigError: a bad ``max_shard_size``. CardError: a bad ``card`` field.
+
+        Example:
+            >>> model.save_pretrained("out/tiny-bert", max_shard_size="10MB",
+            ...                       card={"license": "apache-2.0", "author": "me"})
         """
-        from safetensors.torch import save_file
+        from .saving import atomic_write_text, write_card, write_safetensors
 
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
-                 if k not in self.tied_weights}
+        state = {k: v for k, v in self.state_dict().items() if k not in self.tied_weights}
         cfg = self.config.to_dict()
         cfg["architectures"] = [type(self).__name__]
         dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
         if len(dtypes) == 1:
             cfg["torch_dtype"] = str(dtypes.pop()).removeprefix("torch.")
-        tmp_w = out / f".{constants.SAFE_WEIGHTS_NAME}.{os.getpid()}.tmp"
-        tmp_c = out / f".{constants.CONFIG_NAME}.{os.getpid()}.tmp"
-        try:
-            save_file(state, str(tmp_w), metadata={"format": "pt"})
-            tmp_c.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp_w, out / constants.SAFE_WEIGHTS_NAME)
-            os.replace(tmp_c, out / constants.CONFIG_NAME)
-        finally:
-            for tmp in (tmp_w, tmp_c):
-                tmp.unlink(missing_ok=True)
+        write_safetensors(state, out, max_shard_size=max_shard_size)
+        atomic_write_text(out / constants.CONFIG_NAME, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-.") or "model"
+        meta = {"name": name, "tasks": [self.task], "license": "other", "author": "unknown",
+                "architecture": self.config.model_type, "framework": "PyTorch"}
+        meta.update(card or {})
+        body = card_body if card_body is not None else (
+            f"# {meta['name']}\n\n{type(self).__name__} ({self.num_parameters():,} parameters), "
+            "saved by hubloader.\n")
+        write_card(out, meta, body=body)
         return out
 
     # -- conveniences ---------------------------------------------------------------------

@@ -16,8 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model's card")
     p.add_argument("name")
     p.set_defaults(func=_info)
-    p = sub.add_parser("validate", help="check a model directory or a card file")
+    p = sub.add_parser("validate", help="check a model directory, a .zip package or a card file")
     p.add_argument("path")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="also run a package's own code to build the model and load its weights")
     p.set_defaults(func=_validate)
 
 
@@ -54,38 +56,20 @@ def _info(args) -> int:
     return 0
 
 
-def validate_path(path: str | Path) -> list[str]:
-    """Check a card file or a model directory; return the lines of a short report.
+def validate_path(path: str | Path, *, trust_remote_code: bool | str = False) -> list[str]:
+    """Check a card file, a model directory or a ``.zip`` package; return the report's lines
+    (see :func:`hubloader.validation.validate`).
 
     Raises:
         HubLoaderError: the first problem found.
     """
-    from .. import constants
-    from ..cards import load_card
-    from ..modeling import BaseModel
+    from ..validation import validate
 
-    p = Path(path)
-    report = []
-    if p.is_file():
-        card = load_card(p)
-        return [f"card ok: {card.name} ({card.architecture}; tasks {', '.join(card.tasks)})"]
-    if not p.is_dir():
-        from ..errors import ModelNotFoundError
-
-        raise ModelNotFoundError(f"{p} is neither a model directory nor a card file")
-    if (p / constants.CARD_NAME).is_file():
-        card = load_card(p)
-        report.append(f"card ok: {card.name}")
-    model = BaseModel.from_pretrain(str(p), strict=True)
-    r = model.load_report
-    report.append(f"config ok: {type(model.config).__name__} (model_type {model.config.model_type})")
-    report.append(f"weights ok: {r.num_tensors} tensors, {r.num_bytes:,} bytes from "
-                  f"{', '.join(r.files)} into {type(model).__name__} (strict)")
-    return report
+    return validate(path, trust_remote_code=trust_remote_code).lines()
 
 
 def _validate(args) -> int:
-    for line in validate_path(args.path):
+    for line in validate_path(args.path, trust_remote_code=args.trust_remote_code):
         print(line)
     print("valid")
     return 0

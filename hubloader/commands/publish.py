@@ -1,0 +1,64 @@
+"""``hubloader push DIR URI``, ``hubloader pack DIR -o model.zip``,
+``hubloader convert SRC DST [--dtype] [--max-shard-size] [--model-type]``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload a model directory to s3://bucket/prefix or hf://org/repo")
+    p.add_argument("directory")
+    p.add_argument("uri")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--message", help="commit message (hf:// only)")
+    p.set_defaults(func=_push)
+    p = sub.add_parser("pack", help="zip a model package directory (checked on the way in)")
+    p.add_argument("directory")
+    p.add_argument("-o", "--output", required=True, help="the .zip to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing zip")
+    p.set_defaults(func=_pack)
+    p = sub.add_parser("convert", help="convert a checkpoint (.bin) to safetensors, renaming "
+                                       "keys through the model class and sharding")
+    p.add_argument("src", help="a model directory or a .bin/.safetensors file")
+    p.add_argument("dst", help="the directory to write")
+    p.add_argument("--dtype", help="cast floating tensors (float16, bfloat16, float32)")
+    p.add_argument("--max-shard-size", help="e.g. 500MB; default one file")
+    p.add_argument("--model-type", help="model family when SRC has no config.json model_type")
+    p.add_argument("--raw", action="store_true",
+                   help="keep the keys as they are (no model class, no renaming)")
+    p.set_defaults(func=_convert)
+
+
+def _push(args) -> int:
+    from ..push import push
+
+    result = push(args.directory, args.uri, progress=not args.no_progress,
+                  commit_message=args.message)
+    print(f"pushed {args.directory} to {result.uri}: {len(result.uploaded)} file(s) uploaded "
+          f"({result.bytes_uploaded:,} bytes), {len(result.skipped)} unchanged")
+    return 0
+
+
+def _pack(args) -> int:
+    from ..packaging import pack
+    from ..validation import validate
+
+    report = validate(args.directory, require_card=True)
+    out = pack(args.directory, args.output, overwrite=args.force)
+    for line in report.lines():
+        print(line)
+    print(f"packed {out}")
+    return 0
+
+
+def _convert(args) -> int:
+    from ..convert import convert
+
+    result = convert(args.src, args.dst, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                     model_type=args.model_type, raw=args.raw)
+    print(f"converted {result.num_tensors} tensors ({result.num_bytes:,} bytes) into "
+          f"{result.directory}: {', '.join(result.files)}")
+    return 0

@@ -1,0 +1,95 @@
+"""Push to a Hugging Face hub repository (``hf://org/repo[@branch]``) through
+``huggingface_hub.HfApi``: create the repo and branch if needed, skip files whose remote
+LFS sha256 (or git blob id) matches, commit the data files, then ``config.json`` + the card
+in a second commit, so the card never names a file the branch lacks.
+
+Note: no hub server is reachable in hubloader's test environment, so this backend is not
+exercised against a server by the test suite (see the report in the branch history).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import AccessDeniedError, NetworkError, RemoteNotFoundError
+
+__all__ = ["push_hf"]
+
+logger = logging.getLogger(__name__)
+
+
+def _translate(err: Exception, where: str) -> Exception:
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(err, RepositoryNotFoundError):
+        return RemoteNotFoundError(f"{where} does not exist and could not be created; check "
+                                   "the name and that your token may create repositories")
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status in (401, 403):
+            return AccessDeniedError(f"the hub refused writing {where} (HTTP {status}); log in "
+                                     "(hf auth login) or pass token= with write access")
+        return NetworkError(f"the hub failed on {where}: {err}")
+    if isinstance(err, OSError) or type(err).__module__.split(".")[0].rstrip("0123456789") in (
+            "httpx", "httpcore", "requests", "urllib3"):
+        return NetworkError(f"could not reach the hub for {where}: {type(err).__name__}: {err}; "
+                            "check the endpoint (HF_ENDPOINT) and the network")
+    return err
+
+
+def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
+            token: str | None, commit_message: str | None, progress: bool):
+    """Upload ``files`` (from :func:`hubloader.push.local_files`) to ``repo_id``.
+
+    Returns:
+        A :class:`hubloader.push.PushResult`.
+
+    Raises:
+        RemoteNotFoundError, AccessDeniedError, NetworkError.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.hf_api import RepoFile
+
+    from .push import _LAST, PushResult, git_blob_sha1
+
+    branch = revision or "main"
+    where = f"hf://{repo_id}@{branch}"
+    result = PushResult(where)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        api.create_repo(repo_id, exist_ok=True)
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        remote = {}
+        try:
+            for item in api.list_repo_tree(repo_id, recursive=True, revision=branch):
+                if isinstance(item, RepoFile):
+                    remote[item.path] = item
+        except (RevisionNotFoundError, EntryNotFoundError):
+            remote = {}
+        todo = []
+        for f in files:
+            r = remote.get(f.path)
+            same = r is not None and r.size == f.size and (
+                r.lfs.sha256 == f.sha256 if r.lfs is not None else r.blob_id == git_blob_sha1(f.abspath))
+            (result.skipped.append(f.path) if same else todo.append(f))
+        data = [f for f in todo if f.path not in _LAST]
+        last = [f for f in todo if f.path in _LAST]
+        message = commit_message or "Upload model with hubloader"
+        for batch, suffix in ((data, " (files)"), (last, " (config and card)")):
+            if not batch:
+                continue
+            api.create_commit(repo_id, revision=branch, commit_message=message + suffix,
+                              operations=[CommitOperationAdd(path_in_repo=f.path,
+                                                             path_or_fileobj=str(f.abspath))
+                                          for f in batch])
+            result.uploaded += [f.path for f in batch]
+            result.bytes_uploaded += sum(f.size for f in batch)
+    except (RemoteNotFoundError, AccessDeniedError, NetworkError):
+        raise
+    except Exception as err:
+        raise _translate(err, where) from err
+    logger.info("pushed %s: %d uploaded, %d unchanged", where, len(result.uploaded),
+                len(result.skipped))
+    return result

@@ -1,0 +1,190 @@
+"""``hubloader validate``: check a model directory, a package zip, or a card file, and say
+what was checked.
+
+Checks, in order (the first failure raises): the zip's members (via
+:mod:`hubloader.packaging`), required files, the card's schema, the card's ``files`` list
+against the files (size and sha256), the config's schema, the code's dependencies
+(``hubconf.py`` / ``entry_*``; read, never run), and that the weights load strictly into the
+declared class. Custom code is only run with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import constants
+from .errors import IntegrityError, ModelNotFoundError, PackageError
+
+__all__ = ["ValidationReport", "validate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate` checked (``checks``) and noticed without failing (``warnings``)."""
+
+    path: Path
+    checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return self.checks + [f"warning: {w}" for w in self.warnings]
+
+
+def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
+             require_card: bool | None = None) -> ValidationReport:
+    """Validate a model directory, a ``.zip`` package or a card (``.md``) file.
+
+    Args:
+        path: what to check.
+        trust_remote_code: load a code-carrying package's model (runs its code); without it
+            the code's dependencies and ``param_file`` are checked but nothing runs.
+        require_card: a missing ``README.md`` card is an error (default: for zips; a plain
+            directory, e.g. a Hugging Face download, only gets a warning).
+
+    Returns:
+        A :class:`ValidationReport`.
+
+    Raises:
+        PackageError, CardError, ConfigError, IntegrityError, WeightsError,
+        WeightsMismatchError, UntrustedCodeError: the first problem found.
+        ModelNotFoundError: ``path`` does not exist.
+
+    Example:
+        >>> print("\\n".join(validate("model.zip").lines()))
+    """
+    from .cards import load_card
+
+    p = Path(path)
+    report = ValidationReport(p)
+    if p.is_file() and p.suffix.lower() == ".zip":
+        from .packaging import extract_zip, package_root
+
+        with tempfile.TemporaryDirectory(prefix="hubloader-validate-") as tmp:
+            s = extract_zip(p, tmp)
+            report.checks.append(
+                f"zip ok: {s.members} files, {s.total_size:,} bytes inflated, worst ratio "
+                f"{s.max_ratio:.1f}x (no absolute or '..' paths, links, duplicates)")
+            _validate_dir(package_root(tmp), report, trust_remote_code=trust_remote_code,
+                          require_card=True if require_card is None else require_card)
+        return report
+    if p.is_file():
+        card = load_card(p)
+        report.checks.append(f"card ok: {card.name} ({card.architecture}; tasks "
+                             f"{', '.join(card.tasks)})")
+        return report
+    if not p.is_dir():
+        raise ModelNotFoundError(f"{p} is neither a model directory nor a card file "
+                                 "(nor a .zip package)")
+    _validate_dir(p, report, trust_remote_code=trust_remote_code,
+                  require_card=bool(require_card))
+    return report
+
+
+def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
+                  require_card: bool) -> None:
+    from .cards import load_card
+    from .remote_code import find_code_entry
+
+    has_card = (d / constants.CARD_NAME).is_file()
+    if not has_card and require_card:
+        raise PackageError(f"{d} has no {constants.CARD_NAME}: a package needs a model card "
+                           "(save_pretrained writes one)")
+    entry = find_code_entry(d)  # parses config.json / hubconf.py without running anything
+    if entry is None and not (d / constants.CONFIG_NAME).is_file():
+        raise PackageError(f"{d} has neither {constants.CONFIG_NAME} nor hubconf.py: nothing "
+                           "says how to build the model")
+    report.checks.append("required files ok: " + ", ".join(
+        n for n in (constants.CARD_NAME, constants.CONFIG_NAME, "hubconf.py") if (d / n).is_file()))
+    card = None
+    if has_card:
+        card = load_card(d)
+        report.checks.append(f"card ok: {card.name} ({card.architecture}; tasks "
+                             f"{', '.join(card.tasks)}; license {card.license})")
+        _check_card_files(d, card, report)
+    else:
+        report.warnings.append(f"no {constants.CARD_NAME} model card: fine to load, but not a "
+                               "publishable package (save_pretrained writes one)")
+    if entry is None:
+        _check_native(d, card, report)
+    else:
+        _check_code_package(d, entry, report, trust_remote_code=trust_remote_code)
+
+
+def _check_card_files(d: Path, card, report: ValidationReport) -> None:
+    from .saving import file_entries, sha256_file
+
+    if not card.files:
+        report.warnings.append("the card lists no files (no sizes or sha256 to verify)")
+        return
+    for f in card.files:
+        p = d / f.path
+        if not p.is_file():
+            raise PackageError(f"the card lists {f.path!r} but {d} lacks it; add the file or "
+                               "re-save the card")
+        if f.size is not None and p.stat().st_size != f.size:
+            raise IntegrityError(f"{f.path}: the card says {f.size:,} bytes, the file has "
+                                 f"{p.stat().st_size:,}; re-save the card or fix the file",
+                                 path=f.path)
+        if f.sha256 is not None:
+            actual = sha256_file(p)
+            if actual != f.sha256:
+                raise IntegrityError(f"{f.path}: sha256 {actual} differs from the card's "
+                                     f"{f.sha256}; the file changed after the card was written",
+                                     path=f.path, expected=f.sha256, actual=actual)
+    listed = {f.path for f in card.files}
+    unlisted = [e["path"] for e in file_entries(d) if e["path"] not in listed]
+    if unlisted:
+        report.warnings.append(f"file(s) not in the card: {', '.join(unlisted)}")
+    report.checks.append(f"files ok: {len(card.files)} listed, sizes and sha256 match")
+
+
+def _check_native(d: Path, card, report: ValidationReport) -> None:
+    from .config import read_config_file
+    from .errors import ConfigError
+    from .modeling import BaseModel
+
+    data = read_config_file(d / constants.CONFIG_NAME)
+    target = BaseModel._concrete(data.get("model_type"), data.get("architectures"))
+    config = target.config_class.from_dict(data, where=str(d / constants.CONFIG_NAME))
+    if card is not None and card.architecture != config.model_type:
+        raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
+                          f"config.json's model_type {config.model_type!r}; make them agree")
+    report.checks.append(f"config ok: {type(config).__name__} (model_type {config.model_type})")
+    model = BaseModel.from_pretrain(str(d), strict=True)
+    r = model.load_report
+    report.checks.append(f"weights ok: {r.num_tensors} tensors, {r.num_bytes:,} bytes from "
+                         f"{', '.join(r.files)} into {type(model).__name__} (strict)")
+
+
+def _check_code_package(d: Path, entry, report: ValidationReport, *, trust_remote_code) -> None:
+    from .remote_code import check_dependencies, load_custom_model
+    from .names import safe_join
+    from .weights import read_safetensors, read_torch_bin
+
+    rel = entry.path.relative_to(d).as_posix()
+    report.checks.append(f"config ok: code package ({entry.kind}: {rel}"
+                         + (f", class {entry.entry_class}" if entry.entry_class else "") + ")")
+    check_dependencies(entry)
+    report.checks.append("dependencies ok: " + (", ".join(entry.dependencies) or "none declared")
+                         + " importable (checked with find_spec; nothing imported)")
+    if entry.param_file:
+        path = safe_join(d, entry.param_file)
+        if not path.is_file():
+            raise PackageError(f"param_file {entry.param_file!r} is missing from {d}")
+        state = read_safetensors(path) if path.suffix == ".safetensors" else read_torch_bin(path)
+        report.checks.append(f"param file ok: {entry.param_file}, {len(state)} tensors "
+                             "(read safely)")
+    if trust_remote_code:
+        model = load_custom_model(d, trust_remote_code=trust_remote_code)
+        n = sum(p.numel() for p in model.parameters())
+        report.checks.append(f"weights ok: {type(model).__name__} built by the package's code, "
+                             f"{n:,} parameters")
+    else:
+        report.warnings.append(f"the package's code ({rel}) was not run; pass "
+                               "--trust-remote-code to build the model and load its weights")
