@@ -105,14 +105,12 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str | None
         result.num_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
         result.files = [f.name for f in files]
     else:
-        import torch
-
-        from .modeling import BaseModel
+        from .modeling import BaseModel, skip_init_on_meta
 
         data = {**data, "model_type": mtype}
         target = BaseModel._concrete(mtype, data.get("architectures"))
         config = target.config_class.from_dict(data, where=str(src))
-        with torch.device("meta"):
+        with skip_init_on_meta():
             model = target(config)
         report = assign_state_dict(model, state, strict=strict, dtype=cast)
         model.save_pretrained(out, max_shard_size=max_shard_size)

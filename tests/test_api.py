@@ -51,7 +51,11 @@ def test_save_and_reload_round_trip(tmp_path, batch):
                      intermediate_size=64, num_labels=3)
     model = BertForSequenceClassification.from_config(cfg).eval()
     out = model.save_pretrained(tmp_path / "out")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    from hubloader.cards import load_card
+
+    card = load_card(out)
+    assert {f.path for f in card.files} == {"config.json", "model.safetensors"}
     again = BaseModel.from_pretrain(str(out))
     assert type(again) is BertForSequenceClassification and again.config.num_labels == 3
     ids, mask = batch
