@@ -22,6 +22,13 @@ __all__ = [
     "progress_disabled",
     "lock_timeout",
     "extra_card_dirs",
+    "s3_endpoint_url",
+    "hf_endpoint",
+    "max_retries",
+    "retry_backoff",
+    "network_timeout",
+    "parallel_threshold",
+    "max_workers",
     "env_bool",
     "env_float",
     "env_int",
@@ -115,3 +122,48 @@ def extra_card_dirs() -> list[Path]:
     searched before the built-in cards."""
     raw = os.environ.get("HUBLOADER_CARDS_PATH", "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def s3_endpoint_url() -> str | None:
+    """``HUBLOADER_S3_ENDPOINT_URL``: an S3-compatible server (SeaweedFS, MinIO, ...) for
+    ``s3://`` sources. Unset: boto3's own resolution (``AWS_ENDPOINT_URL_S3``, then AWS)."""
+    value = os.environ.get("HUBLOADER_S3_ENDPOINT_URL", "").strip()
+    return value or None
+
+
+def hf_endpoint() -> str | None:
+    """``HUBLOADER_HF_ENDPOINT``, else ``HF_ENDPOINT``: the hub server for ``hf://`` sources
+    (read at call time, unlike huggingface_hub's own import-time constant)."""
+    for name in ("HUBLOADER_HF_ENDPOINT", "HF_ENDPOINT"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.rstrip("/")
+    return None
+
+
+def max_retries() -> int:
+    """``HUBLOADER_MAX_RETRIES``: consecutive failed attempts (without progress) per file
+    before a :class:`~hubloader.errors.NetworkError` (default 5, at least 1)."""
+    return max(1, env_int("HUBLOADER_MAX_RETRIES", 5))
+
+
+def retry_backoff() -> float:
+    """``HUBLOADER_RETRY_BACKOFF``: first retry delay in seconds, doubled per retry, capped
+    at 10 s (default 0.5)."""
+    return max(0.0, env_float("HUBLOADER_RETRY_BACKOFF", 0.5))
+
+
+def network_timeout() -> float:
+    """``HUBLOADER_TIMEOUT``: connect/read timeout in seconds for one request (default 30)."""
+    return env_float("HUBLOADER_TIMEOUT", 30.0)
+
+
+def parallel_threshold() -> int:
+    """``HUBLOADER_PARALLEL_THRESHOLD_MB``: files at least this big are fetched with parallel
+    ranged GETs (default 64 MiB; 0 turns parallel fetching off)."""
+    return int(env_float("HUBLOADER_PARALLEL_THRESHOLD_MB", 64.0) * 2**20)
+
+
+def max_workers() -> int:
+    """``HUBLOADER_MAX_WORKERS``: parallel ranged GETs per big file (default 8)."""
+    return max(1, env_int("HUBLOADER_MAX_WORKERS", 8))
