@@ -29,11 +29,15 @@ def sha256_of(path) -> str:
 
 
 @pytest.fixture(scope="session")
-def weed():
-    """A real SeaweedFS (S3 gateway on 127.0.0.1), one per session, stopped at the end."""
-    server = servers.seaweed_singleton()
-    yield server
-    servers.stop_seaweed_singleton()
+def weed(request):
+    """A real SeaweedFS (S3 gateway on 127.0.0.1), one per test session.
+
+    Several test modules import this fixture, which pytest treats as separate definitions;
+    the server is a singleton whose stop is registered once with pytest's session cleanup.
+    """
+    if servers._SEAWEED is None:
+        request.config.add_cleanup(servers.stop_seaweed_singleton)
+    return servers.seaweed_singleton()
 
 
 @pytest.fixture(scope="session")
