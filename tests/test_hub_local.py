@@ -189,3 +189,41 @@ def test_disk_full_is_typed_and_leaves_nothing(folder_hub, hub_env):
     assert not snap.file("model.safetensors").exists()
     assert not os.path.lexists(partial)
     assert hubloader.download("tiny-bert") == snap.snapshot_dir  # recovers once space is back
+
+
+def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
+    """A real file is rewritten between the listing and the read: the stale listing is
+    dropped (no partial kept, nothing mixed) and the new content is fetched."""
+    from hubloader.hub.snapshot import fetch_snapshot
+    from hubloader.hub.sources.local import LocalSource
+    from hubloader.hub.sources.base import RemoteChangedError
+
+    vocab = folder_hub / "tiny-bert" / "vocab.txt"
+
+    class ChangesOnce(LocalSource):
+        listed = 0
+
+        def list_files(self, revision):
+            listing = super().list_files(revision)
+            ChangesOnce.listed += 1
+            if ChangesOnce.listed == 1:
+                vocab.write_text("rewritten after listing\n")
+            return listing
+
+    source = ChangesOnce(folder_hub / "tiny-bert")
+    snap = cache.managed_paths(source.uri, "main")
+    path = fetch_snapshot(source, revision=None, paths_for=lambda rev: snap,
+                          offline_paths=lambda: snap, card_files={},
+                          allow_patterns=["*.txt"], progress=False)
+    assert ChangesOnce.listed == 2
+    assert (path / "vocab.txt").read_text() == "rewritten after listing\n"
+
+    stale = source.list_files(None)
+    vocab.write_text("changed again\n")
+    from hubloader.hub.transfer import fetch_file
+
+    file = next(f for f in stale.files if f.path == "vocab.txt")
+    with pytest.raises(RemoteChangedError):
+        fetch_file(source, file, revision="main", final=hub_env / "out.txt",
+                   partial=snap.partial(file), progress=False)
+    assert not (hub_env / "out.txt").exists() and not snap.partial(file).exists()

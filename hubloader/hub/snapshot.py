@@ -15,7 +15,7 @@ from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, Remo
 from . import cache
 from .cache import SnapshotPaths
 from .locking import file_lock
-from .sources import RemoteFile, Source
+from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "select_files", "DEFAULT_PATTERNS"]
@@ -133,6 +133,7 @@ def fetch_snapshot(source: Source, *, revision: str | None,
         NetworkError: the source is unreachable and nothing usable is cached.
         IntegrityError, RemoteNotFoundError, AccessDeniedError, RevisionNotFoundError,
         LockTimeoutError, DiskFullError: see :func:`hubloader.hub.transfer.fetch_file`.
+        RemoteChangedError: the source changed under two listings in a row.
     """
     try:
         listing = source.list_files(revision)
@@ -145,6 +146,18 @@ def fetch_snapshot(source: Source, *, revision: str | None,
                            source.uri, err, found)
             return found
         raise
+    kwargs = dict(revision=revision, paths_for=paths_for, card_files=card_files,
+                  allow_patterns=allow_patterns, progress=progress)
+    try:
+        return _fetch_listed(source, listing, **kwargs)
+    except RemoteChangedError:
+        logger.warning("%s changed while it was being fetched; listing it again", source.uri)
+    return _fetch_listed(source, source.list_files(revision), **kwargs)
+
+
+def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
+                  paths_for: Callable[[str], SnapshotPaths], card_files: dict[str, str | None],
+                  allow_patterns: Sequence[str] | None, progress: bool) -> Path:
     paths = paths_for(cache.revision_key(listing.revision))
     chosen = select_files(listing.files, card_files=card_files, allow_patterns=allow_patterns,
                           where=source.uri)

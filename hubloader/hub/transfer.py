@@ -190,6 +190,7 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         NetworkError: ``HUBLOADER_MAX_RETRIES`` attempts in a row moved no bytes; the partial
             file stays, so the next call resumes.
         DiskFullError: the disk filled up; temp files are removed.
+        RemoteChangedError: the object changed since it was listed (partial removed).
         RemoteNotFoundError, AccessDeniedError: final answers from the source.
     """
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -206,14 +207,9 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
                     digests = _fetch_parallel(source, file, revision, partial, bar, workers)
                 else:
                     digests = _fetch_serial(source, file, revision, partial, bar)
-        except RemoteChangedError as err:
-            _discard(partial)
-            failures += 1
-            if failures >= retries:
-                raise NetworkError(f"{source.describe(file.path)} kept changing while it was "
-                                   "being fetched; try again when the upload is finished") from err
-            logger.warning("%s changed during the transfer; starting it over", file.path)
-            continue
+        except RemoteChangedError:
+            _discard(partial)  # the listing is stale: the caller lists again
+            raise
         except NetworkError as err:
             failures = 0 if _partial_bytes(partial) > before else failures + 1
             if failures >= retries:
