@@ -108,6 +108,11 @@ def test_download_path_layout(folder_hub, hub_env):
 
     shutil.rmtree(folder_hub)  # in place now: no source needed any more
     assert resolve_model_dir("tiny-bert", download_path=target) == path
+    assert hubloader.download("tiny-bert", download_path=target, offline=True) == path
+
+    by_hand = hub_env / "by-hand"
+    make_tiny_bert(by_hand / "tiny-bert")
+    assert hubloader.download("tiny-bert", download_path=by_hand) == by_hand / "tiny-bert"
 
 
 def test_wrong_card_sha256_raises_and_writes_nothing(folder_hub, hub_env):

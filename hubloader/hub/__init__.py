@@ -38,7 +38,8 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         model_name: a card name, a URI, or a local directory.
         revision: a branch, tag or commit (``hf://``); a label for other sources.
         download_path: put the files in ``<download_path>/<name>/`` instead of the managed
-            cache (``HUBLOADER_HOME``).
+            cache (``HUBLOADER_HOME``). A folder there with a ``config.json`` that hubloader
+            did not fetch is used in place, without network.
         allow_patterns: shell patterns (``"*.json"``) restricting the files fetched.
         offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
         progress: byte bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``).
@@ -62,6 +63,13 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from .locate import locate
 
     target = locate(model_name, revision=revision)
+    if download_path is not None and not isinstance(target, ModelRef):
+        from ..names import safe_join
+
+        in_place = safe_join(download_path, target.name)
+        if (in_place / constants.CONFIG_NAME).is_file() and not (
+                Path(download_path) / ".hubloader" / target.name).is_dir():
+            return in_place  # files put there by hand (FlagAI's layout): no network
     if isinstance(target, ModelRef):
         if not target.path.is_dir():
             raise ModelNotFoundError(f"{target.path} is not a directory; give a model directory "
