@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "hubloader.commands.models",   # ls, info, validate
     "hubloader.commands.demo",     # demo
     "hubloader.commands.publish",  # push, pack, convert
+    "hubloader.commands.hub",      # download, cache ls|verify|prune|rm
 )
 
 

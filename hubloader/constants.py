@@ -28,6 +28,12 @@ __all__ = [
     "zip_max_size",
     "zip_max_ratio",
     "zip_max_files",
+    "hf_endpoint",
+    "max_retries",
+    "retry_backoff",
+    "network_timeout",
+    "parallel_threshold",
+    "max_workers",
     "env_bool",
     "env_float",
     "env_int",
@@ -123,7 +129,7 @@ def extra_card_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
 
 
-# -- publishing and packages --------------------------------------------------------------
+# -- sources and transfers -----------------------------------------------------------------
 def s3_endpoint_url() -> str | None:
     """``HUBLOADER_S3_ENDPOINT_URL``: an S3-compatible server (SeaweedFS, MinIO, ...) for
     ``s3://`` sources. Unset: boto3's own resolution (``AWS_ENDPOINT_URL_S3``, then AWS)."""
@@ -131,6 +137,7 @@ def s3_endpoint_url() -> str | None:
     return value or None
 
 
+# -- publishing and packages --------------------------------------------------------------
 def multipart_threshold() -> int:
     """``HUBLOADER_MULTIPART_THRESHOLD_MB``: files at least this big are pushed to S3 as
     multipart uploads (default 64 MiB)."""
@@ -157,3 +164,39 @@ def zip_max_ratio() -> float:
 def zip_max_files() -> int:
     """``HUBLOADER_ZIP_MAX_FILES``: most members a package zip may have (default 10000)."""
     return env_int("HUBLOADER_ZIP_MAX_FILES", 10000)
+def hf_endpoint() -> str | None:
+    """``HUBLOADER_HF_ENDPOINT``, else ``HF_ENDPOINT``: the hub server for ``hf://`` sources
+    (read at call time, unlike huggingface_hub's own import-time constant)."""
+    for name in ("HUBLOADER_HF_ENDPOINT", "HF_ENDPOINT"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.rstrip("/")
+    return None
+
+
+def max_retries() -> int:
+    """``HUBLOADER_MAX_RETRIES``: consecutive failed attempts (without progress) per file
+    before a :class:`~hubloader.errors.NetworkError` (default 5, at least 1)."""
+    return max(1, env_int("HUBLOADER_MAX_RETRIES", 5))
+
+
+def retry_backoff() -> float:
+    """``HUBLOADER_RETRY_BACKOFF``: first retry delay in seconds, doubled per retry, capped
+    at 10 s (default 0.5)."""
+    return max(0.0, env_float("HUBLOADER_RETRY_BACKOFF", 0.5))
+
+
+def network_timeout() -> float:
+    """``HUBLOADER_TIMEOUT``: connect/read timeout in seconds for one request (default 30)."""
+    return env_float("HUBLOADER_TIMEOUT", 30.0)
+
+
+def parallel_threshold() -> int:
+    """``HUBLOADER_PARALLEL_THRESHOLD_MB``: files at least this big are fetched with parallel
+    ranged GETs (default 64 MiB; 0 turns parallel fetching off)."""
+    return int(env_float("HUBLOADER_PARALLEL_THRESHOLD_MB", 64.0) * 2**20)
+
+
+def max_workers() -> int:
+    """``HUBLOADER_MAX_WORKERS``: parallel ranged GETs per big file (default 8)."""
+    return max(1, env_int("HUBLOADER_MAX_WORKERS", 8))

@@ -119,14 +119,9 @@ def write_entry_package(root: Path, *, marker: Path, mode: str = "entry_file") -
 
 
 def run_cli(argv, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run ``hubloader.cli.main(argv)`` in-process; command modules not in this checkout
-    (other branches') are left out."""
-    import importlib.util
-
+    """Run ``hubloader.cli.main(argv)`` in-process."""
     from hubloader import cli
 
-    present = tuple(m for m in cli.COMMAND_MODULES if importlib.util.find_spec(m) is not None)
-    monkeypatch.setattr(cli, "COMMAND_MODULES", present)
     rc = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err

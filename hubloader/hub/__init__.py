@@ -1,27 +1,109 @@
-"""Fetching: sources (local folder hubs, S3, the Hugging Face hub) into the local cache.
+"""Fetching: sources (folder hubs, S3, the Hugging Face hub) into a verified local cache.
 
-Placeholder until the fetching layer lands: it names the missing capability.
+    >>> from hubloader import download
+    >>> path = download("all-MiniLM-L6-v2")            # via the card's source
+    >>> path = download("s3://models/bert-base-en/")   # an explicit URI
+
+Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
+:mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
+rename, retries, ranges), :mod:`.locking`, :mod:`.cache` (layout), :mod:`.cache_admin`
+(ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
-from ..errors import UnsupportedSourceError
-from ..names import parse_model_name
+from .. import constants
+from ..errors import ModelNotFoundError
+from ..names import ModelRef
 
 __all__ = ["download"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
-             download_path: str | os.PathLike | None = None, allow_patterns=None,
-             offline: bool | None = None, progress: bool = True) -> Path:
-    """Fetch ``model_name``'s snapshot and return its local directory."""
-    ref = parse_model_name(model_name, revision=revision)
-    if ref.kind == "uri" and ref.scheme == "file" and ref.path.is_dir():
-        return ref.path
-    raise UnsupportedSourceError(
-        f"fetching {ref.name!r} needs the download layer, which this build does not have yet; "
-        "put the files in a local directory and pass its path (or download_path=)"
-    )
+             download_path: str | os.PathLike | None = None,
+             allow_patterns: str | Sequence[str] | None = None, offline: bool | None = None,
+             progress: bool = True) -> Path:
+    """Fetch ``model_name``'s snapshot (config, weights, tokenizer files) and return its
+    local directory.
+
+    Where from: an explicit URI (``s3://``, ``hf://org/repo@rev``, ``file://``) wins; else
+    ``HUBLOADER_ENDPOINT`` (files at ``<endpoint>/<name>/<file>``); else the card's
+    ``source`` and ``revision``. Local directories (and ``file://`` URIs) are returned in place.
+
+    Args:
+        model_name: a card name, a URI, or a local directory.
+        revision: a branch, tag or commit (``hf://``); a label for other sources.
+        download_path: put the files in ``<download_path>/<name>/`` instead of the managed
+            cache (``HUBLOADER_HOME``). A folder there with a ``config.json`` that hubloader
+            did not fetch is used in place, without network.
+        allow_patterns: shell patterns (``"*.json"``) restricting the files fetched.
+        offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
+        progress: byte bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``).
+
+    Returns:
+        The directory holding the files.
+
+    Raises:
+        ModelNotFoundError: unknown card, card without a source, or a missing directory.
+        LocalEntryNotFoundError: offline and not cached.
+        RemoteNotFoundError, RevisionNotFoundError, AccessDeniedError: the source said no.
+        NetworkError: unreachable after bounded retries and nothing usable cached.
+        IntegrityError: a file's digest was wrong twice; nothing was written.
+        LockTimeoutError, DiskFullError, InvalidModelNameError, UnsupportedSourceError.
+
+    Example:
+        >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
+        PosixPath('/root/.cache/hubloader/models/hf--google-bert--bert-base-uncased/snapshots/...')
+    """
+    from . import distributed
+    from .locate import locate
+
+    target = locate(model_name, revision=revision)
+    if download_path is not None and not isinstance(target, ModelRef):
+        from ..names import safe_join
+
+        in_place = safe_join(download_path, target.name)
+        if (in_place / constants.CONFIG_NAME).is_file() and not (
+                Path(download_path) / ".hubloader" / target.name).is_dir():
+            return in_place  # files put there by hand (FlagAI's layout): no network
+    if isinstance(target, ModelRef):
+        if not target.path.is_dir():
+            raise ModelNotFoundError(f"{target.path} is not a directory; give a model directory "
+                                     "holding config.json and weights, a card name or a URI")
+        return target.path
+    patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
+    kwargs = dict(download_path=download_path, allow_patterns=patterns, progress=progress)
+    if constants.is_offline(offline) or not distributed.active():
+        return _download(target, offline=offline, **kwargs)
+    return distributed.once_per_node(lambda: _download(target, offline=offline, **kwargs),
+                                     lambda: _download(target, offline=True, **kwargs))
+
+
+def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
+    from . import cache
+    from .snapshot import fetch_snapshot, offline_snapshot
+    from .sources import open_source
+
+    source = open_source(target.uri)
+    if download_path is not None:
+        def paths_for(rev: str) -> cache.SnapshotPaths:
+            return cache.flat_paths(download_path, target.name, rev)
+    else:
+        def paths_for(rev: str) -> cache.SnapshotPaths:
+            return cache.managed_paths(source.uri, rev)
+
+    def offline_paths() -> cache.SnapshotPaths:
+        label = target.revision or "main"
+        meta = paths_for("main").meta_dir
+        return paths_for(cache.read_ref(meta, label) or cache.revision_key(label))
+
+    if constants.is_offline(offline):
+        return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
+                                card_files=target.card_files)
+    return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
+                          offline_paths=offline_paths, card_files=target.card_files,
+                          allow_patterns=allow_patterns, progress=progress)

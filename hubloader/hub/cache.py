@@ -1,0 +1,182 @@
+"""Where fetched files live, and the small manifest that says what a snapshot holds.
+
+Managed cache (default)::
+
+    $HUBLOADER_HOME/models/                    (HUBLOADER_HOME: see constants.hub_home)
+      <repo-key>/                              one per source: s3--bucket--prefix, hf--org--repo,
+        source.json                              file--<folder>--<hash>; source.json names the URI
+        snapshots/<rev>/<files...>             what download() returns (complete, verified files)
+        manifests/<rev>.json                   per file: size, etag, sha256; "complete" when a
+                                               whole snapshot has been fetched once
+        refs/<label>                           a branch/tag -> the commit it resolved to (hf://)
+        partial/<id>.incomplete[.partN]        resumable downloads (never under a final name)
+        locks/<rev>/<file>.lock, <rev>.manifest.lock
+
+``download_path`` layout (FlagAI's): the files go to ``<download_path>/<name>/`` and the
+bookkeeping (manifests, refs, partial, locks) to ``<download_path>/.hubloader/<name>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import constants
+from ..names import safe_join
+from .sources.base import RemoteFile
+
+__all__ = ["SnapshotPaths", "cache_root", "repo_key", "managed_paths", "flat_paths",
+           "read_manifest", "update_manifest", "read_ref", "write_ref", "revision_key",
+           "write_json_atomic", "MANIFEST_VERSION"]
+
+MANIFEST_VERSION = 1
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The managed cache's root: ``cache_dir``, else ``hub_home()/models``."""
+    return Path(cache_dir).expanduser() if cache_dir else constants.hub_home() / "models"
+
+
+def _safe_component(text: str, limit: int = 96) -> str:
+    clean = _UNSAFE.sub("-", text).strip("-.") or "x"
+    if len(clean) > limit or clean != text:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+        clean = f"{clean[:limit]}-{digest}" if len(clean) > limit else clean
+    return clean
+
+
+def repo_key(uri: str) -> str:
+    """The cache folder name of a source URI (stable, filesystem-safe, human-readable).
+
+    Example:
+        >>> repo_key("s3://models/bert-base-en/")
+        's3--models--bert-base-en'
+    """
+    scheme, _, rest = uri.partition("://")
+    if scheme == "file":
+        path = rest.rstrip("/") or "/"
+        digest = hashlib.sha1(path.encode()).hexdigest()[:10]
+        return f"file--{_safe_component(Path(path).name or 'root', 60)}--{digest}"
+    parts = [p for p in rest.split("/") if p]
+    return "--".join([scheme] + [_safe_component(p) for p in parts])
+
+
+def revision_key(revision: str) -> str:
+    """A revision label or commit as a single safe path component (``refs/pr/1`` -> ``refs--pr--1``)."""
+    return "--".join(_safe_component(p) for p in revision.split("/") if p) or "main"
+
+
+@dataclass(frozen=True)
+class SnapshotPaths:
+    """Every path that one snapshot (a source at one revision) uses.
+
+    Attributes:
+        snapshot_dir: the directory handed to the user.
+        meta_dir: the repository's bookkeeping directory.
+        rev: the revision key (see :func:`revision_key`).
+    """
+
+    snapshot_dir: Path
+    meta_dir: Path
+    rev: str
+
+    def file(self, path: str) -> Path:
+        """The final location of snapshot file ``path`` (refuses ``..`` and absolute paths)."""
+        return safe_join(self.snapshot_dir, path)
+
+    def lock(self, path: str) -> Path:
+        return safe_join(self.meta_dir / "locks" / self.rev, path + ".lock")
+
+    @property
+    def manifest_lock(self) -> Path:
+        return self.meta_dir / "locks" / f"{self.rev}.manifest.lock"
+
+    @property
+    def manifest(self) -> Path:
+        return self.meta_dir / "manifests" / f"{self.rev}.json"
+
+    def partial(self, file: RemoteFile) -> Path:
+        """The resumable temp file for ``file``; its name pins path, size and etag, so a
+        changed remote object never resumes onto an old prefix."""
+        ident = f"{self.rev}\0{file.path}\0{file.size}\0{file.etag}".encode()
+        return self.meta_dir / "partial" / (hashlib.sha256(ident).hexdigest()[:40] + ".incomplete")
+
+
+def managed_paths(uri: str, rev: str, *, cache_dir: str | os.PathLike | None = None) -> SnapshotPaths:
+    """Paths of ``uri`` at revision key ``rev`` in the managed cache."""
+    meta = cache_root(cache_dir) / repo_key(uri)
+    return SnapshotPaths(meta / "snapshots" / rev, meta, rev)
+
+
+def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> SnapshotPaths:
+    """Paths for the ``download_path`` layout: files in ``<download_path>/<name>/``."""
+    folder = safe_join(download_path, name)
+    meta = safe_join(Path(download_path) / ".hubloader", name)
+    return SnapshotPaths(folder, meta, rev)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temp file beside ``path``, fsync, then ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_manifest(paths: SnapshotPaths) -> dict:
+    """The snapshot's manifest (``{"files": {}, ...}`` when there is none or it is unreadable)."""
+    try:
+        data = json.loads(paths.manifest.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("files"), dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    return {"version": MANIFEST_VERSION, "files": {}}
+
+
+def update_manifest(paths: SnapshotPaths, *, uri: str, revision: str, files: dict | None = None,
+                    complete: bool | None = None) -> dict:
+    """Merge ``files`` (path -> {size, etag, sha256}) into the manifest and write it atomically.
+
+    The caller holds ``paths.manifest_lock``.
+    """
+    data = read_manifest(paths)
+    data.update(version=MANIFEST_VERSION, uri=uri, revision=revision)
+    data["files"].update(files or {})
+    if complete:
+        data["complete"] = True
+    write_json_atomic(paths.manifest, data)
+    source_json = paths.meta_dir / "source.json"
+    if not source_json.exists():
+        write_json_atomic(source_json, {"uri": uri})
+    return data
+
+
+def read_ref(meta_dir: Path, label: str) -> str | None:
+    """The revision key a label (branch, tag) last resolved to, or ``None``."""
+    try:
+        value = (meta_dir / "refs" / revision_key(label)).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value or None
+
+
+def write_ref(meta_dir: Path, label: str, rev: str) -> None:
+    ref = meta_dir / "refs" / revision_key(label)
+    if read_ref(meta_dir, label) == rev:
+        return
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+    tmp.write_text(rev, encoding="utf-8")
+    os.replace(tmp, ref)

@@ -1,0 +1,70 @@
+"""Where a model name's files come from: an explicit URI, ``HUBLOADER_ENDPOINT``, or the
+card's ``source`` (+ ``revision``), in that order; and which digests its card promises."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .. import constants
+from ..cards import find_card, model_info
+from ..errors import ModelNotFoundError
+from ..names import ModelRef, parse_model_name
+
+__all__ = ["Target", "locate"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved fetch request.
+
+    Attributes:
+        uri: the source URI (``s3://...``, ``hf://org/repo``, ``file:///...``).
+        revision: the revision asked for (``None``: the source's default).
+        name: the folder name used under ``download_path``.
+        card_files: ``path -> sha256 or None`` promised by the card (empty: no card list).
+    """
+
+    uri: str
+    revision: str | None
+    name: str
+    card_files: dict[str, str | None] = field(default_factory=dict)
+
+
+def _last_component(ref: ModelRef) -> str:
+    parts = [p for p in ref.location.split("/") if p]
+    return parts[-1] if parts else ref.scheme or "model"
+
+
+def locate(model_name: str | os.PathLike, *, revision: str | None = None) -> Target | ModelRef:
+    """Resolve ``model_name`` to a :class:`Target`, or return the :class:`ModelRef` of a local
+    directory (used in place).
+
+    Raises:
+        ModelNotFoundError: an unknown card, or a card without a source and no endpoint set.
+        InvalidModelNameError, UnsupportedSourceError: a malformed name or URI.
+    """
+    ref = parse_model_name(model_name, revision=revision)
+    if ref.kind == "local" or (ref.kind == "uri" and ref.scheme == "file"):
+        return ref
+    if ref.kind == "uri":
+        return Target(f"{ref.scheme}://{ref.location}", ref.revision, _last_component(ref))
+    card = find_card(ref.name)
+    base = constants.endpoint()
+    if card is None and base is None:
+        model_info(ref.name)  # raises ModelNotFoundError naming close matches
+    name = card.name if card else ref.name
+    files = {f.path: f.sha256 for f in card.files} if card else {}
+    rev = revision if revision is not None else (card.revision if card else None)
+    if base is not None:
+        return Target(base.rstrip("/") + "/" + name, rev, name, files)
+    if not card.source:
+        raise ModelNotFoundError(
+            f"card {card.name!r} names no source to fetch from; set HUBLOADER_ENDPOINT to a "
+            "hub holding it (s3://, hf://, file://), or pass download_path= with the files"
+        )
+    src = parse_model_name(card.source, revision=None)
+    uri = f"{src.scheme}://{src.location}"
+    if src.kind == "local":
+        uri = src.path.expanduser().absolute().as_uri()
+    return Target(uri, rev if rev is not None else src.revision, name, files)

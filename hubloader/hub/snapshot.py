@@ -1,0 +1,201 @@
+"""A whole snapshot into the cache: list once, pick the files, fetch what is missing or stale
+(each under its own lock), record it in the manifest, return the directory. Offline, or when
+the source cannot be reached, a complete cached snapshot is returned instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
+from . import cache
+from .cache import SnapshotPaths
+from .locking import file_lock
+from .sources import Listing, RemoteChangedError, RemoteFile, Source
+from .transfer import fetch_file
+
+__all__ = ["fetch_snapshot", "cached_snapshot", "select_files", "DEFAULT_PATTERNS"]
+
+logger = logging.getLogger(__name__)
+
+#: files fetched when neither the card nor ``allow_patterns`` says which: configs, tokenizer
+#: files and safetensors weights; pickle weights only when no safetensors exist.
+DEFAULT_PATTERNS = ("*.json", "*.txt", "*.model", "*.md", "*.safetensors")
+_PICKLE_PATTERNS = ("pytorch_model*.bin",)
+
+
+def _match(path: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+def select_files(files: Sequence[RemoteFile], *, card_files: dict[str, str | None],
+                 allow_patterns: Sequence[str] | None, where: str) -> list[RemoteFile]:
+    """Choose which listed files to fetch.
+
+    The card's file list, when it has one, is the set (every entry must exist at the source);
+    otherwise :data:`DEFAULT_PATTERNS` (weights at the top level only). ``allow_patterns``
+    then narrows the set (or, without a card list, replaces the defaults).
+
+    Raises:
+        RemoteNotFoundError: a file the card promises is missing, or nothing matched.
+    """
+    by_path = {f.path: f for f in files}
+    if card_files:
+        missing = sorted(p for p in card_files if p not in by_path)
+        if missing:
+            raise RemoteNotFoundError(f"{where} lacks file(s) the model card lists: "
+                                      f"{', '.join(missing)}; fix the source or the card")
+        chosen = [by_path[p] for p in card_files]
+        if allow_patterns:
+            chosen = [f for f in chosen if _match(f.path, allow_patterns)]
+    elif allow_patterns:
+        chosen = [f for f in files if _match(f.path, allow_patterns)]
+    else:
+        chosen = [f for f in files if _match(f.path, DEFAULT_PATTERNS)
+                  and not (f.path.endswith(".safetensors") and "/" in f.path)]
+        if not any(f.path.endswith(".safetensors") for f in chosen):
+            chosen += [f for f in files if "/" not in f.path and _match(f.path, _PICKLE_PATTERNS)]
+    if not chosen:
+        raise RemoteNotFoundError(f"no file at {where} matches {list(allow_patterns or DEFAULT_PATTERNS)}")
+    return chosen
+
+
+def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths) -> bool:
+    entry = manifest["files"].get(file.path)
+    if not entry or entry.get("etag") != file.etag:
+        return False
+    if file.size is not None and entry.get("size") != file.size:
+        return False
+    try:
+        return paths.file(file.path).stat().st_size == entry.get("size")
+    except FileNotFoundError:
+        return False
+
+
+def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
+                    card_files: dict[str, str | None] | None = None) -> Path | None:
+    """The snapshot directory if a complete copy is cached (every file it recorded, or the
+    card promises, is in place), else ``None``. Touches no network."""
+    manifest = cache.read_manifest(paths)
+    if not manifest.get("complete"):
+        return None
+    recorded = manifest["files"]
+    wanted = list(card_files) if card_files else list(recorded)
+    if allow_patterns:
+        wanted = [p for p in wanted if _match(p, allow_patterns)]
+        if not wanted:
+            return None
+    for path in wanted:
+        entry = recorded.get(path)
+        if entry is None:
+            return None
+        try:
+            if paths.file(path).stat().st_size != entry.get("size"):
+                return None
+        except FileNotFoundError:
+            return None
+    return paths.snapshot_dir
+
+
+def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
+    need = sum(f.size or 0 for f in todo) - sum(
+        p.stat().st_size for p in (paths.partial(f) for f in todo) if p.exists())
+    probe = paths.meta_dir
+    probe.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise DiskFullError(f"fetching needs {need:,} bytes but only {free:,} are free under "
+                            f"{probe}; free space, or point HUBLOADER_HOME (or download_path) "
+                            "at a larger disk")
+
+
+def fetch_snapshot(source: Source, *, revision: str | None,
+                   paths_for: Callable[[str], SnapshotPaths],
+                   offline_paths: Callable[[], SnapshotPaths | None],
+                   card_files: dict[str, str | None], allow_patterns: Sequence[str] | None,
+                   progress: bool) -> Path:
+    """Bring ``source`` at ``revision`` into the cache and return the snapshot directory.
+
+    Args:
+        source: the backend.
+        revision: the revision asked for (``None``: default).
+        paths_for: revision key -> :class:`SnapshotPaths` (managed or ``download_path`` layout).
+        offline_paths: the paths a cache-only lookup would use (``None``: nothing known).
+        card_files: path -> sha256 promised by the card.
+        allow_patterns: shell patterns narrowing the files.
+        progress: byte bars on stderr.
+
+    Raises:
+        NetworkError: the source is unreachable and nothing usable is cached.
+        IntegrityError, RemoteNotFoundError, AccessDeniedError, RevisionNotFoundError,
+        LockTimeoutError, DiskFullError: see :func:`hubloader.hub.transfer.fetch_file`.
+        RemoteChangedError: the source changed under two listings in a row.
+    """
+    try:
+        listing = source.list_files(revision)
+    except NetworkError as err:
+        paths = offline_paths()
+        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
+                                          card_files=card_files)
+        if found:
+            logger.warning("%s is unreachable (%s); using the cached copy at %s",
+                           source.uri, err, found)
+            return found
+        raise
+    kwargs = dict(revision=revision, paths_for=paths_for, card_files=card_files,
+                  allow_patterns=allow_patterns, progress=progress)
+    try:
+        return _fetch_listed(source, listing, **kwargs)
+    except RemoteChangedError:
+        logger.warning("%s changed while it was being fetched; listing it again", source.uri)
+    return _fetch_listed(source, source.list_files(revision), **kwargs)
+
+
+def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
+                  paths_for: Callable[[str], SnapshotPaths], card_files: dict[str, str | None],
+                  allow_patterns: Sequence[str] | None, progress: bool) -> Path:
+    paths = paths_for(cache.revision_key(listing.revision))
+    chosen = select_files(listing.files, card_files=card_files, allow_patterns=allow_patterns,
+                          where=source.uri)
+    manifest = cache.read_manifest(paths)
+    todo = [f for f in chosen if not _fresh(f, manifest, paths)]
+    if todo:
+        _check_space(todo, paths)
+    logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
+                len(todo))
+    for file in todo:
+        with file_lock(paths.lock(file.path)):
+            if _fresh(file, cache.read_manifest(paths), paths):  # another process did it
+                logger.debug("%s was fetched by another process", file.path)
+                continue
+            sha256 = fetch_file(source, file, revision=listing.revision,
+                                final=paths.file(file.path), partial=paths.partial(file),
+                                expected_sha256=card_files.get(file.path), progress=progress)
+            entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
+                     "sha256": sha256}
+            with file_lock(paths.manifest_lock):
+                cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
+                                      files={file.path: entry})
+    with file_lock(paths.manifest_lock):
+        cache.update_manifest(paths, uri=source.uri, revision=listing.revision, complete=True)
+    if revision is not None or listing.revision != "main":
+        cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
+    return paths.snapshot_dir
+
+
+def offline_snapshot(paths: SnapshotPaths | None, *, what: str,
+                     allow_patterns: Sequence[str] | None,
+                     card_files: dict[str, str | None]) -> Path:
+    """The cached snapshot, or :class:`LocalEntryNotFoundError` saying how to get one."""
+    found = paths and cached_snapshot(paths, allow_patterns=allow_patterns, card_files=card_files)
+    if not found:
+        raise LocalEntryNotFoundError(
+            f"{what} is not in the cache{f' ({paths.snapshot_dir})' if paths else ''} and offline "
+            "mode is on; run once online (unset HUBLOADER_OFFLINE / offline=False), or copy the "
+            "files into a directory and pass its path"
+        )
+    return found

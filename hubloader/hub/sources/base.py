@@ -1,0 +1,99 @@
+"""The one interface every backend implements: list a snapshot's files, stream a byte range.
+
+Policy (locking, resume, retries, verification, the cache) lives above, in
+:mod:`hubloader.hub.transfer` and :mod:`hubloader.hub.snapshot`; a backend fills two hooks,
+:meth:`Source.list_files` and :meth:`Source.iter_bytes`, and maps its own exceptions to
+hubloader's typed errors:
+
+* retryable trouble (connection refused or reset, timeouts, truncated bodies) ->
+  :class:`~hubloader.errors.NetworkError`;
+* the object changed since it was listed (HTTP 412) -> :class:`RemoteChangedError`;
+* final answers -> ``RemoteNotFoundError``, ``AccessDeniedError``, ``RevisionNotFoundError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from ...errors import SourceError
+
+__all__ = ["RemoteFile", "Listing", "Source", "RemoteChangedError", "CHUNK_SIZE"]
+
+CHUNK_SIZE = 1 << 20  # bytes handed over per iteration of iter_bytes
+
+
+class RemoteChangedError(SourceError):
+    """The remote object no longer matches the listed version (its ETag changed mid-fetch).
+
+    The transfer layer discards the partial file and starts that file over.
+    """
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a remote snapshot.
+
+    Attributes:
+        path: the path inside the snapshot, ``/``-separated (``1_Pooling/config.json``).
+        size: its size in bytes, when the source says.
+        etag: an opaque version tag: changes whenever the content does. It names partial
+            files (so a resumed download never mixes two versions) and tells a warm cache
+            whether its copy is current.
+        sha256, md5, git_sha1: digests the source vouches for (hex), checked after transfer.
+    """
+
+    path: str
+    size: int | None = None
+    etag: str | None = None
+    sha256: str | None = None
+    md5: str | None = None
+    git_sha1: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What :meth:`Source.list_files` returns.
+
+    Attributes:
+        revision: the resolved revision: a commit sha for hub repositories, else the label
+            asked for (``main`` by default).
+        files: every file of the snapshot.
+    """
+
+    revision: str
+    files: tuple[RemoteFile, ...]
+
+
+class Source:
+    """A place model snapshots come from. Subclasses set :attr:`uri` and fill the hooks."""
+
+    #: the canonical URI (``s3://bucket/prefix/``, ``hf://org/repo``, ``file:///dir``)
+    uri: str = ""
+    #: whether :meth:`iter_bytes` honours ``end`` (enables parallel ranged GETs)
+    supports_ranges: bool = True
+
+    def list_files(self, revision: str | None) -> Listing:
+        """List the snapshot at ``revision`` (``None``: the default branch or label).
+
+        Raises:
+            RemoteNotFoundError: no such bucket, prefix, repository or folder.
+            RevisionNotFoundError: no such revision.
+            AccessDeniedError: credentials missing or refused.
+            NetworkError: the source could not be reached.
+        """
+        raise NotImplementedError
+
+    def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
+                   end: int | None = None) -> Iterator[bytes]:
+        """Yield the bytes ``[start, end)`` of ``file`` (``end=None``: to the end).
+
+        Raises:
+            RemoteChangedError: the object changed since it was listed.
+            NetworkError: the transfer broke; the caller resumes from what it has.
+        """
+        raise NotImplementedError
+
+    def describe(self, path: str = "") -> str:
+        """A human-readable location for messages."""
+        return self.uri.rstrip("/") + ("/" + path if path else "")

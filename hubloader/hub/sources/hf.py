@@ -1,0 +1,124 @@
+"""Hugging Face hub repositories (``hf://org/repo@rev``) through huggingface_hub, imported lazily.
+
+huggingface_hub resolves the revision to a commit and lists the files with their LFS sha256
+(``HfApi.model_info(files_metadata=True)``); the bytes come from ``/resolve/<commit>/<file>``
+through huggingface_hub's own HTTP session (auth headers, proxies, user agent), with a
+``Range`` header so a broken transfer resumes. Files land in hubloader's cache, not in
+huggingface_hub's, so locking, verification and offline lookup work the same for every source.
+
+Endpoint: ``HUBLOADER_HF_ENDPOINT``, else ``HF_ENDPOINT``, else huggingface.co.
+Token: huggingface_hub's usual (``HF_TOKEN`` or ``hf auth login``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ... import constants
+from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, RevisionNotFoundError,
+                       UnsupportedSourceError)
+from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
+
+__all__ = ["HfSource"]
+
+
+def _hf():
+    try:
+        import huggingface_hub
+    except ImportError as err:  # pragma: no cover - a dependency
+        raise UnsupportedSourceError("hf:// sources need huggingface_hub: "
+                                     "pip install huggingface_hub") from err
+    return huggingface_hub
+
+
+def _translate(err: Exception, where: str) -> Exception:
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(err, hf_errors.RevisionNotFoundError):
+        return RevisionNotFoundError(f"{where}: no such revision; check the branch, tag or "
+                                     "commit (hf://org/repo@REV or revision=)")
+    if isinstance(err, hf_errors.GatedRepoError):
+        return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set HF_TOKEN")
+    if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.RemoteEntryNotFoundError)):
+        return RemoteNotFoundError(f"{where} does not exist (or is private: set HF_TOKEN); "
+                                   "check the repository id")
+    if isinstance(err, hf_errors.HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status in (401, 403):
+            return AccessDeniedError(f"access to {where} was refused (HTTP {status}); set HF_TOKEN")
+        if status == 404:
+            return RemoteNotFoundError(f"{where} does not exist (HTTP 404)")
+        return NetworkError(f"hub error for {where}: {err}")
+    if isinstance(err, hf_errors.OfflineModeIsEnabled):
+        return NetworkError(f"huggingface_hub is in offline mode (HF_HUB_OFFLINE=1): {where}")
+    if isinstance(err, OSError) or type(err).__module__.startswith(("httpx", "httpcore")):
+        return NetworkError(f"could not reach {where}: {err}; check the network and "
+                            "HUBLOADER_HF_ENDPOINT, or set HUBLOADER_OFFLINE=1 to use the cache")
+    return err
+
+
+class HfSource(Source):
+    """A model repository on a Hugging Face hub (or a server speaking its protocol).
+
+    Args:
+        repo_id: ``org/name`` or ``name``.
+    """
+
+    def __init__(self, repo_id: str):
+        self.repo_id = repo_id
+        self.uri = f"hf://{repo_id}"
+
+    def _endpoint(self) -> str | None:
+        return constants.hf_endpoint()
+
+    def list_files(self, revision: str | None) -> Listing:
+        hf = _hf()
+        where = f"{self.uri}@{revision or 'main'}"
+        try:
+            api = hf.HfApi(endpoint=self._endpoint())
+            info = api.model_info(self.repo_id, revision=revision or "main", files_metadata=True,
+                                  timeout=constants.network_timeout())
+        except Exception as err:
+            raise _translate(err, where) from err
+        if not info.sha:
+            raise RemoteNotFoundError(f"{where}: the hub named no commit for this revision")
+        files = []
+        for sib in info.siblings or []:
+            lfs = sib.lfs
+            sha256 = getattr(lfs, "sha256", None) if lfs else None
+            size = sib.size if sib.size is not None else (getattr(lfs, "size", None) if lfs else None)
+            files.append(RemoteFile(sib.rfilename, size, sha256 or sib.blob_id, sha256=sha256,
+                                    git_sha1=None if sha256 else sib.blob_id))
+        if not files:
+            raise RemoteNotFoundError(f"{where} holds no files")
+        return Listing(info.sha, tuple(sorted(files, key=lambda f: f.path)))
+
+    def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
+                   end: int | None = None) -> Iterator[bytes]:
+        hf = _hf()
+        from huggingface_hub.utils import build_hf_headers, get_session
+
+        where = f"{self.uri}@{revision}/{file.path}"
+        url = hf.hf_hub_url(self.repo_id, file.path, revision=revision, endpoint=self._endpoint())
+        headers = build_hf_headers(library_name="hubloader")
+        headers["Accept-Encoding"] = "identity"
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        try:
+            with get_session().stream("GET", url, headers=headers, follow_redirects=True,
+                                      timeout=constants.network_timeout()) as response:
+                status = response.status_code
+                if status == 412:
+                    raise RemoteChangedError(f"{where} changed while it was being fetched")
+                if status >= 400:
+                    response.read()
+                    hf.utils.hf_raise_for_status(response)
+                if "Range" in headers and status != 206:
+                    raise NetworkError(f"{where}: the server ignored the Range header "
+                                       f"(HTTP {status}); cannot resume")
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    yield chunk
+        except (RemoteChangedError, NetworkError):
+            raise
+        except Exception as err:
+            raise _translate(err, where) from err

@@ -1,0 +1,142 @@
+"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through boto3, imported lazily.
+
+``s3://bucket/prefix/`` lists every object under the prefix; each object's ETag names its
+version. A plain (non-multipart) ETag is the object's MD5, which is then verified too.
+Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...).
+With no credentials configured, requests go unsigned (public buckets).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Iterator
+
+from ... import constants
+from ...errors import AccessDeniedError, NetworkError, RemoteNotFoundError, UnsupportedSourceError
+from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
+
+__all__ = ["S3Source"]
+
+logger = logging.getLogger(__name__)
+
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
+           "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem"}
+_CHANGED = {"PreconditionFailed", "412"}
+
+
+def _client():
+    try:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+    except ImportError as err:  # pragma: no cover - boto3 is a dependency
+        raise UnsupportedSourceError("s3:// sources need boto3: pip install boto3") from err
+    session = boto3.session.Session()
+    endpoint = constants.s3_endpoint_url()
+    timeout = constants.network_timeout()
+    options = dict(connect_timeout=timeout, read_timeout=timeout,
+                   retries={"max_attempts": 2, "mode": "standard"},
+                   max_pool_connections=max(10, constants.max_workers() + 2))
+    if endpoint:
+        options["s3"] = {"addressing_style": "path"}
+    if session.get_credentials() is None:
+        logger.info("no AWS credentials found: sending unsigned S3 requests")
+        options["signature_version"] = UNSIGNED
+    return session.client("s3", endpoint_url=endpoint,
+                          region_name=session.region_name or "us-east-1", config=Config(**options))
+
+
+def _translate(err: Exception, where: str) -> Exception:
+    """Map a botocore exception to a hubloader error (returned, for ``raise ... from err``)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in _NOT_FOUND or status == "404":
+            return RemoteNotFoundError(f"{where} does not exist ({code}); check the bucket and "
+                                       "prefix, or the card's source / HUBLOADER_ENDPOINT")
+        if code in _DENIED or status == "403":
+            return AccessDeniedError(f"access to {where} was refused ({code}); set AWS "
+                                     "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                                     "AWS_PROFILE) that may read it")
+        if code in _CHANGED or status == "412":
+            return RemoteChangedError(f"{where} changed while it was being fetched")
+        if status.startswith("5") or code in {"SlowDown", "RequestTimeout", "InternalError"}:
+            return NetworkError(f"server error reading {where}: {code} (HTTP {status})")
+        return NetworkError(f"S3 error reading {where}: {code} (HTTP {status}): {err}")
+    if isinstance(err, (BotoCoreError, OSError)):
+        return NetworkError(f"could not reach {where}: {err}; check the network and "
+                            "HUBLOADER_S3_ENDPOINT_URL, or set HUBLOADER_OFFLINE=1 to use the cache")
+    # urllib3 errors escaping botocore's body reader (ProtocolError, ReadTimeoutError ...)
+    if type(err).__module__.startswith(("urllib3", "botocore")):
+        return NetworkError(f"transfer of {where} broke: {err}")
+    return err
+
+
+class S3Source(Source):
+    """Objects under ``s3://bucket/prefix/``. Revisions are labels (S3 has no commits).
+
+    Args:
+        location: ``bucket/prefix`` (the part after ``s3://``).
+    """
+
+    def __init__(self, location: str):
+        bucket, _, prefix = location.partition("/")
+        self.bucket = bucket
+        self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
+        self.uri = f"s3://{bucket}/{self.prefix}"
+        self._s3 = None
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = _client()
+        return self._s3
+
+    def list_files(self, revision: str | None) -> Listing:
+        files = []
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                      Prefix=self.prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(self.prefix):]
+                    if not rel or rel.endswith("/") or ".." in rel.split("/"):
+                        continue
+                    etag = str(obj.get("ETag", "")).strip('"') or None
+                    md5 = etag if etag and _MD5_RE.match(etag) else None
+                    files.append(RemoteFile(rel, int(obj["Size"]), etag, md5=md5))
+        except Exception as err:
+            raise _translate(err, self.uri) from err
+        if not files:
+            raise RemoteNotFoundError(f"no objects under {self.uri}; check the bucket and prefix "
+                                      "(or the card's source / HUBLOADER_ENDPOINT)")
+        return Listing(revision or "main", tuple(sorted(files, key=lambda f: f.path)))
+
+    def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
+                   end: int | None = None) -> Iterator[bytes]:
+        where = self.describe(file.path)
+        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path}
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        if file.etag:
+            kwargs["IfMatch"] = f'"{file.etag}"'
+        try:
+            body = self.s3.get_object(**kwargs)["Body"]
+        except Exception as err:
+            raise _translate(err, where) from err
+        try:
+            while True:
+                try:
+                    chunk = body.read(CHUNK_SIZE)
+                except Exception as err:
+                    raise _translate(err, where) from err
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()

@@ -1,0 +1,376 @@
+"""Real servers on 127.0.0.1 for the hub tests: SeaweedFS (S3), a fault-injecting TCP proxy,
+and a minimal Hugging Face hub-protocol server. Every server is stopped by whoever started it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+WEED = shutil.which("weed") or str(Path(os.sys.executable).with_name("weed"))
+ACCESS_KEY, SECRET_KEY = "hubtest", "hubtestsecret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- SeaweedFS ----------------------------------------------------------------------------
+class SeaweedFS:
+    """``weed server`` with master, volume, filer and S3 gateway bound to 127.0.0.1, telemetry
+    off, data in a temp dir, one admin identity (``ACCESS_KEY``/``SECRET_KEY``)."""
+
+    def __init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="hubtest-weed-"))
+        self.s3_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.s3_port}"
+        self.proc = None
+
+    def start(self) -> "SeaweedFS":
+        (self.tmp / "data").mkdir()
+        config = {"identities": [{"name": "admin", "credentials": [
+            {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        (self.tmp / "s3.json").write_text(json.dumps(config))
+        ports = {name: free_port() for name in ("master", "volume", "filer")}
+        grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        cmd = [WEED, "server", f"-dir={self.tmp / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
+               f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
+               "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
+               "-s3", f"-s3.port={self.s3_port}", f"-s3.port.grpc={grpc['s3']}",
+               "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={self.tmp / 's3.json'}",
+               "-master.telemetry=false", "-volume.max=50", "-master.volumeSizeLimitMB=128"]
+        self.log = open(self.tmp / "weed.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.tmp, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client().create_bucket(Bucket="hubtest-ready")
+                return self
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("SeaweedFS did not start; see " + str(self.tmp / "weed.log"))
+                time.sleep(0.3)
+
+    def client(self, endpoint: str | None = None):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=endpoint or self.endpoint,
+                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                            region_name="us-east-1",
+                            config=Config(s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 3}))
+
+    def upload_dir(self, bucket: str, prefix: str, folder: Path) -> None:
+        s3 = self.client()
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        except Exception as err:  # SeaweedFS answers BucketAlreadyExists for an existing one
+            if "BucketAlready" not in str(err):
+                raise
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                key = prefix.rstrip("/") + "/" + path.relative_to(folder).as_posix()
+                s3.upload_file(str(path), bucket, key)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_SEAWEED: SeaweedFS | None = None
+
+
+def seaweed_singleton() -> SeaweedFS:
+    """One SeaweedFS per test session (started on first use)."""
+    global _SEAWEED
+    if _SEAWEED is None:
+        _SEAWEED = SeaweedFS().start()
+    return _SEAWEED
+
+
+def stop_seaweed_singleton() -> None:
+    global _SEAWEED
+    if _SEAWEED is not None:
+        _SEAWEED.stop()
+        _SEAWEED = None
+
+
+# -- fault-injecting TCP proxy -----------------------------------------------------------
+class FaultProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``upstream`` that counts the bytes the server
+    sends, records what clients send (request heads), and can throttle, cut connections
+    after N downstream bytes, or flip one byte at a downstream offset.
+
+    All knobs are plain attributes; set them between transfers.
+    """
+
+    def __init__(self, upstream_port: int):
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.reset()
+        self.throttle_bps: float | None = None
+        self.cut_after: int | None = None
+        self.cut_times = 0
+        self.corrupt_at: int | None = None
+        self.corrupt_times = 0
+        self._stop = False
+        self._conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.down_bytes = 0
+            self.requests: list[str] = []
+            self.connections = 0
+
+    def range_headers(self) -> list[str]:
+        return [m for r in self.requests for m in re.findall(r"(?im)^range:\s*(bytes=\S+)", r)]
+
+    def get_lines(self) -> list[str]:
+        return [m for r in self.requests for m in re.findall(r"(?m)^GET \S+", r)]
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections += 1
+                self._conns += [client, upstream]
+            log = []
+            threading.Thread(target=self._up, args=(client, upstream, log), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+
+    def _up(self, client, upstream, log) -> None:
+        try:
+            while data := client.recv(65536):
+                text = data[:8192].decode("latin-1")
+                if re.match(r"^[A-Z]+ \S+ HTTP/1", text):
+                    with self.lock:
+                        self.requests.append(text.split("\r\n\r\n", 1)[0])
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(upstream)
+            _close(client)
+
+    def _down(self, upstream, client) -> None:
+        sent = 0
+        cut = corrupt = None
+        with self.lock:
+            if self.cut_after is not None and self.cut_times > 0:
+                cut = self.cut_after
+                self.cut_times -= 1
+            if self.corrupt_at is not None and self.corrupt_times > 0:
+                corrupt = self.corrupt_at
+                self.corrupt_times -= 1
+        started = time.monotonic()
+        try:
+            while data := upstream.recv(65536):
+                if cut is not None and sent + len(data) >= cut:
+                    data = data[: max(0, cut - sent)]
+                    client.sendall(data)
+                    with self.lock:
+                        self.down_bytes += len(data)
+                    return
+                if corrupt is not None and sent <= corrupt < sent + len(data):
+                    i = corrupt - sent
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+                client.sendall(data)
+                sent += len(data)
+                with self.lock:
+                    self.down_bytes += len(data)
+                if self.throttle_bps:
+                    ahead = sent / self.throttle_bps - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(min(ahead, 1.0))
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            _close(upstream)
+
+    def close(self) -> None:
+        self._stop = True
+        _close(self.sock)
+        with self.lock:
+            for c in self._conns:
+                _close(c)
+        self.thread.join(timeout=5)
+
+
+def _close(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+# -- a minimal Hugging Face hub-protocol server -------------------------------------------
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class HubServer:
+    """Serves ``repos = {repo_id: {"refs": {name: commit}, "commits": {commit: {path: bytes}}}}``
+    through the endpoints huggingface_hub uses:
+
+    * ``GET /api/models/{repo}/revision/{rev}[?blobs=true]`` -> ``sha`` and ``siblings``;
+    * ``GET|HEAD /{repo}/resolve/{rev}/{path}`` with ``ETag``, ``X-Repo-Commit``,
+      ``X-Linked-Etag``/``X-Linked-Size`` (LFS files, i.e. ``*.safetensors``), ``Range``;
+    * 404 with ``X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound``.
+    """
+
+    LFS_SUFFIXES = (".safetensors", ".bin")
+
+    def __init__(self):
+        self.repos: dict[str, dict] = {}
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                server._handle(self, head=True)
+
+            def do_GET(self):
+                server._handle(self, head=False)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add_commit(self, repo: str, files: dict[str, bytes], *, branch: str = "main") -> str:
+        entry = self.repos.setdefault(repo, {"refs": {}, "commits": {}})
+        commit = hashlib.sha1(repr(sorted((k, hashlib.sha256(v).hexdigest())
+                                          for k, v in files.items())).encode()
+                              + repo.encode()).hexdigest()
+        entry["commits"][commit] = dict(files)
+        entry["refs"][branch] = commit
+        return commit
+
+    def _resolve(self, repo: str, rev: str):
+        entry = self.repos.get(repo)
+        if entry is None:
+            return None, "RepoNotFound"
+        commit = entry["refs"].get(rev, rev if rev in entry["commits"] else None)
+        if commit is None:
+            return None, "RevisionNotFound"
+        return commit, None
+
+    def _meta(self, path: str, data: bytes) -> dict:
+        sib = {"rfilename": path, "size": len(data), "blobId": git_blob_sha1(data)}
+        if path.endswith(self.LFS_SUFFIXES):
+            sib["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                          "pointerSize": 134}
+        return sib
+
+    def _send(self, h, status, body=b"", headers=None, head=False):
+        h.send_response(status)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if not head and body:
+            h.wfile.write(body)
+
+    def _error(self, h, code, head):
+        self._send(h, 404, json.dumps({"error": code}).encode(),
+                   {"X-Error-Code": code, "Content-Type": "application/json"}, head)
+
+    def _handle(self, h, *, head: bool) -> None:
+        from urllib.parse import unquote, urlsplit
+
+        url = urlsplit(h.path)
+        path = unquote(url.path)
+        self.hits.append(f"{h.command} {h.path} {h.headers.get('Range', '')}".strip())
+        m = re.match(r"^/api/models/(.+?)/revision/([^/]+)$", path)
+        if m:
+            commit, err = self._resolve(m.group(1), m.group(2))
+            if err:
+                return self._error(h, err, head)
+            files = self.repos[m.group(1)]["commits"][commit]
+            body = {"id": m.group(1), "modelId": m.group(1), "sha": commit, "private": False,
+                    "siblings": [self._meta(p, d) for p, d in sorted(files.items())]}
+            return self._send(h, 200, json.dumps(body).encode(),
+                              {"Content-Type": "application/json"}, head)
+        m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", path)
+        if not m:
+            return self._send(h, 404, b"not found", {}, head)
+        repo, rev, fname = m.groups()
+        commit, err = self._resolve(repo, rev)
+        if err:
+            return self._error(h, err, head)
+        data = self.repos[repo]["commits"][commit].get(fname)
+        if data is None:
+            return self._error(h, "EntryNotFound", head)
+        meta = self._meta(fname, data)
+        etag = meta["lfs"]["sha256"] if "lfs" in meta else meta["blobId"]
+        headers = {"ETag": f'"{etag}"', "X-Repo-Commit": commit, "Accept-Ranges": "bytes",
+                   "Content-Type": "application/octet-stream"}
+        if "lfs" in meta:
+            headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
+        rng = h.headers.get("Range")
+        if rng:
+            rm = re.match(r"bytes=(\d+)-(\d*)$", rng.strip())
+            start = int(rm.group(1))
+            end = int(rm.group(2)) + 1 if rm.group(2) else len(data)
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            return self._send(h, 206, data[start:end], headers, head)
+        return self._send(h, 200, data, headers, head)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,220 @@
+"""Concurrency, crashes and faults, measured at a real TCP proxy between boto3 and SeaweedFS:
+8 processes fetch exactly once, ``kill -9`` resumes from the byte offset on disk, cut
+connections resume in-process, corrupted bytes are caught and re-fetched, big files go as
+parallel ranged GETs, and a held lock times out with a typed error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import hubloader
+from hubloader.errors import IntegrityError, LockTimeoutError
+from hubloader.hub import cache
+from hubtest_fixtures import *  # noqa: F401,F403
+import servers
+
+SIZE = 16 << 20
+WEIGHTS_KEY = "/faults/big/model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def big_blob(weed, tmp_path_factory):
+    """16 MiB of seeded random bytes at s3://faults/big/model.safetensors (+ a config.json)."""
+    data = random.Random(0).randbytes(SIZE)
+    folder = tmp_path_factory.mktemp("big")
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(data)
+    weed.upload_dir("faults", "big", folder)
+    return folder
+
+
+@pytest.fixture
+def proxy(weed, hub_env, monkeypatch):
+    p = servers.FaultProxy(weed.s3_port)
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
+    yield p
+    p.close()
+
+
+def _weights_gets(proxy) -> int:
+    return sum(1 for line in proxy.get_lines() if WEIGHTS_KEY in line)
+
+
+def _snapshot(proxy_url_unused=None) -> cache.SnapshotPaths:
+    return cache.managed_paths("s3://faults/big/", "main")
+
+
+def _env(extra=None) -> dict:
+    env = {k: v for k, v in os.environ.items()}
+    env.update(extra or {})
+    return env
+
+
+WORKER = """
+import os, sys, time, pathlib
+import hubloader, boto3, botocore  # pay import costs before the start line
+pathlib.Path(sys.argv[1]).touch()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+print(hubloader.download("s3://faults/big"))
+"""
+
+
+def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
+    proxy.throttle_bps = 8 << 20  # ~2 s for the weights: every process is waiting meanwhile
+    go = tmp_path / "go"
+    procs = []
+    for i in range(8):
+        ready = tmp_path / f"ready{i}"
+        env = _env({"PYTHONPATH": str(WORKTREE)})
+        procs.append((ready, subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(go)],
+                                              env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True)))
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r, _ in procs):
+        assert time.monotonic() < deadline, "workers did not start"
+        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
+        time.sleep(0.05)
+    go.touch()
+    outs = []
+    for _, p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        outs.append(out.strip())
+    assert len(set(outs)) == 1
+    path = _snapshot().snapshot_dir
+    assert outs[0] == str(path)
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    assert _weights_gets(proxy) == 1, proxy.get_lines()
+    # every byte the server sent: one copy of the weights, plus 8 listings and headers
+    print(f"8 processes: server sent {proxy.down_bytes:,} bytes for a {SIZE:,}-byte file")
+    assert SIZE <= proxy.down_bytes < SIZE + (512 << 10)
+
+
+KILLABLE = """
+import hubloader
+hubloader.download("s3://faults/big")
+"""
+
+
+def test_kill_9_resumes_from_offset(proxy, big_blob):
+    proxy.throttle_bps = 4 << 20
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE],
+                             env=_env({"PYTHONPATH": str(WORKTREE)}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial_dir = _snapshot().meta_dir / "partial"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            parts = list(partial_dir.glob("*.incomplete")) if partial_dir.exists() else []
+            if parts and parts[0].stat().st_size >= (3 << 20):
+                break
+            assert child.poll() is None, "the download ended before it could be killed"
+            assert time.monotonic() < deadline, "no partial file appeared"
+            time.sleep(0.02)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    have = parts[0].stat().st_size
+    assert 0 < have < SIZE
+    assert not _snapshot().file("model.safetensors").exists(), "a partial file under a final name"
+
+    proxy.reset()
+    proxy.throttle_bps = None
+    path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    assert f"bytes={have}-" in proxy.range_headers()
+    print(f"kill -9 at {have:,} bytes; resume fetched {proxy.down_bytes:,} bytes")
+    assert SIZE - have <= proxy.down_bytes < SIZE - have + (256 << 10)
+    assert not list(partial_dir.glob("*.incomplete"))
+
+
+def test_cut_connections_resume_in_process(proxy, big_blob, caplog):
+    proxy.cut_after, proxy.cut_times = 5 << 20, 2
+    with caplog.at_level(logging.WARNING, logger="hubloader"):
+        path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    ranges = proxy.range_headers()
+    assert len(ranges) == 2 and all(r.startswith("bytes=") and r.endswith("-") for r in ranges)
+    assert proxy.down_bytes < SIZE + (512 << 10), "a retry started over instead of resuming"
+    assert sum("retrying" in r.message for r in caplog.records) == 2
+
+
+def test_corrupted_transfer_is_refetched(proxy, big_blob, hub_env, caplog):
+    write_card(hub_env / "cards", "big", source="s3://faults/big",
+               files=[{"path": "config.json"},
+                      {"path": "model.safetensors",
+                       "sha256": sha256_of(big_blob / "model.safetensors")}])
+    proxy.corrupt_at, proxy.corrupt_times = 3 << 20, 1
+    with caplog.at_level(logging.WARNING, logger="hubloader"):
+        path = hubloader.download("big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    assert _weights_gets(proxy) == 2
+    assert any("mismatch" in r.message for r in caplog.records)
+
+
+def test_wrong_bytes_at_source_raise_integrity_error(proxy, weed, big_blob, hub_env):
+    weed.client().put_object(Bucket="faults", Key="evil/model.safetensors", Body=b"\0" * 4096)
+    write_card(hub_env / "cards", "evil", source="s3://faults/evil",
+               files=[{"path": "model.safetensors",
+                       "sha256": sha256_of(big_blob / "model.safetensors")}])
+    with pytest.raises(IntegrityError, match="twice") as info:
+        hubloader.download("evil")
+    assert info.value.actual == sha256_of_bytes(b"\0" * 4096)
+    assert sum(1 for line in proxy.get_lines() if "/faults/evil/model.safetensors" in line) == 2
+    snap = cache.managed_paths("s3://faults/evil/", "main")
+    assert not snap.file("model.safetensors").exists()
+    assert not list((snap.meta_dir / "partial").iterdir())
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_parallel_ranged_gets(proxy, big_blob, monkeypatch):
+    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
+    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "4")
+    path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    half = SIZE // 2
+    assert sorted(proxy.range_headers()) == sorted([f"bytes=0-{half - 1}",
+                                                    f"bytes={half}-{SIZE - 1}"])
+    assert SIZE <= proxy.down_bytes < SIZE + (256 << 10)
+    assert not list((_snapshot().meta_dir / "partial").iterdir())
+
+
+HOLDER = """
+import sys, time, filelock
+lock = filelock.FileLock(sys.argv[1]); lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_held_lock_times_out_then_crash_releases_it(proxy, big_blob, monkeypatch):
+    lock_path = _snapshot().lock("config.json")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.5")
+        with pytest.raises(LockTimeoutError, match="HUBLOADER_LOCK_TIMEOUT") as info:
+            hubloader.download("s3://faults/big")
+        assert isinstance(info.value, TimeoutError)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    path = hubloader.download("s3://faults/big")  # the dead holder's lock is gone
+    assert (path / "config.json").is_file()

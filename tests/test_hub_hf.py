@@ -1,0 +1,114 @@
+"""hf:// sources: the real huggingface_hub client against a hub-protocol server on 127.0.0.1
+(``servers.HubServer``: the /api/models/.../revision/... and /resolve/... endpoints)."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import pytest
+
+import hubloader
+from hubloader.errors import IntegrityError, RemoteNotFoundError, RevisionNotFoundError
+from hubtest_fixtures import *  # noqa: F401,F403
+import servers
+
+
+@pytest.fixture(scope="module")
+def hub():
+    server = servers.HubServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def bert_repo(hub, minilm_dir):
+    files = {p: (minilm_dir / p).read_bytes() for p in MINILM_FILES}
+    files["tf_model.h5"] = b"tensorflow weights are not fetched"
+    v1 = hub.add_commit("google-bert/bert-tiny", files)
+    files2 = dict(files, **{"config.json": files["config.json"].replace(b"384", b"384 ")})
+    v2 = hub.add_commit("google-bert/bert-tiny", files2)
+    hub.repos["google-bert/bert-tiny"]["refs"]["v1"] = v1
+    return {"v1": v1, "v2": v2, "files": files, "files2": files2}
+
+
+@pytest.fixture
+def hf_env(hub_env, hub, monkeypatch):
+    monkeypatch.setenv("HUBLOADER_HF_ENDPOINT", hub.url)
+    return hub_env
+
+
+def test_hf_uri_main_and_pinned(hf_env, bert_repo, hub, minilm_dir):
+    path = hubloader.download("hf://google-bert/bert-tiny")
+    assert path.name == bert_repo["v2"], "snapshots are keyed by the resolved commit"
+    assert (path / "config.json").read_bytes() == bert_repo["files2"]["config.json"]
+    assert sha256_of(path / "model.safetensors") == sha256_of(minilm_dir / "model.safetensors")
+    assert not (path / "tf_model.h5").exists()
+    old = hubloader.download("hf://google-bert/bert-tiny@v1")
+    assert old.name == bert_repo["v1"] and old != path
+    assert (old / "config.json").read_bytes() == bert_repo["files"]["config.json"]
+    same = hubloader.download("hf://google-bert/bert-tiny", revision=bert_repo["v1"])
+    assert same == old
+
+
+def test_card_with_hf_source_and_revision(hf_env, bert_repo, hub):
+    write_card(hf_env / "cards", "bert-tiny", source="hf://google-bert/bert-tiny",
+               revision="v1",
+               files=[{"path": "config.json",
+                       "sha256": hashlib.sha256(bert_repo["files"]["config.json"]).hexdigest()},
+                      {"path": "model.safetensors"}, {"path": "vocab.txt"}])
+    path = hubloader.download("bert-tiny")
+    assert path.name == bert_repo["v1"]
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
+    from hubloader.models import BertModel
+
+    assert BertModel.from_pretrain("bert-tiny").config.hidden_size == 384
+
+
+def test_offline_by_ref_with_sockets_disabled(hf_env, bert_repo, monkeypatch):
+    path = hubloader.download("hf://google-bert/bert-tiny@v1", allow_patterns=["*.json"])
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert hubloader.download("hf://google-bert/bert-tiny@v1", allow_patterns=["*.json"]) == path
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hubloader.download("hf://google-bert/bert-tiny@v1") == path
+
+
+def test_hf_errors(hf_env, bert_repo):
+    with pytest.raises(RevisionNotFoundError, match="revision"):
+        hubloader.download("hf://google-bert/bert-tiny@no-such-branch")
+    with pytest.raises(RemoteNotFoundError, match="does not exist"):
+        hubloader.download("hf://nobody/nothing")
+
+
+def test_lfs_sha256_is_verified(hf_env, hub):
+    """The server lists an LFS sha256 that does not match the bytes it serves."""
+    commit = hub.add_commit("org/liar", {"config.json": b"{}", "model.safetensors": b"A" * 1000})
+    hub.repos["org/liar"]["commits"][commit]["model.safetensors"] = b"B" * 1000
+    real_meta = hub._meta
+
+    def lying_meta(path, data):
+        meta = real_meta(path, data)
+        if path == "model.safetensors":
+            meta["lfs"]["sha256"] = hashlib.sha256(b"A" * 1000).hexdigest()
+        return meta
+
+    hub._meta = lying_meta
+    try:
+        with pytest.raises(IntegrityError):
+            hubloader.download("hf://org/liar")
+    finally:
+        hub._meta = real_meta
+
+
+def test_server_speaks_the_protocol_huggingface_hub_expects(hub, bert_repo, tmp_path):
+    """Sanity check of the test server itself: huggingface_hub's own downloader uses it."""
+    from huggingface_hub import hf_hub_download
+
+    got = hf_hub_download("google-bert/bert-tiny", "model.safetensors", revision="v1",
+                          endpoint=hub.url, cache_dir=tmp_path)
+    assert sha256_of(got) == hashlib.sha256(bert_repo["files"]["model.safetensors"]).hexdigest()

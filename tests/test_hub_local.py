@@ -1,0 +1,234 @@
+"""Folder hubs through the cache: card sources, HUBLOADER_ENDPOINT, download_path, integrity,
+offline (sockets disabled), disk full, and loading a model from what was fetched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+import pytest
+import torch
+
+import hubloader
+from hubloader.errors import (DiskFullError, IntegrityError, LocalEntryNotFoundError,
+                              ModelNotFoundError, RemoteNotFoundError)
+from hubloader.hub import cache
+from hubtest_fixtures import *  # noqa: F401,F403
+
+
+@pytest.fixture
+def folder_hub(hub_env):
+    """A folder hub holding a tiny BERT under <hub>/tiny-bert/ plus a card pointing at it."""
+    hub = hub_env / "hub"
+    make_tiny_bert(hub / "tiny-bert")
+    (hub / "tiny-bert" / "vocab.txt").write_text("\n".join(f"w{i}" for i in range(100)))
+    (hub / "tiny-bert" / "model.onnx").write_bytes(b"not fetched by default")
+    files = [{"path": p, "size": (hub / "tiny-bert" / p).stat().st_size,
+              "sha256": sha256_of(hub / "tiny-bert" / p)}
+             for p in ("config.json", "model.safetensors", "vocab.txt")]
+    write_card(hub_env / "cards", "tiny-bert", source=(hub / "tiny-bert").as_uri(), files=files)
+    return hub
+
+
+def test_card_source_goes_through_cache_and_loads(folder_hub, hub_env):
+    path = hubloader.download("tiny-bert")
+    home = hub_env / "home"
+    assert home in path.parents, "a card's folder source is cached, not used in place"
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors",
+                                                      "vocab.txt"]
+    for name in ("config.json", "model.safetensors"):
+        assert sha256_of(path / name) == sha256_of(folder_hub / "tiny-bert" / name)
+    manifest = json.loads((path.parents[1] / "manifests" / "main.json").read_text())
+    assert manifest["complete"] is True
+    assert manifest["files"]["model.safetensors"]["sha256"] == sha256_of(path / "model.safetensors")
+    assert not list((path.parents[1] / "partial").iterdir()), "no temp file is left behind"
+
+    from hubloader.models import BertModel
+
+    model = BertModel.from_pretrain("tiny-bert")
+    reference = BertModel.from_pretrain(folder_hub / "tiny-bert")
+    ids = torch.tensor([[1, 5, 7, 2]])
+    model.eval(), reference.eval()
+    out, ref = model(ids)["hidden_states"], reference(ids)["hidden_states"]
+    assert torch.equal(out, ref)
+
+
+def test_warm_cache_reads_nothing(folder_hub):
+    first = hubloader.download("tiny-bert")
+    weights = first / "model.safetensors"
+    inode = weights.stat().st_ino
+    again = hubloader.download("tiny-bert")
+    assert again == first and weights.stat().st_ino == inode, "warm cache rewrote the file"
+
+
+def test_changed_source_is_refetched(folder_hub, hub_env):
+    write_card(hub_env / "cards", "tiny-bert", source=(folder_hub / "tiny-bert").as_uri())
+    first = hubloader.download("tiny-bert")
+    (folder_hub / "tiny-bert" / "vocab.txt").write_text("changed\n")
+    second = hubloader.download("tiny-bert")
+    assert (second / "vocab.txt").read_text() == "changed\n"
+
+
+def test_default_selection_skips_exports(folder_hub, hub_env):
+    write_card(hub_env / "cards", "tiny-bert", source=(folder_hub / "tiny-bert").as_uri())
+    path = hubloader.download("tiny-bert")
+    assert (path / "model.safetensors").is_file() and not (path / "model.onnx").exists()
+    only = hubloader.download("tiny-bert", allow_patterns="*.onnx")
+    assert (only / "model.onnx").read_bytes() == b"not fetched by default"
+
+
+def test_endpoint_overrides_card_source(folder_hub, hub_env, monkeypatch):
+    mirror = hub_env / "mirror"
+    shutil.copytree(folder_hub / "tiny-bert", mirror / "tiny-bert")
+    shutil.rmtree(folder_hub)  # the card's own source is gone: only the endpoint can serve it
+    monkeypatch.setenv("HUBLOADER_ENDPOINT", mirror.as_uri())
+    path = hubloader.download("tiny-bert")
+    assert sha256_of(path / "model.safetensors") == sha256_of(mirror / "tiny-bert" / "model.safetensors")
+    assert "mirror" in json.loads((path.parents[1] / "source.json").read_text())["uri"]
+
+
+def test_explicit_uri_wins_and_local_dir_in_place(folder_hub, hub_env, monkeypatch):
+    monkeypatch.setenv("HUBLOADER_ENDPOINT", (hub_env / "nowhere").as_uri())
+    local = folder_hub / "tiny-bert"
+    assert hubloader.download(str(local)) == local
+    assert hubloader.download(local.as_uri()) == local  # file:// is a local directory
+
+
+def test_download_path_layout(folder_hub, hub_env):
+    target = hub_env / "checkpoints"
+    path = hubloader.download("tiny-bert", download_path=target)
+    assert path == target / "tiny-bert"
+    assert (path / "config.json").is_file()
+    assert not (hub_env / "home").exists(), "download_path bypasses the managed cache"
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
+
+    from hubloader.resolve import resolve_model_dir
+
+    shutil.rmtree(folder_hub)  # in place now: no source needed any more
+    assert resolve_model_dir("tiny-bert", download_path=target) == path
+    assert hubloader.download("tiny-bert", download_path=target, offline=True) == path
+
+    by_hand = hub_env / "by-hand"
+    make_tiny_bert(by_hand / "tiny-bert")
+    assert hubloader.download("tiny-bert", download_path=by_hand) == by_hand / "tiny-bert"
+
+
+def test_wrong_card_sha256_raises_and_writes_nothing(folder_hub, hub_env):
+    p = folder_hub / "tiny-bert" / "model.safetensors"
+    write_card(hub_env / "cards", "tiny-bert", source=(folder_hub / "tiny-bert").as_uri(),
+               files=[{"path": "config.json"}, {"path": "model.safetensors", "sha256": "0" * 64}])
+    with pytest.raises(IntegrityError) as info:
+        hubloader.download("tiny-bert")
+    assert info.value.path == "model.safetensors" and info.value.expected == "0" * 64
+    assert info.value.actual == sha256_of(p)
+    assert isinstance(info.value, ValueError)
+    snap = cache.managed_paths(p.parent.as_uri(), "main")
+    assert not snap.file("model.safetensors").exists()
+    assert not list((snap.meta_dir / "partial").iterdir())
+    assert not cache.read_manifest(snap).get("complete")
+
+
+def test_card_file_missing_at_source(folder_hub, hub_env):
+    write_card(hub_env / "cards", "tiny-bert", source=(folder_hub / "tiny-bert").as_uri(),
+               files=[{"path": "config.json"}, {"path": "tokenizer.json"}])
+    with pytest.raises(RemoteNotFoundError, match="tokenizer.json"):
+        hubloader.download("tiny-bert")
+
+
+def test_unknown_card_and_sourceless_card(hub_env):
+    with pytest.raises(ModelNotFoundError):
+        hubloader.download("no-such-model")
+    write_card(hub_env / "cards", "orphan")
+    with pytest.raises(ModelNotFoundError, match="HUBLOADER_ENDPOINT"):
+        hubloader.download("orphan")
+
+
+def test_offline_warm_cache_with_sockets_disabled(folder_hub, monkeypatch):
+    path = hubloader.download("tiny-bert")
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("HUBLOADER_OFFLINE", "1")
+    shutil.rmtree(folder_hub)  # the source is gone too
+    assert hubloader.download("tiny-bert") == path
+    from hubloader.models import BertModel
+
+    model = BertModel.from_pretrain("tiny-bert")
+    assert model(torch.tensor([[1, 2, 3]]))["hidden_states"].shape[-1] == 32
+
+
+def test_offline_cold_cache(folder_hub):
+    with pytest.raises(LocalEntryNotFoundError, match="offline") as info:
+        hubloader.download("tiny-bert", offline=True)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_incomplete_snapshot_not_served_offline(folder_hub):
+    path = hubloader.download("tiny-bert")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(LocalEntryNotFoundError):
+        hubloader.download("tiny-bert", offline=True)
+    assert hubloader.download("tiny-bert") == path  # online: the missing file comes back
+    assert (path / "model.safetensors").is_file()
+
+
+def test_disk_full_is_typed_and_leaves_nothing(folder_hub, hub_env):
+    """A real ENOSPC from the kernel: the temp file is a symlink to /dev/full."""
+    from hubloader.hub.sources import open_source
+
+    src = open_source((folder_hub / "tiny-bert").as_uri())
+    listing = src.list_files(None)
+    weights = next(f for f in listing.files if f.path == "model.safetensors")
+    snap = cache.managed_paths(src.uri, "main")
+    partial = snap.partial(weights)
+    partial.parent.mkdir(parents=True)
+    os.symlink("/dev/full", partial)
+    with pytest.raises(DiskFullError, match="HUBLOADER_HOME") as info:
+        hubloader.download("tiny-bert")
+    assert isinstance(info.value, OSError)
+    assert not snap.file("model.safetensors").exists()
+    assert not os.path.lexists(partial)
+    assert hubloader.download("tiny-bert") == snap.snapshot_dir  # recovers once space is back
+
+
+def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
+    """A real file is rewritten between the listing and the read: the stale listing is
+    dropped (no partial kept, nothing mixed) and the new content is fetched."""
+    from hubloader.hub.snapshot import fetch_snapshot
+    from hubloader.hub.sources.local import LocalSource
+    from hubloader.hub.sources.base import RemoteChangedError
+
+    vocab = folder_hub / "tiny-bert" / "vocab.txt"
+
+    class ChangesOnce(LocalSource):
+        listed = 0
+
+        def list_files(self, revision):
+            listing = super().list_files(revision)
+            ChangesOnce.listed += 1
+            if ChangesOnce.listed == 1:
+                vocab.write_text("rewritten after listing\n")
+            return listing
+
+    source = ChangesOnce(folder_hub / "tiny-bert")
+    snap = cache.managed_paths(source.uri, "main")
+    path = fetch_snapshot(source, revision=None, paths_for=lambda rev: snap,
+                          offline_paths=lambda: snap, card_files={},
+                          allow_patterns=["*.txt"], progress=False)
+    assert ChangesOnce.listed == 2
+    assert (path / "vocab.txt").read_text() == "rewritten after listing\n"
+
+    stale = source.list_files(None)
+    vocab.write_text("changed again\n")
+    from hubloader.hub.transfer import fetch_file
+
+    file = next(f for f in stale.files if f.path == "vocab.txt")
+    with pytest.raises(RemoteChangedError):
+        fetch_file(source, file, revision="main", final=hub_env / "out.txt",
+                   partial=snap.partial(file), progress=False)
+    assert not (hub_env / "out.txt").exists() and not snap.partial(file).exists()
