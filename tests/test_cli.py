@@ -62,5 +62,9 @@ def test_demo(tmp_path):
     out = run("demo", "--hub", str(tmp_path / "hub"))
     assert out.returncode == 0, out.stderr
     assert "loaded BertForSequenceClassification by name" in out.stdout
-    assert "missing 0, unexpected 0" in out.stdout
+    assert out.stdout.count("missing 0, unexpected 0") == 2
+    cold = next(line for line in out.stdout.splitlines() if line.startswith("cold"))
+    warm = next(line for line in out.stdout.splitlines() if line.startswith("warm"))
+    # both loads come from the managed cache, not from the hub folder in place
+    assert "/cache/models/" in cold and "/cache/models/" in warm
     assert (tmp_path / "hub" / "demo-bert-tiny" / "model.safetensors").is_file()
