@@ -22,6 +22,7 @@ from torch import nn
 from . import constants
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
+from .features import FeaturesMixin
 from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
 
 __all__ = ["BaseModel"]
@@ -29,7 +30,7 @@ __all__ = ["BaseModel"]
 logger = logging.getLogger(__name__)
 
 
-class BaseModel(nn.Module):
+class BaseModel(FeaturesMixin, nn.Module):
     """Base class of every hubloader model.
 
     Class attributes a family sets:
@@ -41,6 +42,9 @@ class BaseModel(nn.Module):
         ignore_checkpoint_keys: regexes of checkpoint keys to drop without complaint.
         new_head_keys: regexes of keys a head may initialize fresh from a base checkpoint.
         tied_weights: ``{target: source}`` parameter names tied after loading.
+
+    Every model also carries the feature-extraction interface (:class:`FeaturesMixin`) over the
+    entries its family declares in ``feature_entries()``.
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
@@ -90,6 +94,11 @@ class BaseModel(nn.Module):
         for module in self.modules():
             self.init_module_weights(module)
         self.tie_weights()
+
+    def _module_prefix(self) -> str:
+        """``"backbone."`` in a head model, ``""`` in a backbone (paths of feature entries)."""
+        prefix = self.base_model_prefix
+        return f"{prefix}." if prefix and isinstance(getattr(self, prefix, None), nn.Module) else ""
 
     # -- outputs --------------------------------------------------------------------------
     @staticmethod

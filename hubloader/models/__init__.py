@@ -4,8 +4,10 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
-           "RobertaForMaskedLM", "RobertaForSentenceEmbedding"]
+           "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
+           "GPT2Config", "GPT2Model", "GPT2LMHeadModel"]
