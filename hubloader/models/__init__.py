@@ -5,9 +5,11 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
-           "GPT2Config", "GPT2Model", "GPT2LMHeadModel"]
+           "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "ViTConfig", "ViTModel", "ViTForImageClassification"]
