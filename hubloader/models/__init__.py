@@ -5,6 +5,7 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
@@ -12,4 +13,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
-           "ViTConfig", "ViTModel", "ViTForImageClassification"]
+           "ViTConfig", "ViTModel", "ViTForImageClassification",
+           "T5Config", "T5Model", "T5ForConditionalGeneration"]
