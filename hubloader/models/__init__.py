@@ -5,6 +5,7 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -14,4 +15,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
-           "T5Config", "T5Model", "T5ForConditionalGeneration"]
+           "T5Config", "T5Model", "T5ForConditionalGeneration",
+           "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]
