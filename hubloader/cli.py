@@ -16,6 +16,7 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = (
     "hubloader.commands.models",   # ls, info, validate
     "hubloader.commands.demo",     # demo
+    "hubloader.commands.run",      # run TASK MODEL INPUT
 )
 
 
