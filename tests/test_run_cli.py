@@ -149,3 +149,44 @@ def test_families_refuse_tasks_they_cannot_serve():
                              ("masklm", "t5"), ("text-generation", "resnet")]:
         with pytest.raises(UnknownTaskError, match="cannot serve"):
             resolve_task(task, model_type)
+
+
+REPO_CARDS = __import__("pathlib").Path(__file__).resolve().parents[1] / "model_cards"
+
+
+@pytest.fixture
+def repo_cards(monkeypatch):
+    """This checkout's cards first (an editable install may map the package elsewhere)."""
+    monkeypatch.setenv("HUBLOADER_CARDS_PATH", str(REPO_CARDS))
+
+
+FAMILY_CARDS = ["gpt2", "t5-small", "vit-base-patch16-224", "resnet-50", "GPT2-base-ch",
+                "T5-base-ch", "T5-base-en"]
+
+
+def test_family_cards_parse_and_are_served(repo_cards):
+    from hubloader.cards import model_info
+    from hubloader.registry import model_types
+
+    for name in FAMILY_CARDS:
+        card = model_info(name)
+        assert card.path is not None and card.path.parent == REPO_CARDS
+        assert card.architecture in model_types(), name
+        assert card.source and card.source.startswith("hf://"), name
+        for task in card.tasks:  # every task a card claims, its family serves
+            resolve_task(task, card.architecture)
+
+
+def test_ls_by_task_lists_the_families(repo_cards, capsys):
+    from hubloader.commands import models as models_cmd
+
+    parser = argparse.ArgumentParser(prog="hubloader")
+    models_cmd.register(parser.add_subparsers(dest="command"))
+    for task, expected in [("lm", {"gpt2", "GPT2-base-ch"}),
+                           ("title-generation", {"t5-small", "T5-base-ch", "T5-base-en"}),
+                           ("image-classification", {"vit-base-patch16-224", "resnet-50"})]:
+        args = parser.parse_args(["ls", "--task", task])
+        assert args.func(args) == 0
+        listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+        assert expected <= listed, (task, listed)
+        assert "gpt2" not in listed or task == "lm"
