@@ -131,3 +131,18 @@ def test_bad_indexes_and_order_of_calls():
         model.get_features_shape((1, 3, 8, 8), 0)
     with pytest.raises(InputError):
         model.get_features_shapes_all_layers((0, 4))
+
+
+def test_save_and_reload_roundtrip(family, tmp_path):
+    """Our own save_pretrained output loads back strictly, with identical outputs."""
+    model, shape, forward, _, _ = family
+    from hubloader import BaseModel
+
+    with torch.no_grad():
+        before = forward()["logits"]
+    model.save_pretrained(tmp_path)
+    again = BaseModel.from_pretrain(str(tmp_path))
+    assert type(again) is type(model)
+    model.load_state_dict(again.state_dict())  # same tensors under the same names
+    with torch.no_grad():
+        assert torch.equal(forward()["logits"], before)

@@ -22,6 +22,7 @@ def _hf(tmp_path_factory, name, **kw):
                                 num_heads=4, dropout_rate=0.0,
                                 relative_attention_num_buckets=8,
                                 relative_attention_max_distance=16, decoder_start_token_id=0,
+                                initializer_factor=2.0,
                                 **kw)
     hf = transformers.T5ForConditionalGeneration(cfg).eval()
     return hf, save_hf(hf, tmp_path_factory.mktemp(name))
