@@ -79,6 +79,12 @@ class AutoLoader:
             str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
             **config_overrides)
         self._tokenizer = None
+        self._processor = None
+
+    @property
+    def is_vision(self) -> bool:
+        """Whether the model takes ``pixel_values`` (then :meth:`get_processor` preprocesses)."""
+        return getattr(self.model_class, "input_rank", 2) == 4
 
     def get_model(self):
         """The loaded model (eval mode)."""
@@ -91,10 +97,32 @@ class AutoLoader:
         """The model's tokenizer, built on first call.
 
         Raises:
-            TokenizerError: the model has no tokenizer files, or they are corrupt.
+            TokenizerError: the model has no tokenizer files, or they are corrupt, or it is a
+                vision model (use :meth:`get_processor`).
         """
+        if self.is_vision:
+            from .errors import TokenizerError
+
+            raise TokenizerError(f"{type(self._model).__name__} takes images, not text: use "
+                                 "get_processor() for its image processor")
         if self._tokenizer is None:
             from .tokenization import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_dir)
         return self._tokenizer
+
+    def get_processor(self):
+        """What turns raw input into model input: the image processor (from
+        ``preprocessor_config.json``) for vision models, else the tokenizer.
+
+        Raises:
+            ConfigError: a vision model without a valid ``preprocessor_config.json``.
+            TokenizerError: a text model without usable tokenizer files.
+        """
+        if not self.is_vision:
+            return self.get_tokenizer()
+        if self._processor is None:
+            from .preprocessing import load_image_processor
+
+            self._processor = load_image_processor(self.model_dir)
+        return self._processor

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "hubloader.commands.demo",     # demo
     "hubloader.commands.publish",  # push, pack, convert
     "hubloader.commands.hub",      # download, cache ls|verify|prune|rm
+    "hubloader.commands.run",      # run TASK MODEL INPUT
 )
 
 

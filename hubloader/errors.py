@@ -19,7 +19,9 @@ __all__ = [
     "UnsafeWeightsError",
     "TokenizerError",
     "InputError",
+    "GenerationArgumentError",
     "LayerIndexNotFoundError",
+    "FeaturesNotCapturedError",
     "SourceError",
     "UnsupportedSourceError",
     "RemoteNotFoundError",
@@ -101,8 +103,16 @@ class InputError(HubLoaderError, TypeError):
     """Wrong input types or shapes for a model's ``forward`` or ``generate``."""
 
 
+class GenerationArgumentError(InputError, ValueError):
+    """A ``generate()`` argument is out of range (``max_new_tokens <= 0``, ``top_p > 1``...)."""
+
+
 class LayerIndexNotFoundError(HubLoaderError, IndexError):
     """A feature layer index is out of range."""
+
+
+class FeaturesNotCapturedError(HubLoaderError, RuntimeError):
+    """``fetch_features()`` was called before any layer was registered or any forward ran."""
 
 
 # -- sources, cache, network ------------------------------------------------------------

@@ -24,6 +24,7 @@ from torch import nn
 from . import constants
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
+from .features import FeaturesMixin
 from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
 
 __all__ = ["BaseModel"]
@@ -58,7 +59,7 @@ def skip_init_on_meta():
                 setattr(nn.init, name, fn)
 
 
-class BaseModel(nn.Module):
+class BaseModel(FeaturesMixin, nn.Module):
     """Base class of every hubloader model.
 
     Class attributes a family sets:
@@ -72,6 +73,9 @@ class BaseModel(nn.Module):
             reported in ``load_report.discarded`` (an MLM checkpoint into a classifier).
         new_head_keys: regexes of keys a head may initialize fresh from a base checkpoint.
         tied_weights: ``{target: source}`` parameter names tied after loading.
+
+    Every model also carries the feature-extraction interface (:class:`FeaturesMixin`) over the
+    entries its family declares in ``feature_entries()``.
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
@@ -122,6 +126,11 @@ class BaseModel(nn.Module):
         for module in self.modules():
             self.init_module_weights(module)
         self.tie_weights()
+
+    def _module_prefix(self) -> str:
+        """``"backbone."`` in a head model, ``""`` in a backbone (paths of feature entries)."""
+        prefix = self.base_model_prefix
+        return f"{prefix}." if prefix and isinstance(getattr(self, prefix, None), nn.Module) else ""
 
     # -- outputs --------------------------------------------------------------------------
     @staticmethod

@@ -1,8 +1,11 @@
 """Tokenizers through the ``tokenizers`` library, with the call shape users know from
 ``transformers``: ``tok(["a", "b"])`` → padded ``input_ids`` / ``attention_mask`` tensors.
 
-Built from ``tokenizer.json`` where present, else from vocabulary files (``vocab.txt`` for
-WordPiece). Families add builders for their vocabulary formats through :func:`register_builder`.
+Built from ``tokenizer.json`` where present, else from vocabulary files: ``vocab.txt``
+(WordPiece, BERT), ``vocab.json`` + ``merges.txt`` (byte-level BPE, GPT-2/RoBERTa) and
+``spiece.model`` (SentencePiece Unigram, T5 — read with a small protobuf reader, so neither
+``sentencepiece`` nor ``protobuf`` is needed). Families add builders for their vocabulary
+formats through :func:`register_builder`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import TokenizerError
 
-__all__ = ["Tokenizer", "load_tokenizer", "register_builder"]
+__all__ = ["Tokenizer", "load_tokenizer", "register_builder", "read_sentencepiece_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,185 @@ def _wordpiece(model_dir: Path, cfg: dict):
     return tok
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TokenizerError(f"{path} is not UTF-8 text ({err}); download the model again") from err
+
+
+@register_builder(("vocab.json", "merges.txt"))
+def _byte_level_bpe(model_dir: Path, cfg: dict):
+    from tokenizers import Tokenizer as _T, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+
+    vocab_file, merges_file = model_dir / "vocab.json", model_dir / "merges.txt"
+    try:
+        vocab = json.loads(_read_text(vocab_file))
+    except json.JSONDecodeError as err:
+        raise TokenizerError(f"{vocab_file} is not valid JSON ({err}); download the model again") from err
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+        raise TokenizerError(f"{vocab_file} must map tokens to integer ids")
+    merges = []
+    for n, line in enumerate(_read_text(merges_file).splitlines(), 1):
+        if not line.strip() or (n == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise TokenizerError(f"{merges_file}:{n}: a merge is two tokens separated by one "
+                                 f"space, got {line!r}; the file is corrupt")
+        merges.append((parts[0], parts[1]))
+    try:
+        tok = _T(BPE(vocab, merges, fuse_unk=False))
+    except Exception as err:  # tokenizers raises plain Exception on merges outside the vocab
+        raise TokenizerError(f"{merges_file} does not fit {vocab_file} ({err})") from err
+    prefix = bool(cfg.get("add_prefix_space", False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)
+    tok.decoder = decoders.ByteLevel()
+    roberta = "roberta" in (cfg.get("_model_type") or "") or \
+        str(cfg.get("tokenizer_class", "")).lower().startswith("roberta")
+    if roberta and "<s>" in vocab and "</s>" in vocab:
+        tok.post_processor = processors.RobertaProcessing(
+            ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), add_prefix_space=prefix)
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token",
+             "cls_token")
+    special = [_token_str(cfg.get(k)) for k in names]
+    special += ["<|endoftext|>", "<s>", "</s>", "<pad>", "<unk>", "<mask>"]
+    tok.add_special_tokens([t for t in dict.fromkeys(special) if t and t in vocab])
+    return tok
+
+
+def _token_str(value: Any) -> str | None:
+    if isinstance(value, dict):  # transformers writes AddedToken objects as dicts
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+# -- SentencePiece model files (protobuf), read without sentencepiece/protobuf ----------------
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: bytes):
+    """Yield ``(field_number, wire_type, value)`` of one protobuf message."""
+    import struct
+
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire == 5:
+            value, pos = struct.unpack("<f", buf[pos:pos + 4])[0], pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > len(buf):
+            raise ValueError("truncated message")
+        yield number, wire, value
+
+
+def read_sentencepiece_model(path: Path) -> dict[str, Any]:
+    """The parts of a SentencePiece ``ModelProto`` a tokenizer needs.
+
+    Returns:
+        ``pieces`` (``[(piece, score, type)]``), ``model_type`` (1 Unigram, 2 BPE...),
+        ``byte_fallback``, ``precompiled_charsmap`` and ``add_dummy_prefix``.
+
+    Raises:
+        TokenizerError: the file is not a SentencePiece model.
+    """
+    out: dict[str, Any] = {"pieces": [], "model_type": 1, "byte_fallback": False,
+                           "precompiled_charsmap": b"", "add_dummy_prefix": True}
+    try:
+        for number, wire, value in _fields(path.read_bytes()):
+            if number == 1 and wire == 2:
+                piece, score, kind = None, 0.0, 1
+                for n, w, v in _fields(value):
+                    if n == 1 and w == 2:
+                        piece = v.decode("utf-8")
+                    elif n == 2 and w == 5:
+                        score = v
+                    elif n == 3 and w == 0:
+                        kind = v
+                if piece is None:
+                    raise ValueError("a piece without text")
+                out["pieces"].append((piece, score, kind))
+            elif number == 2 and wire == 2:  # TrainerSpec
+                for n, w, v in _fields(value):
+                    if n == 3 and w == 0:
+                        out["model_type"] = v
+                    elif n == 35 and w == 0:
+                        out["byte_fallback"] = bool(v)
+            elif number == 3 and wire == 2:  # NormalizerSpec
+                for n, w, v in _fields(value):
+                    if n == 2 and w == 2:
+                        out["precompiled_charsmap"] = bytes(v)
+                    elif n == 3 and w == 0:
+                        out["add_dummy_prefix"] = bool(v)
+    except (ValueError, UnicodeDecodeError, OSError) as err:
+        raise TokenizerError(f"{path} is not a SentencePiece model ({err}); download the model "
+                             "again") from err
+    if not out["pieces"]:
+        raise TokenizerError(f"{path} holds no vocabulary; it is not a SentencePiece model")
+    return out
+
+
+@register_builder(("spiece.model",))
+def _sentencepiece_unigram(model_dir: Path, cfg: dict):
+    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
+    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    path = model_dir / "spiece.model"
+    spm = read_sentencepiece_model(path)
+    if spm["model_type"] != 1:
+        raise TokenizerError(f"{path} is a SentencePiece model of type {spm['model_type']}; only "
+                             "Unigram (type 1) is supported; provide a tokenizer.json instead")
+    pieces = spm["pieces"]
+    unk_id = next((i for i, (_, _, kind) in enumerate(pieces) if kind == 2), 0)
+    tok = _T(Unigram([(p, s) for p, s, _ in pieces], unk_id=unk_id,
+                     byte_fallback=spm["byte_fallback"]))
+    if spm["precompiled_charsmap"]:
+        tok.normalizer = normalizers.Precompiled(spm["precompiled_charsmap"])
+    scheme = "always" if spm["add_dummy_prefix"] else "never"
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)])
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)
+    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
+    eos = _token_str(cfg.get("eos_token")) or "</s>"
+    if eos in ids:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, ids[eos])])
+    # control and unknown pieces are special; T5's sentinels follow the vocabulary, the
+    # highest id being <extra_id_0>
+    tok.add_special_tokens([p for p, _, kind in pieces if kind in (2, 3)])
+    extra = cfg.get("extra_ids", 100)
+    extra = extra if isinstance(extra, int) and extra >= 0 else 100
+    sentinels = [f"<extra_id_{i}>" for i in range(extra - 1, -1, -1)]
+    tok.add_special_tokens([t for t in sentinels if t not in ids])
+    return tok
+
+
 class Tokenizer:
     """A callable tokenizer.
 
@@ -81,8 +263,11 @@ class Tokenizer:
         'hello world'
     """
 
-    def __init__(self, backend, *, model_max_length: int = 512, pad_token: str | None = None):
+    def __init__(self, backend, *, model_max_length: int = 512, pad_token: str | None = None,
+                 model_input_names: Sequence[str] = ("input_ids", "attention_mask",
+                                                     "token_type_ids")):
         self.backend = backend
+        self.model_input_names = tuple(model_input_names)
         self.backend.no_padding()
         self.backend.no_truncation()
         self.model_max_length = model_max_length
@@ -123,8 +308,9 @@ class Tokenizer:
         """Tokenize one string or a batch.
 
         Returns:
-            ``input_ids``, ``attention_mask`` and ``token_type_ids``: ``[batch, seq]`` LongTensors
-            padded to the longest (lists of lists with ``return_tensors=None``).
+            ``input_ids``, ``attention_mask`` and (for models that take them, e.g. BERT)
+            ``token_type_ids``: ``[batch, seq]`` LongTensors padded to the longest (lists of
+            lists with ``return_tensors=None``).
         """
         single = isinstance(text, str)
         texts = [text] if single else text
@@ -154,6 +340,7 @@ class Tokenizer:
             out["input_ids"].append(list(e.ids) + [pad] * fill)
             out["attention_mask"].append([1] * n + [0] * fill)
             out["token_type_ids"].append(list(e.type_ids) + [0] * fill)
+        out = {k: v for k, v in out.items() if k in self.model_input_names or k == "input_ids"}
         if return_tensors == "pt":
             import torch
 
@@ -183,6 +370,9 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     """
     d = Path(model_dir)
     cfg = _read_json(d / "tokenizer_config.json")
+    model_type = _read_json(d / "config.json").get("model_type")
+    model_type = model_type.lower() if isinstance(model_type, str) else ""
+    cfg = {**cfg, "_model_type": model_type}
     max_len = cfg.get("model_max_length")
     st = _read_json(d / "sentence_bert_config.json")  # sentence-transformers' own limit
     if isinstance(st.get("max_seq_length"), int):
@@ -206,5 +396,13 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
             wanted = ["tokenizer.json"] + [" + ".join(r) for r, _ in _BUILDERS]
             raise TokenizerError(f"no tokenizer files in {d}: looked for {', '.join(wanted)}; "
                                  "this model has no tokenizer, or its download is incomplete")
-    pad = cfg.get("pad_token") if isinstance(cfg.get("pad_token"), str) else None
-    return Tokenizer(backend, model_max_length=max_len, pad_token=pad)
+    pad = _token_str(cfg.get("pad_token"))
+    names = cfg.get("model_input_names")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        names = (["input_ids", "attention_mask"] if model_type in _NO_TOKEN_TYPES
+                 else ["input_ids", "attention_mask", "token_type_ids"])
+    return Tokenizer(backend, model_max_length=max_len, pad_token=pad, model_input_names=names)
+
+
+# families whose forward takes no token_type_ids (transformers' model_input_names)
+_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5"})

@@ -4,8 +4,16 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
+from .t5 import T5Config, T5ForConditionalGeneration, T5Model
+from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
 __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForTokenClassification",
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
-           "RobertaForMaskedLM", "RobertaForSentenceEmbedding"]
+           "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
+           "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "ViTConfig", "ViTModel", "ViTForImageClassification",
+           "T5Config", "T5Model", "T5ForConditionalGeneration",
+           "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]

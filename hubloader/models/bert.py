@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, InputError
+from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
@@ -189,6 +190,12 @@ class _BertBase(BaseModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+    def feature_entries(self) -> list[FeatureEntry]:
+        """The output of every encoder block: ``[batch, seq, hidden_size]``."""
+        prefix = self._module_prefix()
+        return [token_features(f"{prefix}blocks.{i}", self.config.hidden_size)
+                for i in range(self.config.num_hidden_layers)]
 
     def _dropout(self) -> float:
         c = self.config

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "RMSNorm", "additive_mask"]
+__all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "GatedFeedForward", "RMSNorm",
+           "RelativePositionBias", "additive_mask"]
 
 
 class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
@@ -145,6 +146,63 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.drop(self.act(self.fc_in(x))))
+
+
+class GatedFeedForward(nn.Module):
+    """``fc_out(dropout(act(fc_gate(x)) * fc_in(x)))`` — the gated MLP of T5 v1.1 and its kin."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, *,
+                 bias: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.fc_gate = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.fc_in = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.act = get_activation(activation)
+        self.drop = nn.Dropout(dropout)
+        self.fc_out = nn.Linear(intermediate_size, hidden_size, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.drop(self.act(self.fc_gate(x)) * self.fc_in(x)))
+
+
+class RelativePositionBias(nn.Module):
+    """T5's bucketed relative position bias: a learned scalar per (bucket, head).
+
+    Relative distances are bucketed exactly up to ``num_buckets // 2`` (halved again when
+    ``bidirectional``) and logarithmically up to ``max_distance``.
+    """
+
+    def __init__(self, num_buckets: int, max_distance: int, num_heads: int, *, bidirectional: bool):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.embedding = nn.Embedding(num_buckets, num_heads)
+
+    def _bucket(self, relative: torch.Tensor) -> torch.Tensor:
+        buckets = torch.zeros_like(relative)
+        n = self.num_buckets
+        if self.bidirectional:
+            n //= 2
+            buckets = buckets + (relative > 0).long() * n
+            relative = relative.abs()
+        else:
+            relative = -torch.clamp(relative, max=0)
+        exact = n // 2
+        large = exact + (torch.log(relative.float() / exact) / math.log(self.max_distance / exact)
+                         * (n - exact)).long()
+        large = torch.clamp(large, max=n - 1)
+        return buckets + torch.where(relative < exact, relative, large)
+
+    def forward(self, q_len: int, k_len: int, *, offset: int = 0,
+                device: torch.device | None = None) -> torch.Tensor:
+        """The bias for queries at positions ``offset .. offset + q_len`` over ``k_len`` keys.
+
+        Returns:
+            ``[1, heads, q_len, k_len]``.
+        """
+        device = device or self.embedding.weight.device
+        q_pos = torch.arange(offset, offset + q_len, device=device)[:, None]
+        k_pos = torch.arange(k_len, device=device)[None, :]
+        values = self.embedding(self._bucket(k_pos - q_pos))  # [q, k, heads]
+        return values.permute(2, 0, 1).unsqueeze(0)
 
 
 class RMSNorm(nn.Module):

@@ -1,0 +1,181 @@
+"""``hubloader run TASK MODEL INPUT``: a quick try of a model from the shell.
+
+INPUT is text, or an image path for vision tasks. The result is printed as plain lines
+(``--json`` for one JSON object).
+
+Example:
+    $ hubloader run lm gpt2 "Once upon a time" --max-new-tokens 20
+    $ hubloader run classification vit-base-patch16-224 cat.jpg --top-k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable
+
+__all__ = ["register", "run_task"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a model on one input (text, or an image path)")
+    p.add_argument("task", help="a task or alias: lm, seq2seq, classification, ner, embedding...")
+    p.add_argument("model", help="a card name, model directory or URI")
+    p.add_argument("input", help="the input text, or the path of an image for vision tasks")
+    p.add_argument("--model-dir", help="FlagAI's download_path: files in <model-dir>/<model>/")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0... (default: cpu)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="generation length (default 32)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None,
+                   help="sampling: keep the k best tokens; classification: labels shown (default 5)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)
+
+
+def _labels(model, ids: list[int]) -> list[str]:
+    id2label = getattr(model.config, "id2label", None) or {}
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in ids]
+
+
+def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    model, tok = loader.get_model(), loader.get_tokenizer()
+    enc = tok(text)
+    gen = None
+    if opts.get("seed") is not None:
+        gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
+    ids = model.generate(enc["input_ids"].to(model.device),
+                         attention_mask=enc["attention_mask"].to(model.device),
+                         max_new_tokens=opts["max_new_tokens"], do_sample=opts["sample"],
+                         temperature=opts["temperature"], top_k=opts["top_k"],
+                         top_p=opts["top_p"], generator=gen)
+    new = ids[0, enc["input_ids"].shape[1]:] if loader.task == "text-generation" else ids[0]
+    return {"generated_text": tok.decode(new), "token_ids": ids[0].tolist()}
+
+
+def _text_inputs(loader, text: str) -> tuple[dict, Any]:
+    tok = loader.get_tokenizer()
+    model = loader.get_model()
+    return {k: v.to(model.device) for k, v in tok(text).items()}, tok
+
+
+def _classify(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    model = loader.get_model()
+    if loader.is_vision:
+        inputs = loader.get_processor()(text, device=model.device)
+    else:
+        inputs, _ = _text_inputs(loader, text)
+    with torch.no_grad():
+        probs = model(**inputs)["logits"][0].float().softmax(-1)
+    k = min(opts["top_k"] or 5, probs.shape[-1])
+    top = probs.topk(k)
+    return {"labels": [{"label": lab, "score": round(float(s), 6)}
+                       for lab, s in zip(_labels(model, top.indices.tolist()), top.values)]}
+
+
+def _tokens(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    model = loader.get_model()
+    inputs, tok = _text_inputs(loader, text)
+    with torch.no_grad():
+        pred = model(**inputs)["logits"][0].argmax(-1).tolist()
+    ids = inputs["input_ids"][0].tolist()
+    return {"tokens": [{"token": tok.backend.id_to_token(i), "label": lab}
+                       for i, lab in zip(ids, _labels(model, pred))]}
+
+
+def _fill_mask(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from ..errors import InputError
+
+    model = loader.get_model()
+    inputs, tok = _text_inputs(loader, text)
+    mask_id = tok.convert_tokens_to_ids("[MASK]") or tok.convert_tokens_to_ids("<mask>")
+    where = (inputs["input_ids"][0] == mask_id).nonzero().flatten().tolist()
+    if mask_id is None or not where:
+        raise InputError("fill-mask needs a mask token in the input, e.g. 'Paris is the [MASK] "
+                         "of France' ('<mask>' for RoBERTa)")
+    with torch.no_grad():
+        logits = model(**inputs)["logits"][0]
+    k = opts["top_k"] or 5
+    return {"masks": [[{"token": tok.decode([i]), "score": round(float(s), 6)}
+                       for s, i in zip(*logits[pos].float().softmax(-1).topk(k))]
+                      for pos in where]}
+
+
+def _embed(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    model = loader.get_model()
+    if loader.is_vision:
+        inputs = loader.get_processor()(text, device=model.device)
+    else:
+        inputs, _ = _text_inputs(loader, text)
+    with torch.no_grad():
+        out = model(**inputs)
+    vec = out.get("embeddings", out.get("pooled", out["logits"]))[0]
+    if vec.dim() > 1:  # token states: mean over tokens
+        vec = vec.mean(0)
+    return {"dim": int(vec.shape[-1]), "embedding": [round(float(x), 6) for x in vec.flatten()]}
+
+
+_HANDLERS: dict[str, Callable[[Any, str, dict], dict]] = {
+    "text-generation": _generate,
+    "text2text-generation": _generate,
+    "text-classification": _classify,
+    "image-classification": _classify,
+    "token-classification": _tokens,
+    "fill-mask": _fill_mask,
+    "feature-extraction": _embed,
+    "image-feature-extraction": _embed,
+    "base": _embed,
+}
+
+
+def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
+             device: str = "cpu", **opts: Any) -> dict[str, Any]:
+    """Load ``model`` for ``task`` and run it on ``text`` (or an image path).
+
+    Returns:
+        A JSON-able dict: ``generated_text``, ``labels``, ``tokens``, ``masks`` or ``embedding``.
+
+    Raises:
+        UnknownTaskError, ModelNotFoundError, InputError, TokenizerError, ...
+    """
+    from ..auto import AutoLoader
+
+    defaults = {"max_new_tokens": 32, "sample": False, "temperature": 1.0, "top_k": None,
+                "top_p": None, "seed": None}
+    loader = AutoLoader(task, model_name=model, model_dir=model_dir, device=device)
+    result = _HANDLERS[loader.task](loader, text, {**defaults, **opts})
+    return {"task": loader.task, "model": type(loader.get_model()).__name__, **result}
+
+
+def _run(args) -> int:
+    result = run_task(args.task, args.model, args.input, model_dir=args.model_dir,
+                      device=args.device, max_new_tokens=args.max_new_tokens, sample=args.sample,
+                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                      seed=args.seed)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    if "generated_text" in result:
+        print(result["generated_text"])
+    for item in result.get("labels", []):
+        print(f"{item['label']}\t{item['score']:.4f}")
+    for item in result.get("tokens", []):
+        print(f"{item['token']}\t{item['label']}")
+    for i, cands in enumerate(result.get("masks", [])):
+        print(f"mask {i}: " + ", ".join(f"{c['token']} ({c['score']:.3f})" for c in cands))
+    if "embedding" in result:
+        head = ", ".join(f"{x:.4f}" for x in result["embedding"][:8])
+        print(f"dim {result['dim']}: [{head}{', ...' if result['dim'] > 8 else ''}]")
+    return 0

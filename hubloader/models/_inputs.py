@@ -1,0 +1,70 @@
+"""Checks of ``forward`` inputs, so a wrong input fails with a clear :class:`InputError` at the
+model's door instead of a stack trace deep inside a layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+
+__all__ = ["check_token_ids", "check_same_shape", "check_pixel_values"]
+
+
+def check_token_ids(name: str, value: Any, *, required: bool = False,
+                    vocab_size: int | None = None) -> None:
+    """``value`` must be a ``[batch, seq]`` integer tensor (or ``None`` when not required).
+
+    Raises:
+        InputError: wrong type, rank, dtype, or an id outside ``[0, vocab_size)``.
+    """
+    if value is None:
+        if required:
+            raise InputError(f"{name} is required: a LongTensor of token ids, shape [batch, seq]")
+        return
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor of shape [batch, seq], got "
+                         f"{type(value).__name__}; call the tokenizer with return_tensors='pt'")
+    if value.dim() != 2:
+        raise InputError(f"{name} must have shape [batch, seq], got {tuple(value.shape)}; "
+                         "add a batch dimension with .unsqueeze(0)")
+    if "mask" not in name and (value.is_floating_point() or value.dtype == torch.bool):
+        raise InputError(f"{name} must hold integer ids, got dtype {value.dtype}")
+    if vocab_size is not None and value.numel() and (value.min() < 0 or value.max() >= vocab_size):
+        raise InputError(f"{name} must lie in [0, {vocab_size}), got values in "
+                         f"[{int(value.min())}, {int(value.max())}]; is this the model's tokenizer?")
+
+
+def check_same_shape(name: str, value: torch.Tensor | None, ref_name: str,
+                     ref: torch.Tensor) -> None:
+    if value is not None and tuple(value.shape) != tuple(ref.shape):
+        raise InputError(f"{name} shape {tuple(value.shape)} differs from {ref_name} shape "
+                         f"{tuple(ref.shape)}")
+
+
+def check_pixel_values(value: Any, *, num_channels: int,
+                       image_size: tuple[int, int] | None = None) -> None:
+    """``value`` must be a float ``[batch, channels, height, width]`` tensor.
+
+    Raises:
+        InputError: wrong type, rank, dtype, channel count, or (when fixed) spatial size.
+    """
+    if value is None:
+        raise InputError("pixel_values is required: a float tensor [batch, channels, height, "
+                         "width]; build it with the model's image processor")
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"pixel_values must be a torch.Tensor, got {type(value).__name__}; "
+                         "build it with the model's image processor (AutoLoader.get_processor())")
+    if value.dim() != 4:
+        raise InputError(f"pixel_values must have shape [batch, channels, height, width], got "
+                         f"{tuple(value.shape)}; add a batch dimension with .unsqueeze(0)")
+    if not value.is_floating_point():
+        raise InputError(f"pixel_values must be a float tensor, got {value.dtype}; rescale and "
+                         "normalize the image first (the image processor does)")
+    if value.shape[1] != num_channels:
+        raise InputError(f"pixel_values has {value.shape[1]} channels, the model expects "
+                         f"{num_channels}")
+    if image_size is not None and tuple(value.shape[2:]) != tuple(image_size):
+        raise InputError(f"pixel_values is {tuple(value.shape[2:])} pixels, the model expects "
+                         f"{tuple(image_size)}; resize with the model's image processor")

@@ -1,0 +1,163 @@
+"""``generate()``: greedy and sampling decoding with a KV cache, shared by every generative family.
+
+A family fills two hooks:
+
+- ``_generation_begin(input_ids, attention_mask) -> (tokens, state)``: the sequence the output
+  starts from (the prompt for decoders, the decoder start token for encoder-decoders) and the
+  decoding state (cache, masks, encoder output);
+- ``_generation_step(state, step_ids) -> (logits, state)``: run the model on ``step_ids``
+  (``tokens`` on the first step, then the last chosen token) and return the logits of the last
+  position, ``[batch, vocab]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ..errors import GenerationArgumentError, InputError
+
+__all__ = ["GenerationMixin", "select_next_tokens"]
+
+logger = logging.getLogger(__name__)
+
+
+def _as_int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenerationArgumentError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise GenerationArgumentError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_args(max_new_tokens, temperature, top_k, top_p, eos_token_id) -> list[int]:
+    _as_int("max_new_tokens", max_new_tokens, minimum=1)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise GenerationArgumentError(f"temperature must be a number > 0, got {temperature!r}; "
+                                      "use do_sample=False for greedy decoding")
+    if top_k is not None:
+        _as_int("top_k", top_k, minimum=1)
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0 < top_p <= 1):
+        raise GenerationArgumentError(f"top_p must be in (0, 1], got {top_p!r}")
+    if eos_token_id is None:
+        return []
+    ids = [eos_token_id] if not isinstance(eos_token_id, (list, tuple)) else list(eos_token_id)
+    for i in ids:
+        _as_int("eos_token_id", i, minimum=0)
+    return ids
+
+
+def _check_ids(input_ids: Any, vocab_size: int | None) -> None:
+    if not isinstance(input_ids, torch.Tensor):
+        raise InputError(f"input_ids must be a torch.Tensor of shape [batch, seq], got "
+                         f"{type(input_ids).__name__}; call the tokenizer with return_tensors='pt'")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise InputError(f"input_ids must have shape [batch, seq] with batch, seq >= 1, got "
+                         f"{tuple(input_ids.shape)}; add a batch dimension with .unsqueeze(0)")
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise InputError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if vocab_size is not None and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise InputError(f"input_ids must lie in [0, {vocab_size}), got values in "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+
+
+def select_next_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0,
+                       top_k: int | None = None, top_p: float | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token per row of ``logits`` (``[batch, vocab]``).
+
+    Greedy is the arg-max. Sampling scales by ``1 / temperature``, keeps the ``top_k`` best,
+    then the smallest set whose probability reaches ``top_p`` (always at least one token), and
+    draws from what is left.
+
+    Returns:
+        ``[batch]`` LongTensor.
+    """
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / temperature
+    if top_k is not None and top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        ordered, order = torch.sort(scores, dim=-1, descending=False)
+        cum = ordered.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum <= (1 - top_p)
+        drop[..., -1] = False  # keep the most likely token
+        scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = scores.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class GenerationMixin:
+    """Adds :meth:`generate` to a model that fills ``_generation_begin`` / ``_generation_step``."""
+
+    def _generation_begin(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        raise NotImplementedError
+
+    def _generation_step(self, state: Any, step_ids: torch.Tensor):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id: int | list[int] | None = None,
+                 attention_mask: torch.Tensor | None = None, pad_token_id: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate token ids.
+
+        Args:
+            input_ids: ``[batch, seq]`` prompt ids (decoder models) or source ids (T5).
+            max_new_tokens: how many tokens to add at most (>= 1).
+            do_sample: sample instead of greedy arg-max.
+            temperature: logits are divided by it before sampling (> 0).
+            top_k: sample only among the ``top_k`` most likely tokens (>= 1).
+            top_p: nucleus sampling: the smallest set of tokens reaching this mass, in (0, 1].
+            eos_token_id: stop a row once it emits this id (or any of these ids); later
+                positions of a finished row hold ``pad_token_id``. ``None``: the config's
+                ``eos_token_id`` if any.
+            attention_mask: ``[batch, seq]`` 1/0 mask for padded prompts (pad on the left for
+                decoder models).
+            pad_token_id: filler after a row finished (default: the config's, else the eos id).
+            generator: a ``torch.Generator`` making sampling reproducible.
+
+        Returns:
+            ``[batch, total]`` LongTensor: prompt plus new tokens for decoder models, the
+            decoder ids (start token first) for encoder-decoder models.
+
+        Raises:
+            InputError: ``input_ids`` or ``attention_mask`` of the wrong type or shape.
+            GenerationArgumentError: an argument out of range.
+        """
+        cfg = getattr(self, "config", None)
+        if eos_token_id is None:
+            eos_token_id = getattr(cfg, "eos_token_id", None)
+        eos = _check_args(max_new_tokens, temperature, top_k, top_p, eos_token_id)
+        _check_ids(input_ids, getattr(cfg, "vocab_size", None))
+        if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                           or attention_mask.shape != input_ids.shape):
+            raise InputError("attention_mask must be a tensor shaped like input_ids "
+                             f"{tuple(input_ids.shape)}")
+        if pad_token_id is None:
+            pad_token_id = getattr(cfg, "pad_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = eos[0] if eos else 0
+        tokens, state = self._generation_begin(input_ids, attention_mask)
+        step_ids = tokens
+        eos_t = torch.tensor(eos, dtype=torch.long, device=tokens.device)
+        finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        for _ in range(max_new_tokens):
+            logits, state = self._generation_step(state, step_ids)
+            nxt = select_next_tokens(logits, do_sample=do_sample, temperature=temperature,
+                                     top_k=top_k, top_p=top_p, generator=generator)
+            nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if eos:
+                finished |= torch.isin(nxt, eos_t)
+                if bool(finished.all()):
+                    break
+            step_ids = nxt[:, None]
+        return tokens

@@ -1,0 +1,296 @@
+"""GPT-2: token + position embeddings, pre-norm causal blocks (layer → block → model), and the
+causal LM head with :meth:`generate` (greedy / sampling, KV cache).
+
+Hugging Face checkpoints load directly: the fused ``Conv1D`` projections (``attn.c_attn`` holds
+query, key and value; every ``Conv1D`` stores its weight as ``[in, out]``) are split and
+transposed into the shared :class:`MultiHeadAttention` / :class:`FeedForward` ``Linear`` layers
+in :meth:`GPT2PreTrainedModel.convert_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..features import FeatureEntry, token_features
+from ..modeling import BaseModel
+from ..registry import register_model
+from ._inputs import check_same_shape, check_token_ids
+from .generation import GenerationMixin
+from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
+
+__all__ = ["GPT2Config", "GPT2Block", "GPT2Model", "GPT2LMHeadModel"]
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class GPT2Config(ModelConfig):
+    """Hugging Face's GPT-2 config fields (``n_embd``, ``n_layer``...), as in ``config.json``."""
+
+    model_type = "gpt2"
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False
+    add_cross_attention: bool = False
+    bos_token_id: int | None = 50256
+    eos_token_id: int | list[int] | None = 50256
+    pad_token_id: int | None = None
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+        if self.scale_attn_by_inverse_layer_idx or self.add_cross_attention:
+            raise ConfigError("scale_attn_by_inverse_layer_idx and add_cross_attention are not "
+                              "supported by hubloader's GPT-2; set them to false")
+        get_activation(self.activation_function)
+
+    @property
+    def inner_size(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+
+# -- block level ----------------------------------------------------------------------------
+class GPT2Block(nn.Module):
+    """Pre-norm causal block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attention = MultiHeadAttention(config.n_embd, config.n_head, dropout=config.attn_pdrop,
+                                            causal=True, scale=config.scale_attn_weights)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = FeedForward(config.n_embd, config.inner_size, config.activation_function)
+        self.drop = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = False):
+        """Returns ``(x, (key, value) or None)``."""
+        attn = self.attention(self.ln_1(x), mask=mask, past=past, use_cache=use_cache)
+        cache = None
+        if use_cache:
+            attn, cache = attn
+        x = x + self.drop(attn)
+        x = x + self.drop(self.mlp(self.ln_2(x)))
+        return x, cache
+
+
+# -- model level ----------------------------------------------------------------------------
+_CONV1D = re.compile(r"(^|\.)(h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj))\.weight$")
+_GPT2_RULES: tuple[tuple[str, str], ...] = (
+    (r"^transformer\.", "backbone."),
+    (r"(^|\.)h\.(\d+)\.attn\.c_proj\.", r"\1blocks.\2.attention.out."),
+    (r"(^|\.)h\.(\d+)\.mlp\.c_fc\.", r"\1blocks.\2.mlp.fc_in."),
+    (r"(^|\.)h\.(\d+)\.mlp\.c_proj\.", r"\1blocks.\2.mlp.fc_out."),
+    (r"(^|\.)h\.(\d+)\.(ln_1|ln_2|attention)\.", r"\1blocks.\2.\3."),
+)
+_GPT2_IGNORE = (r"\.attn\.bias$", r"\.attn\.masked_bias$", r"(^|\.)attention\.bias$",
+                r"(^|\.)attention\.masked_bias$")
+
+
+class GPT2PreTrainedModel(BaseModel):
+    """Shared declarations of the GPT-2 family."""
+
+    config_class = GPT2Config
+    base_model_prefix = "backbone"
+    checkpoint_key_rules = _GPT2_RULES
+    ignore_checkpoint_keys = _GPT2_IGNORE
+
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Transpose ``Conv1D`` weights and split the fused ``c_attn`` into query/key/value."""
+        out: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            if _CONV1D.search(key):
+                value = value.t()  # Conv1D stores [in, out]; Linear wants [out, in]
+            if ".attn.c_attn." in key or key.startswith("attn.c_attn."):
+                stem, _, kind = key.rpartition(".c_attn.")
+                stem = stem[: -len(".attn")] if stem.endswith(".attn") else stem
+                for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                    out[f"{stem}.attention.{name}.{kind}"] = part
+            else:
+                out[key] = value
+        return super().convert_checkpoint(out)
+
+    def init_module_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (MultiHeadAttention, FeedForward)):  # GPT-2's scaled residuals
+            proj = module.out if isinstance(module, MultiHeadAttention) else module.fc_out
+            nn.init.normal_(proj.weight, 0.0, std / math.sqrt(2 * self.config.n_layer))
+
+    def feature_entries(self) -> list[FeatureEntry]:
+        """The output of every block: ``[batch, seq, n_embd]``."""
+        prefix = self._module_prefix()
+        return [token_features(f"{prefix}blocks.{i}", self.config.n_embd)
+                for i in range(self.config.n_layer)]
+
+
+def _positions(attention_mask: torch.Tensor | None, past_len: int, seq: int,
+               device: torch.device) -> torch.Tensor:
+    if attention_mask is None:
+        return torch.arange(past_len, past_len + seq, device=device).unsqueeze(0)
+    pos = attention_mask.long().cumsum(-1) - 1  # left padding: real tokens count from 0
+    pos = pos.masked_fill(attention_mask == 0, 1)
+    return pos[:, -seq:]
+
+
+@register_model("gpt2", "base")
+class GPT2Model(GPT2PreTrainedModel):
+    """The GPT-2 decoder stack. ``forward`` returns ``logits`` (= last hidden states after
+    ``ln_f``), ``hidden_states``, and ``past_key_values`` with ``use_cache=True``."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.blocks = nn.ModuleList(GPT2Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                past_key_values: KVCache | None = None, use_cache: bool = False,
+                output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Args:
+            input_ids: ``[batch, seq]`` token ids.
+            attention_mask: ``[batch, past + seq]`` 1/0 mask (left padding for batches).
+            position_ids: ``[batch, seq]``; default from ``attention_mask`` or the cache length.
+            token_type_ids: ``[batch, seq]``, embedded with ``wte`` as in transformers (rarely
+                used; GPT-2 tokenizers do not produce them).
+            past_key_values: the ``past_key_values`` of the previous call.
+            use_cache: return ``past_key_values`` for the next call.
+
+        Raises:
+            InputError: wrong types or shapes, ids outside the vocabulary, a sequence longer
+                than ``n_positions``.
+        """
+        from ..errors import InputError
+
+        if kwargs:
+            raise InputError(f"GPT-2 got unexpected input(s) {sorted(kwargs)}; it takes input_ids, "
+                             "attention_mask, position_ids, token_type_ids, past_key_values, "
+                             "use_cache")
+        c = self.config
+        check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
+        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
+        seq = input_ids.shape[1]
+        if past_key_values is not None and len(past_key_values) != c.n_layer:
+            raise InputError(f"past_key_values has {len(past_key_values)} layers, the model {c.n_layer}")
+        if past_len + seq > c.n_positions:
+            raise InputError(f"sequence of {past_len + seq} tokens exceeds n_positions "
+                             f"{c.n_positions}; truncate the input")
+        if attention_mask is not None:
+            check_token_ids("attention_mask", attention_mask)
+            if attention_mask.shape != (input_ids.shape[0], past_len + seq):
+                raise InputError(f"attention_mask must be [batch, past + seq] = "
+                                 f"{(input_ids.shape[0], past_len + seq)}, got "
+                                 f"{tuple(attention_mask.shape)}")
+        if position_ids is None:
+            position_ids = _positions(attention_mask, past_len, seq, input_ids.device)
+        else:
+            check_token_ids("position_ids", position_ids)
+            check_same_shape("position_ids", position_ids, "input_ids", input_ids)
+        x = self.wte(input_ids) + self.wpe(position_ids)
+        if token_type_ids is not None:
+            check_token_ids("token_type_ids", token_type_ids, vocab_size=c.vocab_size)
+            check_same_shape("token_type_ids", token_type_ids, "input_ids", input_ids)
+            x = x + self.wte(token_type_ids)
+        x = self.drop(x)
+        mask = additive_mask(attention_mask, x.dtype)
+        states = [x] if output_hidden_states else None
+        cache: KVCache = []
+        for i, block in enumerate(self.blocks):
+            past = past_key_values[i] if past_key_values else None
+            x, kv = block(x, mask, past=past, use_cache=use_cache)
+            if use_cache:
+                cache.append(kv)
+            if states is not None:
+                states.append(x)
+        x = self.ln_f(x)
+        out = self._outputs(x, x)
+        if use_cache:
+            out["past_key_values"] = cache
+        if states is not None:
+            states[-1] = x  # like transformers: the last entry is after ln_f
+            out["all_hidden_states"] = tuple(states)
+        return out
+
+
+@register_model("gpt2", "text-generation")
+class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
+    """GPT-2 with the causal LM head (tied to ``wte``). Tasks: lm, text-generation,
+    poetry-generation. ``forward(..., labels=)`` adds the shifted next-token loss."""
+
+    task = "text-generation"
+    new_head_keys = (r"^lm_head\.",)
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.backbone = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.tied_weights = ({"lm_head.weight": "backbone.wte.weight"}
+                             if config.tie_word_embeddings else {})
+
+    def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **inputs: Any) -> dict[str, Any]:
+        """As :meth:`GPT2Model.forward`; ``logits`` are ``[batch, seq, vocab]``.
+
+        Args:
+            labels: ``[batch, seq]`` target ids (usually ``input_ids``; -100 is ignored).
+        """
+        enc = self.backbone(input_ids, **inputs)
+        logits = self.lm_head(enc["hidden_states"])
+        loss = None
+        if labels is not None:
+            check_token_ids("labels", labels)
+            check_same_shape("labels", labels, "input_ids", input_ids)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+        extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
+        return self._outputs(logits, enc["hidden_states"], loss, **extra)
+
+    # -- generation hooks -------------------------------------------------------------------
+    def _generation_begin(self, input_ids, attention_mask):
+        return input_ids, {"past": None, "mask": attention_mask}
+
+    def _generation_step(self, state, step_ids):
+        mask = state["mask"]
+        if mask is not None and state["past"] is not None:
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], step_ids.shape[1])], dim=1)
+        out = self(step_ids, attention_mask=mask, past_key_values=state["past"], use_cache=True)
+        return out["logits"][:, -1], {"past": out["past_key_values"], "mask": mask}

@@ -1,0 +1,253 @@
+"""ViT: patch + position embeddings with a class token, pre-norm encoder blocks (layer → block →
+model), and the image classification head on the class token.
+
+Hugging Face checkpoints (``vit.encoder.layer.N.attention.attention.query.weight``...) load
+directly through ``checkpoint_key_rules``. Inputs are ``pixel_values`` of the configured size
+(see :mod:`hubloader.preprocessing`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError, InputError
+from ..features import FeatureEntry
+from ..modeling import BaseModel
+from ..registry import register_model
+from ._inputs import check_pixel_values
+from .layers import FeedForward, MultiHeadAttention, get_activation
+
+__all__ = ["ViTConfig", "ViTBlock", "ViTModel", "ViTForImageClassification",
+           "classification_loss", "labels_count"]
+
+
+def labels_count(num_labels: int | None, id2label: dict | None) -> int:
+    """``num_labels`` from the config, else the size of ``id2label``, else 2."""
+    n = num_labels if num_labels is not None else (len(id2label) if id2label else 2)
+    if n <= 0:
+        raise ConfigError(f"num_labels must be positive, got {n}")
+    return n
+
+
+def classification_loss(config: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, MSE (one label / regression) or BCE (multi-label), as transformers does."""
+    if not isinstance(labels, torch.Tensor):
+        raise InputError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    n = config.num_labels
+    if config.problem_type == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if n == 1 or config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+    return F.cross_entropy(logits.view(-1, n), labels.view(-1))
+
+
+def _pair(value: int | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+@dataclass
+class ViTConfig(ModelConfig):
+    model_type = "vit"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    image_size: int | list[int] = 224
+    patch_size: int | list[int] = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+    pooler_output_size: int | None = None
+    pooler_act: str = "tanh"
+    num_labels: int | None = None
+    id2label: dict | None = None
+    label2id: dict | None = None
+    problem_type: str | None = None
+
+    def validate(self) -> None:
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "num_channels"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} must be a multiple of "
+                              f"num_attention_heads {self.num_attention_heads}")
+        (h, w), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        if min(h, w, ph, pw) <= 0 or h % ph or w % pw:
+            raise ConfigError(f"image_size {self.image_size} must be a positive multiple of "
+                              f"patch_size {self.patch_size}")
+        self.num_labels = labels_count(self.num_labels, self.id2label)
+        get_activation(self.hidden_act)
+        get_activation(self.pooler_act)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        (h, w), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        return h // ph, w // pw
+
+
+# -- layer level ----------------------------------------------------------------------------
+class ViTEmbeddings(nn.Module):
+    """Conv patch embedding, a learned class token, learned positions."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        gh, gw = config.grid
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, gh * gw + 1, config.hidden_size))
+        self.patch_embed = nn.Conv2d(config.num_channels, config.hidden_size,
+                                     kernel_size=_pair(config.patch_size),
+                                     stride=_pair(config.patch_size))
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        return self.drop(torch.cat([cls, x], dim=1) + self.position_embeddings)
+
+
+# -- block level ----------------------------------------------------------------------------
+class ViTBlock(nn.Module):
+    """Pre-norm encoder block: ``x + attn(norm_before(x))`` then ``x + mlp(norm_after(x))``."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.norm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = MultiHeadAttention(config.hidden_size, config.num_attention_heads,
+                                            dropout=config.attention_probs_dropout_prob,
+                                            bias=config.qkv_bias)
+        self.norm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.norm_before(x)))
+        return x + self.drop(self.mlp(self.norm_after(x)))
+
+
+# -- model level ----------------------------------------------------------------------------
+_VIT_RULES: tuple[tuple[str, str], ...] = (
+    (r"^vit\.", "backbone."),
+    (r"embeddings\.patch_embeddings\.projection\.", "embeddings.patch_embed."),
+    (r"encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.", r"blocks.\1.attention.\2."),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attention.out."),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc_in."),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc_out."),
+    (r"encoder\.layer\.(\d+)\.layernorm_(before|after)\.", r"blocks.\1.norm_\2."),
+    (r"(^|\.)layernorm\.", r"\1norm."),
+)
+
+
+class ViTPreTrainedModel(BaseModel):
+    """Shared declarations of the ViT family."""
+
+    config_class = ViTConfig
+    base_model_prefix = "backbone"
+    checkpoint_key_rules = _VIT_RULES
+    input_rank = 4
+
+    def init_module_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, ViTEmbeddings):
+            nn.init.trunc_normal_(module.position_embeddings, 0.0, std)
+            nn.init.trunc_normal_(module.cls_token, 0.0, std)
+
+    def feature_entries(self) -> list[FeatureEntry]:
+        """The output of every block: ``[batch, 1 + patches, hidden_size]``."""
+        prefix, (ph, pw), width = self._module_prefix(), _pair(self.config.patch_size), \
+            self.config.hidden_size
+
+        def shape(s: tuple[int, ...]) -> tuple[int, ...]:
+            return (s[0], 1 + (s[2] // ph) * (s[3] // pw), width)
+
+        return [FeatureEntry(f"{prefix}blocks.{i}", shape)
+                for i in range(self.config.num_hidden_layers)]
+
+
+@register_model("vit", "image-feature-extraction")
+@register_model("vit", "base")
+class ViTModel(ViTPreTrainedModel):
+    """The ViT encoder. ``forward(pixel_values)`` returns ``logits`` and ``hidden_states``
+    (the normed last states, ``[batch, 1 + patches, hidden]``) and ``pooled`` (tanh pooler on
+    the class token, if present)."""
+
+    new_head_keys = (r"^pooler\.",)
+
+    def __init__(self, config: ViTConfig, add_pooler: bool = True):
+        super().__init__(config)
+        self.embeddings = ViTEmbeddings(config)
+        self.blocks = nn.ModuleList(ViTBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = None
+        if add_pooler:
+            self.pooler = nn.ModuleDict({
+                "dense": nn.Linear(config.hidden_size,
+                                   config.pooler_output_size or config.hidden_size)})
+            self.pooler_act = get_activation(config.pooler_act)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, *,
+                output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Args:
+            pixel_values: ``[batch, channels, height, width]`` floats of the configured size.
+
+        Raises:
+            InputError: a missing, non-tensor, wrongly shaped or non-float input.
+        """
+        if kwargs:
+            raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
+        c = self.config
+        check_pixel_values(pixel_values, num_channels=c.num_channels,
+                           image_size=_pair(c.image_size))
+        x = self.embeddings(pixel_values.to(self.embeddings.position_embeddings.dtype))
+        states = [x] if output_hidden_states else None
+        for block in self.blocks:
+            x = block(x)
+            if states is not None:
+                states.append(x)
+        x = self.norm(x)
+        out = self._outputs(x, x)
+        if self.pooler is not None:
+            out["pooled"] = self.pooler_act(self.pooler["dense"](x[:, 0]))
+        if states is not None:
+            out["all_hidden_states"] = tuple(states)
+        return out
+
+
+@register_model("vit", "image-classification")
+class ViTForImageClassification(ViTPreTrainedModel):
+    """A linear classifier on the class token. Tasks: image-classification, classification."""
+
+    task = "image-classification"
+    new_head_keys = (r"^classifier\.",)
+    ignore_checkpoint_keys = (r"^backbone\.pooler\.",)
+
+    def __init__(self, config: ViTConfig):
+        super().__init__(config)
+        self.backbone = ViTModel(config, add_pooler=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **kwargs: Any) -> dict[str, Any]:
+        """Returns ``logits`` ``[batch, num_labels]``, ``hidden_states``, and ``loss`` with labels."""
+        enc = self.backbone(pixel_values, **kwargs)
+        logits = self.classifier(enc["hidden_states"][:, 0])
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
+        return self._outputs(logits, enc["hidden_states"], loss)

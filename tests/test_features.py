@@ -1,0 +1,148 @@
+"""The feature-extraction interface, for every family: declared shapes equal the shapes
+captured in a real forward pass; hooks are replaced on re-registration; bad indexes fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hubloader.errors import FeaturesNotCapturedError, InputError, LayerIndexNotFoundError
+from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
+                              GPT2LMHeadModel, ResNetConfig, ResNetForImageClassification,
+                              ResNetModel, T5Config, T5ForConditionalGeneration, ViTConfig,
+                              ViTForImageClassification, ViTModel)
+
+
+def _cfg(cls, **kw):
+    return cls.from_dict(kw)  # validated, with derived fields (num_labels) filled in
+
+
+def _text(shape):
+    return torch.randint(0, 50, shape, generator=torch.Generator().manual_seed(0))
+
+
+def _image(shape):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+
+# (name, builder, input shape, forward(model, input), depth, hierarchical)
+FAMILIES = [
+    ("bert", lambda: BertModel.from_config(_cfg(BertConfig,
+        vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=24)), (2, 7), lambda m, x: m(input_ids=x), 3, False),
+    ("bert-head", lambda: BertForSequenceClassification.from_config(_cfg(BertConfig,
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=24)), (3, 5), lambda m, x: m(input_ids=x), 2, False),
+    ("gpt2", lambda: GPT2LMHeadModel.from_config(_cfg(GPT2Config,
+        vocab_size=50, n_positions=32, n_embd=16, n_layer=3, n_head=2)),
+     (2, 9), lambda m, x: m(x), 3, False),
+    ("t5", lambda: T5ForConditionalGeneration.from_config(_cfg(T5Config,
+        vocab_size=50, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4)),
+     (2, 6), lambda m, x: m(input_ids=x, decoder_input_ids=x[:, :3]), 2, False),
+    ("vit", lambda: ViTModel.from_config(_cfg(ViTConfig,
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+        image_size=24, patch_size=6)), (2, 3, 24, 24), lambda m, x: m(x), 2, False),
+    ("vit-head", lambda: ViTForImageClassification.from_config(_cfg(ViTConfig,
+        hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=24,
+        image_size=[16, 32], patch_size=8, num_labels=3)), (1, 3, 16, 32),
+     lambda m, x: m(x), 3, False),
+    ("resnet", lambda: ResNetModel.from_config(_cfg(ResNetConfig,
+        embedding_size=8, hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1])),
+     (2, 3, 37, 50), lambda m, x: m(x), 5, True),
+    ("resnet-head", lambda: ResNetForImageClassification.from_config(_cfg(ResNetConfig,
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+        downsample_in_first_stage=True)), (1, 3, 31, 31), lambda m, x: m(x), 3, True),
+]
+
+
+@pytest.fixture(params=FAMILIES, ids=[f[0] for f in FAMILIES])
+def family(request):
+    name, build, shape, run, depth, hier = request.param
+    torch.manual_seed(0)
+    model = build().eval()
+    make = _image if len(shape) == 4 else _text
+    return model, shape, (lambda: run(model, make(shape))), depth, hier
+
+
+def test_declared_shapes_equal_captured_shapes(family):
+    model, shape, forward, depth, hier = family
+    assert model.get_depth() == depth
+    assert model.is_hierarchical_features() is hier
+    declared = model.get_features_shapes_all_layers(shape)
+    assert len(declared) == depth
+    assert [model.get_features_shape(shape, i) for i in range(depth)] == declared
+    model.register_features_buffer_by_layer_indexes(list(range(depth)))
+    with torch.no_grad():
+        forward()
+    captured = [tuple(f.shape) for f in model.fetch_features()]
+    assert captured == declared
+    if hier:  # the resolution shrinks with depth
+        assert declared[-1][2] < declared[0][2]
+    else:
+        assert len({s[1:] for s in declared}) == 1
+
+
+def test_reregistering_replaces_hooks(family):
+    model, shape, forward, depth, _ = family
+    model.register_features_buffer_by_layer_indexes([0, depth - 1])
+    model.register_features_buffer_by_layer_indexes([-1])
+    hooks = sum(len(m._forward_hooks) for m in model.modules())
+    assert hooks == 1
+    with torch.no_grad():
+        forward()
+    (last,) = model.fetch_features()
+    assert tuple(last.shape) == model.get_features_shape(shape, depth - 1)
+    model.clear_features_hooks()
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 0
+
+
+def test_captured_features_are_the_block_outputs():
+    torch.manual_seed(0)
+    model = BertModel.from_config(_cfg(BertConfig, vocab_size=50, hidden_size=16, num_hidden_layers=3,
+                                             num_attention_heads=2, intermediate_size=24)).eval()
+    x = _text((2, 5))
+    model.register_features_buffer_by_layer_indexes([0, 2])
+    with torch.no_grad():
+        out = model(input_ids=x, output_hidden_states=True)
+    first, last = model.fetch_features()
+    assert torch.equal(first, out["all_hidden_states"][1])
+    assert torch.equal(last, out["hidden_states"])
+
+
+def test_bad_indexes_and_order_of_calls():
+    model = GPT2LMHeadModel.from_config(_cfg(GPT2Config, vocab_size=50, n_positions=16, n_embd=8,
+                                                   n_layer=2, n_head=2)).eval()
+    with pytest.raises(FeaturesNotCapturedError, match="register"):
+        model.fetch_features()
+    for bad in (2, -3, 100):
+        with pytest.raises(LayerIndexNotFoundError, match="out of range") as info:
+            model.get_features_shape((1, 4), bad)
+        assert isinstance(info.value, IndexError)
+    with pytest.raises(LayerIndexNotFoundError, match="must be an int"):
+        model.get_features_shape((1, 4), "0")
+    model.register_features_buffer_by_layer_indexes([1])
+    with pytest.raises(LayerIndexNotFoundError):
+        model.register_features_buffer_by_layer_indexes([0, 5])
+    # a failed re-registration leaves the earlier hooks in place
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 1
+    with pytest.raises(FeaturesNotCapturedError, match="forward pass"):
+        model.fetch_features()
+    with pytest.raises(InputError, match=r"\(batch, seq\)"):
+        model.get_features_shape((1, 3, 8, 8), 0)
+    with pytest.raises(InputError):
+        model.get_features_shapes_all_layers((0, 4))
+
+
+def test_save_and_reload_roundtrip(family, tmp_path):
+    """Our own save_pretrained output loads back strictly, with identical outputs."""
+    model, shape, forward, _, _ = family
+    from hubloader import BaseModel
+
+    with torch.no_grad():
+        before = forward()["logits"]
+    model.save_pretrained(tmp_path)
+    again = BaseModel.from_pretrain(str(tmp_path))
+    assert type(again) is type(model)
+    model.load_state_dict(again.state_dict())  # same tensors under the same names
+    with torch.no_grad():
+        assert torch.equal(forward()["logits"], before)
