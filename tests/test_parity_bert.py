@@ -142,3 +142,17 @@ def test_torch_dtype_from_config(hf_bert):
     saved = half.save_pretrained(path.parent / "bf16")
     assert BertModel.from_pretrain(str(saved)).dtype == torch.bfloat16
     assert BertModel.from_pretrain(str(saved), torch_dtype="float32").dtype == torch.float32
+
+
+@pytest.mark.parametrize("param", ["blocks.0.attention.key.weight", "blocks.1.mlp.fc_out.weight",
+                                   "embeddings.position_embeddings.weight"])
+def test_parity_check_detects_a_one_percent_error(hf_bert, batch, param):
+    """The 1e-5 parity check above can fail: a 1% error in one tensor breaks it."""
+    hf, path = hf_bert("BertModel")
+    model = BertModel.from_pretrain(str(path))
+    ids, mask = batch
+    with torch.no_grad():
+        model.get_parameter(param).mul_(1.01)
+        diff = (hf(input_ids=ids, attention_mask=mask).last_hidden_state
+                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    assert diff > 1e-4

@@ -44,7 +44,7 @@ def bpe_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spm_dir(tmp_path_factory):
-    spm = pytest.importorskip("sentencepiece")
+    import sentencepiece as spm
     d = tmp_path_factory.mktemp("spm")
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS), model_prefix=str(d / "spiece"), vocab_size=80,
