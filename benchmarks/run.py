@@ -223,6 +223,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", help="comma-separated scenario keys")
     parser.add_argument("--bert-layers", type=int, default=12, help="12 = BERT-base (~440 MB)")
+    parser.add_argument("--s3-size-mb", type=int, default=512, help="S3 scenario size (MiB)")
     parser.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args(argv)
     scenarios = {**SCENARIOS, **_optional_scenarios()}

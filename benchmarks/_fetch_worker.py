@@ -1,0 +1,85 @@
+"""One download measurement in a fresh process; prints JSON on its last stdout line.
+
+    python benchmarks/_fetch_worker.py MODE ARGS...
+
+hubloader NAME                      hubloader.download(NAME) (card sha256s verified while streaming)
+boto3-default BUCKET KEY DEST SHA   boto3 download_file, default TransferConfig, then sha256 pass
+boto3-tuned   BUCKET KEY DEST SHA   boto3 download_file, max_concurrency=16, 32 MiB parts, then sha256
+stream        BUCKET KEY DEST SHA   one GET, streamed to disk while hashing
+load NAME                           import torch + hubloader, then from_pretrain(NAME) (8-process scenario)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+
+def _client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=os.environ["HUBLOADER_S3_ENDPOINT_URL"],
+                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main() -> None:
+    mode, args = sys.argv[1], sys.argv[2:]
+    out: dict = {}
+    if mode == "hubloader":
+        import boto3  # noqa: F401  (imported outside the clock, as the baselines' client is)
+
+        import hubloader
+
+        t0 = time.perf_counter()
+        path = hubloader.download(args[0], progress=False)
+        out.update(seconds=time.perf_counter() - t0, path=str(path))
+    elif mode in ("boto3-default", "boto3-tuned", "stream"):
+        bucket, key, dest, expected = args
+        s3 = _client()
+        t0 = time.perf_counter()
+        if mode == "stream":
+            h = hashlib.sha256()
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            with open(dest, "wb") as fh:
+                for chunk in body.iter_chunks(1 << 20):
+                    h.update(chunk)
+                    fh.write(chunk)
+            digest = h.hexdigest()
+        else:
+            from boto3.s3.transfer import TransferConfig
+
+            config = TransferConfig() if mode == "boto3-default" else TransferConfig(
+                max_concurrency=16, multipart_chunksize=32 << 20, multipart_threshold=32 << 20)
+            s3.download_file(bucket, key, dest, Config=config)
+            digest = _sha256(dest)
+        if digest != expected:
+            raise SystemExit(f"sha256 mismatch for {key}")
+        out["seconds"] = time.perf_counter() - t0
+    elif mode == "load":
+        t_start = time.perf_counter()
+        import torch  # noqa: F401
+
+        from hubloader.models import BertModel
+
+        t0 = time.perf_counter()
+        BertModel.from_pretrain(args[0])
+        out.update(load_s=time.perf_counter() - t0, total_s=time.perf_counter() - t_start)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Scenarios that need a server: S3 downloads against boto3, eight processes at once, and the
+warm-cache lookup. A SeaweedFS process (tests/servers.py) is started and stopped here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from run import DATA, HERE, Series, Verdict, interleave, make_bert_checkpoint
+
+sys.path.insert(0, str(HERE.parent / "tests"))
+import servers  # noqa: E402  (the test suite's SeaweedFS and byte-counting proxy)
+
+WORKER = HERE / "_fetch_worker.py"
+BUCKET = "bench"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _random_file(path: Path, size: int) -> Path:
+    if path.is_file() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            n = min(left, 16 << 20)
+            fh.write(os.urandom(n))
+            left -= n
+    return path
+
+
+class Bench:
+    """SeaweedFS + a cards folder; models uploaded under s3://bench/models/<name>/."""
+
+    def __init__(self):
+        self.weed = servers.SeaweedFS().start()
+        self.tmp = Path(tempfile.mkdtemp(prefix="hubloader-bench-"))
+        self.cards = self.tmp / "cards"
+        self.cards.mkdir()
+        self.s3 = self.weed.client()
+        self.s3.create_bucket(Bucket=BUCKET)
+
+    def env(self, endpoint: str | None = None, home: Path | None = None) -> dict:
+        return {"AWS_ACCESS_KEY_ID": servers.ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": servers.SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+                "HUBLOADER_S3_ENDPOINT_URL": endpoint or self.weed.endpoint,
+                "HUBLOADER_ENDPOINT": f"s3://{BUCKET}/models", "HUBLOADER_CARDS_PATH": str(self.cards),
+                "HUBLOADER_HOME": str(home or self.tmp / "home"),
+                "HUBLOADER_DISABLE_PROGRESS_BARS": "1"}
+
+    def publish(self, name: str, files: dict[str, Path]) -> dict[str, str]:
+        """Upload files and write a card listing their sizes and sha256s."""
+        digests = {}
+        lines = []
+        for rel, path in files.items():
+            digests[rel] = _sha256(path)
+            self.s3.upload_file(str(path), BUCKET, f"models/{name}/{rel}")
+            lines.append(f"  - path: {rel}\n    size: {path.stat().st_size}\n    sha256: {digests[rel]}")
+        (self.cards / f"{name}.md").write_text(
+            f"---\nname: {name}\ntasks: [base]\nlicense: MIT\nauthor: bench\narchitecture: bert\n"
+            f"files:\n" + "\n".join(lines) + "\n---\n")
+        return digests
+
+    def close(self) -> None:
+        self.weed.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _run(args: list[str], env: dict) -> dict:
+    proc = subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True,
+                          env={**os.environ, **env})
+    if proc.returncode:
+        raise RuntimeError(f"{args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def scenario_s3(args, results, verdicts):
+    size = args.s3_size_mb << 20
+    bench = Bench()
+    try:
+        src = DATA / "s3"
+        one = {"model.safetensors": _random_file(src / f"one-{args.s3_size_mb}.bin", size)}
+        shards = {f"model-{i:05d}-of-00004.safetensors": _random_file(src / f"shard{i}-{args.s3_size_mb}.bin", size // 4)
+                  for i in range(1, 5)}
+        layouts = {"1 file": ("bench-one", one, bench.publish("bench-one", one)),
+                   "4 shards": ("bench-sharded", shards, bench.publish("bench-sharded", shards))}
+        for label, (name, files, digests) in layouts.items():
+            dest = bench.tmp / "dl"
+
+            def fresh():
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(bench.tmp / "home", ignore_errors=True)
+                dest.mkdir()
+
+            def hub():
+                fresh()
+                return _run(["hubloader", name], bench.env())["seconds"]
+
+            def baseline(mode):
+                def measure():
+                    fresh()
+                    total = 0.0
+                    for rel in files:  # a user's loop over the model's files
+                        total += _run([mode, BUCKET, f"models/{name}/{rel}", str(dest / rel.replace('/', '_')),
+                                       digests[rel]], bench.env())["seconds"]
+                    return total
+                return measure
+
+            data = interleave(args.runs, {"hubloader": hub,
+                                          "boto3 download_file (default)": baseline("boto3-default"),
+                                          "boto3 download_file (tuned)": baseline("boto3-tuned"),
+                                          "single streamed GET": baseline("stream")})
+            scen = f"4. cold S3 download, {label} ({args.s3_size_mb} MiB total), sha256 verified"
+            for tool, vals in data.items():
+                results.append(Series(scen, tool, "s", vals))
+            med = {k: statistics.median(v) for k, v in data.items()}
+            vs_default = med["boto3 download_file (default)"] / med["hubloader"]
+            best_other = min(v for k, v in med.items() if k != "hubloader")
+            vs_best = best_other / med["hubloader"]
+            verdicts.append(Verdict(f"4. S3 {label}", f"speed vs boto3 default {vs_default:.2f}x "
+                                    f"(target >= 1.5x); vs best other {vs_best:.2f}x (target >= 0.9x)",
+                                    vs_default >= 1.5 and vs_best >= 0.9))
+            fresh()
+    finally:
+        bench.close()
+
+
+def scenario_eight(args, results, verdicts):
+    ckpt = make_bert_checkpoint(args.bert_layers)
+    bench = Bench()
+    proxy = servers.FaultProxy(bench.weed.s3_port)
+    try:
+        files = {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()}
+        bench.publish("bench-bert", files)
+        weights = sum(p.stat().st_size for p in files.values())
+
+        def launch(n: int) -> tuple[float, int, list[dict]]:
+            home = bench.tmp / "home8"
+            shutil.rmtree(home, ignore_errors=True)
+            env = {**os.environ, **bench.env(proxy.url, home)}
+            proxy.reset()
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen([sys.executable, str(WORKER), "load", "bench-bert"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(n)]
+            outs = []
+            for p in procs:
+                stdout, stderr = p.communicate(timeout=900)
+                if p.returncode:
+                    raise RuntimeError(stderr[-3000:])
+                outs.append(json.loads(stdout.strip().splitlines()[-1]))
+            return time.perf_counter() - t0, proxy.down_bytes, outs
+
+        walls = {"1 process": [], "8 processes": []}
+        fetch = {"1 process": [], "8 processes": []}
+        bytes_8 = []
+        launch(1)  # warm-up (page cache, SeaweedFS)
+        for _ in range(args.runs):
+            for label, n in (("1 process", 1), ("8 processes", 8)):
+                wall, down, outs = launch(n)
+                walls[label].append(wall)
+                fetch[label].append(max(o["load_s"] for o in outs))
+                if n == 8:
+                    bytes_8.append(down)
+        scen = "5. cold load of BERT-base from S3: 8 processes at once vs 1"
+        for label in walls:
+            results.append(Series(scen, f"{label}: wall (incl. interpreter + torch import)", "s", walls[label]))
+            results.append(Series(scen, f"{label}: slowest fetch+load after import", "s", fetch[label]))
+        results.append(Series(scen, "8 processes: bytes sent by the server / model size", "x",
+                              [b / weights for b in bytes_8]))
+        copies = max(bytes_8) / weights
+        ratio_wall = statistics.median(walls["8 processes"]) / statistics.median(walls["1 process"])
+        ratio_fetch = statistics.median(fetch["8 processes"]) / statistics.median(fetch["1 process"])
+        verdicts.append(Verdict("5. eight processes", f"server sent {copies:.3f} copies of the model "
+                                f"(target 1); wall 8 vs 1: {ratio_wall:.2f}x, fetch+load after import "
+                                f"{ratio_fetch:.2f}x (target <= 1.3x)",
+                                copies < 1.01 and ratio_wall <= 1.3))
+    finally:
+        proxy.close()
+        bench.close()
+
+
+SCENARIOS = {"s3": scenario_s3, "eight": scenario_eight}
