@@ -24,7 +24,6 @@ import base64
 import hashlib
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,15 +92,6 @@ def local_files(directory: str | os.PathLike) -> list[_LocalFile]:
     return sorted(files, key=lambda f: (rank.get(f.path, 0), f.path))
 
 
-def _byte_bar(total: int, desc: str, enabled: bool):
-    if not enabled or constants.progress_disabled():
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
 def push(local_dir: str | os.PathLike, uri: str, *, progress: bool = True,
          endpoint_url: str | None = None, token: str | None = None,
          commit_message: str | None = None) -> PushResult:
@@ -141,7 +131,8 @@ def push(local_dir: str | os.PathLike, uri: str, *, progress: bool = True,
                          progress=progress).push(files)
     from .push_hf import push_hf
 
-    return push_hf(files, ref.location, revision=ref.revision, endpoint=endpoint_url,
+    return push_hf(files, ref.location, revision=ref.revision,
+                   endpoint=endpoint_url or constants.hf_endpoint(),
                    token=token, commit_message=commit_message, progress=progress)
 
 
@@ -173,7 +164,7 @@ class _S3Pusher:
         except ImportError as err:  # pragma: no cover - boto3 is a dependency
             raise UnsupportedSourceError("pushing to s3:// needs boto3: pip install boto3") from err
         session = boto3.session.Session()
-        timeout = constants.env_float("HUBLOADER_TIMEOUT", 60.0)
+        timeout = constants.network_timeout()
         return session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=session.region_name or "us-east-1",
             config=Config(s3={"addressing_style": "path"}, connect_timeout=timeout,
@@ -236,7 +227,9 @@ class _S3Pusher:
                 result.skipped.append(f.path)
             else:
                 todo.append(f)
-        bar = _byte_bar(sum(f.size for f in todo), f"push {self.uri}", self.progress)
+        from .hub.progress import byte_bar
+
+        bar = byte_bar(total=sum(f.size for f in todo), desc=f"push {self.uri}", enabled=self.progress)
         try:
             for f in todo:
                 try:
@@ -253,8 +246,7 @@ class _S3Pusher:
                 logger.info("uploaded %s (%d bytes) to s3://%s/%s", f.path, f.size, self.bucket,
                             self.key(f.path))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         logger.info("pushed %s: %d uploaded, %d unchanged", self.uri, len(result.uploaded),
                     len(result.skipped))
         return result
@@ -265,8 +257,7 @@ class _S3Pusher:
         self.s3.put_object(Bucket=self.bucket, Key=self.key(f.path), Body=data,
                            ChecksumSHA256=_b64(hashlib.sha256(data).digest()),
                            Metadata={"sha256": f.sha256})
-        if bar is not None:
-            bar.update(len(data))
+        bar.update(len(data))
 
     def _multipart(self, f: _LocalFile, bar) -> None:
         key = self.key(f.path)
@@ -286,8 +277,7 @@ class _S3Pusher:
                                             ChecksumAlgorithm="SHA256", ChecksumSHA256=digest)
                     parts.append({"PartNumber": number, "ETag": r["ETag"],
                                   "ChecksumSHA256": r.get("ChecksumSHA256") or digest})
-                    if bar is not None:
-                        bar.update(len(data))
+                    bar.update(len(data))
                     number += 1
             self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                               MultipartUpload={"Parts": parts})
