@@ -260,3 +260,9 @@ def test_tokenizer_missing_and_corrupt(minilm_dir, tmp_path):
     (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": ')
     with pytest.raises(TokenizerError, match="corrupt"):
         load_tokenizer(tmp_path)
+
+
+def test_forward_ids_outside_vocabulary(hf_bert):
+    model = BertModel.from_pretrain(str(_tiny(hf_bert)))
+    with pytest.raises(InputError, match=r"\[0, 120\).*tokenizer"):
+        model(input_ids=torch.tensor([[1, 2, 500]]))

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
+from ._inputs import check_same_shape, check_token_ids
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
 __all__ = ["BertConfig", "RobertaConfig", "BertBlock", "BertModel", "BertForSequenceClassification",
@@ -202,20 +203,6 @@ class _BertBase(BaseModel):
         return c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob
 
 
-def _check_ids(name: str, value: Any, required: bool = False) -> None:
-    if value is None:
-        if required:
-            raise InputError(f"{name} is required: a LongTensor of token ids, shape [batch, seq]")
-        return
-    if not isinstance(value, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor of shape [batch, seq], got "
-                         f"{type(value).__name__}; call the tokenizer with return_tensors")
-    if value.dim() != 2:
-        raise InputError(f"{name} must have shape [batch, seq], got {tuple(value.shape)}; "
-                         "add a batch dimension with .unsqueeze(0)")
-    if name != "attention_mask" and value.is_floating_point():
-        raise InputError(f"{name} must hold integer ids, got dtype {value.dtype}")
-
 
 @register_model("bert", "base")
 class BertModel(_BertBase):
@@ -237,12 +224,11 @@ class BertModel(_BertBase):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
-        _check_ids("input_ids", input_ids, required=True)
+        check_token_ids("input_ids", input_ids, required=True, vocab_size=self.config.vocab_size)
+        check_token_ids("token_type_ids", token_type_ids, vocab_size=self.config.type_vocab_size)
+        check_token_ids("attention_mask", attention_mask)
         for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            _check_ids(name, value)
-            if value is not None and value.shape != input_ids.shape:
-                raise InputError(f"{name} shape {tuple(value.shape)} differs from input_ids "
-                                 f"shape {tuple(input_ids.shape)}")
+            check_same_shape(name, value, "input_ids", input_ids)
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = additive_mask(attention_mask, x.dtype)
         states = [x] if output_hidden_states else None
