@@ -85,7 +85,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
 
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache
-    from .snapshot import fetch_snapshot, offline_snapshot
+    from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
 
     source = open_source(target.uri)
@@ -104,6 +104,11 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)
+    warm = warm_snapshot(source, revision=target.revision, paths_for=paths_for,
+                         offline_paths=offline_paths, card_files=target.card_files,
+                         allow_patterns=allow_patterns)
+    if warm is not None:  # pinned or fully hashed: the cache is the answer, no request
+        return warm
     return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
                           offline_paths=offline_paths, card_files=target.card_files,
                           allow_patterns=allow_patterns, progress=progress)

@@ -12,6 +12,7 @@ Token: huggingface_hub's usual (``HF_TOKEN`` or ``hf auth login``).
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from ... import constants
@@ -20,6 +21,8 @@ from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, Rev
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
 
 __all__ = ["HfSource"]
+
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _hf():
@@ -70,6 +73,10 @@ class HfSource(Source):
 
     def _endpoint(self) -> str | None:
         return constants.hf_endpoint()
+
+    def is_pinned(self, revision: str | None) -> bool:
+        """A full 40-hex commit sha is immutable; branches and tags move."""
+        return bool(revision) and bool(_COMMIT_RE.match(revision))
 
     def list_files(self, revision: str | None) -> Listing:
         hf = _hf()
