@@ -167,3 +167,46 @@ def test_hf_moving_ref_rechecked_once_per_call(hf_env, hub, repo):
         assert hubloader.download("hf://org/warm-bert") == first
         assert len(hub.hits) == 1 and "/api/models/org/warm-bert/revision/main" in hub.hits[0], \
             hub.hits
+
+
+# -- cached_file: the per-file warm lookup -----------------------------------------------------
+def test_cached_file_folder_hub_card(hub_env, s3_tiny, monkeypatch):
+    from hubloader.errors import InvalidModelNameError
+    from hubloader.hub.cache_admin import remove_from_cache
+
+    files = _card_files(s3_tiny)
+    write_card(hub_env / "cards", "tiny-bert", source=s3_tiny.as_uri(), files=files)
+    assert hubloader.cached_file("tiny-bert", "config.json") is None  # not fetched yet
+    path = hubloader.download("tiny-bert")
+    guard = SocketGuard(monkeypatch)
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        for _ in range(2):  # the second one is the memoized path
+            got = hubloader.cached_file("tiny-bert", name)
+            assert got == path / name and sha256_of(got) == sha256_of(s3_tiny / name)
+    assert hubloader.cached_file("tiny-bert", "model.onnx") is None
+    with pytest.raises(InvalidModelNameError):
+        hubloader.cached_file("tiny-bert", "../../source.json")
+    assert hubloader.cached_file(s3_tiny, "config.json") == s3_tiny / "config.json"  # in place
+    assert guard.calls == 0
+
+    files[0]["sha256"] = "0" * 64  # a card promising other bytes than the cached ones
+    write_card(hub_env / "cards", "tiny-bert-v2", source=s3_tiny.as_uri(), files=files)
+    assert hubloader.cached_file("tiny-bert-v2", "config.json") is None
+    assert hubloader.cached_file("tiny-bert-v2", "vocab.txt") == path / "vocab.txt"
+
+    remove_from_cache("tiny-bert")
+    assert hubloader.cached_file("tiny-bert", "config.json") is None  # the memo re-checks
+
+
+def test_cached_file_follows_a_moved_branch(hf_env, hub):
+    v1 = hub.add_commit("org/moving", {"config.json": b'{"v": 1}'})
+    hubloader.download("hf://org/moving")
+    first = hubloader.cached_file("hf://org/moving", "config.json")
+    assert first.read_bytes() == b'{"v": 1}' and first.parent.name == v1
+    assert hubloader.cached_file("hf://org/moving", "config.json", revision=v1) == first
+    v2 = hub.add_commit("org/moving", {"config.json": b'{"v": 2}'})
+    assert hubloader.cached_file("hf://org/moving", "config.json") == first  # as last resolved
+    hubloader.download("hf://org/moving")  # re-checks main: it moved
+    second = hubloader.cached_file("hf://org/moving", "config.json")
+    assert second.read_bytes() == b'{"v": 2}' and second.parent.name == v2
+    assert hubloader.cached_file(f"hf://org/moving@{v1}", "config.json") == first

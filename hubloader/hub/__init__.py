@@ -5,7 +5,7 @@
     >>> path = download("s3://models/bert-base-en/")   # an explicit URI
 
 Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
-:mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
+:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
 rename, retries, ranges), :mod:`.locking`, :mod:`.cache` (layout), :mod:`.cache_admin`
 (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
 """
@@ -20,7 +20,9 @@ from .. import constants
 from ..errors import ModelNotFoundError
 from ..names import ModelRef
 
-__all__ = ["download"]
+from .lookup import cached_file
+
+__all__ = ["download", "cached_file"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
