@@ -208,7 +208,7 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     for file in todo:
-        with file_lock(paths.lock(file.path)):
+        with file_lock(paths.lock(file.path), what=source.describe(file.path)):
             if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
