@@ -19,6 +19,8 @@ from pathlib import Path
 
 WEED = shutil.which("weed") or str(Path(os.sys.executable).with_name("weed"))
 ACCESS_KEY, SECRET_KEY = "hubtest", "hubtestsecret"
+#: an identity that may list buckets' objects but not read them (access-denied tests)
+LIST_ONLY_KEY, LIST_ONLY_SECRET = "hublister", "hublistersecret"
 
 
 def free_port() -> int:
@@ -30,7 +32,8 @@ def free_port() -> int:
 # -- SeaweedFS ----------------------------------------------------------------------------
 class SeaweedFS:
     """``weed server`` with master, volume, filer and S3 gateway bound to 127.0.0.1, telemetry
-    off, data in a temp dir, one admin identity (``ACCESS_KEY``/``SECRET_KEY``)."""
+    off, data in a temp dir, an admin identity (``ACCESS_KEY``/``SECRET_KEY``) and one that
+    may only list (``LIST_ONLY_KEY``/``LIST_ONLY_SECRET``)."""
 
     def __init__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="hubtest-weed-"))
@@ -42,7 +45,10 @@ class SeaweedFS:
         (self.tmp / "data").mkdir()
         config = {"identities": [{"name": "admin", "credentials": [
             {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "lister", "credentials": [
+                {"accessKey": LIST_ONLY_KEY, "secretKey": LIST_ONLY_SECRET}],
+             "actions": ["List"]}]}
         (self.tmp / "s3.json").write_text(json.dumps(config))
         ports = {name: free_port() for name in ("master", "volume", "filer")}
         grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}

@@ -64,6 +64,11 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from . import distributed
     from .locate import locate
 
+    if download_path is not None and "://" not in os.fspath(model_name):
+        from ..names import safe_join
+
+        # FlagAI's layout: the name is joined to download_path, never used as a path itself
+        safe_join(download_path, os.fspath(model_name).strip())
     target = locate(model_name, revision=revision)
     if download_path is not None and not isinstance(target, ModelRef):
         from ..names import safe_join

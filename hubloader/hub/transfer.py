@@ -194,6 +194,17 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         RemoteNotFoundError, AccessDeniedError: final answers from the source.
     """
     partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_file(source, file, revision=revision, final=final, partial=partial,
+                           expected_sha256=expected_sha256, progress=progress)
+    except BaseException:
+        if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
+            _discard(partial)
+        raise
+
+
+def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
+                expected_sha256: str | None, progress: bool) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0

@@ -12,6 +12,7 @@ Token: huggingface_hub's usual (``HF_TOKEN`` or ``hf auth login``).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Iterator
 
@@ -22,6 +23,7 @@ from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
 
 __all__ = ["HfSource"]
 
+logger = logging.getLogger(__name__)
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -91,6 +93,11 @@ class HfSource(Source):
             raise RemoteNotFoundError(f"{where}: the hub named no commit for this revision")
         files = []
         for sib in info.siblings or []:
+            parts = sib.rfilename.replace("\\", "/").split("/")
+            if sib.rfilename.startswith("/") or ".." in parts or "" in parts:
+                logger.warning("%s lists an unsafe file name %r; skipping it", where,
+                               sib.rfilename)
+                continue
             lfs = sib.lfs
             sha256 = getattr(lfs, "sha256", None) if lfs else None
             size = sib.size if sib.size is not None else (getattr(lfs, "size", None) if lfs else None)
