@@ -8,9 +8,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import constants
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
 from . import cache
 from .cache import SnapshotPaths
@@ -141,6 +143,21 @@ def warm_snapshot(source: Source, *, revision: str | None,
     return None
 
 
+def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
+    """Remove this repository's temp files untouched for ``HUBLOADER_PARTIAL_MAX_AGE_HOURS``
+    (a running download writes, and so touches, its file continuously)."""
+    folder = paths.meta_dir / "partial"
+    limit = time.time() - constants.partial_max_age()
+    for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
+        try:
+            if part.stat().st_mtime < limit:
+                logger.info("removing %s, a partial download abandoned for more than %.0f h",
+                            part, constants.partial_max_age() / 3600)
+                part.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
     need = sum(f.size or 0 for f in todo) - sum(
         p.stat().st_size for p in (paths.partial(f) for f in todo) if p.exists())
@@ -204,6 +221,7 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     if todo:
+        _drop_abandoned_partials(paths)
         _check_space(todo, paths)
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
@@ -213,6 +231,10 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
                 continue
+            for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
+                logger.info("removing %s, a partial download of an older version of %s",
+                            orphan.name, file.path)
+                orphan.unlink(missing_ok=True)
             sha256 = fetch_file(source, file, revision=listing.revision,
                                 final=paths.file(file.path), partial=paths.partial(file),
                                 expected_sha256=card_files.get(file.path), progress=progress)
