@@ -32,6 +32,7 @@ _LAZY = {
     "parse_model_name": ".names",
     "ModelRef": ".names",
     "download": ".hub",
+    "cached_file": ".hub",
     "register_model": ".registry",
     "get_model_class": ".registry",
     "LoadReport": ".weights",
@@ -44,7 +45,7 @@ __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
 if TYPE_CHECKING:  # pragma: no cover
     from .auto import AutoLoader
     from .cards import ModelCard, list_models, model_info
-    from .hub import download
+    from .hub import cached_file, download
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
     from .push import PushResult, push

@@ -34,6 +34,7 @@ __all__ = [
     "network_timeout",
     "parallel_threshold",
     "max_workers",
+    "partial_max_age",
     "env_bool",
     "env_float",
     "env_int",
@@ -200,3 +201,9 @@ def parallel_threshold() -> int:
 def max_workers() -> int:
     """``HUBLOADER_MAX_WORKERS``: parallel ranged GETs per big file (default 8)."""
     return max(1, env_int("HUBLOADER_MAX_WORKERS", 8))
+
+
+def partial_max_age() -> float:
+    """``HUBLOADER_PARTIAL_MAX_AGE_HOURS``: a partial download untouched for this long is
+    abandoned and removed on the repository's next download (default 24 h)."""
+    return env_float("HUBLOADER_PARTIAL_MAX_AGE_HOURS", 24.0) * 3600.0

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 
 WEED = shutil.which("weed") or str(Path(os.sys.executable).with_name("weed"))
 ACCESS_KEY, SECRET_KEY = "hubtest", "hubtestsecret"
+#: an identity that may list buckets' objects but not read them (access-denied tests)
+LIST_ONLY_KEY, LIST_ONLY_SECRET = "hublister", "hublistersecret"
 
 
 def free_port() -> int:
@@ -30,7 +33,8 @@ def free_port() -> int:
 # -- SeaweedFS ----------------------------------------------------------------------------
 class SeaweedFS:
     """``weed server`` with master, volume, filer and S3 gateway bound to 127.0.0.1, telemetry
-    off, data in a temp dir, one admin identity (``ACCESS_KEY``/``SECRET_KEY``)."""
+    off, data in a temp dir, an admin identity (``ACCESS_KEY``/``SECRET_KEY``) and one that
+    may only list (``LIST_ONLY_KEY``/``LIST_ONLY_SECRET``)."""
 
     def __init__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="hubtest-weed-"))
@@ -42,7 +46,10 @@ class SeaweedFS:
         (self.tmp / "data").mkdir()
         config = {"identities": [{"name": "admin", "credentials": [
             {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "lister", "credentials": [
+                {"accessKey": LIST_ONLY_KEY, "secretKey": LIST_ONLY_SECRET}],
+             "actions": ["List"]}]}
         (self.tmp / "s3.json").write_text(json.dumps(config))
         ports = {name: free_port() for name in ("master", "volume", "filer")}
         grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
@@ -126,7 +133,9 @@ def stop_seaweed_singleton() -> None:
 class FaultProxy:
     """A TCP proxy on 127.0.0.1 in front of ``upstream`` that counts the bytes the server
     sends, records what clients send (request heads), and can throttle, cut connections
-    after N downstream bytes, or flip one byte at a downstream offset.
+    after N downstream bytes, or flip one byte at a downstream offset; per request whose
+    line contains a path: answer an S3 error (5xx) itself, stall the response (a read
+    timeout for the client), or reset the connection (RST) after N bytes.
 
     All knobs are plain attributes; set them between transfers.
     """
@@ -146,6 +155,12 @@ class FaultProxy:
         self.cut_times = 0
         self.corrupt_at: int | None = None
         self.corrupt_times = 0
+        # per response, for requests whose head contains the path: (path, after bytes, times)
+        self.stall: tuple[str, int, int] | None = None   # hold the response (read timeout)
+        self.reset_conn: tuple[str, int, int] | None = None  # TCP RST mid-response
+        self.fail: tuple[str, int, int] | None = None    # answer an S3 error, never forwarded
+        self.injected: list[str] = []                     # what was injected, in order
+        self._rst: set[int] = set()
         self._stop = False
         self._conns: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -179,24 +194,41 @@ class FaultProxy:
                 self._conns += [client, upstream]
             log = []
             threading.Thread(target=self._up, args=(client, upstream, log), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client, log), daemon=True).start()
+
+    def _take(self, knob: str, head: str):
+        """Consume one use of a per-request knob if ``head`` matches it (caller holds the lock)."""
+        spec = getattr(self, knob)
+        if spec is None or spec[2] <= 0 or spec[0] not in head.split("\r\n", 1)[0]:
+            return None
+        setattr(self, knob, (spec[0], spec[1], spec[2] - 1))
+        self.injected.append(f"{knob} {head.split(chr(13), 1)[0]}")
+        return spec[1]
 
     def _up(self, client, upstream, log) -> None:
         try:
             while data := client.recv(65536):
                 text = data[:8192].decode("latin-1")
                 if re.match(r"^[A-Z]+ \S+ HTTP/1", text):
+                    head = text.split("\r\n\r\n", 1)[0]
                     with self.lock:
-                        self.requests.append(text.split("\r\n\r\n", 1)[0])
+                        self.requests.append(head)
+                        status = self._take("fail", head)
+                        log.append(head)
+                    if status is not None:
+                        client.sendall(_s3_error(status))
+                        continue
                 upstream.sendall(data)
         except OSError:
             pass
         finally:
             _close(upstream)
-            _close(client)
+            if id(client) not in self._rst:  # a reset connection must not send a FIN
+                _close(client)
 
-    def _down(self, upstream, client) -> None:
+    def _down(self, upstream, client, log) -> None:
         sent = 0
+        seen, since, stall_at, reset_at = 0, 0, None, None
         cut = corrupt = None
         with self.lock:
             if self.cut_after is not None and self.cut_times > 0:
@@ -208,6 +240,27 @@ class FaultProxy:
         started = time.monotonic()
         try:
             while data := upstream.recv(65536):
+                if len(log) != seen:  # the response to a new request begins
+                    with self.lock:
+                        seen, since = len(log), 0
+                        stall_at = self._take("stall", log[-1])
+                        reset_at = self._take("reset_conn", log[-1])
+                if reset_at is not None and since + len(data) >= reset_at:
+                    client.sendall(data[: reset_at - since])
+                    with self.lock:
+                        self._rst.add(id(client))
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))  # close = RST, not FIN
+                    client.shutdown(socket.SHUT_RD)  # wakes _up's recv; sends nothing
+                    client.close()
+                    return
+                if stall_at is not None and since + len(data) >= stall_at:
+                    client.sendall(data[: stall_at - since])
+                    deadline = time.monotonic() + 30  # bounded: the client times out first
+                    while not self._stop and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    return
+                since += len(data)
                 if cut is not None and sent + len(data) >= cut:
                     data = data[: max(0, cut - sent)]
                     client.sendall(data)
@@ -238,6 +291,17 @@ class FaultProxy:
             for c in self._conns:
                 _close(c)
         self.thread.join(timeout=5)
+
+
+_REASONS = {500: ("Internal Server Error", "InternalError"), 503: ("Slow Down", "SlowDown")}
+
+
+def _s3_error(status: int) -> bytes:
+    reason, code = _REASONS.get(status, ("Error", "InternalError"))
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>injected by the test proxy</Message></Error>").encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def _close(sock) -> None:

@@ -218,3 +218,50 @@ def test_held_lock_times_out_then_crash_releases_it(proxy, big_blob, monkeypatch
         holder.wait(timeout=30)
     path = hubloader.download("s3://faults/big")  # the dead holder's lock is gone
     assert (path / "config.json").is_file()
+
+
+HUBLOADER_HOLDER = """
+import sys, time
+from hubloader.hub.locking import file_lock
+with file_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_waiting_process_logs_file_and_holder(proxy, big_blob, monkeypatch, caplog):
+    lock_path = _snapshot().lock("config.json")
+    holder = subprocess.Popen([sys.executable, "-c", HUBLOADER_HOLDER, str(lock_path), "60"],
+                              stdout=subprocess.PIPE, text=True,
+                              env=_env({"PYTHONPATH": str(WORKTREE)}))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.5")
+        with caplog.at_level(logging.INFO, logger="hubloader"):
+            with pytest.raises(LockTimeoutError) as info:
+                hubloader.download("s3://faults/big")
+        waits = [r for r in caplog.records if r.getMessage().startswith("waiting for")]
+        assert len(waits) == 1 and waits[0].levelno == logging.INFO
+        assert "s3://faults/big/config.json" in waits[0].getMessage()
+        assert f"pid {holder.pid}" in waits[0].getMessage()
+        assert f"pid {holder.pid}" in str(info.value) and "config.json" in str(info.value)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+
+
+def test_waiter_proceeds_when_holder_finishes(proxy, big_blob, caplog):
+    lock_path = _snapshot().lock("config.json")
+    holder = subprocess.Popen([sys.executable, "-c", HUBLOADER_HOLDER, str(lock_path), "1.0"],
+                              stdout=subprocess.PIPE, text=True,
+                              env=_env({"PYTHONPATH": str(WORKTREE)}))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.INFO, logger="hubloader"):
+            path = hubloader.download("s3://faults/big", allow_patterns=["*.json"])
+        assert (path / "config.json").is_file()
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith("waiting for") and f"pid {holder.pid}" in m for m in messages)
+        assert any("is free after" in m for m in messages)
+    finally:
+        holder.wait(timeout=30)

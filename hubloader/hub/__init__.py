@@ -5,7 +5,7 @@
     >>> path = download("s3://models/bert-base-en/")   # an explicit URI
 
 Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
-:mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
+:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
 rename, retries, ranges), :mod:`.locking`, :mod:`.cache` (layout), :mod:`.cache_admin`
 (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
 """
@@ -20,7 +20,9 @@ from .. import constants
 from ..errors import ModelNotFoundError
 from ..names import ModelRef
 
-__all__ = ["download"]
+from .lookup import cached_file
+
+__all__ = ["download", "cached_file"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -62,6 +64,11 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from . import distributed
     from .locate import locate
 
+    if download_path is not None and "://" not in os.fspath(model_name):
+        from ..names import safe_join
+
+        # FlagAI's layout: the name is joined to download_path, never used as a path itself
+        safe_join(download_path, os.fspath(model_name).strip())
     target = locate(model_name, revision=revision)
     if download_path is not None and not isinstance(target, ModelRef):
         from ..names import safe_join
@@ -85,7 +92,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
 
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache
-    from .snapshot import fetch_snapshot, offline_snapshot
+    from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
 
     source = open_source(target.uri)
@@ -104,6 +111,11 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)
+    warm = warm_snapshot(source, revision=target.revision, paths_for=paths_for,
+                         offline_paths=offline_paths, card_files=target.card_files,
+                         allow_patterns=allow_patterns)
+    if warm is not None:  # pinned or fully hashed: the cache is the answer, no request
+        return warm
     return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
                           offline_paths=offline_paths, card_files=target.card_files,
                           allow_patterns=allow_patterns, progress=progress)

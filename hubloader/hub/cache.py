@@ -101,10 +101,23 @@ class SnapshotPaths:
         return self.meta_dir / "manifests" / f"{self.rev}.json"
 
     def partial(self, file: RemoteFile) -> Path:
-        """The resumable temp file for ``file``; its name pins path, size and etag, so a
-        changed remote object never resumes onto an old prefix."""
-        ident = f"{self.rev}\0{file.path}\0{file.size}\0{file.etag}".encode()
-        return self.meta_dir / "partial" / (hashlib.sha256(ident).hexdigest()[:40] + ".incomplete")
+        """The resumable temp file for ``file``: ``<path id>-<version id>.incomplete``. The
+        version id pins size and etag, so a changed remote object never resumes onto an old
+        prefix; the path id finds the older versions' orphans (see :meth:`stale_partials`)."""
+        version = hashlib.sha256(f"{file.size}\0{file.etag}".encode()).hexdigest()[:16]
+        return self.meta_dir / "partial" / f"{self._path_id(file.path)}-{version}.incomplete"
+
+    def stale_partials(self, file: RemoteFile) -> list[Path]:
+        """Temp files of ``file``'s path left by other versions of it (another etag/size)."""
+        current = self.partial(file)
+        folder = current.parent
+        if not folder.is_dir():
+            return []
+        return [p for p in folder.glob(self._path_id(file.path) + "-*.incomplete*")
+                if not p.name.startswith(current.name)]
+
+    def _path_id(self, path: str) -> str:
+        return hashlib.sha256(f"{self.rev}\0{path}".encode()).hexdigest()[:24]
 
 
 def managed_paths(uri: str, rev: str, *, cache_dir: str | os.PathLike | None = None) -> SnapshotPaths:

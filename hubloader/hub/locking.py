@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -21,14 +23,31 @@ __all__ = ["file_lock"]
 logger = logging.getLogger(__name__)
 
 
+def _owner_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".owner")
+
+
+def _holder(lock_path: Path) -> str:
+    """Who holds the lock, as its holder wrote it (``pid 123 on host``), or ``unknown``."""
+    try:
+        return _owner_file(lock_path).read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, *, timeout: float | None = None) -> Iterator[None]:
+def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
+              what: str | None = None) -> Iterator[None]:
     """Hold an exclusive inter-process lock on ``path`` (created if needed).
+
+    A process that has to wait logs it (INFO, naming ``what`` and the holder's pid and host
+    when the holder recorded them in ``<lock>.owner``).
 
     Args:
         path: the lock file.
         timeout: seconds to wait; ``None``: ``HUBLOADER_LOCK_TIMEOUT`` (default 600);
             a negative value waits forever.
+        what: what the lock guards, for messages (default: the lock file).
 
     Raises:
         LockTimeoutError: another process held the lock longer than ``timeout``.
@@ -39,15 +58,31 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None) -> Itera
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     wait = constants.lock_timeout() if timeout is None else timeout
     lock = filelock.FileLock(str(lock_path), timeout=wait)
+    label = what or str(lock_path)
     try:
-        lock.acquire()
-    except filelock.Timeout as err:
-        raise LockTimeoutError(
-            f"waited {wait:.0f} s for {lock_path}, held by another process that is downloading "
-            "the same file; wait for it, raise HUBLOADER_LOCK_TIMEOUT, or stop that process"
-        ) from err
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        holder = _holder(lock_path)
+        logger.info("waiting for %s: another process (%s) is fetching it; giving up after "
+                    "%.0f s (HUBLOADER_LOCK_TIMEOUT)", label, holder, wait)
+        started = time.monotonic()
+        try:
+            lock.acquire(timeout=wait)
+        except filelock.Timeout as err:
+            raise LockTimeoutError(
+                f"waited {wait:.0f} s for {label} ({lock_path}), held by another process "
+                f"({_holder(lock_path)}) that is downloading the same file; wait for it, raise "
+                "HUBLOADER_LOCK_TIMEOUT, or stop that process"
+            ) from err
+        logger.info("%s is free after %.1f s of waiting", label, time.monotonic() - started)
+    owner = _owner_file(lock_path)
+    try:
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()}", encoding="utf-8")
+    except OSError:  # the record is a courtesy; the lock itself is what counts
+        pass
     logger.debug("locked %s", lock_path)
     try:
         yield
     finally:
+        owner.unlink(missing_ok=True)
         lock.release()

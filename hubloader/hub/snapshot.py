@@ -8,9 +8,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import constants
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
 from . import cache
 from .cache import SnapshotPaths
@@ -18,7 +20,7 @@ from .locking import file_lock
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
-__all__ = ["fetch_snapshot", "cached_snapshot", "select_files", "DEFAULT_PATTERNS"]
+__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +66,13 @@ def select_files(files: Sequence[RemoteFile], *, card_files: dict[str, str | Non
     return chosen
 
 
-def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths) -> bool:
+def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
+           card_sha256: str | None = None) -> bool:
     entry = manifest["files"].get(file.path)
     if not entry or entry.get("etag") != file.etag:
         return False
+    if card_sha256 and entry.get("sha256") != card_sha256:
+        return False  # the card now promises other bytes: fetch (and verify) again
     if file.size is not None and entry.get("size") != file.size:
         return False
     try:
@@ -77,9 +82,14 @@ def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths) -> bool:
 
 
 def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
-                    card_files: dict[str, str | None] | None = None) -> Path | None:
+                    card_files: dict[str, str | None] | None = None,
+                    match_card_sha256: bool = False) -> Path | None:
     """The snapshot directory if a complete copy is cached (every file it recorded, or the
-    card promises, is in place), else ``None``. Touches no network."""
+    card promises, is in place), else ``None``. Touches no network.
+
+    With ``match_card_sha256``, every wanted file must also have been verified against the
+    sha256 the card gives for it (a card whose digests changed does not match).
+    """
     manifest = cache.read_manifest(paths)
     if not manifest.get("complete"):
         return None
@@ -93,12 +103,59 @@ def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | Non
         entry = recorded.get(path)
         if entry is None:
             return None
+        if match_card_sha256 and entry.get("sha256") != (card_files or {}).get(path):
+            return None
         try:
             if paths.file(path).stat().st_size != entry.get("size"):
                 return None
         except FileNotFoundError:
             return None
     return paths.snapshot_dir
+
+
+def warm_snapshot(source: Source, *, revision: str | None,
+                  paths_for: Callable[[str], SnapshotPaths],
+                  offline_paths: Callable[[], SnapshotPaths | None],
+                  card_files: dict[str, str | None],
+                  allow_patterns: Sequence[str] | None) -> Path | None:
+    """A complete cached snapshot that needs no re-check at the source, else ``None``.
+    Touches no network.
+
+    Two cases are settled by the cache alone: a pinned revision (a commit: its content can
+    never change) and a card whose wanted files all carry a sha256 that the cached copies
+    were verified against. A moving reference (``main``, a branch, an S3 or folder label)
+    without such digests returns ``None``: the caller lists the source once.
+    """
+    if source.is_pinned(revision):
+        found = cached_snapshot(paths_for(cache.revision_key(revision)),
+                                allow_patterns=allow_patterns, card_files=card_files)
+        if found:
+            logger.debug("%s@%s is pinned and cached: no request", source.uri, revision)
+            return found
+    wanted = [p for p in card_files if not allow_patterns or _match(p, allow_patterns)]
+    if wanted and all(card_files[p] for p in wanted):
+        paths = offline_paths()
+        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
+                                          card_files=card_files, match_card_sha256=True)
+        if found:
+            logger.debug("%s: every file matches the card's sha256: no request", source.uri)
+            return found
+    return None
+
+
+def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
+    """Remove this repository's temp files untouched for ``HUBLOADER_PARTIAL_MAX_AGE_HOURS``
+    (a running download writes, and so touches, its file continuously)."""
+    folder = paths.meta_dir / "partial"
+    limit = time.time() - constants.partial_max_age()
+    for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
+        try:
+            if part.stat().st_mtime < limit:
+                logger.info("removing %s, a partial download abandoned for more than %.0f h",
+                            part, constants.partial_max_age() / 3600)
+                part.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
@@ -162,16 +219,22 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     chosen = select_files(listing.files, card_files=card_files, allow_patterns=allow_patterns,
                           where=source.uri)
     manifest = cache.read_manifest(paths)
-    todo = [f for f in chosen if not _fresh(f, manifest, paths)]
+    todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     if todo:
+        _drop_abandoned_partials(paths)
         _check_space(todo, paths)
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     for file in todo:
-        with file_lock(paths.lock(file.path)):
-            if _fresh(file, cache.read_manifest(paths), paths):  # another process did it
+        with file_lock(paths.lock(file.path), what=source.describe(file.path)):
+            if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
+                # another process did it
                 logger.debug("%s was fetched by another process", file.path)
                 continue
+            for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
+                logger.info("removing %s, a partial download of an older version of %s",
+                            orphan.name, file.path)
+                orphan.unlink(missing_ok=True)
             sha256 = fetch_file(source, file, revision=listing.revision,
                                 final=paths.file(file.path), partial=paths.partial(file),
                                 expected_sha256=card_files.get(file.path), progress=progress)

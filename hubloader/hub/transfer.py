@@ -1,7 +1,7 @@
 """One file from a source to its final path: stream into a temp file (resuming what a crashed
 or interrupted run left), hash while streaming, verify, ``os.replace`` into place.
 
-Bounded retries with exponential backoff; an attempt that moved bytes resets the count. Big
+Bounded retries with exponential backoff and jitter; an attempt that moved bytes resets the count. Big
 files go as parallel ranged GETs into per-part temp files (each resumable on its own) and are
 hashed while the parts are joined. The caller holds the file's lock.
 """
@@ -12,6 +12,7 @@ import errno
 import hashlib
 import logging
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,6 +195,17 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         RemoteNotFoundError, AccessDeniedError: final answers from the source.
     """
     partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_file(source, file, revision=revision, final=final, partial=partial,
+                           expected_sha256=expected_sha256, progress=progress)
+    except BaseException:
+        if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
+            _discard(partial)
+        raise
+
+
+def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
+                expected_sha256: str | None, progress: bool) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0
@@ -216,7 +228,9 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
                 raise NetworkError(f"giving up on {source.describe(file.path)} after {failures} "
                                    f"attempts without progress: {err}. Run again to resume from "
                                    f"{_partial_bytes(partial)} bytes") from err
-            delay = min(backoff * 2 ** (failures - 1), 10.0) if failures else 0.0
+            # exponential backoff with jitter, so many clients throttled at once spread out
+            delay = min(backoff * 2 ** (failures - 1), 10.0) * random.uniform(0.5, 1.0) \
+                if failures else 0.0
             logger.warning("transfer of %s broke (%s); retrying in %.1f s", file.path, err, delay)
             time.sleep(delay)
             continue

@@ -73,6 +73,11 @@ class Source:
     #: whether :meth:`iter_bytes` honours ``end`` (enables parallel ranged GETs)
     supports_ranges: bool = True
 
+    def is_pinned(self, revision: str | None) -> bool:
+        """Whether ``revision`` names immutable content (a commit), so a complete cached
+        snapshot of it never needs re-checking. Labels (S3, folders) are never pinned."""
+        return False
+
     def list_files(self, revision: str | None) -> Listing:
         """List the snapshot at ``revision`` (``None``: the default branch or label).
 

@@ -12,6 +12,8 @@ Token: huggingface_hub's usual (``HF_TOKEN`` or ``hf auth login``).
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Iterator
 
 from ... import constants
@@ -20,6 +22,9 @@ from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, Rev
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
 
 __all__ = ["HfSource"]
+
+logger = logging.getLogger(__name__)
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _hf():
@@ -71,6 +76,10 @@ class HfSource(Source):
     def _endpoint(self) -> str | None:
         return constants.hf_endpoint()
 
+    def is_pinned(self, revision: str | None) -> bool:
+        """A full 40-hex commit sha is immutable; branches and tags move."""
+        return bool(revision) and bool(_COMMIT_RE.match(revision))
+
     def list_files(self, revision: str | None) -> Listing:
         hf = _hf()
         where = f"{self.uri}@{revision or 'main'}"
@@ -84,6 +93,11 @@ class HfSource(Source):
             raise RemoteNotFoundError(f"{where}: the hub named no commit for this revision")
         files = []
         for sib in info.siblings or []:
+            parts = sib.rfilename.replace("\\", "/").split("/")
+            if sib.rfilename.startswith("/") or ".." in parts or "" in parts:
+                logger.warning("%s lists an unsafe file name %r; skipping it", where,
+                               sib.rfilename)
+                continue
             lfs = sib.lfs
             sha256 = getattr(lfs, "sha256", None) if lfs else None
             size = sib.size if sib.size is not None else (getattr(lfs, "size", None) if lfs else None)

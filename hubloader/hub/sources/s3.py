@@ -86,6 +86,11 @@ class S3Source(Source):
 
     def __init__(self, location: str):
         bucket, _, prefix = location.partition("/")
+        if any(part in (".", "..") for part in prefix.split("/")):
+            from ...errors import InvalidModelNameError
+
+            raise InvalidModelNameError(f"s3://{location}: '.' and '..' are not allowed in an "
+                                        "S3 prefix; give the plain key prefix")
         self.bucket = bucket
         self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
