@@ -36,8 +36,8 @@ _LAZY = {
     "register_model": ".registry",
     "get_model_class": ".registry",
     "LoadReport": ".weights",
-    "push": ".push",
-    "PushResult": ".push",
+    "push": ".publish",
+    "PushResult": ".publish",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import cached_file, download
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
-    from .push import PushResult, push
+    from .publish import PushResult, push
     from .registry import get_model_class, register_model
     from .tokenization import Tokenizer
     from .weights import LoadReport

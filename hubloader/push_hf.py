@@ -39,10 +39,10 @@ def _translate(err: Exception, where: str) -> Exception:
 
 def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
             token: str | None, commit_message: str | None, progress: bool):
-    """Upload ``files`` (from :func:`hubloader.push.local_files`) to ``repo_id``.
+    """Upload ``files`` (from :func:`hubloader.publish.local_files`) to ``repo_id``.
 
     Returns:
-        A :class:`hubloader.push.PushResult`.
+        A :class:`hubloader.publish.PushResult`.
 
     Raises:
         RemoteNotFoundError, AccessDeniedError, NetworkError.
@@ -51,7 +51,7 @@ def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
-    from .push import _LAST, PushResult, git_blob_sha1
+    from .publish import _LAST, PushResult, git_blob_sha1
 
     branch = revision or "main"
     where = f"hf://{repo_id}@{branch}"

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from hubloader import NetworkError
-from hubloader.push import git_blob_sha1, push
+from hubloader.publish import git_blob_sha1, push
 from publish_helpers import tiny_bert
 from publish_servers import free_port
 

@@ -13,7 +13,7 @@ from hubloader import (AccessDeniedError, BaseModel, RemoteNotFoundError,
                        UnsupportedSourceError)
 from hubloader.commands.models import validate_path
 from hubloader.models import BertConfig, BertModel
-from hubloader.push import push
+from hubloader.publish import push
 from publish_helpers import TINY, run_cli, sha256
 from publish_servers import SeaweedS3
 
@@ -139,3 +139,15 @@ def test_push_errors(server, model_dir, monkeypatch):
     with pytest.raises(AccessDeniedError, match="refused"):
         push(model_dir, "s3://models/denied")
     assert not server.client().list_objects_v2(Bucket="models", Prefix="denied/").get("Contents")
+
+
+def test_public_push_is_the_function_even_after_submodule_imports():
+    """``hubloader.push`` must stay the function: no submodule may share its name."""
+    import importlib
+
+    import hubloader
+
+    importlib.import_module("hubloader.publish")
+    importlib.import_module("hubloader.push_hf")
+    assert callable(hubloader.push) and hubloader.push.__name__ == "push"
+    assert callable(hubloader.download) and hubloader.download.__name__ == "download"

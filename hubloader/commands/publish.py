@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _push(args) -> int:
-    from ..push import push
+    from ..publish import push
 
     result = push(args.directory, args.uri, progress=not args.no_progress,
                   commit_message=args.message)
