@@ -59,7 +59,7 @@ class SeaweedFS:
                "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
                "-s3", f"-s3.port={self.s3_port}", f"-s3.port.grpc={grpc['s3']}",
                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={self.tmp / 's3.json'}",
-               "-master.telemetry=false", "-volume.max=50", "-master.volumeSizeLimitMB=128"]
+               "-master.telemetry=false", "-volume.max=200", "-master.volumeSizeLimitMB=128"]
         self.log = open(self.tmp / "weed.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=self.tmp, start_new_session=True)

@@ -221,19 +221,24 @@ def test_held_lock_times_out_then_crash_releases_it(proxy, big_blob, monkeypatch
 
 
 HUBLOADER_HOLDER = """
-import sys, time
+import os, sys, time
 from hubloader.hub.locking import file_lock
 with file_lock(sys.argv[1]):
     print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+        time.sleep(0.02)
 """
 
 
-def test_waiting_process_logs_file_and_holder(proxy, big_blob, monkeypatch, caplog):
-    lock_path = _snapshot().lock("config.json")
-    holder = subprocess.Popen([sys.executable, "-c", HUBLOADER_HOLDER, str(lock_path), "60"],
-                              stdout=subprocess.PIPE, text=True,
-                              env=_env({"PYTHONPATH": str(WORKTREE)}))
+def _holder(lock_path, release):
+    return subprocess.Popen([sys.executable, "-c", HUBLOADER_HOLDER, str(lock_path), str(release)],
+                            stdout=subprocess.PIPE, text=True,
+                            env=_env({"PYTHONPATH": str(WORKTREE)}))
+
+
+def test_waiting_process_logs_file_and_holder(proxy, big_blob, monkeypatch, caplog, tmp_path):
+    holder = _holder(_snapshot().lock("config.json"), tmp_path / "release")
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.5")
@@ -246,22 +251,31 @@ def test_waiting_process_logs_file_and_holder(proxy, big_blob, monkeypatch, capl
         assert f"pid {holder.pid}" in waits[0].getMessage()
         assert f"pid {holder.pid}" in str(info.value) and "config.json" in str(info.value)
     finally:
-        os.kill(holder.pid, signal.SIGKILL)
+        (tmp_path / "release").touch()
         holder.wait(timeout=30)
 
 
-def test_waiter_proceeds_when_holder_finishes(proxy, big_blob, caplog):
-    lock_path = _snapshot().lock("config.json")
-    holder = subprocess.Popen([sys.executable, "-c", HUBLOADER_HOLDER, str(lock_path), "1.0"],
-                              stdout=subprocess.PIPE, text=True,
-                              env=_env({"PYTHONPATH": str(WORKTREE)}))
+def test_waiter_proceeds_when_holder_finishes(proxy, big_blob, caplog, tmp_path):
+    import threading
+
+    holder = _holder(_snapshot().lock("config.json"), tmp_path / "release")
+    result = {}
     try:
         assert holder.stdout.readline().strip() == "held"
         with caplog.at_level(logging.INFO, logger="hubloader"):
-            path = hubloader.download("s3://faults/big", allow_patterns=["*.json"])
-        assert (path / "config.json").is_file()
+            waiter = threading.Thread(target=lambda: result.update(
+                path=hubloader.download("s3://faults/big", allow_patterns=["*.json"])))
+            waiter.start()
+            deadline = time.monotonic() + 60
+            while not any(r.getMessage().startswith("waiting for") for r in caplog.records):
+                assert time.monotonic() < deadline and waiter.is_alive(), "the waiter never waited"
+                time.sleep(0.02)
+            (tmp_path / "release").touch()
+            waiter.join(timeout=60)
+        assert (result["path"] / "config.json").is_file()
         messages = [r.getMessage() for r in caplog.records]
         assert any(m.startswith("waiting for") and f"pid {holder.pid}" in m for m in messages)
         assert any("is free after" in m for m in messages)
     finally:
+        (tmp_path / "release").touch()
         holder.wait(timeout=30)

@@ -150,7 +150,7 @@ def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
     limit = time.time() - constants.partial_max_age()
     for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
         try:
-            if part.stat().st_mtime < limit:
+            if part.lstat().st_mtime < limit:
                 logger.info("removing %s, a partial download abandoned for more than %.0f h",
                             part, constants.partial_max_age() / 3600)
                 part.unlink()
