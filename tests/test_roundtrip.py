@@ -31,9 +31,7 @@ def pushed(weed, hub_env, tmp_path):
     except Exception as err:  # already there from another test
         if "BucketAlready" not in str(err):
             raise
-    from hubloader.push import push  # (the submodule import shadows the lazy attribute)
-
-    result = push(folder, f"s3://roundtrip/models/{NAME}/", progress=False,
+    result = hubloader.push(folder, f"s3://roundtrip/models/{NAME}/", progress=False,
                             endpoint_url=weed.endpoint)
     assert result.uploaded[-1] == "README.md" and result.bytes_uploaded > 0
     return folder
