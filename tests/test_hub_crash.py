@@ -7,6 +7,8 @@ older object version, or abandoned for long, are removed by the next download.""
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 import random
@@ -131,13 +133,27 @@ def test_kill_during_parallel_ranges_resumes_each_part(proxy, big, monkeypatch):
     monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "4")
     proxy.throttle_bps = 3 << 20
     child = _start("parallel")
-    parts = lambda: [p for p in _partials() if ".part" in p.name]  # noqa: E731
-    _kill_when(child, lambda: len(parts()) == 2 and sum(p.stat().st_size for p in parts()) >= 3 << 20,
-               "two parts with bytes")
+    def done():  # bytes each range has recorded as written (the resume sidecar)
+        sidecars = [p for p in _partials() if p.name.endswith(".ranges")]
+        if not sidecars:
+            return None
+        try:
+            return json.loads(sidecars[0].read_text())["done"]
+        except ValueError:  # caught mid-replace
+            return None
+
+    _kill_when(child, lambda: (d := done()) is not None and len(d) == 2 and min(d) > 0
+               and sum(d) >= 3 << 20, "two ranges with bytes")
     _no_final_truncated(big)
     half = SIZE // 2
-    have = {p.name[-1]: p.stat().st_size for p in parts()}
+    recorded = done()
+    have = {"0": recorded[0], "1": recorded[1]}
     assert 0 < have["0"] < half and 0 < have["1"] < half
+    # every byte between a range's start and its recorded end is really on disk
+    data = next(p for p in _partials() if p.name.endswith(".parallel")).read_bytes()
+    original = (big / "model.safetensors").read_bytes()
+    assert data[:have["0"]] == original[:have["0"]]
+    assert data[half:half + have["1"]] == original[half:half + have["1"]]
     _resume_and_check(proxy, big)
     assert sorted(proxy.range_headers()) == sorted([f"bytes={have['0']}-{half - 1}",
                                                     f"bytes={half + have['1']}-{SIZE - 1}"])

@@ -2,17 +2,20 @@
 or interrupted run left), hash while streaming, verify, ``os.replace`` into place.
 
 Bounded retries with exponential backoff and jitter; an attempt that moved bytes resets the count. Big
-files go as parallel ranged GETs into per-part temp files (each resumable on its own) and are
-hashed while the parts are joined. The caller holds the file's lock.
+files go as parallel ranged GETs written in place into one temp file (each range resumable on
+its own, its progress kept in a sidecar), hashed by a thread that follows the completed prefix.
+The caller holds the file's lock.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,14 +34,17 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class Digests:
-    """sha256 always, plus the digests the source vouches for (md5, git blob sha1)."""
+    """sha256 always; the weaker digests a source vouches for (md5 from an S3 ETag, git blob
+    sha1) only when no sha256 is expected — a known sha256 already settles the file, and md5
+    alone would cost about as much CPU again."""
 
-    def __init__(self, file: RemoteFile):
+    def __init__(self, file: RemoteFile, expected_sha256: str | None = None):
         self.file = file
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False) if file.md5 else None
+        weak = not (expected_sha256 or file.sha256)
+        self.md5 = hashlib.md5(usedforsecurity=False) if (file.md5 and weak) else None
         self.git = None
-        if file.git_sha1 and file.size is not None:
+        if weak and file.git_sha1 and file.size is not None:
             self.git = hashlib.sha1(usedforsecurity=False)
             self.git.update(b"blob %d\0" % file.size)
 
@@ -104,12 +110,13 @@ def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: 
         os.fsync(fh.fileno())
 
 
-def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path, bar) -> Digests:
+def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
+                  expected_sha256: str | None) -> Digests:
     have = _size(partial)
     if file.size is not None and have > file.size:
         partial.unlink()
         have = 0
-    digests = Digests(file)
+    digests = Digests(file, expected_sha256)
     if have:
         hash_file(partial, digests)  # resume: the prefix must be part of the digest
     if file.size is None or have < file.size:
@@ -117,57 +124,141 @@ def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path
     return digests
 
 
+class _Ranges:
+    """Progress of a parallel download: every range's bytes written, kept in a small sidecar
+    file so a killed download resumes each range where it stopped.
+
+    The data goes with ``pwrite`` into one file (``<partial>.parallel``) at each range's
+    offset, so no byte is written twice. A range's count is recorded only after its bytes are
+    written, so a crash can lose progress but never claim bytes that are not on disk.
+    """
+
+    def __init__(self, partial: Path, size: int, count: int):
+        self.data = partial.with_name(partial.name + ".parallel")
+        self.sidecar = partial.with_name(partial.name + ".ranges")
+        step = -(-size // count)
+        self.bounds = [(i * step, min(size, (i + 1) * step)) for i in range(count)]
+        self.done = [0] * count
+        self.size = size
+        self.cond = threading.Condition()
+        self.failed = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            saved = json.loads(self.sidecar.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if (saved.get("size") == self.size and self.data.exists()
+                and [tuple(b) for b in saved.get("bounds", [])] == self.bounds):
+            self.done = [min(int(d), hi - lo) for d, (lo, hi) in zip(saved["done"], self.bounds)]
+
+    def record(self, i: int, n: int) -> None:
+        with self.cond:
+            self.done[i] += n
+            tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
+            tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
+            os.replace(tmp, self.sidecar)
+            self.cond.notify_all()
+
+    def fail(self) -> None:
+        with self.cond:
+            self.failed = True
+            self.cond.notify_all()
+
+    def bytes_done(self) -> int:
+        return sum(self.done)
+
+    def discard(self) -> None:
+        for p in (self.data, self.sidecar, self.sidecar.with_name(self.sidecar.name + ".tmp")):
+            p.unlink(missing_ok=True)
+
+
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
-                    workers: int) -> Digests:
+                    workers: int, expected_sha256: str | None) -> Digests:
+    """Ranged GETs in parallel, written in place into one file; the sha256 follows the
+    completed prefix in a thread of its own (reading back what the ranges wrote, from the
+    page cache), so the digest is ready when the last range lands."""
     size = int(file.size or 0)
-    count = max(1, min(workers, -(-size // _MIN_PART)))
-    step = -(-size // count)
-    parts = [(i, i * step, min(size, (i + 1) * step)) for i in range(count)]
-
-    def one(part):
-        i, lo, hi = part
-        path = partial.with_name(f"{partial.name}.part{i}")
-        have = _size(path)
-        if have > hi - lo:
-            path.unlink()
-            have = 0
-        if lo + have < hi:
-            _stream(source, file, revision, path, lo + have, hi, bar, None)
-        return path
-
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="hubloader-range") as pool:
-        paths = list(pool.map(one, parts))
-    digests = Digests(file)
-    tmp = partial.with_name(partial.name + ".join")
+    ranges = _Ranges(partial, size, max(1, min(workers, -(-size // _MIN_PART))))
+    fd = os.open(ranges.data, os.O_RDWR | os.O_CREAT, 0o644)
+    digests = Digests(file, expected_sha256)
     try:
-        with open(tmp, "wb") as out:
-            for path in paths:
-                with open(path, "rb") as fh:
-                    while block := fh.read(8 << 20):
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)
+
+        def one(i: int) -> None:
+            lo, hi = ranges.bounds[i]
+            pos = lo + ranges.done[i]
+            if pos >= hi:
+                return
+            for chunk in source.iter_bytes(file, revision=revision, start=pos, end=hi):
+                try:
+                    os.pwrite(fd, chunk, pos)
+                except OSError as err:
+                    if err.errno in _DISK_FULL:
+                        raise _disk_full(err, partial) from err
+                    raise
+                pos += len(chunk)
+                ranges.record(i, len(chunk))
+                bar.update(len(chunk))
+
+        def hash_prefix() -> None:
+            for i, (lo, hi) in enumerate(ranges.bounds):
+                pos = lo
+                while pos < hi:
+                    with ranges.cond:
+                        while lo + ranges.done[i] <= pos and not ranges.failed:
+                            ranges.cond.wait()
+                        if ranges.failed:
+                            return
+                        ready = lo + ranges.done[i]
+                    while pos < ready:
+                        block = os.pread(fd, min(8 << 20, ready - pos), pos)
                         digests.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, partial)
+                        pos += len(block)
+
+        count = len(ranges.bounds)
+        with ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range") as pool:
+            hasher = pool.submit(hash_prefix)
+            futures = [pool.submit(one, i) for i in range(count)]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                ranges.fail()
+                for f in futures:
+                    f.cancel()
+                raise
+            hasher.result()
+        os.fsync(fd)
     except OSError as err:
         if err.errno in _DISK_FULL:
-            raise _disk_full(err, partial, tmp, *paths) from err
+            ranges.discard()
+            raise _disk_full(err, partial) from err
         raise
     finally:
-        tmp.unlink(missing_ok=True)
-    for path in paths:
-        path.unlink(missing_ok=True)
+        os.close(fd)
+    os.replace(ranges.data, partial)  # complete: now an ordinary whole temp file
+    ranges.discard()
     return digests
 
 
 def _partial_bytes(partial: Path) -> int:
-    return _size(partial) + sum(_size(p) for p in partial.parent.glob(partial.name + ".part*"))
+    parallel = partial.with_name(partial.name + ".ranges")
+    done = 0
+    if parallel.exists():
+        try:
+            done = sum(json.loads(parallel.read_text())["done"])
+        except (ValueError, KeyError, TypeError):
+            done = 0
+    return _size(partial) + done
 
 
 def _discard(partial: Path) -> None:
     partial.unlink(missing_ok=True)
-    for p in partial.parent.glob(partial.name + ".part*"):
-        p.unlink(missing_ok=True)
+    for suffix in (".parallel", ".ranges", ".ranges.tmp"):
+        partial.with_name(partial.name + suffix).unlink(missing_ok=True)
 
 
 def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
@@ -216,9 +307,10 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
         try:
             with byte_bar(total=file.size, desc=file.path, enabled=progress, initial=before) as bar:
                 if parallel:
-                    digests = _fetch_parallel(source, file, revision, partial, bar, workers)
+                    digests = _fetch_parallel(source, file, revision, partial, bar, workers,
+                                              expected_sha256)
                 else:
-                    digests = _fetch_serial(source, file, revision, partial, bar)
+                    digests = _fetch_serial(source, file, revision, partial, bar, expected_sha256)
         except RemoteChangedError:
             _discard(partial)  # the listing is stale: the caller lists again
             raise
