@@ -5,7 +5,8 @@
 
 hubloader's cache is filled by a real ``hubloader.download`` from a folder hub; the
 huggingface_hub cache is laid out as huggingface_hub writes it (``models--org--repo/blobs``,
-``snapshots/<commit>``, ``refs/main``). Prints microseconds per file lookup (best of 5).
+``snapshots/<commit>``, ``refs/main``). Prints microseconds per file lookup: the median of
+``--runs`` interleaved runs, with min-max.
 """
 
 from __future__ import annotations
@@ -49,39 +50,59 @@ def _fill(root: Path, count: int) -> dict[str, bytes]:
     return files
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=8)
-    parser.add_argument("--number", type=int, default=20000)
-    args = parser.parse_args()
+def measure(n_files: int = 8, number: int = 20000, runs: int = 5) -> dict[str, list[float]]:
+    """Microseconds per file lookup, one value per run; the cases take turns (interleaved)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ.update(HUBLOADER_HOME=str(root / "home"), HUBLOADER_CARDS_PATH=str(root / "cards"),
                           HUBLOADER_DISABLE_PROGRESS_BARS="1", HF_HUB_OFFLINE="1")
-        files = _fill(root, args.files)
+        files = _fill(root, n_files)
         import hubloader
         from hubloader.hub import cached_file
 
         hubloader.download("bench-model", offline=False)
         names = list(files)
-        assert all(cached_file("bench-model", n) for n in names)
+        if not all(cached_file("bench-model", n) for n in names):
+            raise SystemExit("hubloader's cache was not filled")
 
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
         hf_cache = str(root / "hf")
-        assert all(try_to_load_from_cache("org/bench-model", n, cache_dir=hf_cache) for n in names)
+        if not all(try_to_load_from_cache("org/bench-model", n, cache_dir=hf_cache) for n in names):
+            raise SystemExit("the huggingface_hub cache was not laid out right")
         cases = {
-            "hubloader.hub.cached_file": lambda: [cached_file("bench-model", n) for n in names],
+            "hubloader.cached_file": lambda: [cached_file("bench-model", n) for n in names],
             "huggingface_hub.try_to_load_from_cache": lambda: [
                 try_to_load_from_cache("org/bench-model", n, cache_dir=hf_cache) for n in names],
             "huggingface_hub.hf_hub_download(local_files_only=True)": lambda: [
                 hf_hub_download("org/bench-model", n, cache_dir=hf_cache, local_files_only=True)
                 for n in names],
         }
-        for label, fn in cases.items():
-            number = args.number if "hf_hub_download" not in label else max(1, args.number // 20)
-            best = min(timeit.repeat(fn, number=number, repeat=5)) / number / len(names)
-            print(f"{label:58s} {best * 1e6:8.2f} us/file")
+        out: dict[str, list[float]] = {label: [] for label in cases}
+        for _ in range(runs):
+            for label, fn in cases.items():
+                count = number if "hf_hub_download" not in label else max(1, number // 20)
+                seconds = timeit.timeit(fn, number=count)
+                out[label].append(seconds / count / len(names) * 1e6)
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--number", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print the samples as JSON")
+    args = parser.parse_args()
+    samples = measure(args.files, args.number, args.runs)
+    if args.json:
+        print(json.dumps(samples))
+        return
+    import statistics
+
+    for label, values in samples.items():
+        print(f"{label:58s} median {statistics.median(values):8.2f} us/file "
+              f"[{min(values):.2f}-{max(values):.2f}]")
 
 
 if __name__ == "__main__":
