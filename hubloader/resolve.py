@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from . import constants
-from .cards import find_card, model_info
+from .cards import find_card
 from .errors import ModelNotFoundError
 from .names import ModelRef, parse_model_name, safe_join
 
@@ -53,9 +53,7 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
             candidate = safe_join(download_path, name)
             if (candidate / constants.CONFIG_NAME).is_file():
                 return candidate
-    if ref.kind == "card" and find_card(ref.name) is None and not constants.endpoint():
-        model_info(ref.name)  # raises ModelNotFoundError naming close matches
-    from .hub import download
+    from .hub import download  # an unknown card name fails there, naming close matches
 
     return download(ref.name, revision=revision, download_path=download_path,
                     offline=offline, progress=progress)
