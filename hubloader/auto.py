@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import constants
-from .cards import find_card, model_info
+from .cards import find_card
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .names import parse_model_name
@@ -47,13 +47,8 @@ class AutoLoader:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
-        card = None
-        if ref.kind == "card":
-            card = find_card(ref.name)
-            if card is None and not constants.endpoint() and not (
-                    model_dir and (Path(model_dir) / ref.name / constants.CONFIG_NAME).is_file()):
-                model_info(ref.name)  # raises ModelNotFoundError with close matches
-        if card is not None:  # know the family before fetching anything
+        card = find_card(ref.name) if ref.kind == "card" else None
+        if card is not None:  # a task the family cannot serve fails before anything is fetched
             self.task = resolve_task(task_name, card.architecture)
         from .resolve import resolve_model_dir
 
