@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import servers
 
 __all__ = ["weed", "hub_env", "minilm_dir", "write_card", "sha256_of", "make_tiny_bert",
-           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES"]
+           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "upload_random_model"]
 
 WORKTREE = Path(__file__).resolve().parents[1]
 MINILM_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -110,3 +111,21 @@ def run_py(code: str, *, env: dict | None = None, timeout: float = 120, **kw):
     full["PYTHONPATH"] = str(WORKTREE) + os.pathsep + full.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-c", code], env=full, timeout=timeout,
                           capture_output=True, text=True, **kw)
+
+
+@pytest.fixture
+def proxy(weed, hub_env, monkeypatch):
+    """A byte-counting, fault-injecting proxy in front of SeaweedFS, used as the S3 endpoint."""
+    p = servers.FaultProxy(weed.s3_port)
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
+    yield p
+    p.close()
+
+
+def upload_random_model(weed, bucket: str, prefix: str, folder: Path, *, size: int, seed: int) -> Path:
+    """A config.json and ``size`` seeded random bytes as model.safetensors, in ``folder`` and
+    at ``s3://bucket/prefix/``."""
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(random.Random(seed).randbytes(size))
+    weed.upload_dir(bucket, prefix, folder)
+    return folder

@@ -11,7 +11,6 @@ import json
 
 import logging
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,7 +22,6 @@ import hubloader
 from hubloader.errors import NetworkError
 from hubloader.hub import cache
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
 
 SIZE = 16 << 20
 KEY = "/crash/big/model.safetensors"
@@ -32,20 +30,7 @@ URI = "s3://crash/big"
 
 @pytest.fixture(scope="module")
 def big(weed, tmp_path_factory):
-    data = random.Random(7).randbytes(SIZE)
-    folder = tmp_path_factory.mktemp("crash")
-    (folder / "config.json").write_text('{"model_type": "bert"}')
-    (folder / "model.safetensors").write_bytes(data)
-    weed.upload_dir("crash", "big", folder)
-    return folder
-
-
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
+    return upload_random_model(weed, "crash", "big", tmp_path_factory.mktemp("crash"), size=SIZE, seed=7)
 
 
 def _snap() -> cache.SnapshotPaths:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import hubloader
 from hubloader.errors import IntegrityError, LockTimeoutError
 from hubloader.hub import cache
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
 
 SIZE = 16 << 20
 WEIGHTS_KEY = "/faults/big/model.safetensors"
@@ -28,20 +26,7 @@ WEIGHTS_KEY = "/faults/big/model.safetensors"
 @pytest.fixture(scope="module")
 def big_blob(weed, tmp_path_factory):
     """16 MiB of seeded random bytes at s3://faults/big/model.safetensors (+ a config.json)."""
-    data = random.Random(0).randbytes(SIZE)
-    folder = tmp_path_factory.mktemp("big")
-    (folder / "config.json").write_text('{"model_type": "bert"}')
-    (folder / "model.safetensors").write_bytes(data)
-    weed.upload_dir("faults", "big", folder)
-    return folder
-
-
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
+    return upload_random_model(weed, "faults", "big", tmp_path_factory.mktemp("big"), size=SIZE, seed=0)
 
 
 def _weights_gets(proxy) -> int:

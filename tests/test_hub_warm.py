@@ -40,14 +40,6 @@ def s3_tiny(weed, tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
-
-
 def _card_files(folder, with_sha=True):
     return [{"path": p, "size": (folder / p).stat().st_size,
              **({"sha256": sha256_of(folder / p)} if with_sha else {})}
