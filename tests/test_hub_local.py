@@ -66,6 +66,8 @@ def test_warm_cache_reads_nothing(folder_hub):
 def test_changed_source_is_refetched(folder_hub, hub_env):
     write_card(hub_env / "cards", "tiny-bert", source=(folder_hub / "tiny-bert").as_uri())
     first = hubloader.download("tiny-bert")
+    original = (first / "vocab.txt").read_text()
+    assert original != "changed\n"
     (folder_hub / "tiny-bert" / "vocab.txt").write_text("changed\n")
     second = hubloader.download("tiny-bert")
     assert (second / "vocab.txt").read_text() == "changed\n"

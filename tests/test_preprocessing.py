@@ -14,7 +14,6 @@ from _families import max_diff
 from hubloader.errors import ConfigError, InputError
 from hubloader.preprocessing import load_image_processor
 
-import transformers  # noqa: E402  (test-only oracle)
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
 from transformers.models.convnext.image_processing_pil_convnext import ConvNextImageProcessorPil  # noqa: E402
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil  # noqa: E402
