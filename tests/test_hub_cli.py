@@ -38,6 +38,7 @@ def test_download_ls_verify_rm(run_cli, tiny_card, hub_env):
 
     code, out, _ = run_cli("cache", "ls")
     assert code == 0 and tiny_card.as_uri() in out and f"{sum(1 for f in tiny_card.iterdir() if f.is_file())} files" in out and "complete" in out
+    assert "1 snapshot(s): " in out and "0 B shared between snapshots" in out
 
     code, out, _ = run_cli("cache", "verify")
     assert code == 0 and f"{sum(1 for f in tiny_card.iterdir() if f.is_file())} file(s) checked, 0 problem(s)" in out

@@ -45,10 +45,17 @@ def _partials() -> list:
 CHILD = """
 import os, signal, sys
 import hubloader
-if sys.argv[1] == "before-rename":  # die at the instant the verified weights would be renamed
+if sys.argv[1] == "before-blob":  # die at the instant the verified weights would become a blob
+    real_link = os.link
+    def link(src, dst, **kw):
+        if "/blobs/" in str(dst) and os.path.getsize(src) > 1 << 20:  # the weights, not config.json
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_link(src, dst, **kw)
+    os.link = link
+if sys.argv[1] == "before-snapshot-link":  # the blob is stored, the snapshot entry not yet renamed
     real = os.replace
     def replace(src, dst, **kw):
-        if str(dst).endswith("model.safetensors") and ".incomplete" in str(src):
+        if str(dst).endswith("model.safetensors"):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(src, dst, **kw)
     os.replace = replace
@@ -147,15 +154,28 @@ def test_kill_during_parallel_ranges_resumes_each_part(proxy, big, monkeypatch):
     assert rest <= proxy.down_bytes < rest + (256 << 10)
 
 
-def test_kill_just_before_the_rename(proxy, big):
-    child = _start("before-rename")
+def _blobs() -> list:
+    folder = cache.blobs_root()
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("point", ["before-blob", "before-snapshot-link"])
+def test_kill_after_verifying_before_the_snapshot_entry(proxy, big, point):
+    child = _start(point)
     child.wait(timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr.read()
     assert not _snap().file("model.safetensors").exists()
     complete = [p for p in _partials() if p.stat().st_size == SIZE]
-    assert len(complete) == 1, _partials()
+    assert [p.name.endswith(".incomplete.verified") for p in complete] == [True], _partials()
+    want = sha256_of(big / "model.safetensors")
+    stored = [b.name for b in _blobs()]
+    assert (want in stored) == (point == "before-snapshot-link"), stored
+    assert all(b.stat().st_size in (SIZE, len('{"model_type": "bert"}')) for b in _blobs())
     _resume_and_check(proxy, big)
     assert not any(KEY in g for g in proxy.get_lines()), "the verified bytes were fetched again"
+    weights = _snap().file("model.safetensors")
+    assert weights.stat().st_ino == (cache.blobs_root() / want).stat().st_ino
+    assert weights.stat().st_nlink == 2, "blob + snapshot entry: no stray link left"
 
 
 def test_orphans_of_an_older_version_and_abandoned_partials_are_removed(proxy, weed, big, hub_env):

@@ -57,7 +57,7 @@ def _download(args) -> int:
 
 def _ls(args) -> int:
     from ..hub.cache import cache_root
-    from ..hub.cache_admin import scan_cache
+    from ..hub.cache_admin import cache_usage, scan_cache
 
     snaps = scan_cache()
     if not snaps:
@@ -67,6 +67,9 @@ def _ls(args) -> int:
         state = "complete" if s.complete else "partial"
         refs = f"  ({', '.join(s.refs)})" if s.refs else ""
         print(f"{s.uri}  {s.revision[:12]}{refs}  {s.files} files  {_human(s.size)}  {state}  {s.path}")
+    usage = cache_usage()
+    print(f"{len(snaps)} snapshot(s): {_human(usage.on_disk)} on disk "
+          f"({_human(usage.files)} of files, {_human(usage.shared)} shared between snapshots)")
     return 0
 
 

@@ -2,18 +2,28 @@
 
 Managed cache (default)::
 
+    $HUBLOADER_HOME/blobs/<sha256>             every verified file once, named by its content;
+                                               shared by all repositories and revisions
     $HUBLOADER_HOME/models/                    (HUBLOADER_HOME: see constants.hub_home)
       <repo-key>/                              one per source: s3--bucket--prefix, hf--org--repo,
         source.json                              file--<folder>--<hash>; source.json names the URI
-        snapshots/<rev>/<files...>             what download() returns (complete, verified files)
+        snapshots/<rev>/<files...>             what download() returns: hard links to blobs
+                                               (plain copies where a hard link cannot be made)
         manifests/<rev>.json                   per file: size, etag, sha256; "complete" when a
                                                whole snapshot has been fetched once
         refs/<label>                           a branch/tag -> the commit it resolved to (hf://)
         partial/<id>.incomplete[.partN]        resumable downloads (never under a final name)
+        partial/<id>.incomplete.verified       verified bytes on their way into blobs/
         locks/<rev>/<file>.lock, <rev>.manifest.lock
 
 ``download_path`` layout (FlagAI's): the files go to ``<download_path>/<name>/`` and the
 bookkeeping (manifests, refs, partial, locks) to ``<download_path>/.hubloader/<name>/``.
+No blobs there: the files are plain files.
+
+A blob is only ever created from bytes verified while streaming (``os.link`` of the verified
+temp file, which fails rather than replace an existing blob), so its name is its sha256. A
+blob's link count says how many snapshot entries still use it: ``st_nlink == 1`` means none
+(see :mod:`.cache_admin`).
 """
 
 from __future__ import annotations
@@ -29,17 +39,28 @@ from .. import constants
 from ..names import safe_join
 from .sources.base import RemoteFile
 
-__all__ = ["SnapshotPaths", "cache_root", "repo_key", "managed_paths", "flat_paths",
+__all__ = ["SnapshotPaths", "cache_root", "blobs_root", "is_blob_name", "repo_key", "managed_paths", "flat_paths",
            "read_manifest", "update_manifest", "read_ref", "write_ref", "revision_key",
            "write_json_atomic", "MANIFEST_VERSION"]
 
 MANIFEST_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The managed cache's root: ``cache_dir``, else ``hub_home()/models``."""
     return Path(cache_dir).expanduser() if cache_dir else constants.hub_home() / "models"
+
+
+def blobs_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The content-addressed store beside the models root: ``hub_home()/blobs`` by default."""
+    return cache_root(cache_dir).parent / "blobs"
+
+
+def is_blob_name(name: str) -> bool:
+    """Whether ``name`` is a blob's name (a lowercase hex sha256)."""
+    return _SHA256.fullmatch(name) is not None
 
 
 def _safe_component(text: str, limit: int = 96) -> str:
@@ -79,11 +100,30 @@ class SnapshotPaths:
         snapshot_dir: the directory handed to the user.
         meta_dir: the repository's bookkeeping directory.
         rev: the revision key (see :func:`revision_key`).
+        blobs_dir: the content-addressed store (``None``: plain files, no blobs).
     """
 
     snapshot_dir: Path
     meta_dir: Path
     rev: str
+    blobs_dir: Path | None = None
+
+    def blob(self, sha256: str | None) -> Path | None:
+        """Where the blob of ``sha256`` lives, or ``None`` (no blob store, or not a sha256)."""
+        if self.blobs_dir is None or not sha256 or not is_blob_name(sha256.lower()):
+            return None
+        return self.blobs_dir / sha256.lower()
+
+    def verified(self, file: RemoteFile) -> Path:
+        """Where ``file``'s verified bytes wait between the transfer and the blob store."""
+        partial = self.partial(file)
+        return partial.with_name(partial.name + ".verified")
+
+    def link_temp(self, path: str) -> Path:
+        """A temp name (beside the partials, same filesystem as the snapshot) under which a
+        snapshot entry is linked or copied before it is renamed into place. One per file
+        and revision (the file's lock makes it private), so a dead run's leftover is reused."""
+        return self.meta_dir / "partial" / f".{self._path_id(path)}.link"
 
     def file(self, path: str) -> Path:
         """The final location of snapshot file ``path`` (refuses ``..`` and absolute paths)."""
@@ -123,7 +163,7 @@ class SnapshotPaths:
 def managed_paths(uri: str, rev: str, *, cache_dir: str | os.PathLike | None = None) -> SnapshotPaths:
     """Paths of ``uri`` at revision key ``rev`` in the managed cache."""
     meta = cache_root(cache_dir) / repo_key(uri)
-    return SnapshotPaths(meta / "snapshots" / rev, meta, rev)
+    return SnapshotPaths(meta / "snapshots" / rev, meta, rev, blobs_root(cache_dir))
 
 
 def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> SnapshotPaths:

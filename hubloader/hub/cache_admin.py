@@ -1,6 +1,10 @@
 """Looking after the managed cache: list, verify (re-hash), prune, remove.
 
 The CLI (``hubloader cache ls|verify|prune|rm``) prints what these return.
+
+Snapshot entries are hard links to ``blobs/<sha256>`` (see :mod:`.cache`), so sizes are
+counted per inode, never per name; a blob whose link count is 1 is used by no snapshot and is
+collected by ``rm`` and ``prune``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +23,8 @@ from . import cache
 from .transfer import Digests, hash_file
 from .sources.base import RemoteFile
 
-__all__ = ["CachedSnapshot", "Problem", "PruneReport", "scan_cache", "verify_cache",
-           "prune_cache", "remove_from_cache", "repo_dir_for"]
+__all__ = ["CachedSnapshot", "Problem", "PruneReport", "CacheUsage", "scan_cache", "verify_cache",
+           "prune_cache", "remove_from_cache", "repo_dir_for", "cache_usage", "collect_blobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +65,96 @@ class PruneReport:
     freed: int = 0
 
 
-def _du(path: Path) -> int:
-    if path.is_file() or path.is_symlink():
-        return path.lstat().st_size
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
+@dataclass(frozen=True)
+class CacheUsage:
+    """Bytes held by the cache. ``files``: the snapshot entries' sizes added up (what a
+    per-snapshot listing shows); ``on_disk``: each inode once (snapshot entries, partials and
+    blobs); ``shared``: what hard links to shared blobs save (``files`` - entries' inodes)."""
+
+    files: int
+    on_disk: int
+    shared: int
+
+
+def _files(path: Path):
+    """Every regular file under ``path`` (or ``path`` itself), symlinks not followed."""
+    if path.is_symlink() or path.is_file():
+        yield path
+        return
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            yield p
+
+
+def _blob_files(cache_dir) -> list[Path]:
+    folder = cache.blobs_root(cache_dir)
+    return sorted(p for p in folder.iterdir() if cache.is_blob_name(p.name)) \
+        if folder.is_dir() else []
+
+
+def _freed_by(paths: list[Path], cache_dir) -> tuple[int, list[Path]]:
+    """What removing ``paths`` (files or folders) frees: ``(bytes, blobs left unused)``.
+
+    An inode is freed when every link to it is among ``paths``, or when the one link left is
+    its blob (which is then collected, with the blobs no snapshot used already)."""
+    seen: Counter = Counter()
+    stats = {}
+    for path in paths:
+        for f in _files(path):
+            st = f.lstat()
+            key = (st.st_dev, st.st_ino)
+            seen[key] += 1
+            stats[key] = st
+    freed = sum(st.st_size for key, st in stats.items() if st.st_nlink - seen[key] <= 0)
+    unused = []
+    for blob in _blob_files(cache_dir):
+        st = blob.lstat()
+        if st.st_nlink - seen[(st.st_dev, st.st_ino)] == 1:
+            unused.append(blob)
+            freed += st.st_size
+    return freed, unused
+
+
+def collect_blobs(cache_dir: str | os.PathLike | None = None, *,
+                  dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Remove the blobs no snapshot links to any more (``st_nlink == 1``).
+
+    Returns:
+        ``(blob, size)`` for each one removed (or, with ``dry_run``, that would be).
+    """
+    out = []
+    for blob in _blob_files(cache_dir):
+        try:
+            st = blob.lstat()
+            if st.st_nlink == 1:
+                if not dry_run:
+                    blob.unlink()
+                out.append((blob, st.st_size))
+        except FileNotFoundError:  # another process collected it
+            continue
+    for blob, _ in out:
+        logger.info("%s blob %s: no snapshot uses it", "would remove" if dry_run else "removed",
+                    blob.name)
+    return out
+
+
+def cache_usage(cache_dir: str | os.PathLike | None = None) -> CacheUsage:
+    """The cache's size counted per name and per inode (see :class:`CacheUsage`)."""
+    root = cache.cache_root(cache_dir)
+    stats: dict = {}
+    entries, entry_inodes = 0, set()
+    for snap in scan_cache(cache_dir):
+        for f in _files(snap.path):
+            st = f.lstat()
+            entries += st.st_size
+            entry_inodes.add((st.st_dev, st.st_ino))
+            stats[(st.st_dev, st.st_ino)] = st.st_size
+    for top in ([root] if root.is_dir() else []) + _blob_files(cache_dir):
+        for f in _files(top):
+            st = f.lstat()
+            stats[(st.st_dev, st.st_ino)] = st.st_size
+    unique_entries = sum(stats[k] for k in entry_inodes)
+    return CacheUsage(entries, sum(stats.values()), entries - unique_entries)
 
 
 def _refs(repo_dir: Path) -> dict[str, list[str]]:
@@ -120,15 +211,29 @@ def repo_dir_for(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
 
 def verify_cache(cache_dir: str | os.PathLike | None = None, *,
                  name: str | None = None) -> tuple[int, list[Problem]]:
-    """Re-hash every cached file against its manifest.
+    """Re-hash every cached file against its manifest, and every blob against its name.
+
+    Each inode is hashed once: snapshot entries linked to one blob cost one read. With
+    ``name``, only that repository's entries (and the blobs they link to) are checked.
 
     Returns:
-        ``(files_checked, problems)``.
+        ``(files_checked, problems)``: the snapshot entries checked (blobs not counted), and
+        every bad entry and blob.
     """
     snaps = scan_cache(cache_dir)
     if name is not None:
         repo = repo_dir_for(name, cache_dir).name
         snaps = [s for s in snaps if s.repo == repo]
+    hashed: dict[tuple[int, int], str] = {}
+
+    def sha256_of(path: Path, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino)
+        if key not in hashed:
+            digests = Digests(RemoteFile(path.name, st.st_size))
+            hash_file(path, digests)
+            hashed[key] = digests.sha256.hexdigest()
+        return hashed[key]
+
     checked, problems = 0, []
     for snap in snaps:
         paths = cache.SnapshotPaths(snap.path, snap.path.parents[1], snap.revision)
@@ -138,45 +243,43 @@ def verify_cache(cache_dir: str | os.PathLike | None = None, *,
             if not path.is_file():
                 problems.append(Problem(path, "missing", "present", "absent"))
                 continue
-            size = path.stat().st_size
-            if entry.get("size") is not None and size != entry["size"]:
-                problems.append(Problem(path, "size", str(entry["size"]), str(size)))
+            st = path.stat()
+            if entry.get("size") is not None and st.st_size != entry["size"]:
+                problems.append(Problem(path, "size", str(entry["size"]), str(st.st_size)))
                 continue
-            digests = Digests(RemoteFile(rel, size))
-            hash_file(path, digests)
-            actual = digests.sha256.hexdigest()
+            actual = sha256_of(path, st)
             if entry.get("sha256") and actual != entry["sha256"]:
                 problems.append(Problem(path, "sha256", entry["sha256"], actual))
+    reached = set(hashed)
+    for blob in _blob_files(cache_dir):
+        st = blob.stat()
+        if name is not None and (st.st_dev, st.st_ino) not in reached:
+            continue
+        actual = sha256_of(blob, st)
+        if actual != blob.name:
+            problems.append(Problem(blob, "sha256", blob.name, actual))
+    logger.debug("verify: %d file(s) hashed once each", len(hashed))
     return checked, problems
 
 
 def prune_cache(cache_dir: str | os.PathLike | None = None, *, min_age: float = 3600.0,
                 dry_run: bool = False) -> PruneReport:
     """Remove partial downloads older than ``min_age`` seconds, snapshots never completed,
-    and snapshots of a repository with refs that no ref points to any more (superseded
-    commits).
+    snapshots of a repository with refs that no ref points to any more (superseded
+    commits), then the blobs no snapshot links to.
 
     Returns:
-        What was (or, with ``dry_run``, would be) removed and the bytes freed.
+        What was (or, with ``dry_run``, would be) removed and the bytes freed (each inode
+        once: a snapshot entry whose blob another snapshot still uses frees nothing).
     """
     report = PruneReport()
     root = cache.cache_root(cache_dir)
     now = time.time()
 
-    def drop(path: Path) -> None:
-        report.freed += _du(path)
-        report.removed.append(path)
-        if dry_run:
-            return
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
     for repo_dir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         for part in sorted((repo_dir / "partial").glob("*")) if (repo_dir / "partial").is_dir() else []:
             if now - part.stat().st_mtime >= min_age:
-                drop(part)
+                report.removed.append(part)
         refs = _refs(repo_dir)
         for snap in sorted(p for p in (repo_dir / "snapshots").glob("*") if p.is_dir()):
             paths = cache.SnapshotPaths(snap, repo_dir, snap.name)
@@ -184,22 +287,34 @@ def prune_cache(cache_dir: str | os.PathLike | None = None, *, min_age: float = 
             stale = not manifest.get("complete") and now - snap.stat().st_mtime >= min_age
             superseded = bool(refs) and snap.name not in refs
             if stale or superseded:
-                drop(snap)
+                report.removed.append(snap)
                 if paths.manifest.exists():
-                    drop(paths.manifest)
+                    report.removed.append(paths.manifest)
+    report.freed, unused = _freed_by(report.removed, cache_dir)
+    if not dry_run:
+        for path in report.removed:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        unused = [blob for blob, _ in collect_blobs(cache_dir)]
+    report.removed.extend(unused)
     return report
 
 
 def remove_from_cache(name: str, cache_dir: str | os.PathLike | None = None) -> tuple[Path, int]:
-    """Delete everything cached for ``name`` (a repository key, URI or card name).
+    """Delete everything cached for ``name`` (a repository key, URI or card name), then the
+    blobs no other snapshot links to.
 
     Returns:
-        ``(removed_folder, bytes_freed)``.
+        ``(removed_folder, bytes_freed)``; blobs another repository still links to stay (and
+        free nothing).
 
     Raises:
         LocalEntryNotFoundError: nothing cached under that name.
     """
     folder = repo_dir_for(name, cache_dir)
-    size = _du(folder)
+    size, _ = _freed_by([folder], cache_dir)
     shutil.rmtree(folder)
+    collect_blobs(cache_dir)
     return folder, size

@@ -1,12 +1,19 @@
 """A whole snapshot into the cache: list once, pick the files, fetch what is missing or stale
 (each under its own lock), record it in the manifest, return the directory. Offline, or when
 the source cannot be reached, a complete cached snapshot is returned instead.
+
+In the managed cache every file goes through the content-addressed store (``blobs/<sha256>``,
+see :mod:`.cache`): a file whose sha256 is known before the transfer (card, hub LFS metadata)
+and whose blob is already there is hard-linked, not fetched; a fetched file is verified, moved
+into its blob, then linked into the snapshot.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +35,10 @@ logger = logging.getLogger(__name__)
 #: files and safetensors weights; pickle weights only when no safetensors exist.
 DEFAULT_PATTERNS = ("*.json", "*.txt", "*.model", "*.md", "*.safetensors")
 _PICKLE_PATTERNS = ("pytorch_model*.bin",)
+#: errors of os.link that mean "no hard link here" (another filesystem, a filesystem without
+#: hard links, too many links): the file is copied or moved instead
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
+            errno.EACCES, errno.ENOSYS}
 
 
 def _match(path: str, patterns: Sequence[str]) -> bool:
@@ -158,6 +169,112 @@ def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
             pass
 
 
+def _known_sha256(file: RemoteFile, card_sha256: str | None) -> str | None:
+    """The sha256 the file must have, known before any byte moves (the card's wins)."""
+    return (card_sha256 or file.sha256 or "").lower() or None
+
+
+def _reusable_blob(paths: SnapshotPaths, file: RemoteFile, sha256: str | None) -> Path | None:
+    """The existing blob holding ``file``'s bytes (its size checked), else ``None``."""
+    blob = paths.blob(sha256)
+    if blob is None or file.size is None:
+        return None
+    try:
+        size = blob.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size != file.size:  # an unknown size is no proof either: fetch
+        logger.warning("blob %s has %d bytes where %s has %d; fetching the file instead",
+                       blob, size, file.path, file.size)
+        return None
+    return blob
+
+
+def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
+    """Hard-link ``blob`` to snapshot entry ``path`` (a copy where hard links fail), through
+    a temp name and an atomic rename. ``False`` when the blob vanished meanwhile (collected
+    by ``cache rm``/``prune``)."""
+    final = paths.file(path)
+    tmp = paths.link_temp(path)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(blob, tmp)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            if err.errno not in _NO_LINK:
+                raise
+            logger.debug("cannot hard-link %s (%s); copying it", blob, err.strerror)
+            try:
+                shutil.copyfile(blob, tmp)
+            except FileNotFoundError:
+                return False
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str) -> None:
+    """Move verified bytes into ``blobs/<sha256>`` (an existing blob is kept) and link them
+    into the snapshot. Where the blob store cannot take a hard link (another filesystem),
+    the file goes straight to the snapshot instead."""
+    blob = paths.blob(sha256)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(verified, blob)  # fails rather than replace: an existing blob is kept
+    except FileExistsError:
+        if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
+            logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
+            tmp = blob.with_name(f".{blob.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            os.link(verified, tmp)
+            os.replace(tmp, blob)
+    except OSError as err:
+        if err.errno not in _NO_LINK:
+            raise
+        logger.debug("no hard link into %s (%s); %s stays a plain file", blob.parent,
+                     err.strerror, path)
+        final = paths.file(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(verified, final)
+        return
+    if not _link_into_snapshot(paths, blob, path):  # collected meanwhile: use our own bytes
+        final = paths.file(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(verified, final)
+        return
+    verified.unlink(missing_ok=True)
+
+
+def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
+               card_sha256: str | None, progress: bool) -> str:
+    """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
+    The caller holds the file's lock."""
+    known = _known_sha256(file, card_sha256)
+    blob = _reusable_blob(paths, file, known)
+    if blob is not None and _link_into_snapshot(paths, blob, file.path):
+        logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
+                    file.path, blob.name[:12])
+        return known
+    if paths.blobs_dir is None:  # download_path layout: plain files
+        return fetch_file(source, file, revision=revision, final=paths.file(file.path),
+                          partial=paths.partial(file), expected_sha256=card_sha256,
+                          progress=progress)
+    verified, partial = paths.verified(file), paths.partial(file)
+    if verified.exists():  # verified by a run that died before storing it: re-checked, no request
+        os.replace(verified, partial)
+    sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
+                        expected_sha256=card_sha256, progress=progress)
+    _store(paths, verified, sha256, file.path)
+    return sha256
+
+
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
     need = sum(f.size or 0 for f in todo) - sum(
         p.stat().st_size for p in (paths.partial(f) for f in todo) if p.exists())
@@ -222,7 +339,8 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     if todo:
         _drop_abandoned_partials(paths)
-        _check_space(todo, paths)
+        _check_space([f for f in todo if _reusable_blob(
+            paths, f, _known_sha256(f, card_files.get(f.path))) is None], paths)
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     for file in todo:
@@ -235,9 +353,8 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 logger.info("removing %s, a partial download of an older version of %s",
                             orphan.name, file.path)
                 orphan.unlink(missing_ok=True)
-            sha256 = fetch_file(source, file, revision=listing.revision,
-                                final=paths.file(file.path), partial=paths.partial(file),
-                                expected_sha256=card_files.get(file.path), progress=progress)
+            sha256 = _fetch_one(source, file, paths, revision=listing.revision,
+                                card_sha256=card_files.get(file.path), progress=progress)
             entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
                      "sha256": sha256}
             with file_lock(paths.manifest_lock):
