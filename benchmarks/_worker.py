@@ -107,12 +107,14 @@ def main() -> None:
         peak = _peak_mb()
         out.update(baseline_mb=base, peak_mb=peak, growth_mb=peak - base)
     elif kind == "import":
+        if lib == "hubloader-models-after-torch":
+            import torch  # noqa: F401  (untimed: what hubloader adds on top of torch)
         t0 = time.perf_counter()
         if lib == "torch":
-            import torch  # noqa: F401
+            import torch  # noqa: F401,F811
         elif lib == "hubloader":
             import hubloader  # noqa: F401
-        elif lib == "hubloader-models":
+        elif lib in ("hubloader-models", "hubloader-models-after-torch"):
             import hubloader.models  # noqa: F401
         out["import_s"] = time.perf_counter() - t0
     else:

@@ -9,6 +9,7 @@ The caller holds the file's lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -30,6 +31,7 @@ __all__ = ["fetch_file", "Digests", "hash_file"]
 logger = logging.getLogger(__name__)
 
 _MIN_PART = 8 << 20
+_PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -142,6 +144,7 @@ class _Ranges:
         self.size = size
         self.cond = threading.Condition()
         self.failed = False
+        self._persisted = 0.0
         self._load()
 
     def _load(self) -> None:
@@ -154,16 +157,25 @@ class _Ranges:
             self.done = [min(int(d), hi - lo) for d, (lo, hi) in zip(saved["done"], self.bounds)]
 
     def record(self, i: int, n: int) -> None:
+        """Count ``n`` more bytes of range ``i`` as written; persist at most every
+        ``_PERSIST_EVERY`` seconds (a crash then re-fetches at most that much per range)."""
         with self.cond:
             self.done[i] += n
-            tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-            tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
-            os.replace(tmp, self.sidecar)
+            now = time.monotonic()
+            if now - self._persisted >= _PERSIST_EVERY or self.bytes_done() == self.size:
+                self._persist()
+                self._persisted = now
             self.cond.notify_all()
+
+    def _persist(self) -> None:
+        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
+        tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
+        os.replace(tmp, self.sidecar)
 
     def fail(self) -> None:
         with self.cond:
             self.failed = True
+            self._persist()  # keep every byte written so far for the resume
             self.cond.notify_all()
 
     def bytes_done(self) -> int:
@@ -172,6 +184,17 @@ class _Ranges:
     def discard(self) -> None:
         for p in (self.data, self.sidecar, self.sidecar.with_name(self.sidecar.name + ".tmp")):
             p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _persist_when_done(ranges: _Ranges):
+    """Write the progress sidecar once more when the ranges have stopped, success or not."""
+    try:
+        yield
+    finally:
+        with ranges.cond:
+            if ranges.sidecar.parent.exists():
+                ranges._persist()
 
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
@@ -219,7 +242,8 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                         pos += len(block)
 
         count = len(ranges.bounds)
-        with ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range") as pool:
+        pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
+        with _persist_when_done(ranges), pool:  # the pool drains first, then the sidecar
             hasher = pool.submit(hash_prefix)
             futures = [pool.submit(one, i) for i in range(count)]
             try:
