@@ -14,11 +14,13 @@ from hubtest_fixtures import *  # noqa: F401,F403
 import servers
 
 SCRIPT = """
-import os, torch.distributed as dist
+import os, sys, torch.distributed as dist
 import hubloader
 dist.init_process_group("gloo")
 path = hubloader.download("s3://dist/model")
-print(f"rank={dist.get_rank()} path={path}", flush=True)
+# one result file per rank: four processes writing to one inherited pipe may interleave
+with open(os.path.join(sys.argv[1], f"rank{dist.get_rank()}.txt"), "w") as f:
+    f.write(f"rank={dist.get_rank()} path={path}")
 dist.barrier()
 dist.destroy_process_group()
 """
@@ -38,14 +40,16 @@ def test_torchrun_one_fetcher_per_node(weed, hub_env, dist_model, tmp_path):
     try:
         script = tmp_path / "worker.py"
         script.write_text(SCRIPT)
+        results = tmp_path / "results"
+        results.mkdir()
         env = dict(os.environ, PYTHONPATH=str(WORKTREE), HUBLOADER_S3_ENDPOINT_URL=proxy.url,
                    OMP_NUM_THREADS="1")
         run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc_per_node=4", str(script)],
+                              "--nproc_per_node=4", str(script), str(results)],
                              env=env, capture_output=True, text=True, timeout=240)
         assert run.returncode == 0, run.stderr[-3000:]
-        lines = sorted(l for l in run.stdout.splitlines() if l.startswith("rank="))
-        assert [l.split()[0] for l in lines] == [f"rank={i}" for i in range(4)]
+        lines = sorted(p.read_text() for p in results.iterdir())
+        assert [l.split()[0] for l in lines] == [f"rank={i}" for i in range(4)], run.stdout
         assert len({l.split()[1] for l in lines}) == 1
         gets = proxy.get_lines()
         listings = [g for g in gets if "list-type=2" in g]
