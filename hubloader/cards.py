@@ -117,7 +117,9 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
 
     front, body = _split_front_matter(text, where)
     try:
-        meta = yaml.safe_load(front)
+        # libyaml's safe loader when PyYAML has it: ~10x faster, and every lookup parses
+        # every card once per process
+        meta = yaml.load(front, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise CardError(f"{where}: front matter is not valid YAML: {err}") from err
     if not isinstance(meta, dict):

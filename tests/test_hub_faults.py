@@ -179,6 +179,18 @@ def test_parallel_ranged_gets(proxy, big_blob, monkeypatch):
     assert not list((_snapshot().meta_dir / "partial").iterdir())
 
 
+def test_one_worker_is_one_whole_get_hashed_alongside(proxy, big_blob, monkeypatch):
+    """HUBLOADER_MAX_WORKERS=1: one GET for the whole file (the sha256 still runs in a thread
+    of its own behind the writes), and the bytes are the source's."""
+    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
+    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "1")
+    path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    assert proxy.range_headers() == [f"bytes=0-{SIZE - 1}"]
+    assert SIZE <= proxy.down_bytes < SIZE + (256 << 10)
+    assert not list((_snapshot().meta_dir / "partial").iterdir())
+
+
 HOLDER = """
 import sys, time, filelock
 lock = filelock.FileLock(sys.argv[1]); lock.acquire()

@@ -31,6 +31,7 @@ __all__ = ["fetch_file", "Digests", "hash_file"]
 logger = logging.getLogger(__name__)
 
 _MIN_PART = 8 << 20
+_SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -226,6 +227,8 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                 ranges.record(i, len(chunk))
                 bar.update(len(chunk))
 
+        hashed = [0, 0]  # bytes hashed, bytes hashed at the last fdatasync
+
         def hash_prefix() -> None:
             for i, (lo, hi) in enumerate(ranges.bounds):
                 pos = lo
@@ -240,6 +243,12 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                         block = os.pread(fd, min(8 << 20, ready - pos), pos)
                         digests.update(block)
                         pos += len(block)
+                        hashed[0] += len(block)
+                        if hashed[0] - hashed[1] >= _SYNC_EVERY:
+                            # flush what is written while the network is still busy, so the
+                            # closing fsync has little left to do
+                            os.fdatasync(fd)
+                            hashed[1] = hashed[0]
 
         count = len(ranges.bounds)
         pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
@@ -324,7 +333,7 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0
-                and workers > 1 and file.size >= threshold and not partial.exists())
+                and file.size >= threshold and not partial.exists())
     failures, integrity_failures = 0, 0
     while True:
         before = _partial_bytes(partial)
