@@ -3,8 +3,9 @@
 LFS sha256 (or git blob id) matches, commit the data files, then ``config.json`` + the card
 in a second commit, so the card never names a file the branch lacks.
 
-Note: no hub server is reachable in hubloader's test environment, so this backend is not
-exercised against a server by the test suite (see the report in the branch history).
+Tested with the real ``HfApi`` against a hub-protocol server on 127.0.0.1 over the LFS
+upload protocol (tests/test_push_hf.py); the hub's Xet upload path is huggingface_hub's own
+and is not exercised there.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ and a minimal Hugging Face hub-protocol server. Every server is stopped by whoev
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -327,7 +328,19 @@ class HubServer:
     * ``GET /api/models/{repo}/revision/{rev}[?blobs=true]`` -> ``sha`` and ``siblings``;
     * ``GET|HEAD /{repo}/resolve/{rev}/{path}`` with ``ETag``, ``X-Repo-Commit``,
       ``X-Linked-Etag``/``X-Linked-Size`` (LFS files, i.e. ``*.safetensors``), ``Range``;
-    * 404 with ``X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound``.
+    * 404 with ``X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound``;
+
+    and, for ``HfApi`` pushes over the LFS protocol (``HF_HUB_DISABLE_XET=1``; Xet storage is
+    not served):
+
+    * ``POST /api/repos/create`` (409 when it exists), ``POST /api/models/{repo}/branch/{b}``;
+    * ``GET /api/models/{repo}/tree/{rev}`` (``oid`` = git blob id, ``lfs.oid`` = sha256);
+    * ``POST /api/validate-yaml``, ``POST /api/models/{repo}/preupload/{rev}``;
+    * ``POST /{repo}.git/info/lfs/objects/batch`` -> basic transfer, ``PUT /lfs/{oid}``
+      (the body's sha256 must equal the oid);
+    * ``POST /api/models/{repo}/commit/{rev}`` (NDJSON ``header``, ``file``, ``lfsFile``).
+
+    ``commits_made`` lists each pushed commit's paths; ``bytes_received`` counts upload bytes.
     """
 
     LFS_SUFFIXES = (".safetensors", ".bin")
@@ -335,6 +348,10 @@ class HubServer:
     def __init__(self):
         self.repos: dict[str, dict] = {}
         self.hits: list[str] = []
+        self.lfs: dict[str, bytes] = {}  # sha256 -> bytes uploaded over LFS
+        self.commits_made: list[list[str]] = []
+        self.bytes_received = 0
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -348,6 +365,12 @@ class HubServer:
 
             def do_GET(self):
                 server._handle(self, head=False)
+
+            def do_POST(self):
+                server._handle_write(self)
+
+            def do_PUT(self):
+                server._handle_write(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -393,6 +416,106 @@ class HubServer:
         self._send(h, 404, json.dumps({"error": code}).encode(),
                    {"X-Error-Code": code, "Content-Type": "application/json"}, head)
 
+    def _tree(self, repo: str, commit: str) -> list[dict]:
+        out = []
+        for path, data in sorted(self.repos[repo]["commits"][commit].items()):
+            meta = self._meta(path, data)
+            item = {"type": "file", "path": path, "size": len(data), "oid": meta["blobId"]}
+            if "lfs" in meta:
+                item["lfs"] = {"oid": meta["lfs"]["sha256"], "size": len(data), "pointerSize": 134}
+            out.append(item)
+        return out
+
+    @staticmethod
+    def _body(h) -> bytes:
+        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(h.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(h.rfile.read(size))
+                h.rfile.readline()
+        return h.rfile.read(int(h.headers.get("Content-Length") or 0))
+
+    def _json(self, h, status: int, body) -> None:
+        self._send(h, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    def _handle_write(self, h) -> None:
+        from urllib.parse import unquote, urlsplit
+
+        path = unquote(urlsplit(h.path).path)
+        body = self._body(h)
+        self.hits.append(f"{h.command} {h.path}")
+        with self.lock:
+            if h.command == "PUT":
+                m = re.match(r"^/lfs/([0-9a-f]{64})$", path)
+                if not m or hashlib.sha256(body).hexdigest() != m.group(1):
+                    return self._json(h, 400, {"error": "sha256 does not match the oid"})
+                self.lfs[m.group(1)] = body
+                self.bytes_received += len(body)
+                return self._send(h, 200)
+            req = json.loads(body or b"{}") if "ndjson" not in h.headers.get("Content-Type", "") \
+                else [json.loads(line) for line in body.splitlines() if line.strip()]
+            if path == "/api/repos/create":
+                repo = "/".join(x for x in (req.get("organization"), req["name"]) if x)
+                if repo in self.repos:
+                    return self._json(h, 409, {"error": "You already created this model repo",
+                                               "url": f"{self.url}/{repo}"})
+                self.add_commit(repo, {})
+                return self._json(h, 200, {"url": f"{self.url}/{repo}"})
+            if path == "/api/validate-yaml":
+                return self._json(h, 200, {"errors": [], "warnings": []})
+            m = re.match(r"^/api/models/(.+?)/branch/([^/]+)$", path)
+            if m:
+                refs = self.repos[m.group(1)]["refs"]
+                if m.group(2) in refs:
+                    return self._json(h, 409, {"error": "branch exists"})
+                refs[m.group(2)] = refs["main"]
+                return self._json(h, 200, {})
+            m = re.match(r"^/api/models/(.+?)/preupload/([^/]+)$", path)
+            if m:
+                return self._json(h, 200, {"files": [
+                    {"path": f["path"], "shouldIgnore": False,
+                     "uploadMode": "lfs" if f["path"].endswith(self.LFS_SUFFIXES) else "regular"}
+                    for f in req["files"]]})
+            m = re.match(r"^/(.+?)\.git/info/lfs/objects/batch$", path)
+            if m:
+                objects = []
+                for o in req["objects"]:
+                    item = {"oid": o["oid"], "size": o["size"]}
+                    if o["oid"] not in self.lfs:
+                        item["actions"] = {"upload": {"href": f"{self.url}/lfs/{o['oid']}"}}
+                    objects.append(item)
+                return self._json(h, 200, {"transfer": "basic", "objects": objects})
+            m = re.match(r"^/api/models/(.+?)/commit/([^/]+)$", path)
+            if m:
+                repo, rev = m.groups()
+                commit, err = self._resolve(repo, rev)
+                if err:
+                    return self._error(h, err, False)
+                files = dict(self.repos[repo]["commits"][commit])
+                changed = []
+                for op in req:
+                    if op["key"] == "file":
+                        data = base64.b64decode(op["value"]["content"])
+                        self.bytes_received += len(data)
+                    elif op["key"] == "lfsFile":
+                        data = self.lfs.get(op["value"]["oid"])
+                        if data is None:
+                            return self._json(h, 400, {"error": "LFS object not uploaded"})
+                    else:
+                        continue
+                    files[op["value"]["path"]] = data
+                    changed.append(op["value"]["path"])
+                new = self.add_commit(repo, files, branch=rev)
+                self.commits_made.append(changed)
+                return self._json(h, 200, {"commitUrl": f"{self.url}/{repo}/commit/{new}",
+                                           "commitOid": new})
+        return self._json(h, 404, {"error": f"no such endpoint: {h.command} {path}"})
+
     def _handle(self, h, *, head: bool) -> None:
         from urllib.parse import unquote, urlsplit
 
@@ -408,6 +531,13 @@ class HubServer:
             body = {"id": m.group(1), "modelId": m.group(1), "sha": commit, "private": False,
                     "siblings": [self._meta(p, d) for p, d in sorted(files.items())]}
             return self._send(h, 200, json.dumps(body).encode(),
+                              {"Content-Type": "application/json"}, head)
+        m = re.match(r"^/api/models/(.+?)/tree/([^/]+)$", path)
+        if m:
+            commit, err = self._resolve(m.group(1), m.group(2))
+            if err:
+                return self._error(h, err, head)
+            return self._send(h, 200, json.dumps(self._tree(m.group(1), commit)).encode(),
                               {"Content-Type": "application/json"}, head)
         m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", path)
         if not m:
