@@ -14,7 +14,7 @@ import pytest
 import servers
 
 __all__ = ["weed", "hub_env", "minilm_dir", "write_card", "sha256_of", "make_tiny_bert",
-           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "upload_random_model"]
+           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "hub", "upload_random_model"]
 
 WORKTREE = Path(__file__).resolve().parents[1]
 MINILM_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -111,6 +111,14 @@ def run_py(code: str, *, env: dict | None = None, timeout: float = 120, **kw):
     full["PYTHONPATH"] = str(WORKTREE) + os.pathsep + full.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-c", code], env=full, timeout=timeout,
                           capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A hub-protocol server (servers.HubServer) on 127.0.0.1 for the module's tests."""
+    server = servers.HubServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

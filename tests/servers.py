@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -85,6 +86,11 @@ class SeaweedFS:
                             config=Config(s3={"addressing_style": "path"},
                                           retries={"max_attempts": 3}))
 
+    def env(self) -> dict[str, str]:
+        """What a user sets to point boto3's standard chain at this server."""
+        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+
     def upload_dir(self, bucket: str, prefix: str, folder: Path) -> None:
         s3 = self.client()
         try:
@@ -101,11 +107,11 @@ class SeaweedFS:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.terminate()  # weed often ignores SIGTERM for a long while
             try:
                 self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: our child only
                 self.proc.wait(timeout=10)
         if getattr(self, "log", None):
             self.log.close()

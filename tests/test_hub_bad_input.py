@@ -70,13 +70,6 @@ def test_wrong_secret_key(s3_env, denied_model, monkeypatch):
     assert _leftovers(s3_env / "home") == []
 
 
-@pytest.fixture(scope="module")
-def hub():
-    server = servers.HubServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture
 def hf_env(hub_env, hub, monkeypatch):
     monkeypatch.setenv("HUBLOADER_HF_ENDPOINT", hub.url)

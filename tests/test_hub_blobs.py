@@ -71,14 +71,6 @@ def twins(weed, tmp_path_factory):
     return "twins"
 
 
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
-
-
 def _cards(hub_env, *, with_sha: bool) -> None:
     for name in ("a", "b"):
         files = [{"path": "config.json"},

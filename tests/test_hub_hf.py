@@ -11,14 +11,6 @@ import pytest
 import hubloader
 from hubloader.errors import IntegrityError, RemoteNotFoundError, RevisionNotFoundError
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
-
-
-@pytest.fixture(scope="module")
-def hub():
-    server = servers.HubServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

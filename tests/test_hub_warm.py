@@ -13,7 +13,6 @@ import pytest
 
 import hubloader
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
 
 
 class SocketGuard:
@@ -94,13 +93,6 @@ def test_s3_moving_label_one_listing_per_call(proxy, s3_tiny, hub_env):
 
 
 # -- the hub protocol ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hub():
-    server = servers.HubServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module")
 def repo(hub, s3_tiny):
     files = {p: (s3_tiny / p).read_bytes() for p in ("config.json", "model.safetensors",

@@ -23,6 +23,13 @@ CASES = [
 ]
 
 
+def _max_diff(hf, model, ids, mask, hf_key: str) -> float:
+    """Max abs difference of our ``logits`` against the oracle's ``hf_key`` output."""
+    with torch.no_grad():
+        expected = getattr(hf(input_ids=ids, attention_mask=mask), hf_key)
+        return (expected - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+
+
 def _ids_for(family, ids, mask):
     if family == "roberta":  # RoBERTa pads with id 1; positions must skip padding
         ids = ids.clone()
@@ -62,9 +69,7 @@ def test_bertmodel_on_roberta_checkpoint_becomes_roberta(hf_bert, batch):
     assert type(model) is RobertaModel
     ids, mask = batch
     ids = _ids_for("roberta", ids, mask)
-    with torch.no_grad():
-        diff = (hf(input_ids=ids, attention_mask=mask).last_hidden_state
-                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    diff = _max_diff(hf, model, ids, mask, "last_hidden_state")
     assert diff < 1e-5
 
 
@@ -73,9 +78,7 @@ def test_pytorch_bin_checkpoint(hf_bert, batch):
     assert (path / "pytorch_model.bin").is_file() and not (path / "model.safetensors").exists()
     model = BertForMaskedLM.from_pretrain(str(path))
     ids, mask = batch
-    with torch.no_grad():
-        diff = (hf(input_ids=ids, attention_mask=mask).logits
-                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    diff = _max_diff(hf, model, ids, mask, "logits")
     assert diff < 1e-5
 
 
@@ -85,9 +88,7 @@ def test_sharded_safetensors_checkpoint(hf_bert, batch):
     assert len(list(path.glob("model-*.safetensors"))) >= 2
     model = BertModel.from_pretrain(str(path))
     ids, mask = batch
-    with torch.no_grad():
-        diff = (hf(input_ids=ids, attention_mask=mask).last_hidden_state
-                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    diff = _max_diff(hf, model, ids, mask, "last_hidden_state")
     assert diff < 1e-5
     assert model.load_report.files == sorted(p.name for p in path.glob("model-*.safetensors"))
 
@@ -108,9 +109,7 @@ def test_sharded_bin_checkpoint(hf_bert, batch):
     (path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     model = BertModel.from_pretrain(str(path))
     ids, mask = batch
-    with torch.no_grad():
-        diff = (hf(input_ids=ids, attention_mask=mask).last_hidden_state
-                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    diff = _max_diff(hf, model, ids, mask, "last_hidden_state")
     assert diff < 1e-5
 
 
@@ -153,6 +152,5 @@ def test_parity_check_detects_a_one_percent_error(hf_bert, batch, param):
     ids, mask = batch
     with torch.no_grad():
         model.get_parameter(param).mul_(1.01)
-        diff = (hf(input_ids=ids, attention_mask=mask).last_hidden_state
-                - model(input_ids=ids, attention_mask=mask)["logits"]).abs().max().item()
+    diff = _max_diff(hf, model, ids, mask, "last_hidden_state")
     assert diff > 1e-4

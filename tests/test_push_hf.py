@@ -15,7 +15,6 @@ import torch
 from hubloader import NetworkError
 from hubloader.publish import git_blob_sha1, push
 from publish_helpers import tiny_bert
-from publish_servers import free_port
 import servers
 
 
@@ -30,7 +29,7 @@ def test_git_blob_sha1_matches_git(tmp_path):
 def test_unreachable_hub_is_a_network_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     d = tiny_bert().save_pretrained(tmp_path / "m")
-    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    endpoint = f"http://127.0.0.1:{servers.free_port()}"  # nothing listens there
     with pytest.raises(NetworkError, match="hf://org/tiny@main"):
         push(d, "hf://org/tiny", endpoint_url=endpoint, token="hf_dummy", progress=False)
 

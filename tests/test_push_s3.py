@@ -15,14 +15,14 @@ from hubloader.commands.models import validate_path
 from hubloader.models import BertConfig, BertModel
 from hubloader.publish import push
 from publish_helpers import TINY, run_cli, sha256
-from publish_servers import SeaweedS3
+import servers
 
 CHUNK = 5 * 2**20
 
 
 @pytest.fixture(scope="module")
 def server():
-    s = SeaweedS3().start()
+    s = servers.SeaweedFS().start()
     try:
         s.client().create_bucket(Bucket="models")
         yield s

@@ -9,17 +9,8 @@ import torch
 
 import hubloader
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
 
 NAME = "rt-bert"
-
-
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
 
 
 @pytest.fixture

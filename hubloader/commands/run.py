@@ -63,14 +63,19 @@ def _text_inputs(loader, text: str) -> tuple[dict, Any]:
     return {k: v.to(model.device) for k, v in tok(text).items()}, tok
 
 
+def _model_inputs(loader, text: str) -> dict:
+    """An image path through the processor (vision models), else the text through the
+    tokenizer; on the model's device."""
+    if loader.is_vision:
+        return loader.get_processor()(text, device=loader.get_model().device)
+    return _text_inputs(loader, text)[0]
+
+
 def _classify(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     model = loader.get_model()
-    if loader.is_vision:
-        inputs = loader.get_processor()(text, device=model.device)
-    else:
-        inputs, _ = _text_inputs(loader, text)
+    inputs = _model_inputs(loader, text)
     with torch.no_grad():
         probs = model(**inputs)["logits"][0].float().softmax(-1)
     k = min(opts["top_k"] or 5, probs.shape[-1])
@@ -115,10 +120,7 @@ def _embed(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     model = loader.get_model()
-    if loader.is_vision:
-        inputs = loader.get_processor()(text, device=model.device)
-    else:
-        inputs, _ = _text_inputs(loader, text)
+    inputs = _model_inputs(loader, text)
     with torch.no_grad():
         out = model(**inputs)
     vec = out.get("embeddings", out.get("pooled", out["logits"]))[0]

@@ -272,19 +272,23 @@ def _classification_loss(config: BertConfig, logits: torch.Tensor, labels: torch
     return F.cross_entropy(logits.view(-1, n), labels.view(-1))
 
 
+class _BertLinearHead(_BertHead):
+    """A head ending in dropout → ``classifier`` (hidden size → ``num_labels``)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.drop = nn.Dropout(self._dropout())
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+
 @register_model("bert", "text-classification")
-class BertForSequenceClassification(_BertHead):
+class BertForSequenceClassification(_BertLinearHead):
     """Pooler → dropout → linear. Tasks: classification, semantic-matching, text-classification."""
 
     task = "text-classification"
     backbone_pooler = True
     ignore_checkpoint_keys = _ENCODER_IGNORE
     new_head_keys = (r"^classifier\.", r"^backbone\.pooler\.")
-
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.drop = nn.Dropout(self._dropout())
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
@@ -294,16 +298,11 @@ class BertForSequenceClassification(_BertHead):
 
 
 @register_model("bert", "token-classification")
-class BertForTokenClassification(_BertHead):
+class BertForTokenClassification(_BertLinearHead):
     """Dropout → linear on every token. Tasks: ner, sequence-labeling, token-classification."""
 
     task = "token-classification"
     new_head_keys = (r"^classifier\.",)
-
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.drop = nn.Dropout(self._dropout())
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
