@@ -101,3 +101,25 @@ def test_bad_inputs(hf_vit):
         ours()
     with pytest.raises(InputError, match="unexpected"):
         ours(pixel_values=_pixels(), input_ids=torch.ones(1, 3))
+
+
+@pytest.mark.parametrize("size", [(48, 48), (40, 56), (32, 32)])
+def test_interpolated_positions_match_transformers(hf_vit, size):
+    """Other image sizes with interpolate_pos_encoding=True: the same bicubic resize of the
+    learned positions as transformers (and the trained grid is left as it is)."""
+    hf, path = hf_vit
+    ours = ViTForImageClassification.from_pretrain(str(path))
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = hf(pixel_values=x, interpolate_pos_encoding=True)
+        out = ours(pixel_values=x, interpolate_pos_encoding=True)
+        plain = ours(pixel_values=x[..., :SIZE, :SIZE])
+    assert max_diff(out["logits"], ref.logits) <= TOL
+    assert out["hidden_states"].shape[1] == (size[0] // 8) * (size[1] // 8) + 1
+    if size == (SIZE, SIZE):
+        assert max_diff(out["logits"], plain["logits"]) == 0
+    else:
+        with pytest.raises(InputError, match="interpolate_pos_encoding=True"):
+            ours(pixel_values=x)
+    with pytest.raises(InputError, match="smaller than one 8x8 patch"):
+        ours(pixel_values=torch.randn(1, 3, 4, 40), interpolate_pos_encoding=True)

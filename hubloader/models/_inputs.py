@@ -67,4 +67,5 @@ def check_pixel_values(value: Any, *, num_channels: int,
                          f"{num_channels}")
     if image_size is not None and tuple(value.shape[2:]) != tuple(image_size):
         raise InputError(f"pixel_values is {tuple(value.shape[2:])} pixels, the model expects "
-                         f"{tuple(image_size)}; resize with the model's image processor")
+                         f"{tuple(image_size)}; resize with the model's image processor (ViT also takes "
+                         "interpolate_pos_encoding=True)")

@@ -110,11 +110,26 @@ class ViTEmbeddings(nn.Module):
                                      kernel_size=_pair(config.patch_size),
                                      stride=_pair(config.patch_size))
         self.drop = nn.Dropout(config.hidden_dropout_prob)
+        self.grid = config.grid
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
+    def forward(self, pixel_values: torch.Tensor, interpolate: bool = False) -> torch.Tensor:
+        patches = self.patch_embed(pixel_values)
+        grid = tuple(patches.shape[2:])
+        x = patches.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        return self.drop(torch.cat([cls, x], dim=1) + self.position_embeddings)
+        pos = self.position_embeddings
+        if interpolate and (grid != self.grid or grid[0] != grid[1]):
+            pos = self._resized_positions(grid)
+        return self.drop(torch.cat([cls, x], dim=1) + pos)
+
+    def _resized_positions(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The learned patch positions resized bicubically to ``grid`` (DINO's recipe, the one
+        ``transformers`` uses for ``interpolate_pos_encoding``); the class position is kept."""
+        dim = self.position_embeddings.shape[-1]
+        cls_pos, patch_pos = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        patch_pos = patch_pos.reshape(1, *self.grid, dim).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
+        return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
 
 
 # -- block level ----------------------------------------------------------------------------
@@ -204,9 +219,13 @@ class ViTModel(ViTPreTrainedModel):
             self.pooler_act = get_activation(config.pooler_act)
 
     def forward(self, pixel_values: torch.Tensor | None = None, *,
-                output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
+                output_hidden_states: bool = False, interpolate_pos_encoding: bool = False,
+                **kwargs: Any) -> dict[str, Any]:
         """Args:
             pixel_values: ``[batch, channels, height, width]`` floats of the configured size.
+            output_hidden_states: add every block's output as ``all_hidden_states``.
+            interpolate_pos_encoding: accept other image sizes (at least one patch each way);
+                the learned positions are resized bicubically to the image's patch grid.
 
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
@@ -215,8 +234,13 @@ class ViTModel(ViTPreTrainedModel):
             raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
         c = self.config
         check_pixel_values(pixel_values, num_channels=c.num_channels,
-                           image_size=_pair(c.image_size))
-        x = self.embeddings(pixel_values.to(self.embeddings.position_embeddings.dtype))
+                           image_size=None if interpolate_pos_encoding else _pair(c.image_size))
+        (ph, pw) = _pair(c.patch_size)
+        if pixel_values.shape[2] < ph or pixel_values.shape[3] < pw:
+            raise InputError(f"pixel_values is {tuple(pixel_values.shape[2:])} pixels, smaller "
+                             f"than one {ph}x{pw} patch")
+        x = self.embeddings(pixel_values.to(self.embeddings.position_embeddings.dtype),
+                            interpolate=interpolate_pos_encoding)
         states = [x] if output_hidden_states else None
         for block in self.blocks:
             x = block(x)
