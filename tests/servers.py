@@ -142,7 +142,8 @@ class FaultProxy:
     sends, records what clients send (request heads), and can throttle, cut connections
     after N downstream bytes, or flip one byte at a downstream offset; per request whose
     line contains a path: answer an S3 error (5xx) itself, stall the response (a read
-    timeout for the client), or reset the connection (RST) after N bytes.
+    timeout for the client), or reset the connection (RST) after N bytes. Per-request faults
+    hit GETs only (the transfers), never the HEAD or listing around them.
 
     All knobs are plain attributes; set them between transfers.
     """
@@ -206,7 +207,8 @@ class FaultProxy:
     def _take(self, knob: str, head: str):
         """Consume one use of a per-request knob if ``head`` matches it (caller holds the lock)."""
         spec = getattr(self, knob)
-        if spec is None or spec[2] <= 0 or spec[0] not in head.split("\r\n", 1)[0]:
+        line = head.split("\r\n", 1)[0]
+        if spec is None or spec[2] <= 0 or not line.startswith("GET ") or spec[0] not in line:
             return None
         setattr(self, knob, (spec[0], spec[1], spec[2] - 1))
         self.injected.append(f"{knob} {head.split(chr(13), 1)[0]}")

@@ -31,13 +31,6 @@ def _blob() -> "cache.Path":
 
 
 # -- hf://: two revisions share the weights (LFS sha256 listed) -------------------------------
-@pytest.fixture(scope="module")
-def hub():
-    server = servers.HubServer()
-    yield server
-    server.close()
-
-
 def test_second_revision_links_the_weights_without_a_get(hub_env, hub, monkeypatch):
     monkeypatch.setenv("HUBLOADER_HF_ENDPOINT", hub.url)
     v1 = hub.add_commit("org/twins", {"config.json": b'{"v": 1}', "model.safetensors": WEIGHTS},
@@ -105,6 +98,49 @@ def test_without_digests_both_are_fetched_but_stored_once(proxy, twins, hub_env)
     assert (b / "model.safetensors").stat().st_ino == (a / "model.safetensors").stat().st_ino
     blobs = sorted(p.name for p in cache.blobs_root().iterdir())
     assert WEIGHTS_SHA in blobs and len(blobs) == 3, blobs  # weights + two different configs
+
+
+def _put(weed, bucket: str, key: str, data: bytes, **extra) -> None:
+    s3 = weed.client()
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except Exception as err:  # already there (SeaweedFS says BucketAlreadyExists)
+        if "BucketAlready" not in str(err):
+            raise
+    s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+
+def test_stated_checksum_links_identical_weights_without_a_get(proxy, weed, hub_env):
+    """No card: the object's x-amz-checksum-sha256 (one HEAD) names the blob before any GET."""
+    import base64
+
+    checksum = base64.b64encode(hashlib.sha256(WEIGHTS).digest()).decode()
+    for prefix in ("a", "b"):
+        _put(weed, "stated", f"{prefix}/config.json", b'{"name": "%s"}' % prefix.encode())
+        _put(weed, "stated", f"{prefix}/model.safetensors", WEIGHTS, ChecksumSHA256=checksum)
+    a = hubloader.download("s3://stated/a")
+    proxy.reset()
+    b = hubloader.download("s3://stated/b")
+    lines = [r.split("\r\n", 1)[0] for r in proxy.requests]
+    assert any(r.startswith("HEAD ") and "/stated/b/model.safetensors" in r for r in lines), lines
+    assert not any(r.startswith("GET ") and "/stated/b/model.safetensors" in r for r in lines)
+    assert proxy.down_bytes < 64 << 10
+    assert (b / "model.safetensors").stat().st_ino == (a / "model.safetensors").stat().st_ino
+    manifest = cache.read_manifest(cache.managed_paths("s3://stated/b/", "main"))
+    assert manifest["files"]["model.safetensors"]["sha256"] == WEIGHTS_SHA
+
+
+def test_stated_sha256_that_disagrees_is_an_integrity_error(proxy, weed, hub_env):
+    """A sha256 in the object's metadata (as ``hubloader push`` writes it) is checked too: a
+    wrong one fails the download even though the ETag's md5 matches, and nothing is kept."""
+    wrong = hashlib.sha256(b"other bytes").hexdigest()
+    _put(weed, "statedbad", "m/config.json", b"{}")
+    _put(weed, "statedbad", "m/model.safetensors", WEIGHTS, Metadata={"sha256": wrong})
+    with pytest.raises(hubloader.IntegrityError) as info:
+        hubloader.download("s3://statedbad/m")
+    assert info.value.expected == wrong and info.value.actual == WEIGHTS_SHA
+    assert "model.safetensors" in str(info.value)
+    assert not (cache.blobs_root() / WEIGHTS_SHA).exists()
 
 
 def test_rm_collects_blobs_only_when_no_snapshot_links_them(proxy, twins, hub_env):

@@ -256,7 +256,7 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
                card_sha256: str | None, progress: bool) -> str:
     """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
     The caller holds the file's lock."""
-    known = _known_sha256(file, card_sha256)
+    known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
     if blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
@@ -264,13 +264,13 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
         return known
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
-                          partial=paths.partial(file), expected_sha256=card_sha256,
+                          partial=paths.partial(file), expected_sha256=known,
                           progress=progress)
     verified, partial = paths.verified(file), paths.partial(file)
     if verified.exists():  # verified by a run that died before storing it: re-checked, no request
         os.replace(verified, partial)
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
-                        expected_sha256=card_sha256, progress=progress)
+                        expected_sha256=known, progress=progress)
     _store(paths, verified, sha256, file.path)
     return sha256
 

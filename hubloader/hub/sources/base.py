@@ -99,6 +99,17 @@ class Source:
         """
         raise NotImplementedError
 
+    def stated_sha256(self, file: RemoteFile) -> str | None:
+        """The sha256 the source states for ``file`` beyond its listing, asked for only when
+        the file is about to be fetched and no digest is known yet (one small request at
+        most). ``None``: the source states none. Sources that list digests need not override.
+
+        Raises:
+            RemoteChangedError: the file changed since it was listed.
+            RemoteNotFoundError, AccessDeniedError: final answers from the source.
+        """
+        return None
+
     def describe(self, path: str = "") -> str:
         """A human-readable location for messages."""
         return self.uri.rstrip("/") + ("/" + path if path else "")

@@ -1,13 +1,19 @@
 """S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through boto3, imported lazily.
 
 ``s3://bucket/prefix/`` lists every object under the prefix; each object's ETag names its
-version. A plain (non-multipart) ETag is the object's MD5, which is then verified too.
+version. A plain (non-multipart) ETag is the object's MD5, which is then verified too. Before
+fetching a file whose sha256 no card gives, one HEAD asks for the object's
+``x-amz-checksum-sha256`` (a full-object SHA-256, as a single-part upload with a checksum
+has) or the ``x-amz-meta-sha256`` that ``hubloader push`` writes: the download is verified
+against it, and identical bytes already cached are linked instead of fetched.
 Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...).
 With no credentials configured, requests go unsigned (public buckets).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from typing import Iterator
@@ -21,6 +27,8 @@ __all__ = ["S3Source"]
 logger = logging.getLogger(__name__)
 
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_HEAD_MIN_SIZE = 1 << 20  # smaller files with an MD5 ETag get no HEAD for a stated sha256
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
            "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem"}
@@ -121,6 +129,37 @@ class S3Source(Source):
             raise RemoteNotFoundError(f"no objects under {self.uri}; check the bucket and prefix "
                                       "(or the card's source / HUBLOADER_ENDPOINT)")
         return Listing(revision or "main", tuple(sorted(files, key=lambda f: f.path)))
+
+    def stated_sha256(self, file: RemoteFile) -> str | None:
+        """One HEAD (``x-amz-checksum-mode: ENABLED``): the full-object ``ChecksumSHA256``,
+        else the ``sha256`` user metadata. Composite (multipart) checksums are digests of
+        part digests, not of the file, and are not used. A broken connection here is only
+        logged: the GET that follows has the retries and reports the cause. Files under
+        1 MiB with an MD5 ETag skip the HEAD: it would cost as much as their GET, and the MD5
+        already verifies them."""
+        if file.md5 and file.size is not None and file.size < _HEAD_MIN_SIZE:
+            return None
+        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path, "ChecksumMode": "ENABLED"}
+        if file.etag:
+            kwargs["IfMatch"] = f'"{file.etag}"'
+        try:
+            head = self.s3.head_object(**kwargs)
+        except Exception as err:
+            mapped = _translate(err, self.describe(file.path))
+            if isinstance(mapped, NetworkError):
+                logger.debug("no stated sha256 for %s: %s", file.path, mapped)
+                return None
+            raise mapped from err
+        checksum = head.get("ChecksumSHA256") or ""
+        if checksum and "-" not in checksum and head.get("ChecksumType") != "COMPOSITE":
+            try:
+                digest = base64.b64decode(checksum, validate=True)
+            except (binascii.Error, ValueError):
+                digest = b""
+            if len(digest) == 32:
+                return digest.hex()
+        meta = str((head.get("Metadata") or {}).get("sha256", "")).strip().lower()
+        return meta if _SHA256_RE.match(meta) else None
 
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
