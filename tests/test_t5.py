@@ -116,3 +116,24 @@ def test_bad_inputs(hf_t5):
         ours.generate(_ids(), max_new_tokens=0)
     with pytest.raises(GenerationArgumentError):
         ours.generate(_ids(), max_new_tokens=3, do_sample=True, top_p=1.01)
+
+
+def test_unequal_encoder_and_decoder_depth_matches_transformers(tmp_path_factory):
+    """num_decoder_layers != num_layers (as in t5-v1_1 variants): logits, loss and our greedy
+    ids against transformers' forward (its generate is not used for this config)."""
+    hf, path = _hf(tmp_path_factory, "deep-decoder", num_decoder_layers=3)
+    ours = T5ForConditionalGeneration.from_pretrain(str(path))
+    assert len(ours.backbone.decoder.blocks) == 3 and len(ours.backbone.encoder.blocks) == 2
+    src, labels = _ids(seed=7), _ids(seq=6, seed=8)
+    with torch.no_grad():
+        ref = hf(input_ids=src, labels=labels)
+        out = ours(input_ids=src, labels=labels)
+        assert max_diff(out["logits"], ref.logits) <= TOL
+        assert abs(out["loss"].item() - ref.loss.item()) <= TOL
+        # greedy decoding, step by step with transformers' full forward as the oracle
+        got = ours.generate(src, max_new_tokens=5)
+        dec = torch.zeros(src.shape[0], 1, dtype=torch.long)  # decoder_start_token_id
+        for _ in range(5):
+            nxt = hf(input_ids=src, decoder_input_ids=dec).logits[:, -1].argmax(-1, keepdim=True)
+            dec = torch.cat([dec, nxt], dim=1)
+    assert torch.equal(got, dec)
