@@ -168,7 +168,8 @@ class _S3Pusher:
         return session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=session.region_name or "us-east-1",
             config=Config(s3={"addressing_style": "path"}, connect_timeout=timeout,
-                          read_timeout=timeout, retries={"max_attempts": 5, "mode": "standard"}))
+                          read_timeout=timeout, retries={"max_attempts": 5, "mode": "standard"},
+                          max_pool_connections=max(10, constants.max_workers() + 2)))
 
     def key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path
@@ -260,25 +261,43 @@ class _S3Pusher:
         bar.update(len(data))
 
     def _multipart(self, f: _LocalFile, bar) -> None:
+        """Parts of ``HUBLOADER_MULTIPART_CHUNK_MB`` go up ``HUBLOADER_MAX_WORKERS`` at a time,
+        each read with ``pread`` by its own thread (memory: one part per thread) and sent with
+        its SHA-256, which the server checks; the upload is aborted if any part fails."""
+        from concurrent.futures import ThreadPoolExecutor
+
         key = self.key(f.path)
         chunk = constants.multipart_chunksize()
         upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
                                                  ChecksumAlgorithm="SHA256",
                                                  Metadata={"sha256": f.sha256})
         upload_id = upload["UploadId"]
-        parts = []
+        count = max(1, -(-f.size // chunk))
         try:
-            with open(f.abspath, "rb") as fh:
-                number = 1
-                while data := fh.read(chunk):
+            fd = os.open(f.abspath, os.O_RDONLY)
+            try:
+                def part(number: int) -> dict:
+                    data = os.pread(fd, chunk, (number - 1) * chunk)
                     digest = _b64(hashlib.sha256(data).digest())
                     r = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                             PartNumber=number, Body=data,
                                             ChecksumAlgorithm="SHA256", ChecksumSHA256=digest)
-                    parts.append({"PartNumber": number, "ETag": r["ETag"],
-                                  "ChecksumSHA256": r.get("ChecksumSHA256") or digest})
                     bar.update(len(data))
-                    number += 1
+                    return {"PartNumber": number, "ETag": r["ETag"],
+                            "ChecksumSHA256": r.get("ChecksumSHA256") or digest}
+
+                workers = min(constants.max_workers(), count)
+                with ThreadPoolExecutor(max_workers=workers,
+                                        thread_name_prefix="hubloader-part") as pool:
+                    futures = [pool.submit(part, n) for n in range(1, count + 1)]
+                    try:
+                        parts = [fut.result() for fut in futures]  # in part order
+                    except BaseException:
+                        for fut in futures:  # a failed part ends the upload: send no more
+                            fut.cancel()
+                        raise
+            finally:
+                os.close(fd)
             self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                               MultipartUpload={"Parts": parts})
         except BaseException:
