@@ -199,7 +199,8 @@ def parallel_threshold() -> int:
 
 
 def max_workers() -> int:
-    """``HUBLOADER_MAX_WORKERS``: parallel ranged GETs per big file (default 8)."""
+    """``HUBLOADER_MAX_WORKERS``: parallel ranged GETs per big file, and multipart parts in
+    flight per pushed file (default 8)."""
     return max(1, env_int("HUBLOADER_MAX_WORKERS", 8))
 
 
