@@ -143,7 +143,9 @@ class FaultProxy:
     after N downstream bytes, or flip one byte at a downstream offset; per request whose
     line contains a path: answer an S3 error (5xx) itself, stall the response (a read
     timeout for the client), or reset the connection (RST) after N bytes. Per-request faults
-    hit GETs only (the transfers), never the HEAD or listing around them.
+    hit GETs only (the transfers), never the HEAD or listing around them, unless
+    ``fault_methods`` says otherwise (``("PUT",)`` for uploads; a failed request's body is
+    read and dropped, never forwarded).
 
     All knobs are plain attributes; set them between transfers.
     """
@@ -168,6 +170,7 @@ class FaultProxy:
         self.reset_conn: tuple[str, int, int] | None = None  # TCP RST mid-response
         self.fail: tuple[str, int, int] | None = None    # answer an S3 error, never forwarded
         self.injected: list[str] = []                     # what was injected, in order
+        self.fault_methods: tuple[str, ...] = ("GET",)    # requests the knobs above may hit
         self._rst: set[int] = set()
         self._stop = False
         self._conns: list[socket.socket] = []
@@ -208,7 +211,8 @@ class FaultProxy:
         """Consume one use of a per-request knob if ``head`` matches it (caller holds the lock)."""
         spec = getattr(self, knob)
         line = head.split("\r\n", 1)[0]
-        if spec is None or spec[2] <= 0 or not line.startswith("GET ") or spec[0] not in line:
+        if (spec is None or spec[2] <= 0 or line.split(" ", 1)[0] not in self.fault_methods
+                or spec[0] not in line):
             return None
         setattr(self, knob, (spec[0], spec[1], spec[2] - 1))
         self.injected.append(f"{knob} {head.split(chr(13), 1)[0]}")
@@ -224,7 +228,11 @@ class FaultProxy:
                         self.requests.append(head)
                         status = self._take("fail", head)
                         log.append(head)
-                    if status is not None:
+                    if status is not None:  # swallow the request's body, never forward it
+                        m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+                        left = (int(m.group(1)) if m else 0) - (len(data) - len(head) - 4)
+                        while left > 0 and (chunk := client.recv(min(left, 65536))):
+                            left -= len(chunk)
                         client.sendall(_s3_error(status))
                         continue
                 upstream.sendall(data)
@@ -302,7 +310,8 @@ class FaultProxy:
         self.thread.join(timeout=5)
 
 
-_REASONS = {500: ("Internal Server Error", "InternalError"), 503: ("Slow Down", "SlowDown")}
+_REASONS = {500: ("Internal Server Error", "InternalError"), 503: ("Slow Down", "SlowDown"),
+            403: ("Forbidden", "AccessDenied")}
 
 
 def _s3_error(status: int) -> bytes:

@@ -151,3 +151,22 @@ def test_public_push_is_the_function_even_after_submodule_imports():
     importlib.import_module("hubloader.push_hf")
     assert callable(hubloader.push) and hubloader.push.__name__ == "push"
     assert callable(hubloader.download) and hubloader.download.__name__ == "download"
+
+
+def test_a_refused_part_aborts_the_upload_and_publishes_nothing(server, model_dir):
+    """Part 2 of 3 is refused (403 at a proxy in front of SeaweedFS, its body dropped there):
+    the push raises a typed error, the multipart upload is aborted, and neither the weights
+    nor config.json nor the card appear."""
+    proxy = servers.FaultProxy(server.s3_port)
+    try:
+        proxy.fault_methods = ("PUT",)
+        proxy.fail = ("partNumber=2", 403, 1000)
+        with pytest.raises(AccessDeniedError):
+            push(model_dir, "s3://models/refused-part", endpoint_url=proxy.url, progress=False)
+        assert any("partNumber=2" in i for i in proxy.injected)
+    finally:
+        proxy.close()
+    s3 = server.client()
+    uploads = s3.list_multipart_uploads(Bucket="models", Prefix="refused-part/")
+    assert uploads.get("Uploads", []) == [], "the multipart upload was not aborted"
+    assert s3.list_objects_v2(Bucket="models", Prefix="refused-part/").get("Contents", []) == []
