@@ -252,6 +252,19 @@ class _S3Pusher:
                     len(result.skipped))
         return result
 
+    def _upload_part(self, fd: int, key: str, upload_id: str, number: int, chunk: int,
+                     bar) -> dict:
+        """Part ``number`` (from 1) of the open file ``fd``, with its SHA-256; its entry for
+        ``complete_multipart_upload``."""
+        data = os.pread(fd, chunk, (number - 1) * chunk)
+        digest = _b64(hashlib.sha256(data).digest())
+        r = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                PartNumber=number, Body=data,
+                                ChecksumAlgorithm="SHA256", ChecksumSHA256=digest)
+        bar.update(len(data))
+        return {"PartNumber": number, "ETag": r["ETag"],
+                "ChecksumSHA256": r.get("ChecksumSHA256") or digest}
+
     def _put(self, f: _LocalFile, bar) -> None:
         with open(f.abspath, "rb") as fh:
             data = fh.read()
@@ -266,6 +279,8 @@ class _S3Pusher:
         its SHA-256, which the server checks; the upload is aborted if any part fails."""
         from concurrent.futures import ThreadPoolExecutor
 
+        from ._futures import results_or_cancel
+
         key = self.key(f.path)
         chunk = constants.multipart_chunksize()
         upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
@@ -274,30 +289,12 @@ class _S3Pusher:
         upload_id = upload["UploadId"]
         count = max(1, -(-f.size // chunk))
         try:
-            fd = os.open(f.abspath, os.O_RDONLY)
-            try:
-                def part(number: int) -> dict:
-                    data = os.pread(fd, chunk, (number - 1) * chunk)
-                    digest = _b64(hashlib.sha256(data).digest())
-                    r = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                            PartNumber=number, Body=data,
-                                            ChecksumAlgorithm="SHA256", ChecksumSHA256=digest)
-                    bar.update(len(data))
-                    return {"PartNumber": number, "ETag": r["ETag"],
-                            "ChecksumSHA256": r.get("ChecksumSHA256") or digest}
-
-                workers = min(constants.max_workers(), count)
-                with ThreadPoolExecutor(max_workers=workers,
-                                        thread_name_prefix="hubloader-part") as pool:
-                    futures = [pool.submit(part, n) for n in range(1, count + 1)]
-                    try:
-                        parts = [fut.result() for fut in futures]  # in part order
-                    except BaseException:
-                        for fut in futures:  # a failed part ends the upload: send no more
-                            fut.cancel()
-                        raise
-            finally:
-                os.close(fd)
+            with open(f.abspath, "rb") as fh, ThreadPoolExecutor(
+                    max_workers=min(constants.max_workers(), count),
+                    thread_name_prefix="hubloader-part") as pool:
+                parts = results_or_cancel([
+                    pool.submit(self._upload_part, fh.fileno(), key, upload_id, n, chunk, bar)
+                    for n in range(1, count + 1)])
             self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                               MultipartUpload={"Parts": parts})
         except BaseException:

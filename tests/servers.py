@@ -91,7 +91,8 @@ class SeaweedFS:
         return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                 "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
 
-    def upload_dir(self, bucket: str, prefix: str, folder: Path) -> None:
+    def ensure_bucket(self, bucket: str):
+        """Create ``bucket`` unless it exists; return a client."""
         s3 = self.client()
         try:
             s3.create_bucket(Bucket=bucket)
@@ -100,6 +101,10 @@ class SeaweedFS:
         except Exception as err:  # SeaweedFS answers BucketAlreadyExists for an existing one
             if "BucketAlready" not in str(err):
                 raise
+        return s3
+
+    def upload_dir(self, bucket: str, prefix: str, folder: Path) -> None:
+        s3 = self.ensure_bucket(bucket)
         for path in sorted(Path(folder).rglob("*")):
             if path.is_file():
                 key = prefix.rstrip("/") + "/" + path.relative_to(folder).as_posix()

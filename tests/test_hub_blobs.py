@@ -19,7 +19,6 @@ from hubloader.hub import cache, cached_file
 from hubloader.hub.cache_admin import (cache_usage, prune_cache, remove_from_cache,
                                        verify_cache)
 from hubtest_fixtures import *  # noqa: F401,F403
-import servers
 
 SIZE = 4 << 20
 WEIGHTS = random.Random(11).randbytes(SIZE)
@@ -101,13 +100,7 @@ def test_without_digests_both_are_fetched_but_stored_once(proxy, twins, hub_env)
 
 
 def _put(weed, bucket: str, key: str, data: bytes, **extra) -> None:
-    s3 = weed.client()
-    try:
-        s3.create_bucket(Bucket=bucket)
-    except Exception as err:  # already there (SeaweedFS says BucketAlreadyExists)
-        if "BucketAlready" not in str(err):
-            raise
-    s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+    weed.ensure_bucket(bucket).put_object(Bucket=bucket, Key=key, Body=data, **extra)
 
 
 def test_stated_checksum_links_identical_weights_without_a_get(proxy, weed, hub_env):

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import constants
+from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
@@ -137,8 +138,7 @@ class _Ranges:
     """
 
     def __init__(self, partial: Path, size: int, count: int):
-        self.data = partial.with_name(partial.name + ".parallel")
-        self.sidecar = partial.with_name(partial.name + ".ranges")
+        self.data, self.sidecar, self._tmp = self.files(partial)
         step = -(-size // count)
         self.bounds = [(i * step, min(size, (i + 1) * step)) for i in range(count)]
         self.done = [0] * count
@@ -147,6 +147,20 @@ class _Ranges:
         self.failed = False
         self._persisted = 0.0
         self._load()
+
+    @staticmethod
+    def files(partial: Path) -> tuple[Path, Path, Path]:
+        """The data file, the progress sidecar and the sidecar's temp file of ``partial``."""
+        return tuple(partial.with_name(partial.name + suffix)
+                     for suffix in (".parallel", ".ranges", ".ranges.tmp"))
+
+    @classmethod
+    def saved_bytes(cls, partial: Path) -> int:
+        """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
+        try:
+            return sum(json.loads(cls.files(partial)[1].read_text())["done"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 0
 
     def _load(self) -> None:
         try:
@@ -169,9 +183,9 @@ class _Ranges:
             self.cond.notify_all()
 
     def _persist(self) -> None:
-        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
-        os.replace(tmp, self.sidecar)
+        self._tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds,
+                                         "done": self.done}))
+        os.replace(self._tmp, self.sidecar)
 
     def fail(self) -> None:
         with self.cond:
@@ -183,19 +197,18 @@ class _Ranges:
         return sum(self.done)
 
     def discard(self) -> None:
-        for p in (self.data, self.sidecar, self.sidecar.with_name(self.sidecar.name + ".tmp")):
+        for p in (self.data, self.sidecar, self._tmp):
             p.unlink(missing_ok=True)
 
-
-@contextlib.contextmanager
-def _persist_when_done(ranges: _Ranges):
-    """Write the progress sidecar once more when the ranges have stopped, success or not."""
-    try:
-        yield
-    finally:
-        with ranges.cond:
-            if ranges.sidecar.parent.exists():
-                ranges._persist()
+    @contextlib.contextmanager
+    def persisted_at_exit(self):
+        """Write the progress sidecar once more when the ranges have stopped, success or not."""
+        try:
+            yield
+        finally:
+            with self.cond:
+                if self.sidecar.parent.exists():
+                    self._persist()
 
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
@@ -227,9 +240,8 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                 ranges.record(i, len(chunk))
                 bar.update(len(chunk))
 
-        hashed = [0, 0]  # bytes hashed, bytes hashed at the last fdatasync
-
         def hash_prefix() -> None:
+            unsynced = 0  # bytes hashed since the last fdatasync
             for i, (lo, hi) in enumerate(ranges.bounds):
                 pos = lo
                 while pos < hi:
@@ -243,25 +255,21 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                         block = os.pread(fd, min(8 << 20, ready - pos), pos)
                         digests.update(block)
                         pos += len(block)
-                        hashed[0] += len(block)
-                        if hashed[0] - hashed[1] >= _SYNC_EVERY:
+                        unsynced += len(block)
+                        if unsynced >= _SYNC_EVERY:
                             # flush what is written while the network is still busy, so the
                             # closing fsync has little left to do
                             os.fdatasync(fd)
-                            hashed[1] = hashed[0]
+                            unsynced = 0
 
         count = len(ranges.bounds)
         pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
-        with _persist_when_done(ranges), pool:  # the pool drains first, then the sidecar
+        with ranges.persisted_at_exit(), pool:  # the pool drains first, then the sidecar
             hasher = pool.submit(hash_prefix)
-            futures = [pool.submit(one, i) for i in range(count)]
             try:
-                for f in futures:
-                    f.result()
+                results_or_cancel([pool.submit(one, i) for i in range(count)])
             except BaseException:
-                ranges.fail()
-                for f in futures:
-                    f.cancel()
+                ranges.fail()  # keeps the progress, and stops the hasher's wait
                 raise
             hasher.result()
         os.fsync(fd)
@@ -278,20 +286,12 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
 
 
 def _partial_bytes(partial: Path) -> int:
-    parallel = partial.with_name(partial.name + ".ranges")
-    done = 0
-    if parallel.exists():
-        try:
-            done = sum(json.loads(parallel.read_text())["done"])
-        except (ValueError, KeyError, TypeError):
-            done = 0
-    return _size(partial) + done
+    return _size(partial) + _Ranges.saved_bytes(partial)
 
 
 def _discard(partial: Path) -> None:
-    partial.unlink(missing_ok=True)
-    for suffix in (".parallel", ".ranges", ".ranges.tmp"):
-        partial.with_name(partial.name + suffix).unlink(missing_ok=True)
+    for p in (partial, *_Ranges.files(partial)):
+        p.unlink(missing_ok=True)
 
 
 def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,

@@ -44,7 +44,7 @@ def check_same_shape(name: str, value: torch.Tensor | None, ref_name: str,
 
 
 def check_pixel_values(value: Any, *, num_channels: int,
-                       image_size: tuple[int, int] | None = None) -> None:
+                       image_size: tuple[int, int] | None = None, size_hint: str = "") -> None:
     """``value`` must be a float ``[batch, channels, height, width]`` tensor.
 
     Raises:
@@ -67,5 +67,4 @@ def check_pixel_values(value: Any, *, num_channels: int,
                          f"{num_channels}")
     if image_size is not None and tuple(value.shape[2:]) != tuple(image_size):
         raise InputError(f"pixel_values is {tuple(value.shape[2:])} pixels, the model expects "
-                         f"{tuple(image_size)}; resize with the model's image processor (ViT also takes "
-                         "interpolate_pos_encoding=True)")
+                         f"{tuple(image_size)}; resize with the model's image processor{size_hint}")

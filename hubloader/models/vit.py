@@ -118,7 +118,7 @@ class ViTEmbeddings(nn.Module):
         x = patches.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         pos = self.position_embeddings
-        if interpolate and (grid != self.grid or grid[0] != grid[1]):
+        if interpolate and grid != self.grid:
             pos = self._resized_positions(grid)
         return self.drop(torch.cat([cls, x], dim=1) + pos)
 
@@ -234,7 +234,8 @@ class ViTModel(ViTPreTrainedModel):
             raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
         c = self.config
         check_pixel_values(pixel_values, num_channels=c.num_channels,
-                           image_size=None if interpolate_pos_encoding else _pair(c.image_size))
+                           image_size=None if interpolate_pos_encoding else _pair(c.image_size),
+                           size_hint=", or pass interpolate_pos_encoding=True")
         (ph, pw) = _pair(c.patch_size)
         if pixel_values.shape[2] < ph or pixel_values.shape[3] < pw:
             raise InputError(f"pixel_values is {tuple(pixel_values.shape[2:])} pixels, smaller "
