@@ -54,10 +54,8 @@ def test_push_to_a_hub_server_then_load_it_back(tmp_path, monkeypatch):
         assert server.repos["org/tiny"]["commits"][head] == local
         # data first, then config and card in a commit of their own
         assert server.commits_made == [["model.safetensors"], ["config.json", "README.md"]]
-        weights = local["model.safetensors"]
         assert any(h.startswith("PUT /lfs/") for h in server.hits)  # weights went over LFS
         assert server.bytes_received == sum(len(b) for b in local.values())
-        assert len(weights) > 10_000
 
         # load it back by hf:// URI through hubloader's own hf source
         monkeypatch.setenv("HF_ENDPOINT", server.url)
