@@ -5,6 +5,7 @@ parallel ranged GETs, and a held lock times out with a typed error."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -82,6 +83,54 @@ def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
     # every byte the server sent: one copy of the weights, plus 8 listings and headers
     print(f"8 processes: server sent {proxy.down_bytes:,} bytes for a {SIZE:,}-byte file")
     assert SIZE <= proxy.down_bytes < SIZE + (512 << 10)
+
+
+CARD_WORKER = """
+import json, os, sys, time, pathlib
+import hubloader  # boto3 is not imported here: only a process that fetches needs a client
+pathlib.Path(sys.argv[1]).touch()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+path = hubloader.download("big-card")
+print(json.dumps({"path": str(path), "client": "botocore" in sys.modules}))
+"""
+
+
+def test_eight_processes_with_card_digests_list_once_and_waiters_need_no_client(
+        proxy, big_blob, hub_env, tmp_path):
+    """With the card's sha256s, processes that arrive during a fetch wait for the whole
+    snapshot and then take it from the cache: one listing, one GET of the weights, and only
+    the fetching process ever imports boto3."""
+    write_card(hub_env / "cards", "big-card", source="s3://faults/big",
+               files=[{"path": p, "size": (big_blob / p).stat().st_size,
+                       "sha256": sha256_of(big_blob / p)}
+                      for p in ("config.json", "model.safetensors")])
+    proxy.throttle_bps = 8 << 20  # ~2 s for the weights: the others arrive meanwhile
+    go = tmp_path / "go"
+    procs = []
+    for i in range(8):
+        ready = tmp_path / f"ready{i}"
+        procs.append((ready, subprocess.Popen(
+            [sys.executable, "-c", CARD_WORKER, str(ready), str(go)],
+            env=_env({"PYTHONPATH": str(WORKTREE)}), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)))
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r, _ in procs):
+        assert time.monotonic() < deadline, "workers did not start"
+        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
+        time.sleep(0.05)
+    go.touch()
+    reports = []
+    for _, p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert {r["path"] for r in reports} == {str(_snapshot().snapshot_dir)}
+    assert sha256_of(_snapshot().file("model.safetensors")) == sha256_of(big_blob / "model.safetensors")
+    assert _weights_gets(proxy) == 1, proxy.get_lines()
+    listings = [line for line in proxy.get_lines() if "list-type=2" in line]
+    assert len(listings) == 1, listings
+    assert sum(r["client"] for r in reports) == 1, reports
 
 
 KILLABLE = """
@@ -273,6 +322,28 @@ def test_waiter_proceeds_when_holder_finishes(proxy, big_blob, caplog, tmp_path)
         messages = [r.getMessage() for r in caplog.records]
         assert any(m.startswith("waiting for") and f"pid {holder.pid}" in m for m in messages)
         assert any("is free after" in m for m in messages)
+    finally:
+        (tmp_path / "release").touch()
+        holder.wait(timeout=30)
+
+
+def test_stuck_snapshot_fetch_lock_is_waited_out_not_fatal(proxy, big_blob, monkeypatch, caplog,
+                                                           tmp_path):
+    """The whole-snapshot turn only saves work: a process stuck holding it delays others by
+    HUBLOADER_LOCK_TIMEOUT, after which they fetch anyway (per-file locks still guard)."""
+    holder = _holder(_snapshot().fetch_lock, tmp_path / "release")
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.5")
+        with caplog.at_level(logging.INFO, logger="hubloader"):
+            path = hubloader.download("s3://faults/big")
+        assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+        assert _weights_gets(proxy) == 1
+        waited = [r for r in caplog.records if r.getMessage().startswith("waiting for")]
+        assert len(waited) == 1 and f"pid {holder.pid}" in waited[0].getMessage()
+        went_on = [r for r in caplog.records if "going on alongside it" in r.getMessage()]
+        assert len(went_on) == 1 and went_on[0].levelno == logging.WARNING
+        assert holder.poll() is None  # the holder was still in its turn the whole time
     finally:
         (tmp_path / "release").touch()
         holder.wait(timeout=30)

@@ -92,6 +92,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
 
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache
+    from .locking import job_lock
     from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
 
@@ -111,11 +112,20 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)
-    warm = warm_snapshot(source, revision=target.revision, paths_for=paths_for,
-                         offline_paths=offline_paths, card_files=target.card_files,
-                         allow_patterns=allow_patterns)
-    if warm is not None:  # pinned or fully hashed: the cache is the answer, no request
-        return warm
-    return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
-                          offline_paths=offline_paths, card_files=target.card_files,
-                          allow_patterns=allow_patterns, progress=progress)
+    def warm() -> Path | None:  # pinned or fully hashed: the cache is the answer, no request
+        return warm_snapshot(source, revision=target.revision, paths_for=paths_for,
+                             offline_paths=offline_paths, card_files=target.card_files,
+                             allow_patterns=allow_patterns)
+
+    found = warm()
+    if found is not None:
+        return found
+    # One process at a time fetches a snapshot; the others wait here and, when the card or a
+    # pinned revision settles it, take the finished snapshot without a client or a request.
+    with job_lock(offline_paths().fetch_lock, what=target.uri):
+        found = warm()
+        if found is not None:
+            return found
+        return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
+                              offline_paths=offline_paths, card_files=target.card_files,
+                              allow_patterns=allow_patterns, progress=progress)

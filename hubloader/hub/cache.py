@@ -137,6 +137,12 @@ class SnapshotPaths:
         return self.meta_dir / "locks" / f"{self.rev}.manifest.lock"
 
     @property
+    def fetch_lock(self) -> Path:
+        """Held for a whole snapshot fetch, so that processes arriving meanwhile wait and then
+        find the finished snapshot instead of each listing the source."""
+        return self.meta_dir / "locks" / f"{self.rev}.fetch.lock"
+
+    @property
     def manifest(self) -> Path:
         return self.meta_dir / "manifests" / f"{self.rev}.json"
 

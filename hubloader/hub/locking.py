@@ -18,7 +18,7 @@ from typing import Iterator
 from .. import constants
 from ..errors import LockTimeoutError
 
-__all__ = ["file_lock"]
+__all__ = ["file_lock", "job_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +86,24 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
     finally:
         owner.unlink(missing_ok=True)
         lock.release()
+
+
+@contextlib.contextmanager
+def job_lock(path: str | os.PathLike, *, what: str) -> Iterator[bool]:
+    """Take turns at a whole job (fetching a snapshot) that finer locks already make safe.
+
+    Processes that arrive while another does the job wait for it, then find its result
+    instead of repeating the preliminaries (importing a client, listing the source). Waiting
+    longer than ``HUBLOADER_LOCK_TIMEOUT`` is not an error here: the caller goes on without
+    the turn (yields ``False``) and the per-file locks still keep each file fetched once.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(path, what=what))
+            held = True
+        except LockTimeoutError:
+            logger.warning("%s is still being fetched by another process after %.0f s "
+                           "(HUBLOADER_LOCK_TIMEOUT); going on alongside it: each file is "
+                           "still fetched once", what, constants.lock_timeout())
+            held = False
+        yield held
