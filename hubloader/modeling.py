@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import constants
+from ._gc import gc_paused
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .features import FeaturesMixin
@@ -171,7 +172,8 @@ class BaseModel(FeaturesMixin, nn.Module):
         data = read_config_file(config_file)
         target = cls._concrete(data.get("model_type"), data.get("architectures"))
         config = target.config_class.from_dict(data, where=str(config_file), **overrides)
-        return target.from_config(config)
+        with gc_paused():
+            return target.from_config(config)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "BaseModel":
@@ -220,12 +222,13 @@ class BaseModel(FeaturesMixin, nn.Module):
                                       revision=revision, offline=offline)
         from .remote_code import find_code_entry, load_custom_model
 
-        if find_code_entry(model_dir) is not None:
-            model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
-                                      device=device, strict=strict)
-        else:
-            model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                       strict=strict, overrides=config_overrides)
+        with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
+            if find_code_entry(model_dir) is not None:
+                model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
+                                          device=device, strict=strict)
+            else:
+                model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
+                                           strict=strict, overrides=config_overrides)
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model

@@ -1,0 +1,91 @@
+"""Loading a model pauses the cyclic garbage collector (hubloader/_gc.py) and restores it."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+
+import pytest
+
+from hubloader._gc import gc_paused
+from hubloader.models import BertModel
+from hubtest_fixtures import make_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("gc") / "tiny")
+
+
+BUILDING = {"_load_from_dir", "from_config"}  # hubloader.modeling: where the model is built
+
+
+@pytest.fixture
+def collections():
+    """The generation of every collection started while a model was being built."""
+    seen = []
+
+    def count(phase, info):
+        if phase != "start":
+            return
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name in BUILDING and frame.f_code.co_filename.endswith("modeling.py"):
+                seen.append(info["generation"])
+                return
+            frame = frame.f_back
+
+    gc.callbacks.append(count)
+    yield seen
+    gc.callbacks.remove(count)
+
+
+def test_no_collection_while_a_model_loads_and_the_collector_resumes(tiny, collections):
+    gc.collect()
+    collections.clear()
+    model = BertModel.from_pretrain(str(tiny))
+    assert collections == []  # building allocates thousands of objects: gen 0 would run
+    assert gc.isenabled()
+    assert model.load_report.missing == []
+    BertModel.init_from_json(tiny / "config.json")
+    assert collections == [] and gc.isenabled()
+
+
+def test_a_collector_the_caller_disabled_stays_disabled(tiny):
+    gc.disable()
+    try:
+        BertModel.from_pretrain(str(tiny))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_nested_and_concurrent_pauses_resume_once_all_end():
+    assert gc.isenabled()
+    inside, leave = threading.Event(), threading.Event()
+
+    def other():
+        with gc_paused():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    with gc_paused():
+        t.start()
+        inside.wait(10)
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread is still loading
+    leave.set()
+    t.join(10)
+    assert gc.isenabled()
+
+
+def test_an_error_during_the_load_still_resumes_the_collector(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert", "hidden_size": 32, '
+                                          '"num_attention_heads": 4}')
+    with pytest.raises(Exception):
+        BertModel.from_pretrain(str(tmp_path))  # no weights file
+    assert gc.isenabled()
