@@ -7,6 +7,8 @@ boto3-default BUCKET KEY DEST SHA   boto3 download_file, default TransferConfig,
 boto3-tuned   BUCKET KEY DEST SHA   boto3 download_file, max_concurrency=16, 32 MiB parts, then sha256
 stream        BUCKET KEY DEST SHA   one GET, streamed to disk while hashing
 load NAME                           import torch + hubloader, then from_pretrain(NAME) (8-process scenario)
+load-sync NAME                      the same, but after the imports print "ready" and wait for a line on
+                                    stdin, so that all processes start fetching at the same moment
 """
 
 from __future__ import annotations
@@ -67,15 +69,19 @@ def main() -> None:
         if digest != expected:
             raise SystemExit(f"sha256 mismatch for {key}")
         out["seconds"] = time.perf_counter() - t0
-    elif mode == "load":
-        t_start = time.perf_counter()
+    elif mode in ("load", "load-sync"):
+        t_start = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes on one machine
         import torch  # noqa: F401
 
         from hubloader.models import BertModel
 
-        t0 = time.perf_counter()
+        if mode == "load-sync":
+            print("ready", flush=True)
+            sys.stdin.readline()
+        t0 = time.monotonic()
         BertModel.from_pretrain(args[0])
-        out.update(load_s=time.perf_counter() - t0, total_s=time.perf_counter() - t_start)
+        done = time.monotonic()
+        out.update(load_s=done - t0, total_s=done - t_start, done_at=done)
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out))

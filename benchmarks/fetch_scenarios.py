@@ -149,47 +149,80 @@ def scenario_eight(args, results, verdicts):
         bench.publish("bench-bert", files)
         weights = sum(p.stat().st_size for p in files.values())
 
-        def launch(n: int) -> tuple[float, int, list[dict]]:
+        def launch(n: int, sync: bool = False) -> tuple[float, int, list[dict]]:
+            """n workers at once. Returns (seconds, bytes the server sent, the workers' reports).
+
+            Not synced: seconds from spawning to the last exit (interpreter, torch import, fetch,
+            load). Synced: every worker imports first and waits; seconds from the common start
+            signal to the last worker's model being ready: what the library itself controls."""
             home = bench.tmp / "home8"
             shutil.rmtree(home, ignore_errors=True)
             env = {**os.environ, **bench.env(proxy.url, home)}
             proxy.reset()
+            logs = [tempfile.TemporaryFile() for _ in range(n)]
             t0 = time.perf_counter()
-            procs = [subprocess.Popen([sys.executable, str(WORKER), "load", "bench-bert"], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for _ in range(n)]
-            outs = []
-            for p in procs:
-                stdout, stderr = p.communicate(timeout=900)
-                if p.returncode:
-                    raise RuntimeError(stderr[-3000:])
-                outs.append(json.loads(stdout.strip().splitlines()[-1]))
-            return time.perf_counter() - t0, proxy.down_bytes, outs
+            procs = [subprocess.Popen([sys.executable, str(WORKER), "load-sync" if sync else "load",
+                                       "bench-bert"], env=env, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=log, text=True) for log in logs]
+            try:
+                if sync:
+                    for p in procs:
+                        if p.stdout.readline().strip() != "ready":
+                            raise RuntimeError("a worker died before it was ready")
+                    go = time.monotonic()
+                    for p in procs:
+                        p.stdin.write("go\n")
+                        p.stdin.flush()
+                outs = []
+                for p, log in zip(procs, logs):
+                    stdout, _ = p.communicate(timeout=900)
+                    if p.returncode:
+                        log.seek(0)
+                        raise RuntimeError(log.read()[-3000:].decode(errors="replace"))
+                    outs.append(json.loads(stdout.strip().splitlines()[-1]))
+            finally:
+                for p in procs:
+                    p.kill()
+                for log in logs:
+                    log.close()
+            wall = max(o["done_at"] for o in outs) - go if sync else time.perf_counter() - t0
+            return wall, proxy.down_bytes, outs
 
-        walls = {"1 process": [], "8 processes": []}
-        fetch = {"1 process": [], "8 processes": []}
+        labels = ("1 process", "8 processes")
+        walls = {label: [] for label in labels}
+        fetch = {label: [] for label in labels}
+        synced = {label: [] for label in labels}
         bytes_8 = []
         launch(1)  # warm-up (page cache, SeaweedFS)
         for _ in range(args.runs):
-            for label, n in (("1 process", 1), ("8 processes", 8)):
+            for label, n in zip(labels, (1, 8)):
                 wall, down, outs = launch(n)
                 walls[label].append(wall)
                 fetch[label].append(max(o["load_s"] for o in outs))
                 if n == 8:
                     bytes_8.append(down)
+                wall, down, _ = launch(n, sync=True)
+                synced[label].append(wall)
+                if n == 8:
+                    bytes_8.append(down)
         scen = "5. cold load of BERT-base from S3: 8 processes at once vs 1"
-        for label in walls:
+        for label in labels:
             results.append(Series(scen, f"{label}: wall (incl. interpreter + torch import)", "s", walls[label]))
-            results.append(Series(scen, f"{label}: slowest fetch+load after import", "s", fetch[label]))
+            results.append(Series(scen, f"{label}: slowest fetch+load after its own import", "s", fetch[label]))
+            results.append(Series(scen, f"{label}: imports done, common start -> last model ready", "s",
+                                  synced[label]))
         results.append(Series(scen, "8 processes: bytes sent by the server / model size", "x",
                               [b / weights for b in bytes_8]))
         copies = max(bytes_8) / weights
-        ratio_wall = statistics.median(walls["8 processes"]) / statistics.median(walls["1 process"])
-        ratio_fetch = statistics.median(fetch["8 processes"]) / statistics.median(fetch["1 process"])
+
+        def ratio(series):
+            return statistics.median(series["8 processes"]) / statistics.median(series["1 process"])
+
         verdicts.append(Verdict("5. eight processes", f"server sent {copies:.3f} copies of the model "
-                                f"(target 1); wall 8 vs 1: {ratio_wall:.2f}x, fetch+load after import "
-                                f"{ratio_fetch:.2f}x (target <= 1.3x)",
-                                copies < 1.01 and ratio_wall <= 1.3))
+                                f"(target 1); wall 8 vs 1: {ratio(walls):.2f}x; fetch+load after each "
+                                f"process's own import {ratio(fetch):.2f}x; fetch+load from a common start "
+                                f"after all imports {ratio(synced):.2f}x (target <= 1.3x)",
+                                copies < 1.01 and ratio(walls) <= 1.3))
     finally:
         proxy.close()
         bench.close()
