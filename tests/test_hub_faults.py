@@ -347,3 +347,38 @@ def test_stuck_snapshot_fetch_lock_is_waited_out_not_fatal(proxy, big_blob, monk
     finally:
         (tmp_path / "release").touch()
         holder.wait(timeout=30)
+
+
+def test_waiters_for_a_snapshot_fetch_do_not_take_the_turn(tmp_path):
+    """wait_while_held: False at once when nobody fetches; while a fetch runs, every waiter
+    blocks, and when it ends they all return True holding nothing (they only look at the
+    result), so the turn is free for whoever must fetch next."""
+    import filelock
+    import threading
+
+    from hubloader.hub.locking import job_lock, wait_while_held
+
+    lock_path = tmp_path / "locks" / "main.fetch.lock"
+    assert wait_while_held(lock_path, what="free") is False
+    holder = _holder(lock_path, tmp_path / "release")
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with job_lock(lock_path, what="busy", wait=False) as held:
+            assert held is False  # no wait: going on alongside the holder
+        results = []
+        waiters = [threading.Thread(target=lambda: results.append(
+            wait_while_held(lock_path, what="busy"))) for _ in range(3)]
+        for w in waiters:
+            w.start()
+        time.sleep(0.3)
+        assert results == [] and all(w.is_alive() for w in waiters)
+        (tmp_path / "release").touch()
+        for w in waiters:
+            w.join(timeout=30)
+        assert results == [True, True, True]
+        probe = filelock.FileLock(str(lock_path))
+        probe.acquire(timeout=0)  # raises Timeout if a waiter had kept the turn
+        probe.release()
+    finally:
+        (tmp_path / "release").touch()
+        holder.wait(timeout=30)

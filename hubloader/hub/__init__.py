@@ -92,7 +92,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
 
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache
-    from .locking import job_lock
+    from .locking import job_lock, wait_while_held
     from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
 
@@ -120,9 +120,16 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     found = warm()
     if found is not None:
         return found
-    # One process at a time fetches a snapshot; the others wait here and, when the card or a
-    # pinned revision settles it, take the finished snapshot without a client or a request.
-    with job_lock(offline_paths().fetch_lock, what=target.uri):
+    # One process at a time fetches a snapshot. The others wait for it to finish and, when the
+    # card or a pinned revision settles it, take the finished snapshot without a client or a
+    # request, all at once rather than one after another through the lock.
+    fetch_lock = offline_paths().fetch_lock
+    waited = wait_while_held(fetch_lock, what=target.uri)
+    if waited:
+        found = warm()
+        if found is not None:
+            return found
+    with job_lock(fetch_lock, what=target.uri, wait=not waited):
         found = warm()
         if found is not None:
             return found

@@ -18,7 +18,7 @@ from typing import Iterator
 from .. import constants
 from ..errors import LockTimeoutError
 
-__all__ = ["file_lock", "job_lock"]
+__all__ = ["file_lock", "job_lock", "wait_while_held"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _holder(lock_path: Path) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
-              what: str | None = None) -> Iterator[None]:
+              what: str | None = None, poll_interval: float = 0.05) -> Iterator[None]:
     """Hold an exclusive inter-process lock on ``path`` (created if needed).
 
     A process that has to wait logs it (INFO, naming ``what`` and the holder's pid and host
@@ -48,6 +48,7 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
         timeout: seconds to wait; ``None``: ``HUBLOADER_LOCK_TIMEOUT`` (default 600);
             a negative value waits forever.
         what: what the lock guards, for messages (default: the lock file).
+        poll_interval: seconds between attempts while waiting.
 
     Raises:
         LockTimeoutError: another process held the lock longer than ``timeout``.
@@ -67,7 +68,7 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
                     "%.0f s (HUBLOADER_LOCK_TIMEOUT)", label, holder, wait)
         started = time.monotonic()
         try:
-            lock.acquire(timeout=wait)
+            lock.acquire(timeout=wait, poll_interval=poll_interval)
         except filelock.Timeout as err:
             raise LockTimeoutError(
                 f"waited {wait:.0f} s for {label} ({lock_path}), held by another process "
@@ -89,21 +90,62 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
 
 
 @contextlib.contextmanager
-def job_lock(path: str | os.PathLike, *, what: str) -> Iterator[bool]:
+def job_lock(path: str | os.PathLike, *, what: str, wait: bool = True) -> Iterator[bool]:
     """Take turns at a whole job (fetching a snapshot) that finer locks already make safe.
 
-    Processes that arrive while another does the job wait for it, then find its result
-    instead of repeating the preliminaries (importing a client, listing the source). Waiting
-    longer than ``HUBLOADER_LOCK_TIMEOUT`` is not an error here: the caller goes on without
-    the turn (yields ``False``) and the per-file locks still keep each file fetched once.
+    Yields whether the turn is held. Not getting it is not an error: after
+    ``HUBLOADER_LOCK_TIMEOUT`` (a warning), or at once with ``wait=False``, the caller goes on
+    alongside the holder, and the per-file locks still keep each file fetched once. See
+    :func:`wait_while_held` for processes that may only need the job's result.
     """
+    import filelock
+
     with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(file_lock(path, what=what))
-            held = True
-        except LockTimeoutError:
-            logger.warning("%s is still being fetched by another process after %.0f s "
-                           "(HUBLOADER_LOCK_TIMEOUT); going on alongside it: each file is "
-                           "still fetched once", what, constants.lock_timeout())
-            held = False
+        held = True
+        if wait:
+            try:
+                stack.enter_context(file_lock(path, what=what))
+            except LockTimeoutError:
+                logger.warning(_GOING_ON, what, constants.lock_timeout())
+                held = False
+        else:
+            lock = filelock.FileLock(str(path))
+            try:
+                lock.acquire(timeout=0)
+                stack.callback(lock.release)
+            except filelock.Timeout:
+                logger.debug("%s: another process holds %s; going on alongside it", what, path)
+                held = False
         yield held
+
+
+_GOING_ON = ("%s is still being fetched by another process after %.0f s "
+             "(HUBLOADER_LOCK_TIMEOUT); going on alongside it: each file is still fetched once")
+
+
+def wait_while_held(path: str | os.PathLike, *, what: str) -> bool:
+    """Wait while another process holds the job lock ``path``; ``True`` if one did.
+
+    The lock is polled every 10 ms and let go the moment it is taken, so processes that
+    want only the job's result (the finished snapshot) look at it all together instead of
+    queueing through the lock one by one. Past ``HUBLOADER_LOCK_TIMEOUT`` it logs a warning
+    and returns ``True`` all the same: the caller goes on without the turn.
+    """
+    import filelock
+
+    lock_path = Path(path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        pass
+    else:
+        lock.release()
+        return False
+    try:
+        with file_lock(lock_path, what=what, poll_interval=0.01):
+            pass
+    except LockTimeoutError:
+        logger.warning(_GOING_ON, what, constants.lock_timeout())
+    return True
