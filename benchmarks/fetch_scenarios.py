@@ -188,7 +188,16 @@ def scenario_eight(args, results, verdicts):
             wall = max(o["done_at"] for o in outs) - go if sync else time.perf_counter() - t0
             return wall, proxy.down_bytes, outs
 
+        def imports_only(n: int) -> float:
+            """The machine's floor: n processes that only start Python and import torch."""
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen([sys.executable, "-c", "import torch"]) for _ in range(n)]
+            if any(p.wait(timeout=900) for p in procs):
+                raise RuntimeError("import torch failed")
+            return time.perf_counter() - t0
+
         labels = ("1 process", "8 processes")
+        floor = {label: [] for label in labels}
         walls = {label: [] for label in labels}
         fetch = {label: [] for label in labels}
         synced = {label: [] for label in labels}
@@ -196,6 +205,7 @@ def scenario_eight(args, results, verdicts):
         launch(1)  # warm-up (page cache, SeaweedFS)
         for _ in range(args.runs):
             for label, n in zip(labels, (1, 8)):
+                floor[label].append(imports_only(n))
                 wall, down, outs = launch(n)
                 walls[label].append(wall)
                 fetch[label].append(max(o["load_s"] for o in outs))
@@ -207,6 +217,8 @@ def scenario_eight(args, results, verdicts):
                     bytes_8.append(down)
         scen = "5. cold load of BERT-base from S3: 8 processes at once vs 1"
         for label in labels:
+            results.append(Series(scen, f"{label}: `import torch` and nothing else (the machine's floor)",
+                                  "s", floor[label]))
             results.append(Series(scen, f"{label}: wall (incl. interpreter + torch import)", "s", walls[label]))
             results.append(Series(scen, f"{label}: slowest fetch+load after its own import", "s", fetch[label]))
             results.append(Series(scen, f"{label}: imports done, common start -> last model ready", "s",
@@ -219,7 +231,8 @@ def scenario_eight(args, results, verdicts):
             return statistics.median(series["8 processes"]) / statistics.median(series["1 process"])
 
         verdicts.append(Verdict("5. eight processes", f"server sent {copies:.3f} copies of the model "
-                                f"(target 1); wall 8 vs 1: {ratio(walls):.2f}x; fetch+load after each "
+                                f"(target 1); wall 8 vs 1: {ratio(walls):.2f}x (8 bare `import torch` "
+                                f"processes alone: {ratio(floor):.2f}x); fetch+load after each "
                                 f"process's own import {ratio(fetch):.2f}x; fetch+load from a common start "
                                 f"after all imports {ratio(synced):.2f}x (target <= 1.3x)",
                                 copies < 1.01 and ratio(walls) <= 1.3))
