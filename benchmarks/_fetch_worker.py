@@ -5,6 +5,7 @@
 hubloader NAME                      hubloader.download(NAME) (card sha256s verified while streaming)
 boto3-default BUCKET KEY DEST SHA   boto3 download_file, default TransferConfig, then sha256 pass
 boto3-tuned   BUCKET KEY DEST SHA   boto3 download_file, max_concurrency=16, 32 MiB parts, then sha256
+boto3-default-fsync BUCKET KEY DEST SHA   as boto3-default, then fsync (hubloader's durability)
 stream        BUCKET KEY DEST SHA   one GET, streamed to disk while hashing
 load NAME                           import torch + hubloader, then from_pretrain(NAME) (8-process scenario)
 load-sync NAME                      the same, but after the imports print "ready" and wait for a line on
@@ -47,7 +48,7 @@ def main() -> None:
         t0 = time.perf_counter()
         path = hubloader.download(args[0], progress=False)
         out.update(seconds=time.perf_counter() - t0, path=str(path))
-    elif mode in ("boto3-default", "boto3-tuned", "stream"):
+    elif mode in ("boto3-default", "boto3-tuned", "stream", "boto3-default-fsync"):
         bucket, key, dest, expected = args
         t0 = time.perf_counter()
         s3 = _client()  # on the clock: hubloader.download makes its client on the clock too
@@ -62,10 +63,16 @@ def main() -> None:
         else:
             from boto3.s3.transfer import TransferConfig
 
-            config = TransferConfig() if mode == "boto3-default" else TransferConfig(
+            config = TransferConfig() if mode != "boto3-tuned" else TransferConfig(
                 max_concurrency=16, multipart_chunksize=32 << 20, multipart_threshold=32 << 20)
             s3.download_file(bucket, key, dest, Config=config)
             digest = _sha256(dest)
+            if mode == "boto3-default-fsync":  # on disk before it counts as downloaded
+                fd = os.open(dest, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         if digest != expected:
             raise SystemExit(f"sha256 mismatch for {key}")
         out["seconds"] = time.perf_counter() - t0
