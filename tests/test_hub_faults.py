@@ -228,24 +228,6 @@ def test_parallel_ranged_gets(proxy, big_blob, monkeypatch):
     assert not list((_snapshot().meta_dir / "partial").iterdir())
 
 
-def test_big_file_parts_outnumber_workers_and_start_in_file_order(proxy, weed, tmp_path,
-                                                                  monkeypatch):
-    """40 MiB with 2 workers: five 8 MiB parts (not two 20 MiB halves), requested in file order
-    as workers free up, so the sha256 thread can follow the completed prefix closely."""
-    size, part = 40 << 20, 8 << 20
-    (tmp_path / "parts").mkdir()
-    folder = upload_random_model(weed, "faults", "parts", tmp_path / "parts", size=size, seed=3)
-    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
-    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "2")
-    path = hubloader.download("s3://faults/parts")
-    assert sha256_of(path / "model.safetensors") == sha256_of(folder / "model.safetensors")
-    starts = [int(r.split("=")[1].split("-")[0]) for r in proxy.range_headers()]
-    assert sorted(starts) == list(range(0, size, part))
-    # two in flight at a time: a part is asked for at most one place away from file order
-    assert all(abs(i - sorted(starts).index(s)) <= 1 for i, s in enumerate(starts)), starts
-    assert size <= proxy.down_bytes < size + (256 << 10)
-
-
 def test_one_worker_is_one_whole_get_hashed_alongside(proxy, big_blob, monkeypatch):
     """HUBLOADER_MAX_WORKERS=1: one GET for the whole file (the sha256 still runs in a thread
     of its own behind the writes), and the bytes are the source's."""

@@ -32,10 +32,6 @@ __all__ = ["fetch_file", "Digests", "hash_file"]
 logger = logging.getLogger(__name__)
 
 _MIN_PART = 8 << 20
-# A big file is cut into up to this many parts per worker, taken in file order, so the
-# completed prefix (what the sha256 thread can read) trails the network by only the parts in
-# flight: with one part per worker the hash of all but the first part waited for the end.
-_PARTS_PER_WORKER = 8
 _SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -219,15 +215,9 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                     workers: int, expected_sha256: str | None) -> Digests:
     """Ranged GETs in parallel, written in place into one file; the sha256 follows the
     completed prefix in a thread of its own (reading back what the ranges wrote, from the
-    page cache), so the digest is ready soon after the last range lands.
-
-    The file is cut into parts of at least ``_MIN_PART`` bytes (up to ``_PARTS_PER_WORKER``
-    per worker) that ``workers`` threads take in file order; one worker takes the whole file
-    as one GET.
-    """
+    page cache), so the digest is ready when the last range lands."""
     size = int(file.size or 0)
-    parts = 1 if workers == 1 else max(1, min(-(-size // _MIN_PART), workers * _PARTS_PER_WORKER))
-    ranges = _Ranges(partial, size, parts)
+    ranges = _Ranges(partial, size, max(1, min(workers, -(-size // _MIN_PART))))
     fd = os.open(ranges.data, os.O_RDWR | os.O_CREAT, 0o644)
     digests = Digests(file, expected_sha256)
     try:
@@ -272,12 +262,12 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                             os.fdatasync(fd)
                             unsynced = 0
 
-        threads = min(workers, parts)
-        pool = ThreadPoolExecutor(max_workers=threads + 1, thread_name_prefix="hubloader-range")
+        count = len(ranges.bounds)
+        pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
         with ranges.persisted_at_exit(), pool:  # the pool drains first, then the sidecar
-            hasher = pool.submit(hash_prefix)  # holds one thread throughout
-            try:  # the pool's queue is first in, first out: parts start in file order
-                results_or_cancel([pool.submit(one, i) for i in range(parts)])
+            hasher = pool.submit(hash_prefix)
+            try:
+                results_or_cancel([pool.submit(one, i) for i in range(count)])
             except BaseException:
                 ranges.fail()  # keeps the progress, and stops the hasher's wait
                 raise
