@@ -56,13 +56,16 @@ def worker(mode: str, *args: str, env: dict | None = None) -> tuple[dict, float]
 
 
 def interleave(runs: int, measures: dict[str, callable]) -> dict[str, list[float]]:
-    """Call each measure once per round, round-robin, after one untimed warm-up round."""
+    """Call each measure once per round after one untimed warm-up round, the order rotating
+    from round to round so that every tool runs in every position as often: the run right
+    after another tool's big download was measured up to 0.5 s slower on this machine."""
     for fn in measures.values():
         fn()
+    names = list(measures)
     out: dict[str, list[float]] = {k: [] for k in measures}
-    for _ in range(runs):
-        for name, fn in measures.items():
-            out[name].append(fn())
+    for r in range(runs):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            out[name].append(measures[name]())
     return out
 
 
