@@ -54,16 +54,17 @@ print(hubloader.download("s3://faults/big"))
 """
 
 
-def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
-    proxy.throttle_bps = 8 << 20  # ~2 s for the weights: every process is waiting meanwhile
+def _run_together(code: str, tmp_path, n: int = 8) -> list[str]:
+    """Start ``n`` processes running ``code``; once all have imported (each touches its
+    ready file), release them at once (a go file). Returns their stdouts."""
     go = tmp_path / "go"
     procs = []
-    for i in range(8):
+    for i in range(n):
         ready = tmp_path / f"ready{i}"
-        env = _env({"PYTHONPATH": str(WORKTREE)})
-        procs.append((ready, subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(go)],
-                                              env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE, text=True)))
+        procs.append((ready, subprocess.Popen([sys.executable, "-c", code, str(ready), str(go)],
+                                              env=_env({"PYTHONPATH": str(WORKTREE)}),
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True)))
     deadline = time.monotonic() + 120
     while not all(r.exists() for r, _ in procs):
         assert time.monotonic() < deadline, "workers did not start"
@@ -75,6 +76,12 @@ def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
         out, err = p.communicate(timeout=180)
         assert p.returncode == 0, err
         outs.append(out.strip())
+    return outs
+
+
+def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
+    proxy.throttle_bps = 8 << 20  # ~2 s for the weights: every process is waiting meanwhile
+    outs = _run_together(WORKER, tmp_path)
     assert len(set(outs)) == 1
     path = _snapshot().snapshot_dir
     assert outs[0] == str(path)
@@ -106,25 +113,7 @@ def test_eight_processes_with_card_digests_list_once_and_waiters_need_no_client(
                        "sha256": sha256_of(big_blob / p)}
                       for p in ("config.json", "model.safetensors")])
     proxy.throttle_bps = 8 << 20  # ~2 s for the weights: the others arrive meanwhile
-    go = tmp_path / "go"
-    procs = []
-    for i in range(8):
-        ready = tmp_path / f"ready{i}"
-        procs.append((ready, subprocess.Popen(
-            [sys.executable, "-c", CARD_WORKER, str(ready), str(go)],
-            env=_env({"PYTHONPATH": str(WORKTREE)}), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)))
-    deadline = time.monotonic() + 120
-    while not all(r.exists() for r, _ in procs):
-        assert time.monotonic() < deadline, "workers did not start"
-        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
-        time.sleep(0.05)
-    go.touch()
-    reports = []
-    for _, p in procs:
-        out, err = p.communicate(timeout=180)
-        assert p.returncode == 0, err
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    reports = [json.loads(out.splitlines()[-1]) for out in _run_together(CARD_WORKER, tmp_path)]
     assert {r["path"] for r in reports} == {str(_snapshot().snapshot_dir)}
     assert sha256_of(_snapshot().file("model.safetensors")) == sha256_of(big_blob / "model.safetensors")
     assert _weights_gets(proxy) == 1, proxy.get_lines()
