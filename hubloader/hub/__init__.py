@@ -112,6 +112,7 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)
+
     def warm() -> Path | None:  # pinned or fully hashed: the cache is the answer, no request
         return warm_snapshot(source, revision=target.revision, paths_for=paths_for,
                              offline_paths=offline_paths, card_files=target.card_files,
@@ -125,11 +126,7 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     # request, all at once rather than one after another through the lock.
     fetch_lock = offline_paths().fetch_lock
     waited = wait_while_held(fetch_lock, what=target.uri)
-    if waited:
-        found = warm()
-        if found is not None:
-            return found
-    with job_lock(fetch_lock, what=target.uri, wait=not waited):
+    with job_lock(fetch_lock, what=target.uri, wait=not waited):  # after a wait: no queueing
         found = warm()
         if found is not None:
             return found

@@ -37,7 +37,8 @@ def _holder(lock_path: Path) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
-              what: str | None = None, poll_interval: float = 0.05) -> Iterator[None]:
+              what: str | None = None, poll_interval: float = 0.05,
+              wait: bool = True) -> Iterator[None]:
     """Hold an exclusive inter-process lock on ``path`` (created if needed).
 
     A process that has to wait logs it (INFO, naming ``what`` and the holder's pid and host
@@ -49,6 +50,7 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
             a negative value waits forever.
         what: what the lock guards, for messages (default: the lock file).
         poll_interval: seconds between attempts while waiting.
+        wait: ``False``: one attempt; a held lock raises at once, without the waiting log.
 
     Raises:
         LockTimeoutError: another process held the lock longer than ``timeout``.
@@ -57,21 +59,24 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
 
     lock_path = Path(path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    wait = constants.lock_timeout() if timeout is None else timeout
-    lock = filelock.FileLock(str(lock_path), timeout=wait)
+    limit = constants.lock_timeout() if timeout is None else timeout
+    lock = filelock.FileLock(str(lock_path), timeout=limit)
     label = what or str(lock_path)
     try:
         lock.acquire(timeout=0)
-    except filelock.Timeout:
+    except filelock.Timeout as err:
+        if not wait:
+            raise LockTimeoutError(f"{label} ({lock_path}) is held by another process "
+                                   f"({_holder(lock_path)})") from err
         holder = _holder(lock_path)
         logger.info("waiting for %s: another process (%s) is fetching it; giving up after "
-                    "%.0f s (HUBLOADER_LOCK_TIMEOUT)", label, holder, wait)
+                    "%.0f s (HUBLOADER_LOCK_TIMEOUT)", label, holder, limit)
         started = time.monotonic()
         try:
-            lock.acquire(timeout=wait, poll_interval=poll_interval)
+            lock.acquire(timeout=limit, poll_interval=poll_interval)
         except filelock.Timeout as err:
             raise LockTimeoutError(
-                f"waited {wait:.0f} s for {label} ({lock_path}), held by another process "
+                f"waited {limit:.0f} s for {label} ({lock_path}), held by another process "
                 f"({_holder(lock_path)}) that is downloading the same file; wait for it, raise "
                 "HUBLOADER_LOCK_TIMEOUT, or stop that process"
             ) from err
@@ -98,24 +103,16 @@ def job_lock(path: str | os.PathLike, *, what: str, wait: bool = True) -> Iterat
     alongside the holder, and the per-file locks still keep each file fetched once. See
     :func:`wait_while_held` for processes that may only need the job's result.
     """
-    import filelock
-
     with contextlib.ExitStack() as stack:
-        held = True
-        if wait:
-            try:
-                stack.enter_context(file_lock(path, what=what))
-            except LockTimeoutError:
+        try:
+            stack.enter_context(file_lock(path, what=what, wait=wait))
+            held = True
+        except LockTimeoutError:
+            if wait:
                 logger.warning(_GOING_ON, what, constants.lock_timeout())
-                held = False
-        else:
-            lock = filelock.FileLock(str(path))
-            try:
-                lock.acquire(timeout=0)
-                stack.callback(lock.release)
-            except filelock.Timeout:
+            else:
                 logger.debug("%s: another process holds %s; going on alongside it", what, path)
-                held = False
+            held = False
         yield held
 
 
@@ -131,20 +128,11 @@ def wait_while_held(path: str | os.PathLike, *, what: str) -> bool:
     queueing through the lock one by one. Past ``HUBLOADER_LOCK_TIMEOUT`` it logs a warning
     and returns ``True`` all the same: the caller goes on without the turn.
     """
-    import filelock
-
-    lock_path = Path(path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path))
+    with job_lock(path, what=what, wait=False) as free:
+        if free:
+            return False
     try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        pass
-    else:
-        lock.release()
-        return False
-    try:
-        with file_lock(lock_path, what=what, poll_interval=0.01):
+        with file_lock(path, what=what, poll_interval=0.01):
             pass
     except LockTimeoutError:
         logger.warning(_GOING_ON, what, constants.lock_timeout())
