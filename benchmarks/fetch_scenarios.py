@@ -20,9 +20,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import servers  # noqa: E402  (the test suite's SeaweedFS and byte-counting proxy)
 
 WORKER = HERE / "_fetch_worker.py"
-# Not a target: what hubloader's fsync before the rename costs, measured on the boto3 side
-# (the other baselines leave dirty pages behind).
+# Not targets: each tool until its bytes are on disk. hubloader hands a verified file over
+# before its background flush ends (like the baselines, which never flush); these two rows
+# count the disk write on both sides: boto3 + fsync, hubloader + hubloader.hub.flush().
 DURABLE = "boto3 download_file (default), then fsync"
+HUB_DURABLE = "hubloader, then flush() (on disk)"
 BUCKET = "bench"
 
 
@@ -113,9 +115,13 @@ def scenario_s3(args, results, verdicts):
                 # next measurement, whichever tool it is
                 os.sync()
 
+            on_disk: list[float] = []
+
             def hub():
                 fresh()
-                return _run(["hubloader", name], bench.env())["seconds"]
+                out = _run(["hubloader", name], bench.env())
+                on_disk.append(out["durable_seconds"])
+                return out["seconds"]
 
             def baseline(mode):
                 def measure():
@@ -133,16 +139,17 @@ def scenario_s3(args, results, verdicts):
                                           "single streamed GET": baseline("stream"),
                                           DURABLE: baseline("boto3-default-fsync")})
             scen = f"4. cold S3 download, {label} ({args.s3_size_mb} MiB total), sha256 verified"
+            data[HUB_DURABLE] = on_disk[1:]  # without the warm-up round
             for tool, vals in data.items():
                 results.append(Series(scen, tool, "s", vals))
             med = {k: statistics.median(v) for k, v in data.items()}
             vs_default = med["boto3 download_file (default)"] / med["hubloader"]
-            best_other = min(v for k, v in med.items() if k not in ("hubloader", DURABLE))
+            best_other = min(v for k, v in med.items() if k not in ("hubloader", DURABLE, HUB_DURABLE))
             vs_best = best_other / med["hubloader"]
-            vs_durable = med[DURABLE] / med["hubloader"]
+            vs_durable = med[DURABLE] / med[HUB_DURABLE]
             verdicts.append(Verdict(f"4. S3 {label}", f"speed vs boto3 default {vs_default:.2f}x "
                                     f"(target >= 1.5x); vs best other {vs_best:.2f}x (target >= 0.9x); "
-                                    f"vs boto3 default + fsync, hubloader's durability: {vs_durable:.2f}x",
+                                    f"both until on disk (boto3 default + fsync vs hubloader + flush): {vs_durable:.2f}x",
                                     vs_default >= 1.5 and vs_best >= 0.9))
             fresh()
     finally:

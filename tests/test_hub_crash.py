@@ -20,7 +20,7 @@ import pytest
 
 import hubloader
 from hubloader.errors import NetworkError
-from hubloader.hub import cache
+from hubloader.hub import cache, durability
 from hubtest_fixtures import *  # noqa: F401,F403
 
 SIZE = 16 << 20
@@ -171,11 +171,16 @@ def test_kill_after_verifying_before_the_snapshot_entry(proxy, big, point):
     stored = [b.name for b in _blobs()]
     assert (want in stored) == (point == "before-snapshot-link"), stored
     assert all(b.stat().st_size in (SIZE, len('{"model_type": "bert"}')) for b in _blobs())
+    # the weights' pending mark is made before their blob is linked: the kill leaves it
+    marks = sorted(durability.pending_dir(cache.blobs_root()).glob("*.*.*"))
+    assert want in [m.name.split(".")[0] for m in marks], marks  # (config.json's may be flushed)
     _resume_and_check(proxy, big)
     assert not any(KEY in g for g in proxy.get_lines()), "the verified bytes were fetched again"
     weights = _snap().file("model.safetensors")
     assert weights.stat().st_ino == (cache.blobs_root() / want).stat().st_ino
     assert weights.stat().st_nlink == 2, "blob + snapshot entry: no stray link left"
+    # the killed process's pending mark (its blob unflushed) was settled by this process
+    assert not [p for p in durability.pending_dir(cache.blobs_root()).glob("*.*.*")]
 
 
 def test_orphans_of_an_older_version_and_abandoned_partials_are_removed(proxy, weed, big, hub_env):

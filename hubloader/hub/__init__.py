@@ -22,7 +22,7 @@ from ..names import ModelRef
 
 from .lookup import cached_file
 
-__all__ = ["download", "cached_file"]
+__all__ = ["download", "cached_file", "flush"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -90,8 +90,20 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
                                      lambda: _download(target, offline=True, **kwargs))
 
 
+def flush() -> None:
+    """Wait until every file this process fetched is on disk.
+
+    :func:`download` hands a verified file over before its bytes are flushed and flushes
+    them in the background (see :mod:`hubloader.hub.durability`); the interpreter waits for
+    that at exit. Call this to wait earlier, e.g. before a checkpoint of the machine.
+    """
+    from .durability import flush as wait_for_flushes
+
+    wait_for_flushes()
+
+
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
-    from . import cache
+    from . import cache, durability
     from .locking import job_lock, wait_while_held
     from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
@@ -109,6 +121,8 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
         meta = paths_for("main").meta_dir
         return paths_for(cache.read_ref(meta, label) or cache.revision_key(label))
 
+    if download_path is None:  # blobs a dead process left unflushed are settled first
+        durability.recover(cache.blobs_root(), cache.cache_root())
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)

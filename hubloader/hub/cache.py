@@ -4,6 +4,7 @@ Managed cache (default)::
 
     $HUBLOADER_HOME/blobs/<sha256>             every verified file once, named by its content;
                                                shared by all repositories and revisions
+    $HUBLOADER_HOME/pending/                   blobs not yet flushed to disk (see .durability)
     $HUBLOADER_HOME/models/                    (HUBLOADER_HOME: see constants.hub_home)
       <repo-key>/                              one per source: s3--bucket--prefix, hf--org--repo,
         source.json                              file--<folder>--<hash>; source.json names the URI
@@ -179,15 +180,17 @@ def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> Snapsho
     return SnapshotPaths(folder, meta, rev)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temp file beside ``path``, fsync, then ``os.replace`` it into place."""
+def write_json_atomic(path: Path, data: dict, *, durable: bool = True) -> None:
+    """Write JSON to a temp file beside ``path``, fsync (``durable``), then ``os.replace`` it
+    into place. Readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -209,16 +212,21 @@ def update_manifest(paths: SnapshotPaths, *, uri: str, revision: str, files: dic
     """Merge ``files`` (path -> {size, etag, sha256}) into the manifest and write it atomically.
 
     The caller holds ``paths.manifest_lock``.
+
+    Not fsynced: on ext4 and the like an fsync commits the journal, which first writes out
+    the data of every file written meanwhile, so it would wait for the blobs that
+    :mod:`.durability` flushes in the background. A manifest lost to a power loss reads as
+    empty (:func:`read_manifest`), and the snapshot is checked at the source again.
     """
     data = read_manifest(paths)
     data.update(version=MANIFEST_VERSION, uri=uri, revision=revision)
     data["files"].update(files or {})
     if complete:
         data["complete"] = True
-    write_json_atomic(paths.manifest, data)
+    write_json_atomic(paths.manifest, data, durable=False)
     source_json = paths.meta_dir / "source.json"
     if not source_json.exists():
-        write_json_atomic(source_json, {"uri": uri})
+        write_json_atomic(source_json, {"uri": uri}, durable=False)
     return data
 
 

@@ -80,7 +80,7 @@ def cached_file(model_name: str | os.PathLike, filename: str, *,
 
 def _resolve(model_name, filename: str, revision: str | None):
     from ..names import ModelRef, safe_join
-    from . import cache
+    from . import cache, durability
     from .locate import locate
     from .sources import open_source
 
@@ -89,6 +89,7 @@ def _resolve(model_name, filename: str, revision: str | None):
         path = safe_join(target.path, filename)
         return (path, ((str(path), _stamp(str(path))),)) if path.is_file() else (None, ())
     uri = open_source(target.uri).uri  # canonical form; no client is built
+    durability.recover(cache.blobs_root(), cache.cache_root())  # unflushed blobs settled first
     meta = cache.managed_paths(uri, "main").meta_dir
     label = target.revision or "main"
     ref = meta / "refs" / cache.revision_key(label)

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from .. import constants
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
-from . import cache
+from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
@@ -220,12 +220,35 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str) -> None:
+def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str, *,
+           behind: bool = False) -> None:
     """Move verified bytes into ``blobs/<sha256>`` (an existing blob is kept) and link them
     into the snapshot. Where the blob store cannot take a hard link (another filesystem),
-    the file goes straight to the snapshot instead."""
+    the file goes straight to the snapshot instead.
+
+    ``behind``: the bytes were not flushed yet. The blob is marked pending before it is
+    linked and flushed in the background afterwards (see :mod:`.durability`); a file that
+    ends up outside the blob store is flushed here, before its rename.
+    """
     blob = paths.blob(sha256)
     blob.parent.mkdir(parents=True, exist_ok=True)
+    pending = durability.mark(blob) if behind else None
+    try:
+        _store_marked(paths, verified, blob, path, behind)
+    finally:
+        if pending is not None:  # also after an error: a blob linked by now gets flushed
+            durability.sync_behind(blob, pending)
+
+
+def _plain_file(verified: Path, final: Path, behind: bool) -> None:
+    if behind:
+        durability.fdatasync(verified)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(verified, final)
+
+
+def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
+                  behind: bool) -> None:
     try:
         os.link(verified, blob)  # fails rather than replace: an existing blob is kept
     except FileExistsError:
@@ -240,14 +263,10 @@ def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str) -> None
             raise
         logger.debug("no hard link into %s (%s); %s stays a plain file", blob.parent,
                      err.strerror, path)
-        final = paths.file(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(verified, final)
+        _plain_file(verified, paths.file(path), behind)
         return
     if not _link_into_snapshot(paths, blob, path):  # collected meanwhile: use our own bytes
-        final = paths.file(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(verified, final)
+        _plain_file(verified, paths.file(path), behind)
         return
     verified.unlink(missing_ok=True)
 
@@ -269,9 +288,10 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     verified, partial = paths.verified(file), paths.partial(file)
     if verified.exists():  # verified by a run that died before storing it: re-checked, no request
         os.replace(verified, partial)
+    behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
-                        expected_sha256=known, progress=progress)
-    _store(paths, verified, sha256, file.path)
+                        expected_sha256=known, progress=progress, sync=not behind)
+    _store(paths, verified, sha256, file.path, behind=behind)
     return sha256
 
 

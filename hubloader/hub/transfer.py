@@ -97,7 +97,7 @@ def _size(path: Path) -> int:
 
 
 def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: int,
-            end: int | None, bar, digests: Digests | None) -> None:
+            end: int | None, bar, digests: Digests | None, sync: bool) -> None:
     """Append ``[start + already-there, end)`` of ``file`` to ``path``."""
     with open(path, "ab") as fh:
         for chunk in source.iter_bytes(file, revision=revision, start=start, end=end):
@@ -111,11 +111,12 @@ def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: 
                 digests.update(chunk)
             bar.update(len(chunk))
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
 
 
 def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
-                  expected_sha256: str | None) -> Digests:
+                  expected_sha256: str | None, sync: bool) -> Digests:
     have = _size(partial)
     if file.size is not None and have > file.size:
         partial.unlink()
@@ -124,7 +125,7 @@ def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path
     if have:
         hash_file(partial, digests)  # resume: the prefix must be part of the digest
     if file.size is None or have < file.size:
-        _stream(source, file, revision, partial, have, None, bar, digests)
+        _stream(source, file, revision, partial, have, None, bar, digests, sync)
     return digests
 
 
@@ -212,7 +213,7 @@ class _Ranges:
 
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
-                    workers: int, expected_sha256: str | None) -> Digests:
+                    workers: int, expected_sha256: str | None, sync: bool) -> Digests:
     """Ranged GETs in parallel, written in place into one file; the sha256 follows the
     completed prefix in a thread of its own (reading back what the ranges wrote, from the
     page cache), so the digest is ready when the last range lands."""
@@ -256,7 +257,7 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                         digests.update(block)
                         pos += len(block)
                         unsynced += len(block)
-                        if unsynced >= _SYNC_EVERY:
+                        if sync and unsynced >= _SYNC_EVERY:
                             # flush what is written while the network is still busy, so the
                             # closing fsync has little left to do
                             os.fdatasync(fd)
@@ -272,7 +273,8 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                 ranges.fail()  # keeps the progress, and stops the hasher's wait
                 raise
             hasher.result()
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except OSError as err:
         if err.errno in _DISK_FULL:
             ranges.discard()
@@ -295,7 +297,8 @@ def _discard(partial: Path) -> None:
 
 
 def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
-               expected_sha256: str | None = None, progress: bool = True) -> str:
+               expected_sha256: str | None = None, progress: bool = True,
+               sync: bool = True) -> str:
     """Fetch ``file`` to ``final`` through ``partial``; return its sha256 (hex).
 
     Args:
@@ -306,6 +309,8 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         partial: the temp file, in the same filesystem; kept across failures for resuming.
         expected_sha256: a digest from a model card; wins over the source's.
         progress: show a byte bar on stderr.
+        sync: fsync the bytes before the rename. ``False`` leaves the flush to the caller
+            (the blob store flushes behind the caller's back, see :mod:`.durability`).
 
     Returns:
         The file's sha256.
@@ -321,7 +326,7 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _fetch_file(source, file, revision=revision, final=final, partial=partial,
-                           expected_sha256=expected_sha256, progress=progress)
+                           expected_sha256=expected_sha256, progress=progress, sync=sync)
     except BaseException:
         if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
             _discard(partial)
@@ -329,7 +334,7 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
 
 
 def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
-                expected_sha256: str | None, progress: bool) -> str:
+                expected_sha256: str | None, progress: bool, sync: bool) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0
@@ -341,9 +346,10 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
             with byte_bar(total=file.size, desc=file.path, enabled=progress, initial=before) as bar:
                 if parallel:
                     digests = _fetch_parallel(source, file, revision, partial, bar, workers,
-                                              expected_sha256)
+                                              expected_sha256, sync)
                 else:
-                    digests = _fetch_serial(source, file, revision, partial, bar, expected_sha256)
+                    digests = _fetch_serial(source, file, revision, partial, bar, expected_sha256,
+                                            sync)
         except RemoteChangedError:
             _discard(partial)  # the listing is stale: the caller lists again
             raise
