@@ -30,6 +30,7 @@ they are handed over, as before.
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import logging
 import os
@@ -160,8 +161,9 @@ def flush() -> None:
 
 
 def _forget_in_child() -> None:
-    global _queue, _owner_pid
+    global _queue, _owner_pid, _state_lock
     _queue, _owner_pid = None, None
+    _state_lock = threading.Lock()  # another thread may have held it at the fork
 
 
 atexit.register(flush)
@@ -219,9 +221,20 @@ def recover(blobs_dir: Path, models_root: Path | None = None) -> None:
     if _marks(folder):
         from .locking import file_lock
 
-        with file_lock(folder / ".lock", what="the blob store's pending flushes"):
-            for name in _marks(folder):
-                _settle(folder / name, blobs_dir, models_root)
+        try:
+            with file_lock(folder / ".lock", what="the blob store's pending flushes"):
+                for name in _marks(folder):
+                    try:
+                        _settle(folder / name, blobs_dir, models_root)
+                    except FileNotFoundError:  # settled or removed meanwhile
+                        drop_mark(folder / name)
+        except OSError as err:
+            if not (isinstance(err, PermissionError) or err.errno == errno.EROFS):
+                raise
+            # a cache this user may only read: nothing can be settled, and refusing it
+            # would break every offline user of a shared cache
+            logger.warning("cannot settle the unflushed blobs listed in %s (%s); using the "
+                           "cache as it is", folder, err.strerror)
     _recovered.add(key)
 
 
