@@ -111,7 +111,10 @@ def test_kill_before_any_byte(proxy, big):
 def test_kill_between_files(proxy, big):
     proxy.stall = (KEY, 0, 1)  # config.json completes, the weights' GET gets no byte
     child = _start("stalled")
-    _kill_when(child, lambda: any(KEY in g for g in proxy.get_lines()), "the weights' GET")
+    # config.json is stored while the weights' transfer starts (the next file's transfer
+    # begins once the previous file's bytes are in): kill when both have happened
+    _kill_when(child, lambda: any(KEY in g for g in proxy.get_lines())
+               and _snap().file("config.json").is_file(), "the weights' GET")
     assert _snap().file("config.json").is_file()
     _no_final_truncated(big)
     _resume_and_check(proxy, big)

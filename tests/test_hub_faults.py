@@ -371,3 +371,30 @@ def test_waiters_for_a_snapshot_fetch_do_not_take_the_turn(tmp_path):
     finally:
         (tmp_path / "release").touch()
         holder.wait(timeout=30)
+
+
+def test_next_file_waits_for_the_last_byte_of_the_previous_one(proxy, big_blob, monkeypatch):
+    """Files are pipelined (the next transfer starts while the previous file is hashed and
+    stored) but transfers never overlap: with config.json's first response stalled into a
+    read timeout, the weights' GET comes only after config.json's retry has brought it in."""
+    monkeypatch.setenv("HUBLOADER_TIMEOUT", "1")
+    proxy.stall = ("/faults/big/config.json", 10, 1)
+    path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    gets = [g for g in proxy.get_lines() if "/faults/big/" in g]  # not the listing
+    order = [("config" if "config.json" in g else "weights") for g in gets]
+    assert order == ["config", "config", "weights"], gets
+
+
+def test_a_failing_file_fails_the_pipelined_download(proxy, big_blob, hub_env):
+    write_card(hub_env / "cards", "liar", source="s3://faults/big",
+               files=[{"path": "config.json", "sha256": "0" * 64},
+                      {"path": "model.safetensors",
+                       "sha256": sha256_of(big_blob / "model.safetensors")}])
+    with pytest.raises(IntegrityError, match="twice") as info:
+        hubloader.download("liar")
+    assert info.value.path == "config.json"
+    snap = _snapshot()
+    assert not snap.file("config.json").exists()
+    assert not [p for p in (snap.meta_dir / "partial").glob("*.incomplete*")]
+    assert not cache.read_manifest(snap).get("complete")

@@ -1,5 +1,6 @@
 """A whole snapshot into the cache: list once, pick the files, fetch what is missing or stale
-(each under its own lock), record it in the manifest, return the directory. Offline, or when
+(each under its own lock; the next file's transfer starts once the previous file's bytes are
+in, while that one is verified and stored), record it in the manifest, return the directory. Offline, or when
 the source cannot be reached, a complete cached snapshot is returned instead.
 
 In the managed cache every file goes through the content-addressed store (``blobs/<sha256>``,
@@ -15,11 +16,14 @@ import fnmatch
 import logging
 import os
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import constants
+from .._futures import results_or_cancel
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
 from . import cache, durability
 from .cache import SnapshotPaths
@@ -272,7 +276,8 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 
 
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
-               card_sha256: str | None, progress: bool) -> str:
+               card_sha256: str | None, progress: bool,
+               received: Callable[[], None] | None = None) -> str:
     """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
     The caller holds the file's lock."""
     known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
@@ -284,13 +289,14 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
                           partial=paths.partial(file), expected_sha256=known,
-                          progress=progress)
+                          progress=progress, received=received)
     verified, partial = paths.verified(file), paths.partial(file)
     if verified.exists():  # verified by a run that died before storing it: re-checked, no request
         os.replace(verified, partial)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
-                        expected_sha256=known, progress=progress, sync=not behind)
+                        expected_sha256=known, progress=progress, sync=not behind,
+                        received=received)
     _store(paths, verified, sha256, file.path, behind=behind)
     return sha256
 
@@ -305,6 +311,29 @@ def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
         raise DiskFullError(f"fetching needs {need:,} bytes but only {free:,} are free under "
                             f"{probe}; free space, or point HUBLOADER_HOME (or download_path) "
                             "at a larger disk")
+
+
+class _Turn:
+    """Holds ``semaphore`` from ``with`` until :meth:`release` (once) or the block's end."""
+
+    def __init__(self, semaphore: threading.Semaphore):
+        self._semaphore = semaphore
+        self._held = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "_Turn":
+        self._semaphore.acquire()
+        self._held = True
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._semaphore.release()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def fetch_snapshot(source: Source, *, revision: str | None,
@@ -363,23 +392,37 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
             paths, f, _known_sha256(f, card_files.get(f.path))) is None], paths)
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
-    for file in todo:
-        with file_lock(paths.lock(file.path), what=source.describe(file.path)):
+    network = threading.Semaphore(1)  # one file's transfer at a time
+
+    def fetch(file: RemoteFile) -> None:
+        turn = _Turn(network)
+        with turn, file_lock(paths.lock(file.path), what=source.describe(file.path)):
             if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
-                continue
+                return
             for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
                 logger.info("removing %s, a partial download of an older version of %s",
                             orphan.name, file.path)
                 orphan.unlink(missing_ok=True)
             sha256 = _fetch_one(source, file, paths, revision=listing.revision,
-                                card_sha256=card_files.get(file.path), progress=progress)
+                                card_sha256=card_files.get(file.path), progress=progress,
+                                received=turn.release)
+            turn.release()  # (also when the blob store already held the bytes)
             entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
                      "sha256": sha256}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
+
+    if len(todo) > 1:
+        # the next file's transfer starts when this one's last byte has arrived, while this
+        # one's hash catches up and it is verified, stored and recorded
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
+            results_or_cancel([pool.submit(fetch, f) for f in todo])
+    else:
+        for file in todo:
+            fetch(file)
     with file_lock(paths.manifest_lock):
         cache.update_manifest(paths, uri=source.uri, revision=listing.revision, complete=True)
     if revision is not None or listing.revision != "main":

@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from .. import constants
 from .._futures import results_or_cancel
@@ -213,7 +214,8 @@ class _Ranges:
 
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
-                    workers: int, expected_sha256: str | None, sync: bool) -> Digests:
+                    workers: int, expected_sha256: str | None, sync: bool,
+                    received: Callable[[], None]) -> Digests:
     """Ranged GETs in parallel, written in place into one file; the sha256 follows the
     completed prefix in a thread of its own (reading back what the ranges wrote, from the
     page cache), so the digest is ready when the last range lands."""
@@ -278,6 +280,7 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
             except BaseException:
                 ranges.fail()  # keeps the progress, and stops the hasher's wait
                 raise
+            received()  # every byte is here; the hash may still be catching up
             hasher.result()
         if sync:
             os.fsync(fd)
@@ -304,7 +307,7 @@ def _discard(partial: Path) -> None:
 
 def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
                expected_sha256: str | None = None, progress: bool = True,
-               sync: bool = True) -> str:
+               sync: bool = True, received: Callable[[], None] | None = None) -> str:
     """Fetch ``file`` to ``final`` through ``partial``; return its sha256 (hex).
 
     Args:
@@ -317,6 +320,9 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         progress: show a byte bar on stderr.
         sync: fsync the bytes before the rename. ``False`` leaves the flush to the caller
             (the blob store flushes behind the caller's back, see :mod:`.durability`).
+        received: called once every byte has arrived, before the hash of a parallel
+            download has caught up and before the verification (the caller may start the
+            next transfer). A retry after that point fetches without calling it again.
 
     Returns:
         The file's sha256.
@@ -332,7 +338,8 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _fetch_file(source, file, revision=revision, final=final, partial=partial,
-                           expected_sha256=expected_sha256, progress=progress, sync=sync)
+                           expected_sha256=expected_sha256, progress=progress, sync=sync,
+                           received=received or (lambda: None))
     except BaseException:
         if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
             _discard(partial)
@@ -340,7 +347,8 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
 
 
 def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
-                expected_sha256: str | None, progress: bool, sync: bool) -> str:
+                expected_sha256: str | None, progress: bool, sync: bool,
+                received: Callable[[], None]) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0
@@ -352,10 +360,11 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
             with byte_bar(total=file.size, desc=file.path, enabled=progress, initial=before) as bar:
                 if parallel:
                     digests = _fetch_parallel(source, file, revision, partial, bar, workers,
-                                              expected_sha256, sync)
+                                              expected_sha256, sync, received)
                 else:
                     digests = _fetch_serial(source, file, revision, partial, bar, expected_sha256,
                                             sync)
+                    received()
         except RemoteChangedError:
             _discard(partial)  # the listing is stale: the caller lists again
             raise
