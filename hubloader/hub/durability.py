@@ -184,11 +184,13 @@ def _alive(pid: int) -> bool:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+        h = hashlib.sha256()  # Python 3.10
+        for block in iter(lambda: fh.read(8 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+        return h.hexdigest()
 
 
 def _remove_everywhere(blob: Path, models_root: Path | None) -> None:
