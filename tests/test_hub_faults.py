@@ -398,3 +398,61 @@ def test_a_failing_file_fails_the_pipelined_download(proxy, big_blob, hub_env):
     assert not snap.file("config.json").exists()
     assert not [p for p in (snap.meta_dir / "partial").glob("*.incomplete*")]
     assert not cache.read_manifest(snap).get("complete")
+
+
+INTERRUPTIBLE = """
+import hubloader
+try:
+    hubloader.download("s3://faults/big")
+except KeyboardInterrupt:
+    raise SystemExit(130)
+"""
+
+
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_ctrl_c_stops_a_download_at_once_and_it_resumes(proxy, big_blob, mode, monkeypatch):
+    """SIGINT mid-transfer: the process stops within a chunk or two, not when the file (or
+    its parallel ranges) would have finished; the bytes on disk are kept for the resume."""
+    proxy.throttle_bps = 1 << 20  # per connection: the weights would take 4 s or more
+    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1" if mode == "parallel" else "0")
+    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "4")
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE],
+                             env=_env({"PYTHONPATH": str(WORKTREE)}),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial_dir = _snapshot().meta_dir / "partial"
+
+    def on_disk() -> int:  # a plain partial's size, or what a parallel one recorded
+        total = 0
+        for p in partial_dir.glob("*.incomplete*") if partial_dir.exists() else []:
+            try:
+                if p.name.endswith(".incomplete"):
+                    total += p.stat().st_size
+                elif p.name.endswith(".ranges"):
+                    total += sum(json.loads(p.read_text())["done"])
+            except (OSError, ValueError):  # caught mid-replace
+                pass
+        return total
+
+    deadline = time.monotonic() + 60
+    while on_disk() < (2 << 20):
+        assert child.poll() is None, child.stderr.read()
+        assert time.monotonic() < deadline, "no bytes arrived"
+        time.sleep(0.05)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    stopped_after = time.monotonic() - sent
+    assert child.returncode == 130, child.stderr.read()
+    assert stopped_after < 4, f"took {stopped_after:.1f} s to stop"
+    assert not _snapshot().file("model.safetensors").exists()
+    assert on_disk() > 0, "the bytes fetched so far were thrown away"
+    proxy.reset()
+    proxy.throttle_bps = None
+    path = hubloader.download("s3://faults/big")
+    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
+    assert proxy.range_headers(), "the resume started over"
+    assert proxy.down_bytes < SIZE

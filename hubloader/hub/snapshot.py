@@ -1,7 +1,8 @@
 """A whole snapshot into the cache: list once, pick the files, fetch what is missing or stale
-(each under its own lock; the next file's transfer starts once the previous file's bytes are
-in, while that one is verified and stored), record it in the manifest, return the directory. Offline, or when
-the source cannot be reached, a complete cached snapshot is returned instead.
+(each under its own lock; the next file's transfer starts once the previous file's bytes
+are in, while that one is verified and stored), record it in the manifest, return the
+directory. Offline, or when the source cannot be reached, a complete cached snapshot is
+returned instead.
 
 In the managed cache every file goes through the content-addressed store (``blobs/<sha256>``,
 see :mod:`.cache`): a file whose sha256 is known before the transfer (card, hub LFS metadata)
@@ -277,7 +278,8 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
-               received: Callable[[], None] | None = None) -> str:
+               received: Callable[[], None] | None = None,
+               cancel: threading.Event | None = None) -> str:
     """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
     The caller holds the file's lock."""
     known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
@@ -289,14 +291,14 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
                           partial=paths.partial(file), expected_sha256=known,
-                          progress=progress, received=received)
+                          progress=progress, received=received, cancel=cancel)
     verified, partial = paths.verified(file), paths.partial(file)
     if verified.exists():  # verified by a run that died before storing it: re-checked, no request
         os.replace(verified, partial)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
                         expected_sha256=known, progress=progress, sync=not behind,
-                        received=received)
+                        received=received, cancel=cancel)
     _store(paths, verified, sha256, file.path, behind=behind)
     return sha256
 
@@ -393,10 +395,13 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     network = threading.Semaphore(1)  # one file's transfer at a time
+    stop = threading.Event()  # set when the caller's thread is interrupted or a file failed
 
     def fetch(file: RemoteFile) -> None:
         turn = _Turn(network)
         with turn, file_lock(paths.lock(file.path), what=source.describe(file.path)):
+            if stop.is_set():
+                return
             if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
@@ -407,7 +412,7 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 orphan.unlink(missing_ok=True)
             sha256 = _fetch_one(source, file, paths, revision=listing.revision,
                                 card_sha256=card_files.get(file.path), progress=progress,
-                                received=turn.release)
+                                received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
             entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
                      "sha256": sha256}
@@ -419,7 +424,11 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
         # the next file's transfer starts when this one's last byte has arrived, while this
         # one's hash catches up and it is verified, stored and recorded
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
-            results_or_cancel([pool.submit(fetch, f) for f in todo])
+            try:
+                results_or_cancel([pool.submit(fetch, f) for f in todo])
+            except BaseException:  # Ctrl-C, or a file failed: the other stops at its next chunk
+                stop.set()
+                raise
     else:
         for file in todo:
             fetch(file)

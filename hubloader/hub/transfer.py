@@ -70,6 +70,16 @@ class Digests:
         return None
 
 
+class Cancelled(Exception):
+    """The caller asked the transfer to stop (its ``cancel`` event); the bytes on disk stay
+    for a resume."""
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("transfer cancelled")
+
+
 def hash_file(path: Path, digests: Digests, *, limit: int | None = None) -> None:
     """Feed ``path``'s first ``limit`` bytes (all by default) into ``digests``."""
     remaining = limit
@@ -98,10 +108,12 @@ def _size(path: Path) -> int:
 
 
 def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: int,
-            end: int | None, bar, digests: Digests | None, sync: bool) -> None:
+            end: int | None, bar, digests: Digests | None, sync: bool,
+            cancel: threading.Event | None) -> None:
     """Append ``[start + already-there, end)`` of ``file`` to ``path``."""
     with open(path, "ab") as fh:
         for chunk in source.iter_bytes(file, revision=revision, start=start, end=end):
+            _check(cancel)
             try:
                 fh.write(chunk)
             except OSError as err:
@@ -117,7 +129,8 @@ def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: 
 
 
 def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
-                  expected_sha256: str | None, sync: bool) -> Digests:
+                  expected_sha256: str | None, sync: bool,
+                  cancel: threading.Event | None) -> Digests:
     have = _size(partial)
     if file.size is not None and have > file.size:
         partial.unlink()
@@ -126,7 +139,7 @@ def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path
     if have:
         hash_file(partial, digests)  # resume: the prefix must be part of the digest
     if file.size is None or have < file.size:
-        _stream(source, file, revision, partial, have, None, bar, digests, sync)
+        _stream(source, file, revision, partial, have, None, bar, digests, sync, cancel)
     return digests
 
 
@@ -215,7 +228,7 @@ class _Ranges:
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
                     workers: int, expected_sha256: str | None, sync: bool,
-                    received: Callable[[], None]) -> Digests:
+                    received: Callable[[], None], cancel: threading.Event | None) -> Digests:
     """Ranged GETs in parallel, written in place into one file; the sha256 follows the
     completed prefix in a thread of its own (reading back what the ranges wrote, from the
     page cache), so the digest is ready when the last range lands."""
@@ -238,6 +251,9 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
             if pos >= hi:
                 return
             for chunk in source.iter_bytes(file, revision=revision, start=pos, end=hi):
+                if ranges.failed:  # another range broke, or the caller was interrupted
+                    return
+                _check(cancel)
                 try:
                     with write_lock:
                         os.pwrite(fd, chunk, pos)
@@ -307,7 +323,8 @@ def _discard(partial: Path) -> None:
 
 def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
                expected_sha256: str | None = None, progress: bool = True,
-               sync: bool = True, received: Callable[[], None] | None = None) -> str:
+               sync: bool = True, received: Callable[[], None] | None = None,
+               cancel: threading.Event | None = None) -> str:
     """Fetch ``file`` to ``final`` through ``partial``; return its sha256 (hex).
 
     Args:
@@ -323,6 +340,8 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         received: called once every byte has arrived, before the hash of a parallel
             download has caught up and before the verification (the caller may start the
             next transfer). A retry after that point fetches without calling it again.
+        cancel: once set, the transfer stops at its next chunk with :class:`Cancelled`
+            (for a caller whose transfer runs in another thread than the one interrupted).
 
     Returns:
         The file's sha256.
@@ -339,7 +358,7 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
     try:
         return _fetch_file(source, file, revision=revision, final=final, partial=partial,
                            expected_sha256=expected_sha256, progress=progress, sync=sync,
-                           received=received or (lambda: None))
+                           received=received or (lambda: None), cancel=cancel)
     except BaseException:
         if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
             _discard(partial)
@@ -348,7 +367,7 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
 
 def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
                 expected_sha256: str | None, progress: bool, sync: bool,
-                received: Callable[[], None]) -> str:
+                received: Callable[[], None], cancel: threading.Event | None) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
     parallel = (source.supports_ranges and file.size is not None and threshold > 0
@@ -360,10 +379,10 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
             with byte_bar(total=file.size, desc=file.path, enabled=progress, initial=before) as bar:
                 if parallel:
                     digests = _fetch_parallel(source, file, revision, partial, bar, workers,
-                                              expected_sha256, sync, received)
+                                              expected_sha256, sync, received, cancel)
                 else:
                     digests = _fetch_serial(source, file, revision, partial, bar, expected_sha256,
-                                            sync)
+                                            sync, cancel)
                     received()
         except RemoteChangedError:
             _discard(partial)  # the listing is stale: the caller lists again
