@@ -9,6 +9,7 @@ Each measurement runs in a fresh process (page cache warm after a first untimed 
 from __future__ import annotations
 
 import argparse
+import random
 import json
 import os
 import platform
@@ -56,15 +57,17 @@ def worker(mode: str, *args: str, env: dict | None = None) -> tuple[dict, float]
 
 
 def interleave(runs: int, measures: dict[str, callable]) -> dict[str, list[float]]:
-    """Call each measure once per round after one untimed warm-up round, the order rotating
-    from round to round so that every tool runs in every position as often: the run right
-    after another tool's big download was measured up to 0.5 s slower on this machine."""
+    """Call each measure once per round after one untimed warm-up round, in an order shuffled
+    from round to round (seeded, so a pass is repeatable): the run right after another tool's
+    big download was measured up to 0.5 s slower on this machine, and a rotation keeps every
+    tool behind the same neighbour in every round."""
     for fn in measures.values():
         fn()
     names = list(measures)
     out: dict[str, list[float]] = {k: [] for k in measures}
-    for r in range(runs):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+    rng = random.Random(0)
+    for _ in range(runs):
+        for name in rng.sample(names, len(names)):
             out[name].append(measures[name]())
     return out
 
