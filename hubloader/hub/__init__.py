@@ -122,7 +122,7 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
         return paths_for(cache.read_ref(meta, label) or cache.revision_key(label))
 
     if download_path is None:  # blobs a dead process left unflushed are settled first
-        durability.recover(cache.blobs_root(), cache.cache_root())
+        durability.recover()
     if constants.is_offline(offline):
         return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
                                 card_files=target.card_files)

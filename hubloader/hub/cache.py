@@ -180,17 +180,14 @@ def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> Snapsho
     return SnapshotPaths(folder, meta, rev)
 
 
-def write_json_atomic(path: Path, data: dict, *, durable: bool = True) -> None:
-    """Write JSON to a temp file beside ``path``, fsync (``durable``), then ``os.replace`` it
-    into place. Readers see the old or the new content, never a mix."""
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temp file beside ``path``, then ``os.replace`` it into place. Readers
+    see the old or the new content, never a mix. Not fsynced (see :func:`update_manifest`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -223,10 +220,10 @@ def update_manifest(paths: SnapshotPaths, *, uri: str, revision: str, files: dic
     data["files"].update(files or {})
     if complete:
         data["complete"] = True
-    write_json_atomic(paths.manifest, data, durable=False)
+    write_json_atomic(paths.manifest, data)
     source_json = paths.meta_dir / "source.json"
     if not source_json.exists():
-        write_json_atomic(source_json, {"uri": uri}, durable=False)
+        write_json_atomic(source_json, {"uri": uri})
     return data
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import hashlib
 import logging
 import os
 import queue
@@ -39,6 +38,8 @@ import re
 import threading
 import time
 from pathlib import Path
+
+from . import cache
 
 __all__ = ["boot_id", "deferred", "mark", "drop_mark", "sync_behind", "flush", "recover",
            "pending_dir", "fdatasync"]
@@ -183,16 +184,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        if hasattr(hashlib, "file_digest"):  # Python 3.11+
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-        h = hashlib.sha256()  # Python 3.10
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            h.update(block)
-        return h.hexdigest()
-
-
 def _remove_everywhere(blob: Path, models_root: Path | None) -> None:
     """Empty ``blob`` (every hard link to it then fails its size check) and remove it and
     the snapshot entries under ``models_root`` that are links to it."""
@@ -213,9 +204,12 @@ def _remove_everywhere(blob: Path, models_root: Path | None) -> None:
     blob.unlink(missing_ok=True)
 
 
-def recover(blobs_dir: Path, models_root: Path | None = None) -> None:
+def recover(blobs_dir: Path | None = None, models_root: Path | None = None) -> None:
     """Settle the marks left by processes that did not finish their flushes (see the module
-    text). Once per process and blob store; afterwards a set lookup."""
+    text). Once per process and blob store; afterwards a set lookup. Default: the managed
+    cache (``cache.blobs_root()``, ``cache.cache_root()``)."""
+    if blobs_dir is None:
+        blobs_dir, models_root = cache.blobs_root(), cache.cache_root()
     key = str(blobs_dir)
     if key in _recovered:
         return
@@ -253,7 +247,9 @@ def _settle(mark_path: Path, blobs_dir: Path, models_root: Path | None) -> None:
     if boot != this_boot:
         logger.info("re-checking blob %s: it was not known to be on disk before a restart",
                     sha[:12])
-        actual = _sha256(blob)
+        from .transfer import file_sha256  # only after a restart: not on the warm path
+
+        actual = file_sha256(blob)
         if actual != sha:
             logger.warning("blob %s lost its bytes before they reached the disk (a power loss "
                            "or crash of the system); removing it and its snapshot entries, "

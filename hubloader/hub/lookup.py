@@ -89,7 +89,7 @@ def _resolve(model_name, filename: str, revision: str | None):
         path = safe_join(target.path, filename)
         return (path, ((str(path), _stamp(str(path))),)) if path.is_file() else (None, ())
     uri = open_source(target.uri).uri  # canonical form; no client is built
-    durability.recover(cache.blobs_root(), cache.cache_root())  # unflushed blobs settled first
+    durability.recover()  # blobs a dead process left unflushed are settled first
     meta = cache.managed_paths(uri, "main").meta_dir
     label = target.revision or "main"
     ref = meta / "refs" / cache.revision_key(label)

@@ -216,8 +216,7 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
                 shutil.copyfile(blob, tmp)
             except FileNotFoundError:
                 return False
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            durability.fdatasync(tmp)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         return True

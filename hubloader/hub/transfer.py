@@ -28,7 +28,7 @@ from ..errors import DiskFullError, IntegrityError, NetworkError
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
 
-__all__ = ["fetch_file", "Digests", "hash_file"]
+__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,13 @@ def hash_file(path: Path, digests: Digests, *, limit: int | None = None) -> None
             digests.update(block)
             if remaining is not None:
                 remaining -= len(block)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a whole local file."""
+    digests = Digests(RemoteFile(path.name, None))
+    hash_file(path, digests)
+    return digests.sha256.hexdigest()
 
 
 def _disk_full(err: OSError, target: Path, *cleanup: Path) -> DiskFullError:
