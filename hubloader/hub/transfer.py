@@ -271,6 +271,9 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                 pos += len(chunk)
                 ranges.record(i, len(chunk))
                 bar.update(len(chunk))
+            if pos < hi and not ranges.failed:  # a body that ended early without an error
+                raise NetworkError(f"{source.describe(file.path)}: bytes {pos}-{hi - 1} of a "
+                                   "range did not arrive")
 
         def hash_prefix() -> None:
             unsynced = 0  # bytes hashed since the last fdatasync

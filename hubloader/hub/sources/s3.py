@@ -1,4 +1,4 @@
-"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through boto3, imported lazily.
+"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through botocore, imported lazily.
 
 ``s3://bucket/prefix/`` lists every object under the prefix; each object's ETag names its
 version. A plain (non-multipart) ETag is the object's MD5, which is then verified too. Before
@@ -8,6 +8,10 @@ has) or the ``x-amz-meta-sha256`` that ``hubloader push`` writes: the download i
 against it, and identical bytes already cached are linked instead of fetched.
 Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...).
 With no credentials configured, requests go unsigned (public buckets).
+
+Two transports carry the requests: :mod:`.s3_wire` (botocore's signer and HTTP session, no
+service model: for a configured endpoint) and a boto3 client (AWS itself, or
+``HUBLOADER_S3_CLIENT=boto3``). Both raise their own errors; :func:`_translate` maps them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Iterator
 from ... import constants
 from ...errors import AccessDeniedError, NetworkError, RemoteNotFoundError, UnsupportedSourceError
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
+from .s3_wire import Head
 
 __all__ = ["S3Source"]
 
@@ -57,13 +62,66 @@ def _client():
                           region_name=session.region_name or "us-east-1", config=Config(**options))
 
 
+class _Boto3:
+    """The boto3 client as a transport, with :class:`.s3_wire.S3Wire`'s three methods."""
+
+    def __init__(self):
+        self.s3 = _client()
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str | None]]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], int(obj["Size"]), str(obj.get("ETag", "")).strip('"') or None
+
+    def head(self, bucket: str, key: str, *, if_match: str | None = None) -> Head:
+        kwargs = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        head = self.s3.head_object(**kwargs)
+        return Head(head.get("ChecksumSHA256"), head.get("ChecksumType"),
+                    (head.get("Metadata") or {}).get("sha256"))
+
+    def get(self, bucket: str, key: str, *, start: int = 0, end: int | None = None,
+            if_match: str | None = None):
+        kwargs = {"Bucket": bucket, "Key": key}
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        return self.s3.get_object(**kwargs)["Body"]
+
+
+def _transport():
+    endpoint = constants.s3_endpoint_url()
+    if endpoint and constants.s3_client() == "auto":
+        try:
+            import botocore  # noqa: F401
+        except ImportError as err:  # pragma: no cover - boto3 (and botocore) is a dependency
+            raise UnsupportedSourceError("s3:// sources need boto3: pip install boto3") from err
+        from .s3_wire import S3Wire
+
+        return S3Wire(endpoint, timeout=constants.network_timeout(),
+                      max_pool=max(10, constants.max_workers() + 2))
+    return _Boto3()
+
+
 def _translate(err: Exception, where: str) -> Exception:
-    """Map a botocore exception to a hubloader error (returned, for ``raise ... from err``)."""
+    """Map a transport's exception to a hubloader error (returned, for ``raise ... from err``)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from .s3_wire import S3WireError
+
+    code = status = None
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", ""))
         status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    elif isinstance(err, S3WireError):
+        code, status = err.code, str(err.status)
+    if code == "RangeIgnored":
+        return UnsupportedSourceError(f"{where}: the server ignores HTTP Range requests, which "
+                                      "parallel downloads and resuming need; set "
+                                      "HUBLOADER_PARALLEL_THRESHOLD_MB=0, or fix the server")
+    if code is not None:
         if code in _NOT_FOUND or status == "404":
             return RemoteNotFoundError(f"{where} does not exist ({code}); check the bucket and "
                                        "prefix, or the card's source / HUBLOADER_ENDPOINT")
@@ -102,27 +160,25 @@ class S3Source(Source):
         self.bucket = bucket
         self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
-        self._s3 = None
+        self._api = None
 
     @property
-    def s3(self):
-        if self._s3 is None:
-            self._s3 = _client()
-        return self._s3
+    def api(self):
+        """The transport (made on first use: importing botocore is not free)."""
+        if self._api is None:
+            self._api = _transport()
+        return self._api
 
     def list_files(self, revision: str | None) -> Listing:
         files = []
         try:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                      Prefix=self.prefix)
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(self.prefix):]
-                    if not rel or rel.endswith("/") or ".." in rel.split("/"):
-                        continue
-                    etag = str(obj.get("ETag", "")).strip('"') or None
-                    md5 = etag if etag and _MD5_RE.match(etag) else None
-                    files.append(RemoteFile(rel, int(obj["Size"]), etag, md5=md5))
+            for key, size, etag in self.api.list_objects(self.bucket, self.prefix):
+                rel = key[len(self.prefix):]
+                if not key.startswith(self.prefix) or not rel or rel.endswith("/") \
+                        or ".." in rel.split("/"):
+                    continue
+                md5 = etag if etag and _MD5_RE.match(etag) else None
+                files.append(RemoteFile(rel, size, etag, md5=md5))
         except Exception as err:
             raise _translate(err, self.uri) from err
         if not files:
@@ -139,38 +195,32 @@ class S3Source(Source):
         already verifies them."""
         if file.md5 and file.size is not None and file.size < _HEAD_MIN_SIZE:
             return None
-        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path, "ChecksumMode": "ENABLED"}
-        if file.etag:
-            kwargs["IfMatch"] = f'"{file.etag}"'
         try:
-            head = self.s3.head_object(**kwargs)
+            head = self.api.head(self.bucket, self.prefix + file.path,
+                                 if_match=f'"{file.etag}"' if file.etag else None)
         except Exception as err:
             mapped = _translate(err, self.describe(file.path))
             if isinstance(mapped, NetworkError):
                 logger.debug("no stated sha256 for %s: %s", file.path, mapped)
                 return None
             raise mapped from err
-        checksum = head.get("ChecksumSHA256") or ""
-        if checksum and "-" not in checksum and head.get("ChecksumType") != "COMPOSITE":
+        checksum = head.checksum_sha256 or ""
+        if checksum and "-" not in checksum and head.checksum_type != "COMPOSITE":
             try:
                 digest = base64.b64decode(checksum, validate=True)
             except (binascii.Error, ValueError):
                 digest = b""
             if len(digest) == 32:
                 return digest.hex()
-        meta = str((head.get("Metadata") or {}).get("sha256", "")).strip().lower()
+        meta = str(head.meta_sha256 or "").strip().lower()
         return meta if _SHA256_RE.match(meta) else None
 
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
         where = self.describe(file.path)
-        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path}
-        if start or end is not None:
-            kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
-        if file.etag:
-            kwargs["IfMatch"] = f'"{file.etag}"'
         try:
-            body = self.s3.get_object(**kwargs)["Body"]
+            body = self.api.get(self.bucket, self.prefix + file.path, start=start, end=end,
+                                if_match=f'"{file.etag}"' if file.etag else None)
         except Exception as err:
             raise _translate(err, where) from err
         try:
