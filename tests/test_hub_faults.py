@@ -94,7 +94,7 @@ def test_eight_processes_fetch_exactly_once(proxy, big_blob, tmp_path):
 
 CARD_WORKER = """
 import json, os, sys, time, pathlib
-import hubloader  # boto3 is not imported here: only a process that fetches needs a client
+import hubloader  # botocore is not imported here: only a process that fetches needs it
 pathlib.Path(sys.argv[1]).touch()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.01)
@@ -107,7 +107,7 @@ def test_eight_processes_with_card_digests_list_once_and_waiters_need_no_client(
         proxy, big_blob, hub_env, tmp_path):
     """With the card's sha256s, processes that arrive during a fetch wait for the whole
     snapshot and then take it from the cache: one listing, one GET of the weights, and only
-    the fetching process ever imports boto3."""
+    the fetching process ever imports botocore."""
     write_card(hub_env / "cards", "big-card", source="s3://faults/big",
                files=[{"path": p, "size": (big_blob / p).stat().st_size,
                        "sha256": sha256_of(big_blob / p)}
