@@ -338,6 +338,109 @@ def _close(sock) -> None:
         pass
 
 
+# -- TLS in front of a plain server ---------------------------------------------------------
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in ``folder``):
+    a client trusts it only when given it as a CA bundle."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hubloader test server")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "tls-cert.pem", folder / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class TLSProxy:
+    """HTTPS on 127.0.0.1 in front of a plain-HTTP server (SeaweedFS), with a self-signed
+    certificate (``self.cert``). One thread per connection relays both ways with ``select``
+    (an SSL socket must not be read and written from two threads at once)."""
+
+    def __init__(self, upstream_port: int, folder: Path):
+        import ssl
+
+        self.cert, key = self_signed_cert(folder)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, key)
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.handshakes_failed = 0
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(client)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client) -> None:
+        import select
+        import ssl
+
+        upstream = None
+        try:
+            client.settimeout(10)
+            try:
+                tls = self.ctx.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                with self._lock:
+                    self.handshakes_failed += 1
+                return
+            upstream = socket.create_connection(self.upstream, timeout=10)
+            with self._lock:
+                self._conns.append(upstream)
+            while True:
+                ready = [tls] if tls.pending() else select.select([tls, upstream], [], [], 10)[0]
+                if not ready:
+                    return
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    (upstream if src is tls else tls).sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            if upstream is not None:
+                _close(upstream)
+
+    def close(self) -> None:
+        _close(self.sock)
+        with self._lock:
+            for c in self._conns:
+                _close(c)
+        self.thread.join(timeout=5)
+
+
 # -- a minimal Hugging Face hub-protocol server -------------------------------------------
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import hubloader
-from hubloader.errors import AccessDeniedError, ConfigError
+from hubloader.errors import AccessDeniedError, ConfigError, NetworkError
 from hubloader.hub.sources import s3_wire
 from hubtest_fixtures import *  # noqa: F401,F403
 
@@ -79,3 +79,29 @@ def test_unknown_client_setting_is_a_config_error(proxy, odd_bucket, monkeypatch
     with pytest.raises(ConfigError, match="HUBLOADER_S3_CLIENT") as info:
         hubloader.download(odd_bucket)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.fixture
+def tls(weed, hub_env, tmp_path, monkeypatch):
+    """SeaweedFS behind HTTPS with a self-signed certificate, as the S3 endpoint."""
+    import servers
+
+    proxy = servers.TLSProxy(weed.s3_port, tmp_path)
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("HUBLOADER_TIMEOUT", "5")
+    yield proxy
+    proxy.close()
+
+
+@pytest.mark.parametrize("client", ["auto", "boto3"])
+@pytest.mark.parametrize("bundle_var", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])
+def test_https_endpoint_trusts_the_ca_bundle_boto3_would(tls, odd_bucket, monkeypatch, client,
+                                                         bundle_var):
+    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+    with pytest.raises(NetworkError, match="(?i)ssl|certificate") as info:
+        hubloader.download(odd_bucket)  # the certificate is not trusted yet
+    assert isinstance(info.value, ConnectionError) and tls.handshakes_failed >= 1
+    monkeypatch.setenv(bundle_var, str(tls.cert))
+    path = hubloader.download(odd_bucket, allow_patterns=["*"])
+    got = {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    assert got == ODD_KEYS

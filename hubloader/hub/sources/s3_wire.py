@@ -17,6 +17,7 @@ buckets, region redirects and access points; so does an endpoint with
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -93,9 +94,13 @@ class S3Wire:
         self.credentials = session.get_credentials()
         if self.credentials is None:
             logger.info("no AWS credentials found: sending unsigned S3 requests")
+        # the CA bundle as a boto3 client picks it: AWS_CA_BUNDLE (or the profile's
+        # ca_bundle), else REQUESTS_CA_BUNDLE, else the default trust store
         verify = session.get_config_variable("ca_bundle")
+        if verify is None:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE", True)
         self._http = URLLib3Session(
-            verify=verify if verify is not None else True,
+            verify=verify,
             proxies=get_environ_proxies(self.endpoint), timeout=(timeout, timeout),
             max_pool_connections=max_pool)
 
