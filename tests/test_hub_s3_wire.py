@@ -105,3 +105,19 @@ def test_https_endpoint_trusts_the_ca_bundle_boto3_would(tls, odd_bucket, monkey
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
     got = {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     assert got == ODD_KEYS
+
+
+@pytest.mark.parametrize("client", ["auto", "boto3"])
+def test_http_proxy_from_the_environment_is_used(proxy, weed, odd_bucket, monkeypatch, client):
+    """HTTP_PROXY is honoured as boto3 honours it: the counting proxy (which relays to
+    SeaweedFS) becomes the forward proxy of a direct endpoint and sees every request."""
+    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", weed.endpoint)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    path = hubloader.download(odd_bucket, allow_patterns=["*"])
+    assert (path / "config.json").read_bytes() == ODD_KEYS["config.json"]
+    lines = proxy.get_lines()
+    assert any("list-type=2" in line for line in lines), lines
+    assert all(line.startswith(f"GET {weed.endpoint}/") for line in lines), lines
