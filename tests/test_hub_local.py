@@ -234,3 +234,44 @@ def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
         fetch_file(source, file, revision="main", final=hub_env / "out.txt",
                    partial=snap.partial(file), progress=False)
     assert not (hub_env / "out.txt").exists() and not snap.partial(file).exists()
+
+
+@pytest.mark.timeout(120, method="thread")  # a hang here would outlive a signal
+def test_a_range_that_ends_early_without_an_error_fails_the_attempt_and_resumes(
+        hub_env, tmp_path, monkeypatch):
+    """A body that stops short of its range with no error (a server closing cleanly, with no
+    length to check against) fails that attempt instead of leaving the hasher waiting for
+    bytes that never come; the retry resumes the range and the file comes out whole."""
+    import hashlib
+
+    from hubloader.hub.sources.local import LocalSource
+    from hubloader.hub.transfer import fetch_file
+
+    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
+    data = os.urandom(24 << 20)  # three ranges of 8 MiB
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "w.bin").write_bytes(data)
+
+    class EndsEarlyOnce(LocalSource):
+        cut = True
+        starts: list[int] = []
+
+        def iter_bytes(self, file, *, revision, start=0, end=None):
+            EndsEarlyOnce.starts.append(start)
+            sent = 0
+            for chunk in super().iter_bytes(file, revision=revision, start=start, end=end):
+                if EndsEarlyOnce.cut and start == 8 << 20 and sent >= 2 << 20:
+                    EndsEarlyOnce.cut = False
+                    return  # no exception: the body just ends
+                sent += len(chunk)
+                yield chunk
+
+    source = EndsEarlyOnce(tmp_path / "src")
+    file = next(f for f in source.list_files(None).files if f.path == "w.bin")
+    digest = fetch_file(source, file, revision="main", final=tmp_path / "out.bin",
+                        partial=tmp_path / "partial" / "w.incomplete", progress=False)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert not EndsEarlyOnce.cut
+    # the second attempt resumed the cut range from what it had, not from its start
+    assert any((8 << 20) < s < (16 << 20) for s in EndsEarlyOnce.starts), EndsEarlyOnce.starts

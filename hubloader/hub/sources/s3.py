@@ -38,6 +38,12 @@ _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
            "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem"}
 _CHANGED = {"PreconditionFailed", "412"}
+_NEEDS_BOTO3 = "s3:// sources need boto3 (and its botocore): pip install boto3"
+
+
+def _pool_size() -> int:
+    """Connections kept open: one per parallel range of a file, and two more."""
+    return max(10, constants.max_workers() + 2)
 
 
 def _client():
@@ -46,13 +52,13 @@ def _client():
         from botocore import UNSIGNED
         from botocore.config import Config
     except ImportError as err:  # pragma: no cover - boto3 is a dependency
-        raise UnsupportedSourceError("s3:// sources need boto3: pip install boto3") from err
+        raise UnsupportedSourceError(_NEEDS_BOTO3) from err
     session = boto3.session.Session()
     endpoint = constants.s3_endpoint_url()
     timeout = constants.network_timeout()
     options = dict(connect_timeout=timeout, read_timeout=timeout,
                    retries={"max_attempts": 2, "mode": "standard"},
-                   max_pool_connections=max(10, constants.max_workers() + 2))
+                   max_pool_connections=_pool_size())
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
     if session.get_credentials() is None:
@@ -97,11 +103,10 @@ def _transport():
         try:
             import botocore  # noqa: F401
         except ImportError as err:  # pragma: no cover - boto3 (and botocore) is a dependency
-            raise UnsupportedSourceError("s3:// sources need boto3: pip install boto3") from err
+            raise UnsupportedSourceError(_NEEDS_BOTO3) from err
         from .s3_wire import S3Wire
 
-        return S3Wire(endpoint, timeout=constants.network_timeout(),
-                      max_pool=max(10, constants.max_workers() + 2))
+        return S3Wire(endpoint, timeout=constants.network_timeout(), max_pool=_pool_size())
     return _Boto3()
 
 

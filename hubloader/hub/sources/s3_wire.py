@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 from xml.etree import ElementTree
 
 __all__ = ["S3Wire", "S3WireError", "Head"]
@@ -149,7 +149,8 @@ class S3Wire:
             url_encoded = (_text(root, "EncodingType") or "").lower() == "url"
             for item in root.iterfind("{*}Contents"):
                 key = _text(item, "Key") or ""
-                yield (unquote(key) if url_encoded else key, int(_text(item, "Size") or 0),
+                # as botocore decodes it: AWS writes a space as "+" and a "+" as "%2B"
+                yield (unquote_plus(key) if url_encoded else key, int(_text(item, "Size") or 0),
                        (_text(item, "ETag") or "").strip('"') or None)
             if (_text(root, "IsTruncated") or "").lower() != "true":
                 return
