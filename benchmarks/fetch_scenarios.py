@@ -146,7 +146,7 @@ def scenario_s3(args, results, verdicts):
             best_other = min(v for k, v in med.items() if k not in ("hubloader", DURABLE, HUB_DURABLE))
             vs_best = best_other / med["hubloader"]
             vs_durable = med[DURABLE] / med[HUB_DURABLE]
-            verdicts.append(Verdict(f"4. S3 {label}", f"speed vs boto3 default {vs_default:.2f}x "
+            verdicts.append(Verdict(f"4. S3 {label}", f"speed vs boto3 default {vs_default:.3f}x "
                                     f"(target >= 1.5x); vs best other {vs_best:.2f}x (target >= 0.9x); "
                                     f"both until on disk (boto3 default + fsync vs hubloader + flush): {vs_durable:.2f}x",
                                     vs_default >= 1.5 and vs_best >= 0.9))
