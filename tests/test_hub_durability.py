@@ -86,6 +86,32 @@ def test_blob_is_handed_over_then_flushed_and_its_mark_dropped(proxy, model, cap
     assert (cache.blobs_root() / want).stat().st_ino == (path / "model.safetensors").stat().st_ino
 
 
+def test_a_snapshots_blobs_are_flushed_after_its_last_file(proxy, model, caplog):
+    """While the weights are still arriving, config.json (fetched first) is stored but not yet
+    flushed: its mark stays until the snapshot is recorded, so no flush's journal commit
+    holds up the rest of the download. Then both go to disk."""
+    import threading
+    import time
+
+    caplog.set_level(logging.DEBUG, logger="hubloader.hub.durability")
+    config = sha256_of(model / "config.json")
+    weights = sha256_of(model / "model.safetensors")
+    proxy.throttle_bps = 2 << 20  # the 4 MiB of weights take about 2 s
+    done = threading.Thread(target=hubloader.download, args=(URI,))
+    done.start()
+    seen = []
+    while done.is_alive():
+        seen.append(_marks())
+        time.sleep(0.02)
+    done.join()
+    during = [marks for marks in seen if any(m.startswith(config) for m in marks)]
+    assert len(during) > 10, "config.json's mark stayed while the weights arrived"
+    hubloader.hub.flush()
+    assert _marks() == []
+    flushed = " ".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("flushed"))
+    assert config[:12] in flushed and weights[:12] in flushed
+
+
 def test_a_process_that_exits_leaves_no_mark(proxy, model):
     proc = run_py(f"import hubloader; hubloader.download({URI!r})")
     assert proc.returncode == 0, proc.stderr

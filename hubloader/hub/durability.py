@@ -9,7 +9,8 @@ back, under this protocol::
     pending/<sha256>.<boot id>.<pid>    beside blobs/: an empty file, its name the whole record
 
 1. the mark is created before the verified bytes are linked to ``blobs/<sha256>``;
-2. a background thread flushes the blob (``fdatasync``), then removes the mark;
+2. a background thread flushes the blob (``fdatasync``), then removes the mark; while a
+   snapshot is being fetched (:func:`held`) its blobs wait for its last file;
 3. at interpreter exit the process waits for its pending flushes (:func:`flush`).
 
 Journaling filesystems (ext4, xfs) commit metadata in order, so a blob that outlives a power
@@ -30,6 +31,7 @@ they are handed over, as before.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import logging
 import os
@@ -38,11 +40,12 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 from . import cache
 
-__all__ = ["boot_id", "deferred", "mark", "drop_mark", "sync_behind", "flush", "recover",
-           "pending_dir", "fdatasync"]
+__all__ = ["boot_id", "deferred", "mark", "drop_mark", "sync_behind", "held", "flush",
+           "recover", "pending_dir", "fdatasync"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ _recovered: set[str] = set()
 _state_lock = threading.Lock()
 _queue: queue.Queue | None = None
 _owner_pid: int | None = None
+_hold_depth = 0  # open held() blocks in this process
+_held: list[tuple[Path, Path]] = []  # flushes asked for inside them
 
 
 def boot_id() -> str | None:
@@ -132,15 +137,46 @@ def _worker(q: queue.Queue) -> None:
 
 
 def sync_behind(blob: Path, mark_path: Path) -> None:
-    """Flush ``blob`` in the background, then drop ``mark_path``."""
+    """Flush ``blob`` in the background, then drop ``mark_path`` (inside :func:`held`: once
+    the outermost block has ended)."""
     global _queue, _owner_pid
     with _state_lock:
+        if _hold_depth:
+            _held.append((blob, mark_path))
+            return
         if _queue is None or _owner_pid != os.getpid():
             _queue, _owner_pid = queue.Queue(), os.getpid()
             threading.Thread(target=_worker, args=(_queue,), name="hubloader-flush",
                              daemon=True).start()
         q = _queue
     q.put((blob, mark_path))
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold the background flushes asked for inside the block (by any thread) until the
+    outermost one ends, success or not.
+
+    On ext4 (``data=ordered``) a flush's journal commit first writes out the blob's data, and
+    every rename and link meanwhile waits for that commit: the files fetched after a flushed
+    one, their manifest entries and the snapshot's links queue behind the disk. A 4 x 128 MiB
+    download took 1.03 s with its shards flushed as they came and 0.93 s with the flushes
+    held to its end (8 interleaved runs each). The marks are on disk either way, so a crash
+    meanwhile is recovered as before.
+    """
+    global _hold_depth
+    with _state_lock:
+        _hold_depth += 1
+    try:
+        yield
+    finally:
+        with _state_lock:
+            _hold_depth -= 1
+            release = list(_held) if _hold_depth == 0 else []
+            if release:
+                _held.clear()
+        for blob, mark_path in release:
+            sync_behind(blob, mark_path)
 
 
 def flush() -> None:
@@ -162,8 +198,9 @@ def flush() -> None:
 
 
 def _forget_in_child() -> None:
-    global _queue, _owner_pid, _state_lock
+    global _queue, _owner_pid, _state_lock, _hold_depth, _held
     _queue, _owner_pid = None, None
+    _hold_depth, _held = 0, []  # the parent's blocks and blobs: the parent flushes them
     _state_lock = threading.Lock()  # another thread may have held it at the fork
 
 

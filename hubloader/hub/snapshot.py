@@ -419,22 +419,24 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
 
-    if len(todo) > 1:
-        # the next file's transfer starts when this one's last byte has arrived, while this
-        # one's hash catches up and it is verified, stored and recorded
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
-            try:
-                results_or_cancel([pool.submit(fetch, f) for f in todo])
-            except BaseException:  # Ctrl-C, or a file failed: the other stops at its next chunk
-                stop.set()
-                raise
-    else:
-        for file in todo:
-            fetch(file)
-    with file_lock(paths.manifest_lock):
-        cache.update_manifest(paths, uri=source.uri, revision=listing.revision, complete=True)
-    if revision is not None or listing.revision != "main":
-        cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
+    with durability.held():  # the blobs go to disk once the snapshot is recorded
+        if len(todo) > 1:
+            # the next file's transfer starts when this one's last byte has arrived, while
+            # this one's hash catches up and it is verified, stored and recorded
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
+                try:
+                    results_or_cancel([pool.submit(fetch, f) for f in todo])
+                except BaseException:  # Ctrl-C, or a file failed: the other stops at once
+                    stop.set()
+                    raise
+        else:
+            for file in todo:
+                fetch(file)
+        with file_lock(paths.manifest_lock):
+            cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
+                                  complete=True)
+        if revision is not None or listing.revision != "main":
+            cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
     return paths.snapshot_dir
 
 
