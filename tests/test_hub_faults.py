@@ -416,8 +416,11 @@ def test_ctrl_c_stops_a_download_at_once_and_it_resumes(proxy, big_blob, mode, m
     proxy.throttle_bps = 1 << 20  # per connection: the weights would take 4 s or more
     monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1" if mode == "parallel" else "0")
     monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "4")
+    # SIGINT as a terminal sends it: Python turns it into KeyboardInterrupt unless the child
+    # inherited it ignored, as commands started in the background by a script have it
     child = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE],
                              env=_env({"PYTHONPATH": str(WORKTREE)}),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     partial_dir = _snapshot().meta_dir / "partial"
 
