@@ -186,8 +186,8 @@ def _machine() -> str:
 def write_report(results: list[Series], verdicts: list[Verdict], args, elapsed: float) -> None:
     lines = ["# Benchmark results", "",
              f"Written by `python benchmarks/run.py --runs {args.runs}` (scenarios re-run with "
-             "`--only` keep the others' figures from results.json). "
-             f"Medians of {args.runs} interleaved runs (min–max in brackets), each in a fresh "
+             "`--only` keep the others' figures from results.json, and their own number of "
+             "runs: see the last column). Medians of interleaved runs (min–max in brackets), each in a fresh "
              "process; page cache warm; hubloader's bytecode compiled first, as `pip install` "
              "does (the other libraries' is in site-packages). This machine is shared and "
              "noisy: compare within a run.",
