@@ -14,7 +14,8 @@ import pytest
 import servers
 
 __all__ = ["weed", "hub_env", "minilm_dir", "write_card", "sha256_of", "make_tiny_bert",
-           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "hub", "upload_random_model"]
+           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "hub", "upload_random_model",
+           "files_in"]
 
 WORKTREE = Path(__file__).resolve().parents[1]
 MINILM_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -76,6 +77,12 @@ def hub_env(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     (tmp_path / "cards").mkdir()
     return tmp_path
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (a snapshot): ``/``-separated relative path -> bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def write_card(cards_dir: Path, name: str, *, source: str | None = None,

@@ -40,14 +40,13 @@ def odd_bucket(weed):
 def test_keys_needing_escapes_list_and_fetch_alike(proxy, odd_bucket, monkeypatch, client):
     monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
-    got = {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
-    assert got == ODD_KEYS
+    assert files_in(path) == ODD_KEYS
 
 
 def test_listing_follows_continuation_tokens(proxy, odd_bucket, monkeypatch):
     monkeypatch.setattr(s3_wire, "_PAGE", 2)
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
-    assert {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} == set(ODD_KEYS)
+    assert set(files_in(path)) == set(ODD_KEYS)
     listings = [line for line in proxy.get_lines() if "list-type=2" in line]
     assert len(listings) == 3, listings  # 5 keys, 2 per page
     assert sum("continuation-token=" in line for line in listings) == 2
@@ -103,8 +102,7 @@ def test_https_endpoint_trusts_the_ca_bundle_boto3_would(tls, odd_bucket, monkey
     assert isinstance(info.value, ConnectionError) and tls.handshakes_failed >= 1
     monkeypatch.setenv(bundle_var, str(tls.cert))
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
-    got = {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
-    assert got == ODD_KEYS
+    assert files_in(path) == ODD_KEYS
 
 
 @pytest.mark.parametrize("client", ["auto", "boto3"])

@@ -25,7 +25,7 @@ from typing import Iterator
 from ... import constants
 from ...errors import AccessDeniedError, NetworkError, RemoteNotFoundError, UnsupportedSourceError
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
-from .s3_wire import Head
+from .s3_wire import Head, S3WireError, range_header
 
 __all__ = ["S3Source"]
 
@@ -90,8 +90,9 @@ class _Boto3:
     def get(self, bucket: str, key: str, *, start: int = 0, end: int | None = None,
             if_match: str | None = None):
         kwargs = {"Bucket": bucket, "Key": key}
-        if start or end is not None:
-            kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        ranged = range_header(start, end)
+        if ranged:
+            kwargs["Range"] = ranged
         if if_match:
             kwargs["IfMatch"] = if_match
         return self.s3.get_object(**kwargs)["Body"]
@@ -113,8 +114,6 @@ def _transport():
 def _translate(err: Exception, where: str) -> Exception:
     """Map a transport's exception to a hubloader error (returned, for ``raise ... from err``)."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from .s3_wire import S3WireError
 
     code = status = None
     if isinstance(err, ClientError):

@@ -24,7 +24,7 @@ from typing import Iterator
 from urllib.parse import quote, unquote_plus, urlencode
 from xml.etree import ElementTree
 
-__all__ = ["S3Wire", "S3WireError", "Head"]
+__all__ = ["S3Wire", "S3WireError", "Head", "range_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,17 +128,16 @@ class S3Wire:
         server-side error (the caller's retries handle the GETs' bodies)."""
         from botocore.exceptions import BotoCoreError
 
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS - 1):
             try:
                 return self._send(*args, **kwargs)
             except S3WireError as err:
-                if attempt + 1 == _ATTEMPTS or not (err.status >= 500 or err.code in _RETRY_CODES):
+                if not (err.status >= 500 or err.code in _RETRY_CODES):
                     raise
             except BotoCoreError:
-                if attempt + 1 == _ATTEMPTS:
-                    raise
+                pass
             time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        return self._send(*args, **kwargs)
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str | None]]:
         """``(key, size, etag)`` of every object under ``prefix`` (ListObjectsV2, paged)."""
@@ -172,9 +171,9 @@ class S3Wire:
             if_match: str | None = None) -> Body:
         """Stream bytes ``[start, end)`` of an object (``end=None``: to its end)."""
         headers = {}
-        ranged = bool(start) or end is not None
+        ranged = range_header(start, end)
         if ranged:
-            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+            headers["Range"] = ranged
         if if_match:
             headers["If-Match"] = if_match
         response = self._send("GET", bucket, key, headers=headers, stream=True)
@@ -185,6 +184,14 @@ class S3Wire:
                               "the server answered a ranged GET with the whole object")
         length = response.headers.get("Content-Length")
         return Body(raw, int(length) if length and length.isdigit() else None)
+
+
+def range_header(start: int, end: int | None) -> str | None:
+    """The ``Range`` value for bytes ``[start, end)`` (``end=None``: to the end); ``None``
+    for the whole object."""
+    if not start and end is None:
+        return None
+    return f"bytes={start}-" + ("" if end is None else str(end - 1))
 
 
 def _parse(body: bytes) -> ElementTree.Element:
