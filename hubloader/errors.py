@@ -6,6 +6,9 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
+# stdlib-only, so this module stays a leaf
+from model_downstream_interface.model_abc import LayerIndexNotFoundException
+
 __all__ = [
     "HubLoaderError",
     "ModelNotFoundError",
@@ -21,6 +24,7 @@ __all__ = [
     "InputError",
     "GenerationArgumentError",
     "LayerIndexNotFoundError",
+    "FeatureShapeError",
     "FeaturesNotCapturedError",
     "SourceError",
     "UnsupportedSourceError",
@@ -107,8 +111,13 @@ class GenerationArgumentError(InputError, ValueError):
     """A ``generate()`` argument is out of range (``max_new_tokens <= 0``, ``top_p > 1``...)."""
 
 
-class LayerIndexNotFoundError(HubLoaderError, IndexError):
-    """A feature layer index is out of range."""
+class LayerIndexNotFoundError(HubLoaderError, IndexError, LayerIndexNotFoundException):
+    """A feature layer index is out of range (also the downstream-platform interface's
+    ``LayerIndexNotFoundException``)."""
+
+
+class FeatureShapeError(InputError, ValueError):
+    """``get_features_shape`` got a sample shape of the wrong rank, channel count or size."""
 
 
 class FeaturesNotCapturedError(HubLoaderError, RuntimeError):

@@ -1,18 +1,23 @@
-"""The feature-extraction interface, implemented once for every model.
+"""The feature-extraction interface (the downstream platform's ``BigModel4DownstreamInterface``),
+implemented once for every model.
 
 A family declares its feature points with :meth:`FeaturesMixin.feature_entries`: a list of
-:class:`FeatureEntry` (the submodule whose output is captured, and how that output's shape
-follows from the input's shape). Everything else — depth, declared shapes, hooks, the capture
-buffer — is written here, once.
+:class:`FeatureEntry` (the submodule whose output is captured, and how one sample's feature
+shape follows from one input sample's shape). Everything else — depth, declared shapes, hooks,
+the capture buffer — is written here, once.
+
+Shapes are per sample, as the platform defines them: ``input_shape`` is ``(seq_len,)`` for text
+and ``(channels, height, width)`` for images, and the declared shape is exactly the shape of the
+tensor :meth:`~FeaturesMixin.fetch_features` returns, less its batch dimension.
 
 Example:
     >>> model.get_depth()
     12
-    >>> model.get_features_shape((2, 16), 3)            # text: (batch, seq)
-    (2, 16, 768)
+    >>> model.get_features_shape((16,), 3)               # text: (seq_len,)
+    (16, 768)
     >>> model.register_features_buffer_by_layer_indexes([3, -1])
     >>> _ = model(**batch)
-    >>> first, last = model.fetch_features()
+    >>> first, last = model.fetch_features()              # [batch, 16, 768] each
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .errors import FeaturesNotCapturedError, InputError, LayerIndexNotFoundError
+from model_downstream_interface.model_abc import BigModel4DownstreamInterface
+
+from .errors import FeaturesNotCapturedError, FeatureShapeError, LayerIndexNotFoundError
 
 __all__ = ["FeatureEntry", "FeaturesMixin", "token_features", "spatial_features"]
 
@@ -40,8 +47,8 @@ class FeatureEntry:
     Attributes:
         module: dotted path of the submodule whose forward output is captured (the first
             element when the module returns a tuple, e.g. a block returning its KV cache too).
-        shape: ``input_shape -> feature shape`` (the model's input shape: ``(batch, seq)``
-            for text, ``(batch, channels, height, width)`` for images).
+        shape: one input sample's shape (``(seq_len,)`` or ``(channels, height, width)``) ->
+            one sample's feature shape.
         reduction: spatial downsampling of this feature relative to the input (1 for tokens).
     """
 
@@ -51,14 +58,14 @@ class FeatureEntry:
 
 
 def token_features(module: str, width: int, *, extra_tokens: int = 0) -> FeatureEntry:
-    """A ``[batch, seq (+ extra_tokens), width]`` feature of a text model."""
-    return FeatureEntry(module, lambda s: (s[0], s[1] + extra_tokens, width))
+    """A ``[seq (+ extra_tokens), width]`` feature of a text model."""
+    return FeatureEntry(module, lambda s: (s[0] + extra_tokens, width))
 
 
 def spatial_features(module: str, channels: int, reduction: int) -> FeatureEntry:
-    """A ``[batch, channels, H / reduction, W / reduction]`` feature map (ceil division)."""
+    """A ``[channels, H / reduction, W / reduction]`` feature map (ceil division)."""
     def shape(s: Shape) -> Shape:
-        return (s[0], channels, -(-s[2] // reduction), -(-s[3] // reduction))
+        return (channels, -(-s[1] // reduction), -(-s[2] // reduction))
     return FeatureEntry(module, shape, reduction)
 
 
@@ -70,7 +77,7 @@ def _output_tensor(output: Any) -> torch.Tensor:
     return output
 
 
-class FeaturesMixin:
+class FeaturesMixin(BigModel4DownstreamInterface):
     """``get_depth`` / ``get_features_shape`` / hooks, over ``feature_entries()``.
 
     Families override :meth:`feature_entries` and, where the feature maps shrink from entry to
@@ -78,7 +85,7 @@ class FeaturesMixin:
     """
 
     hierarchical_features: bool = False
-    input_rank: int = 2  # 2: (batch, seq); 4: (batch, channels, height, width)
+    input_rank: int = 2  # the forward input's rank: 2 (batch, seq); 4 (batch, channels, H, W)
 
     def feature_entries(self) -> list[FeatureEntry]:
         """The model's feature points, shallow to deep (override in each family)."""
@@ -103,30 +110,50 @@ class FeaturesMixin:
                 f"{depth} feature layers (use 0..{depth - 1}, or -1 for the last)")
         return layer_index % depth
 
+    def _check_layer_index_range(self, layer_index: int | Sequence[int]) -> None:
+        """The platform's range check, raising :class:`LayerIndexNotFoundError` (negative
+        indexes count from the end, as everywhere in hubloader)."""
+        depth = self.get_depth()
+        for i in [layer_index] if isinstance(layer_index, int) else list(layer_index):
+            self._index(i, depth)
+
     def _check_input_shape(self, input_shape: Any) -> Shape:
+        rank = self.input_rank - 1
+        want = "(seq_len,)" if rank == 1 else "(channels, height, width)"
         if not isinstance(input_shape, (tuple, list, torch.Size)):
-            raise InputError(f"input_shape must be a tuple of ints, got {type(input_shape).__name__}")
+            raise FeatureShapeError(f"input_shape must be one sample's shape {want} (no batch "
+                                    f"dimension), got {type(input_shape).__name__}")
         shape = tuple(input_shape)
-        if len(shape) != self.input_rank or not all(
+        if len(shape) != rank or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            want = "(batch, seq)" if self.input_rank == 2 else "(batch, channels, height, width)"
-            raise InputError(f"input_shape must be {want} with positive ints, got {shape!r}")
+            raise FeatureShapeError(f"input_shape must be one sample's shape {want} with positive "
+                                    f"ints and no batch dimension, got {shape!r}")
+        channels = getattr(getattr(self, "config", None), "num_channels", None)
+        if rank == 3 and channels is not None and shape[0] != channels:
+            raise FeatureShapeError(f"input_shape {shape!r} has {shape[0]} channels; "
+                                    f"{type(self).__name__} takes {channels}-channel images")
         return shape
 
     def get_features_shape(self, input_shape: Sequence[int], layer_index: int) -> Shape:
-        """The shape of the feature at ``layer_index`` for an input of ``input_shape``.
+        """One sample's feature shape at ``layer_index`` for one input sample of ``input_shape``.
 
         Args:
-            input_shape: ``(batch, seq)`` for text models, ``(batch, channels, height, width)``
-                for vision models.
+            input_shape: ``(seq_len,)`` for text models, ``(channels, height, width)`` for
+                vision models (one sample, no batch dimension).
             layer_index: ``0 .. get_depth() - 1``; negative counts from the end.
 
         Returns:
-            The feature's shape as a tuple of ints.
+            The shape of the tensor :meth:`fetch_features` returns for that layer, less its
+            batch dimension.
 
         Raises:
             LayerIndexNotFoundError: ``layer_index`` is out of range.
-            InputError: ``input_shape`` has the wrong rank or non-positive sizes.
+            FeatureShapeError: ``input_shape`` has the wrong rank or channel count, or
+                non-positive sizes (an ``InputError`` and a ``ValueError``).
+
+        Example:
+            >>> vit.get_features_shape((3, 224, 224), 0)
+            (197, 768)
         """
         entries = self.feature_entries()
         entry = entries[self._index(layer_index, len(entries))]

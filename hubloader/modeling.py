@@ -250,6 +250,56 @@ class BaseModel(FeaturesMixin, nn.Module):
         model.load_report, model.model_dir = report, model_dir
         return model.eval()
 
+    @classmethod
+    def from_pretrained(cls, load_weights: str | os.PathLike | None = None, *args: Any,
+                        **kwargs: Any) -> "BaseModel":
+        """The downstream-platform constructor: :meth:`from_pretrain` on ``load_weights``.
+
+        Args:
+            load_weights: a model directory, a weight file inside one (its directory is
+                loaded), a card name or a URI.
+            *args, **kwargs: passed to :meth:`from_pretrain`.
+
+        Raises:
+            ConfigError: ``load_weights`` is ``None`` (a hubloader class has no default
+                weights; a package's own subclass may supply them).
+
+        Example:
+            >>> model = ViTModel.from_pretrained("package/weights")
+        """
+        if load_weights is None:
+            raise ConfigError(f"{cls.__name__}.from_pretrained needs load_weights: a model "
+                              "directory, a weight file in one, a card name or a URI")
+        path = Path(load_weights)
+        if path.is_file():
+            path = path.parent
+        return cls.from_pretrain(str(path) if path.exists() else load_weights, *args, **kwargs)
+
+    def get_description(self) -> str:
+        """What this model is: the body of the model card (``README.md``) beside its files,
+        else that README's text, else a summary of its class and config.
+
+        Example:
+            >>> print(model.get_description())
+        """
+        from .cards import load_card
+        from .errors import CardError
+
+        readme = self.model_dir / constants.CARD_NAME if self.model_dir else None
+        if readme is not None and readme.is_file():
+            try:
+                card = load_card(readme)
+                if card.description:
+                    return card.description
+                return f"{card.display_name}: {', '.join(card.tasks)} ({card.license})"
+            except CardError:  # a plain README (e.g. a Hugging Face download) is still prose
+                text = readme.read_text(encoding="utf-8", errors="replace").strip()
+                if text:
+                    return text
+        cfg = json.dumps(self.config.to_dict(), sort_keys=True)
+        return (f"{type(self).__name__} ({self.config.model_type}, {self.task}), "
+                f"{self.num_parameters():,} parameters; config: {cfg}")
+
     # -- saving -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *,
                         max_shard_size: int | str | None = None,

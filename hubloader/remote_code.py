@@ -316,14 +316,15 @@ def _instantiate(cls: type, config: dict[str, Any]):
 
 
 def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
-                      entry_name: str | None = None, device: str = "cpu",
-                      strict: bool = True, **kwargs: Any):
+                      entry_name: str | None = None, entry_args: tuple = (),
+                      device: str = "cpu", strict: bool = True, **kwargs: Any):
     """Build the model a code-carrying package declares.
 
     Args:
         model_dir: the package directory.
         trust_remote_code: see :func:`import_entry`.
         entry_name: for ``hubconf.py``, the callable to use (default ``BIG_PRETRAINED_MODEL``).
+        entry_args: positional arguments for the hubconf entry.
         device: where the model goes.
         strict: for ``entry_*`` packages, require ``param_file`` keys to match exactly.
         **kwargs: passed to the hubconf entry.
@@ -348,9 +349,9 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
             raise PackageError(f"{entry.path} defines no callable {name!r}; set "
                                f"{DEFAULT_HUBCONF_ENTRY} = YourModelClass or name the entry")
         if isinstance(obj, type) and hasattr(obj, "from_pretrained"):
-            model = obj.from_pretrained(**kwargs)
+            model = obj.from_pretrained(*entry_args, **kwargs)
         else:
-            model = obj(**kwargs)
+            model = obj(*entry_args, **kwargs)
     else:
         cls = getattr(module, entry.entry_class, None)
         if not isinstance(cls, type):

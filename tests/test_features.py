@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hubloader.errors import FeaturesNotCapturedError, InputError, LayerIndexNotFoundError
+from hubloader.errors import (ConfigError, FeaturesNotCapturedError, FeatureShapeError, InputError,
+                              LayerIndexNotFoundError)
+from model_downstream_interface import BigModel4DownstreamInterface, LayerIndexNotFoundException
 from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
                               GPT2LMHeadModel, ResNetConfig, ResNetForImageClassification,
                               ResNetModel, T5Config, T5ForConditionalGeneration, ViTConfig,
@@ -65,7 +67,9 @@ def family(request):
 
 
 def test_declared_shapes_equal_captured_shapes(family):
-    model, shape, forward, depth, hier = family
+    """The declared shape of one sample is the fetched feature's shape less the batch."""
+    model, batch_shape, forward, depth, hier = family
+    shape = batch_shape[1:]  # one sample, as the downstream platform passes it
     assert model.get_depth() == depth
     assert model.is_hierarchical_features() is hier
     declared = model.get_features_shapes_all_layers(shape)
@@ -74,12 +78,13 @@ def test_declared_shapes_equal_captured_shapes(family):
     model.register_features_buffer_by_layer_indexes(list(range(depth)))
     with torch.no_grad():
         forward()
-    captured = [tuple(f.shape) for f in model.fetch_features()]
-    assert captured == declared
+    fetched = model.fetch_features()
+    assert all(f.shape[0] == batch_shape[0] for f in fetched)
+    assert [tuple(f.shape[1:]) for f in fetched] == declared
     if hier:  # the resolution shrinks with depth
-        assert declared[-1][2] < declared[0][2]
+        assert declared[-1][1] < declared[0][1]
     else:
-        assert len({s[1:] for s in declared}) == 1
+        assert len(set(declared)) == 1
 
 
 def test_reregistering_replaces_hooks(family):
@@ -91,7 +96,7 @@ def test_reregistering_replaces_hooks(family):
     with torch.no_grad():
         forward()
     (last,) = model.fetch_features()
-    assert tuple(last.shape) == model.get_features_shape(shape, depth - 1)
+    assert tuple(last.shape[1:]) == model.get_features_shape(shape[1:], depth - 1)
     model.clear_features_hooks()
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0
 
@@ -116,10 +121,11 @@ def test_bad_indexes_and_order_of_calls():
         model.fetch_features()
     for bad in (2, -3, 100):
         with pytest.raises(LayerIndexNotFoundError, match="out of range") as info:
-            model.get_features_shape((1, 4), bad)
+            model.get_features_shape((4,), bad)
         assert isinstance(info.value, IndexError)
+        assert isinstance(info.value, LayerIndexNotFoundException)
     with pytest.raises(LayerIndexNotFoundError, match="must be an int"):
-        model.get_features_shape((1, 4), "0")
+        model.get_features_shape((4,), "0")
     model.register_features_buffer_by_layer_indexes([1])
     with pytest.raises(LayerIndexNotFoundError):
         model.register_features_buffer_by_layer_indexes([0, 5])
@@ -127,10 +133,22 @@ def test_bad_indexes_and_order_of_calls():
     assert sum(len(m._forward_hooks) for m in model.modules()) == 1
     with pytest.raises(FeaturesNotCapturedError, match="forward pass"):
         model.fetch_features()
-    with pytest.raises(InputError, match=r"\(batch, seq\)"):
-        model.get_features_shape((1, 3, 8, 8), 0)
+    for bad_shape in ((1, 4), (3, 8, 8), (0,), 4):  # a batch dimension is one too many
+        with pytest.raises(FeatureShapeError, match=r"\(seq_len,\)") as err:
+            model.get_features_shape(bad_shape, 0)
+        assert isinstance(err.value, InputError) and isinstance(err.value, ValueError)
     with pytest.raises(InputError):
-        model.get_features_shapes_all_layers((0, 4))
+        model.get_features_shapes_all_layers((0,))
+
+
+@pytest.mark.parametrize("bad", [(1, 3, 24, 24), (24, 24), (1, 24, 24), (4, 24, 24), (3, 0, 24)])
+def test_image_sample_shape_is_checked(bad):
+    model = ViTModel.from_config(_cfg(ViTConfig, hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=24, image_size=24,
+                                      patch_size=6))
+    assert model.get_features_shape((3, 24, 24), 0) == (17, 16)
+    with pytest.raises(FeatureShapeError, match=r"channels"):
+        model.get_features_shape(bad, 0)
 
 
 def test_save_and_reload_roundtrip(family, tmp_path):
@@ -146,3 +164,37 @@ def test_save_and_reload_roundtrip(family, tmp_path):
     model.load_state_dict(again.state_dict())  # same tensors under the same names
     with torch.no_grad():
         assert torch.equal(forward()["logits"], before)
+
+
+def test_every_family_is_a_downstream_model(family):
+    """Each model is the platform's interface: description, constructor, range check."""
+    model, batch_shape, _, depth, _ = family
+    assert isinstance(model, BigModel4DownstreamInterface)
+    assert model.get_features_shapes_all_layers(batch_shape[1:]) == [
+        model.get_features_shape(batch_shape[1:], i) for i in range(depth)]
+    model._check_layer_index_range(list(range(depth)))
+    with pytest.raises(LayerIndexNotFoundException):
+        model._check_layer_index_range(depth)
+    assert type(model).__name__ in model.get_description()
+    with pytest.raises(ConfigError, match="load_weights"):
+        type(model).from_pretrained()
+
+
+def test_description_and_from_pretrained_from_a_saved_folder(tmp_path):
+    model = BertModel.from_config(_cfg(BertConfig, vocab_size=50, hidden_size=16,
+                                       num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=24))
+    model.save_pretrained(tmp_path, card_body="A tiny BERT for the feature tests.\n")
+    again = BertModel.from_pretrained(str(tmp_path / "model.safetensors"))
+    assert again.get_description() == "A tiny BERT for the feature tests."
+    (tmp_path / "README.md").write_text("Plain prose, no front matter.\n")
+    assert BertModel.from_pretrained(str(tmp_path)).get_description() == \
+        "Plain prose, no front matter."
+
+
+def test_pyramid_layers():
+    from model_downstream_interface.utils import get_pyramid_feature_layer_indexes as pick
+
+    assert pick([(4, 4, 8)] * 2 + [(2, 2, 16)] * 3 + [(1, 1, 32)]) == [1, 4, 5]
+    assert pick([(5, 8)] * 3) == [2]
+    assert pick([]) == []

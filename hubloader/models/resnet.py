@@ -175,7 +175,7 @@ class ResNetPreTrainedModel(BaseModel):
         return out
 
     def feature_entries(self) -> list[FeatureEntry]:
-        """The stem's output, then every stage's: ``[batch, channels, H / r, W / r]``."""
+        """The stem's output, then every stage's: ``[channels, H / r, W / r]`` per sample."""
         p, c = self._module_prefix(), self.config
         strides = self._strides()
         entries = [spatial_features(f"{p}stem", c.embedding_size, strides[0])]

@@ -186,12 +186,12 @@ class ViTPreTrainedModel(BaseModel):
             nn.init.trunc_normal_(module.cls_token, 0.0, std)
 
     def feature_entries(self) -> list[FeatureEntry]:
-        """The output of every block: ``[batch, 1 + patches, hidden_size]``."""
+        """The output of every block: ``[1 + patches, hidden_size]`` per sample."""
         prefix, (ph, pw), width = self._module_prefix(), _pair(self.config.patch_size), \
             self.config.hidden_size
 
         def shape(s: tuple[int, ...]) -> tuple[int, ...]:
-            return (s[0], 1 + (s[2] // ph) * (s[3] // pw), width)
+            return (1 + (s[1] // ph) * (s[2] // pw), width)
 
         return [FeatureEntry(f"{prefix}blocks.{i}", shape)
                 for i in range(self.config.num_hidden_layers)]
