@@ -11,7 +11,8 @@ from hubloader.errors import (ConfigError, FeaturesNotCapturedError, FeatureShap
 from model_downstream_interface import BigModel4DownstreamInterface, LayerIndexNotFoundException
 from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
                               GPT2LMHeadModel, ResNetConfig, ResNetForImageClassification,
-                              ResNetModel, T5Config, T5ForConditionalGeneration, ViTConfig,
+                              ResNetModel, SwinConfig, SwinForImageClassification,
+                              SwinModel, T5Config, T5ForConditionalGeneration, ViTConfig,
                               ViTForImageClassification, ViTModel)
 
 
@@ -54,6 +55,12 @@ FAMILIES = [
     ("resnet-head", lambda: ResNetForImageClassification.from_config(_cfg(ResNetConfig,
         embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
         downsample_in_first_stage=True)), (1, 3, 31, 31), lambda m, x: m(x), 3, True),
+    ("swin", lambda: SwinModel.from_config(_cfg(SwinConfig,
+        image_size=20, patch_size=2, embed_dim=8, depths=[1, 2], num_heads=[2, 2],
+        window_size=3)), (2, 3, 20, 18), lambda m, x: m(x), 3, True),
+    ("swin-head", lambda: SwinForImageClassification.from_config(_cfg(SwinConfig,
+        patch_size=4, embed_dim=8, depths=[2, 1, 1], num_heads=[2, 2, 2], window_size=2,
+        num_labels=3)), (1, 3, 30, 37), lambda m, x: m(x), 4, True),
 ]
 
 

@@ -6,6 +6,7 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
+from .swin import SwinConfig, SwinForImageClassification, SwinModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -16,4 +17,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
-           "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]
+           "ResNetConfig", "ResNetModel", "ResNetForImageClassification",
+           "SwinConfig", "SwinModel", "SwinForImageClassification"]
