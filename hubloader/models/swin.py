@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -269,6 +269,7 @@ _SWIN_RULES: tuple[tuple[str, str], ...] = (
 class SwinPreTrainedModel(BaseModel):
     """Shared declarations of the Swin family."""
 
+    config: SwinConfig
     config_class = SwinConfig
     base_model_prefix = "backbone"
     checkpoint_key_rules = _SWIN_RULES
@@ -343,6 +344,7 @@ class SwinModel(SwinPreTrainedModel):
             raise InputError(f"Swin got unexpected input(s) {sorted(kwargs)}; it takes "
                              "pixel_values")
         check_pixel_values(pixel_values, num_channels=self.config.num_channels)
+        pixel_values = cast(torch.Tensor, pixel_values)
         x = self.embeddings(pixel_values.to(self.embeddings.patch_embed.weight.dtype))
         states = [x.flatten(1, 2)] if output_hidden_states else None
         for stage in self.stages:
@@ -366,7 +368,8 @@ class SwinForImageClassification(SwinPreTrainedModel):
     def __init__(self, config: SwinConfig):
         super().__init__(config)
         self.backbone = SwinModel(config)
-        self.classifier = nn.Linear(config.stage_dim(len(config.depths) - 1), config.num_labels)
+        self.classifier = nn.Linear(config.stage_dim(len(config.depths) - 1),
+                                    cast(int, config.num_labels))
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **kwargs: Any) -> dict[str, Any]:
