@@ -48,8 +48,8 @@ class AutoLoader:
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
-        if card is not None:  # a task the family cannot serve fails before anything is fetched
-            self.task = resolve_task(task_name, card.architecture)
+        if card is not None and card.architecture:  # a task the family cannot serve fails
+            self.task = resolve_task(task_name, card.architecture)  # before anything is fetched
         from .resolve import resolve_model_dir
 
         self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,

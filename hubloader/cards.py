@@ -1,4 +1,4 @@
-"""Model cards: ``README.md`` files with YAML front matter (seed 003), parsed into
+"""Model cards: ``README.md`` files with YAML front matter (AlphaMed's model cards), parsed into
 :class:`ModelCard`, checked against a schema, and looked up by name, case-insensitively.
 
 Built-in cards ship in ``hubloader.model_cards`` (the repository's ``model_cards/``);
@@ -24,9 +24,12 @@ __all__ = ["ModelCard", "CardFile", "parse_card", "load_card", "find_card", "all
 
 logger = logging.getLogger(__name__)
 
-REQUIRED = ("name", "tasks", "license", "author", "architecture")
-KNOWN = set(REQUIRED) | {"display-name", "framework", "source", "revision", "files", "tags",
-                         "datasets", "is-federated", "language", "description"}
+# AlphaMed's required fields; ``architecture`` (the family's model_type) is optional because a
+# package's config.json usually names it, and a code package has none
+REQUIRED = ("name", "tasks", "license", "author")
+KNOWN = set(REQUIRED) | {"architecture", "display-name", "framework", "source", "revision",
+                         "files", "tags", "datasets", "is-federated", "language", "description",
+                         "input-shape"}
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,13 +44,15 @@ class CardFile:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """A parsed model card. ``architecture`` is the ``model_type`` of the family that serves it."""
+    """A parsed model card. ``architecture`` is the ``model_type`` of the family that serves it
+    (``""`` when the card leaves it to config.json); ``is_federated`` is AlphaMed's
+    ``is-federated``; ``input_shape`` is one input sample's shape for ``validate`` to run."""
 
     name: str
     tasks: tuple[str, ...]
     license: str
     author: str
-    architecture: str
+    architecture: str = ""
     display_name: str = ""
     framework: str = "PyTorch"
     source: str | None = None
@@ -56,6 +61,8 @@ class ModelCard:
     tags: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     description: str = ""
+    is_federated: bool = False
+    input_shape: tuple[int, ...] | None = None
     path: Path | None = field(default=None, compare=False)
 
     def file(self, name: str) -> CardFile | None:
@@ -139,8 +146,16 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
     if bad:
         raise CardError(f"{where}: unknown task(s) {bad}; allowed: {', '.join(sorted(valid))}")
     for key in ("name", "license", "author", "architecture"):
-        if not isinstance(meta[key], str):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
             raise CardError(f"{where}: '{key}' must be a string")
+    federated = meta.get("is-federated", False)
+    if not isinstance(federated, bool):
+        raise CardError(f"{where}: 'is-federated' must be true or false, got {federated!r}")
+    shape = meta.get("input-shape")
+    if shape is not None and (not isinstance(shape, list) or not shape or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise CardError(f"{where}: 'input-shape' must be one sample's shape as a list of "
+                        f"positive ints, e.g. [3, 224, 224]; got {shape!r}")
     source = meta.get("source")
     if source is not None and not isinstance(source, str):
         raise CardError(f"{where}: 'source' must be a URI string")
@@ -149,7 +164,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
         tasks=tuple(t.lower() for t in tasks),
         license=meta["license"],
         author=meta["author"],
-        architecture=meta["architecture"].lower(),
+        architecture=(meta.get("architecture") or "").lower(),
         display_name=str(meta.get("display-name") or meta["name"]),
         framework=str(meta.get("framework") or "PyTorch"),
         source=source,
@@ -158,6 +173,8 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
         tags=_str_list(meta, "tags", where),
         datasets=_str_list(meta, "datasets", where),
         description=body.strip(),
+        is_federated=federated,
+        input_shape=tuple(shape) if shape is not None else None,
         path=path,
     )
 

@@ -17,6 +17,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from . import constants
 from .errors import PackageError
@@ -40,14 +41,24 @@ class ZipSummary:
 
 
 def pack(directory: str | os.PathLike, output: str | os.PathLike, *,
-         overwrite: bool = False) -> Path:
+         overwrite: bool = False, trust_remote_code: bool | str = False,
+         entry: str | None = None, card: dict[str, Any] | None = None) -> Path:
     """Zip every file under ``directory`` (paths relative to it; hidden files and
     ``__pycache__`` left out) into ``output``.
+
+    A package without a ``README.md`` (the downstream platform's layout: ``hubconf.py``, the
+    package folder, ``weights/``) gets a card in the zip (the directory is left as it is),
+    written by :func:`hubloader.downstream.package_card` from the model's
+    ``get_description()`` and the files; the model is built for that only when no foreign code
+    would run, or with ``trust_remote_code``.
 
     Args:
         directory: the model package directory.
         output: the ``.zip`` to write.
         overwrite: replace an existing ``output``.
+        trust_remote_code: run a code package's entry to describe it in the card.
+        entry: the ``hubconf.py`` entry (default ``BIG_PRETRAINED_MODEL``).
+        card: card fields for a written card (``license``, ``author``, ``tasks``...).
 
     Returns:
         The zip's path.
@@ -63,21 +74,32 @@ def pack(directory: str | os.PathLike, output: str | os.PathLike, *,
         raise PackageError(f"{src} is not a directory; pack a model package folder")
     if out.exists() and not overwrite:
         raise PackageError(f"{out} exists; remove it or pass overwrite=True (--force)")
+    members: list[tuple[Path, str]] = []
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src).as_posix()
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.split("/")):
+            continue
+        if p.resolve() == out.resolve():
+            continue
+        if p.is_symlink():
+            raise PackageError(f"{p} is a symlink; a package must hold real files "
+                               "(copy the target in)")
+        if p.is_file():
+            members.append((p, rel))
+    card_text = None
+    if not (src / constants.CARD_NAME).is_file():
+        from .downstream import build_package_model, package_card
+
+        model = build_package_model(src, trust_remote_code=trust_remote_code, entry=entry)
+        card_text = package_card(src, model=model, fields=card)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for p in sorted(src.rglob("*")):
-                rel = p.relative_to(src).as_posix()
-                if any(part.startswith(".") or part == "__pycache__" for part in rel.split("/")):
-                    continue
-                if p.resolve() == out.resolve():
-                    continue
-                if p.is_symlink():
-                    raise PackageError(f"{p} is a symlink; a package must hold real files "
-                                       "(copy the target in)")
-                if p.is_file():
-                    zf.write(p, rel)
+            if card_text is not None:
+                zf.writestr(constants.CARD_NAME, card_text)
+            for p, rel in members:
+                zf.write(p, rel)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

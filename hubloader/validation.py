@@ -5,7 +5,9 @@ Checks, in order (the first failure raises): the zip's members (via
 :mod:`hubloader.packaging`), required files, the card's schema, the card's ``files`` list
 against the files (size and sha256), the config's schema, the code's dependencies
 (``hubconf.py`` / ``entry_*``; read, never run), and that the weights load strictly into the
-declared class. Custom code is only run with ``trust_remote_code``.
+declared class, and that the model keeps the downstream platform's interface contract (one
+random input; every declared feature shape against the fetched feature; a per-layer table).
+Custom code is only run with ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from . import constants
 from .errors import IntegrityError, ModelNotFoundError, PackageError
@@ -37,7 +40,8 @@ class ValidationReport:
 
 
 def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
-             require_card: bool | None = None) -> ValidationReport:
+             require_card: bool | None = None, entry: str | None = None,
+             input_shape: Sequence[int] | None = None) -> ValidationReport:
     """Validate a model directory, a ``.zip`` package or a card (``.md``) file.
 
     Args:
@@ -45,7 +49,11 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
         trust_remote_code: load a code-carrying package's model (runs its code); without it
             the code's dependencies and ``param_file`` are checked but nothing runs.
         require_card: a missing ``README.md`` card is an error (default: for zips; a plain
-            directory, e.g. a Hugging Face download, only gets a warning).
+            directory, e.g. a Hugging Face download, only gets a warning). A ``hubconf.py``
+            package needs none: the downstream platform's layout has no README.
+        entry: the ``hubconf.py`` entry to build (default ``BIG_PRETRAINED_MODEL``).
+        input_shape: one input sample's shape for the interface run (default: the card's
+            ``input-shape``, else what the model's config implies, else ``(3, 224, 224)``).
 
     Returns:
         A :class:`ValidationReport`.
@@ -71,7 +79,8 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
                 f"zip ok: {s.members} files, {s.total_size:,} bytes inflated, worst ratio "
                 f"{s.max_ratio:.1f}x (no absolute or '..' paths, links, duplicates)")
             _validate_dir(package_root(tmp), report, trust_remote_code=trust_remote_code,
-                          require_card=True if require_card is None else require_card)
+                          require_card=True if require_card is None else require_card,
+                          entry=entry, input_shape=input_shape)
         return report
     if p.is_file():
         card = load_card(p)
@@ -82,21 +91,21 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
         raise ModelNotFoundError(f"{p} is neither a model directory nor a card file "
                                  "(nor a .zip package)")
     _validate_dir(p, report, trust_remote_code=trust_remote_code,
-                  require_card=bool(require_card))
+                  require_card=bool(require_card), entry=entry, input_shape=input_shape)
     return report
 
 
 def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
-                  require_card: bool) -> None:
+                  require_card: bool, entry: str | None, input_shape) -> None:
     from .cards import load_card
     from .remote_code import find_code_entry
 
     has_card = (d / constants.CARD_NAME).is_file()
-    if not has_card and require_card:
+    code = find_code_entry(d)  # parses config.json / hubconf.py without running anything
+    if not has_card and require_card and (code is None or code.kind != "hubconf"):
         raise PackageError(f"{d} has no {constants.CARD_NAME}: a package needs a model card "
-                           "(save_pretrained writes one)")
-    entry = find_code_entry(d)  # parses config.json / hubconf.py without running anything
-    if entry is None and not (d / constants.CONFIG_NAME).is_file():
+                           "(save_pretrained writes one; 'hubloader pack' adds one)")
+    if code is None and not (d / constants.CONFIG_NAME).is_file():
         raise PackageError(f"{d} has neither {constants.CONFIG_NAME} nor hubconf.py: nothing "
                            "says how to build the model")
     report.checks.append("required files ok: " + ", ".join(
@@ -104,16 +113,29 @@ def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
     card = None
     if has_card:
         card = load_card(d)
-        report.checks.append(f"card ok: {card.name} ({card.architecture}; tasks "
-                             f"{', '.join(card.tasks)}; license {card.license})")
+        arch = card.architecture or "architecture from the config"
+        report.checks.append(f"card ok: {card.name} ({arch}; tasks {', '.join(card.tasks)}; "
+                             f"license {card.license})")
         _check_card_files(d, card, report)
     else:
-        report.warnings.append(f"no {constants.CARD_NAME} model card: fine to load, but not a "
-                               "publishable package (save_pretrained writes one)")
-    if entry is None:
-        _check_native(d, card, report)
+        report.warnings.append(f"no {constants.CARD_NAME} model card: fine to load; "
+                               "'hubloader pack' writes one into the zip")
+    shape = input_shape if input_shape is not None else (card.input_shape if card else None)
+    if code is None:
+        _check_native(d, card, report, input_shape=shape)
     else:
-        _check_code_package(d, entry, report, trust_remote_code=trust_remote_code)
+        _check_code_package(d, code, report, trust_remote_code=trust_remote_code,
+                            entry=entry, input_shape=shape)
+
+
+def _check_interface(model, report: ValidationReport, input_shape) -> None:
+    from .downstream import check_interface
+
+    r = check_interface(model, input_shape)
+    report.checks.append(
+        f"interface ok: {r.model_class}, depth {r.depth}, hierarchical {r.hierarchical}, one "
+        f"random input of shape {r.input_shape}; declared feature shapes equal the fetched ones")
+    report.checks.extend(f"  {line}" for line in r.table())
 
 
 def _check_card_files(d: Path, card, report: ValidationReport) -> None:
@@ -144,7 +166,7 @@ def _check_card_files(d: Path, card, report: ValidationReport) -> None:
     report.checks.append(f"files ok: {len(card.files)} listed, sizes and sha256 match")
 
 
-def _check_native(d: Path, card, report: ValidationReport) -> None:
+def _check_native(d: Path, card, report: ValidationReport, *, input_shape) -> None:
     from .config import read_config_file
     from .errors import ConfigError
     from .modeling import BaseModel
@@ -152,7 +174,7 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
     data = read_config_file(d / constants.CONFIG_NAME)
     target = BaseModel._concrete(data.get("model_type"), data.get("architectures"))
     config = target.config_class.from_dict(data, where=str(d / constants.CONFIG_NAME))
-    if card is not None and card.architecture != config.model_type:
+    if card is not None and card.architecture and card.architecture != config.model_type:
         raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
                           f"config.json's model_type {config.model_type!r}; make them agree")
     report.checks.append(f"config ok: {type(config).__name__} (model_type {config.model_type})")
@@ -160,31 +182,43 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
     r = model.load_report
     report.checks.append(f"weights ok: {r.num_tensors} tensors, {r.num_bytes:,} bytes from "
                          f"{', '.join(r.files)} into {type(model).__name__} (strict)")
+    _check_interface(model, report, input_shape)
 
 
-def _check_code_package(d: Path, entry, report: ValidationReport, *, trust_remote_code) -> None:
+def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote_code,
+                        entry: str | None, input_shape) -> None:
+    from model_downstream_interface import BigModel4DownstreamInterface
+
+
     from .remote_code import check_dependencies, load_custom_model
     from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
-    rel = entry.path.relative_to(d).as_posix()
-    report.checks.append(f"config ok: code package ({entry.kind}: {rel}"
-                         + (f", class {entry.entry_class}" if entry.entry_class else "") + ")")
-    check_dependencies(entry)
-    report.checks.append("dependencies ok: " + (", ".join(entry.dependencies) or "none declared")
+    rel = code.path.relative_to(d).as_posix()
+    report.checks.append(f"config ok: code package ({code.kind}: {rel}"
+                         + (f", class {code.entry_class}" if code.entry_class else "")
+                         + (f", entry {entry}" if entry else "") + ")")
+    check_dependencies(code)
+    report.checks.append("dependencies ok: " + (", ".join(code.dependencies) or "none declared")
                          + " importable (checked with find_spec; nothing imported)")
-    if entry.param_file:
-        path = safe_join(d, entry.param_file)
+    if code.param_file:
+        path = safe_join(d, code.param_file)
         if not path.is_file():
-            raise PackageError(f"param_file {entry.param_file!r} is missing from {d}")
+            raise PackageError(f"param_file {code.param_file!r} is missing from {d}")
         state = read_safetensors(path) if path.suffix == ".safetensors" else read_torch_bin(path)
-        report.checks.append(f"param file ok: {entry.param_file}, {len(state)} tensors "
+        report.checks.append(f"param file ok: {code.param_file}, {len(state)} tensors "
                              "(read safely)")
     if trust_remote_code:
-        model = load_custom_model(d, trust_remote_code=trust_remote_code)
+        model = load_custom_model(d, trust_remote_code=trust_remote_code, entry_name=entry)
         n = sum(p.numel() for p in model.parameters())
         report.checks.append(f"weights ok: {type(model).__name__} built by the package's code, "
                              f"{n:,} parameters")
+        if isinstance(model, BigModel4DownstreamInterface):
+            _check_interface(model, report, input_shape)
+        else:
+            report.warnings.append(f"{type(model).__name__} does not implement "
+                                   "BigModel4DownstreamInterface: the downstream platform "
+                                   "cannot take its features")
     else:
         report.warnings.append(f"the package's code ({rel}) was not run; pass "
                                "--trust-remote-code to build the model and load its weights")

@@ -205,3 +205,14 @@ def test_pyramid_layers():
     assert pick([(4, 4, 8)] * 2 + [(2, 2, 16)] * 3 + [(1, 1, 32)]) == [1, 4, 5]
     assert pick([(5, 8)] * 3) == [2]
     assert pick([]) == []
+
+
+def test_validate_interface_run_on_every_family(family):
+    """validate's interface run (one random input, declared vs fetched) passes every family."""
+    from hubloader.downstream import check_interface
+
+    model, batch_shape, _, depth, hier = family
+    report = check_interface(model, batch_shape[1:])
+    assert (report.depth, report.hierarchical) == (depth, hier)
+    assert len(report.table()) == depth + 1 and all(c.ok for c in report.layers)
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 0  # hooks removed after

@@ -113,10 +113,24 @@ def test_card_required_for_packages_not_plain_dirs(tmp_path, monkeypatch, capsys
     lines = validate_path(d)  # e.g. a Hugging Face download: loadable, with a warning
     assert any(line.startswith("weights ok") for line in lines)
     assert any(line.startswith("warning: no README.md") for line in lines)
+    bare = tmp_path / "bare.zip"  # zipped by another tool: no card
+    with zipfile.ZipFile(bare, "w") as zf:
+        for p in d.iterdir():
+            zf.write(p, p.name)
     with pytest.raises(PackageError, match="no README.md"):
-        validate_path(pack(d, tmp_path / "nocard.zip"))
-    rc, out, err = run_cli(["pack", d, "-o", tmp_path / "refused.zip"], monkeypatch, capsys)
-    assert rc == 1 and "no README.md" in err and not (tmp_path / "refused.zip").exists()
+        validate_path(bare)
+    # pack writes a card into the zip from the model's description and the files
+    rc, out, err = run_cli(["pack", d, "-o", tmp_path / "carded.zip"], monkeypatch, capsys)
+    assert rc == 0, err
+    assert not (d / "README.md").exists()
+    from hubloader.cards import parse_card
+
+    card = parse_card(zipfile.ZipFile(tmp_path / "carded.zip").read("README.md").decode())
+    assert card.architecture == "bert" and card.tasks == ("base",)
+    assert "BertModel" in card.description
+    assert {f.path for f in card.files} == {p.name for p in d.iterdir()}
+    assert any(line.startswith("interface ok: BertModel") for line in
+               validate_path(tmp_path / "carded.zip"))
     (d / "config.json").unlink()
     with pytest.raises(PackageError, match="neither config.json nor hubconf.py"):
         validate_path(d)

@@ -19,8 +19,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a model directory, a .zip package or a card file")
     p.add_argument("path")
     p.add_argument("--trust-remote-code", action="store_true",
-                   help="also run a package's own code to build the model and load its weights")
+                   help="also run a package's own code to build the model, load its weights and "
+                        "check its downstream interface on one random input")
+    add_entry_arguments(p)
     p.set_defaults(func=_validate)
+
+
+def add_entry_arguments(p: argparse.ArgumentParser) -> None:
+    """``--entry`` and ``--input-shape``, shared by ``validate`` and ``pack``."""
+    p.add_argument("--entry", help="the hubconf.py entry to build (default BIG_PRETRAINED_MODEL)")
+    p.add_argument("--input-shape", type=_shape,
+                   help="one input sample's shape for the interface check, e.g. 3,224,224 or 16")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write e.g. 3,224,224")
+    return dims
 
 
 def _ls(args) -> int:
@@ -56,7 +75,9 @@ def _info(args) -> int:
     return 0
 
 
-def validate_path(path: str | Path, *, trust_remote_code: bool | str = False) -> list[str]:
+def validate_path(path: str | Path, *, trust_remote_code: bool | str = False,
+                  entry: str | None = None,
+                  input_shape: tuple[int, ...] | None = None) -> list[str]:
     """Check a card file, a model directory or a ``.zip`` package; return the report's lines
     (see :func:`hubloader.validation.validate`).
 
@@ -65,11 +86,13 @@ def validate_path(path: str | Path, *, trust_remote_code: bool | str = False) ->
     """
     from ..validation import validate
 
-    return validate(path, trust_remote_code=trust_remote_code).lines()
+    return validate(path, trust_remote_code=trust_remote_code, entry=entry,
+                    input_shape=input_shape).lines()
 
 
 def _validate(args) -> int:
-    for line in validate_path(args.path, trust_remote_code=args.trust_remote_code):
+    for line in validate_path(args.path, trust_remote_code=args.trust_remote_code,
+                              entry=args.entry, input_shape=args.input_shape):
         print(line)
     print("valid")
     return 0

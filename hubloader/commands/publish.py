@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .models import add_entry_arguments
+
 __all__ = ["register"]
 
 
@@ -19,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory")
     p.add_argument("-o", "--output", required=True, help="the .zip to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing zip")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run a package's own code: to check it, and to describe it in the card "
+                        "written for a package without README.md")
+    add_entry_arguments(p)
     p.set_defaults(func=_pack)
     p = sub.add_parser("convert", help="convert a checkpoint (.bin) to safetensors, renaming "
                                        "keys through the model class and sharding")
@@ -46,8 +52,14 @@ def _pack(args) -> int:
     from ..packaging import pack
     from ..validation import validate
 
-    report = validate(args.directory, require_card=True)
-    out = pack(args.directory, args.output, overwrite=args.force)
+    out = pack(args.directory, args.output, overwrite=args.force,
+               trust_remote_code=args.trust_remote_code, entry=args.entry)
+    try:  # the zip as the platform receives it: with the card pack wrote
+        report = validate(out, trust_remote_code=args.trust_remote_code, entry=args.entry,
+                          input_shape=args.input_shape)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     for line in report.lines():
         print(line)
     print(f"packed {out}")
