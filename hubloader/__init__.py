@@ -38,6 +38,7 @@ _LAZY = {
     "LoadReport": ".weights",
     "push": ".publish",
     "PushResult": ".publish",
+    "Trainer": ".trainer",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
     from .tokenization import Tokenizer
+    from .trainer import Trainer
     from .weights import LoadReport
 
 

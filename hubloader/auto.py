@@ -106,6 +106,25 @@ class AutoLoader:
             self._tokenizer = load_tokenizer(self.model_dir)
         return self._tokenizer
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write the model (``BaseModel.save_pretrained``, ``**kwargs`` passed on) and, for a
+        text model, its tokenizer, so that ``AutoLoader(task, save_directory)`` reloads both.
+
+        Raises:
+            TokenizerError: a text model whose tokenizer files are missing or corrupt.
+        """
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        # the tokenizer first: the model's card, written last, then lists its files too
+        if not self.is_vision:
+            self.get_tokenizer().save_pretrained(out)
+        elif (self.model_dir / "preprocessor_config.json").is_file():
+            import shutil
+
+            shutil.copyfile(self.model_dir / "preprocessor_config.json",
+                            out / "preprocessor_config.json")
+        return Path(self._model.save_pretrained(out, **kwargs))
+
     def get_processor(self):
         """What turns raw input into model input: the image processor (from
         ``preprocessor_config.json``) for vision models, else the tokenizer.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -273,6 +274,31 @@ class Tokenizer:
         self.model_max_length = model_max_length
         self.pad_token = pad_token or self._first_present(("[PAD]", "<pad>", "<|endoftext|>"))
         self.pad_token_id = self.backend.token_to_id(self.pad_token) if self.pad_token else None
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``tokenizer.json`` (the whole backend) and ``tokenizer_config.json``
+        (``model_max_length``, ``pad_token``, ``model_input_names``), each atomically, so that
+        :func:`load_tokenizer` on the directory gives back the same tokenizer.
+
+        Returns:
+            The directory.
+
+        Example:
+            >>> tok.save_pretrained("out/my-model")
+        """
+        from .saving import atomic_write_text
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "tokenizer.json", self.backend.to_str())
+        cfg = _read_json(out / "tokenizer_config.json")  # keep fields written by others
+        cfg.update({"model_max_length": self.model_max_length,
+                    "model_input_names": list(self.model_input_names)})
+        if self.pad_token:
+            cfg["pad_token"] = self.pad_token
+        atomic_write_text(out / "tokenizer_config.json",
+                          json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        return out
 
     def _first_present(self, tokens: Sequence[str]) -> str | None:
         return next((t for t in tokens if self.backend.token_to_id(t) is not None), None)
