@@ -1,4 +1,4 @@
-"""Model packages that carry their own code (seeds 000 and 003), run only when trusted.
+"""Model packages that carry their own code (the downstream platform's hubconf.py, AlphaMed's entry_file), run only when trusted.
 
 Two shapes are recognised:
 
