@@ -1,4 +1,5 @@
-"""Model packages that carry their own code (the downstream platform's hubconf.py, AlphaMed's entry_file), run only when trusted.
+"""Model packages that carry their own code (the downstream platform's ``hubconf.py``,
+AlphaMed's ``entry_file``/``entry_module``), run only when trusted.
 
 Two shapes are recognised:
 
