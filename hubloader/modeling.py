@@ -93,6 +93,7 @@ class BaseModel(FeaturesMixin, nn.Module):
         self.config = config
         self.load_report: LoadReport | None = None
         self.model_dir: Path | None = None
+        self.card_name: str | None = None  # the card it was loaded by, if any
 
     # -- hooks families may override ------------------------------------------------------
     @classmethod
@@ -229,6 +230,11 @@ class BaseModel(FeaturesMixin, nn.Module):
             else:
                 model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
                                            strict=strict, overrides=config_overrides)
+        if isinstance(model, BaseModel) and isinstance(model_name, str):
+            from .cards import find_card
+
+            card = find_card(model_name) if "://" not in model_name else None
+            model.card_name = card.name if card is not None else None
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
@@ -276,15 +282,19 @@ class BaseModel(FeaturesMixin, nn.Module):
         return cls.from_pretrain(str(path) if path.exists() else load_weights, *args, **kwargs)
 
     def get_description(self) -> str:
-        """What this model is: the body of the model card (``README.md``) beside its files,
-        else that README's text, else a summary of its class and config.
+        """What this model is: the body of the card it was loaded by, else of the model card
+        (``README.md``) beside its files, else that README's text, else a summary of its class
+        and config.
 
         Example:
             >>> print(model.get_description())
         """
-        from .cards import load_card
+        from .cards import find_card, load_card
         from .errors import CardError
 
+        card = find_card(self.card_name) if self.card_name else None
+        if card is not None and card.description:
+            return card.description
         readme = self.model_dir / constants.CARD_NAME if self.model_dir else None
         if readme is not None and readme.is_file():
             try:

@@ -368,9 +368,7 @@ class Trainer:
         from .hub.progress import NullBar
 
         if not (self.progress and self.is_main) or constants.progress_disabled():
-            bar: Any = NullBar()
-            bar.set_postfix = lambda **kw: None
-            return bar
+            return NullBar()
         import sys
 
         from tqdm.auto import tqdm

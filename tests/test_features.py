@@ -216,3 +216,21 @@ def test_validate_interface_run_on_every_family(family):
     assert (report.depth, report.hierarchical) == (depth, hier)
     assert len(report.table()) == depth + 1 and all(c.ok for c in report.layers)
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0  # hooks removed after
+
+
+def test_description_from_the_card_a_model_was_loaded_by(tmp_path, monkeypatch):
+    """A model fetched by card name describes itself with its card, not its cache folder."""
+    src = tmp_path / "src"
+    BertModel.from_config(_cfg(BertConfig, vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=24)).save_pretrained(src)
+    (src / "README.md").unlink()
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "described.md").write_text(
+        "---\nname: Described-Bert\ntasks: [feature-extraction]\nlicense: mit\nauthor: me\n"
+        f"architecture: bert\nsource: {src.as_uri()}\n---\n\nTrained on nothing at all.\n")
+    monkeypatch.setenv("HUBLOADER_CARDS_PATH", str(cards))
+    monkeypatch.setenv("HUBLOADER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HUBLOADER_DISABLE_PROGRESS_BARS", "1")
+    model = BertModel.from_pretrain("described-bert")
+    assert model.model_dir != src and model.get_description() == "Trained on nothing at all."

@@ -16,6 +16,9 @@ class NullBar:
     def update(self, n: int = 1) -> None:  # noqa: D401 - tqdm's signature
         pass
 
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
