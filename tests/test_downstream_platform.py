@@ -183,3 +183,29 @@ def test_interface_mismatch_is_reported(tmp_path):
     """))
     with pytest.raises(PackageError, match=r"MISMATCH"):
         validate(pkg, trust_remote_code=True)
+
+
+def test_untrusted_pack_runs_nothing_and_the_card_shape_is_used(tmp_path):
+    import sys
+
+    from hubloader.validation import validate
+
+    pkg = _write_package(tmp_path / "src" / "vit-untrusted", folder="vit_untrusted_t16",
+                         base="ViTModel", hf_model=transformers.ViTModel(transformers.ViTConfig(
+                             hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=24, image_size=64, patch_size=32),
+                             add_pooling_layer=False),
+                         description="never read")
+    z = pack(pkg, tmp_path / "u.zip")
+    assert not any("vit_untrusted_t16" in name for name in sys.modules)  # nothing imported
+    card = parse_card(zipfile.ZipFile(z).read("README.md").decode())
+    assert "never read" not in card.description and card.tasks == ("base",)
+    report = validate(z)  # a hubconf package needs no card of its own; its code did not run
+    assert any("was not run" in w for w in report.warnings)
+    # the card's input-shape is the shape validate's interface run feeds the model
+    z2 = pack(pkg, tmp_path / "s.zip", trust_remote_code=True, card={"input-shape": [3, 96, 96]})
+    assert parse_card(zipfile.ZipFile(z2).read("README.md").decode()).input_shape == (3, 96, 96)
+    with pytest.raises(PackageError, match="96"):
+        validate(z2, trust_remote_code=True)
+    assert any(line.startswith("interface ok") for line in
+               validate(z2, trust_remote_code=True, input_shape=(3, 64, 64)).lines())
