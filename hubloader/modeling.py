@@ -187,7 +187,7 @@ class BaseModel(FeaturesMixin, nn.Module):
                       download_path: str | os.PathLike | None = None, revision: str | None = None,
                       offline: bool | None = None, device: str | torch.device = "cpu",
                       torch_dtype: str | torch.dtype | None = None, strict: bool = True,
-                      trust_remote_code: bool | str = False,
+                      trust_remote_code: bool | str = False, entry: str | None = None,
                       **config_overrides: Any) -> "BaseModel":
         """Load a pretrained model by card name, local directory or URI.
 
@@ -204,6 +204,7 @@ class BaseModel(FeaturesMixin, nn.Module):
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.remote_code`.
+            entry: the ``hubconf.py`` entry point to build (default ``BIG_PRETRAINED_MODEL``).
             **config_overrides: config fields to change (validated).
 
         Returns:
@@ -226,7 +227,7 @@ class BaseModel(FeaturesMixin, nn.Module):
         with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
             if find_code_entry(model_dir) is not None:
                 model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
-                                          device=device, strict=strict)
+                                          entry_name=entry, device=device, strict=strict)
             else:
                 model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
                                            strict=strict, overrides=config_overrides)

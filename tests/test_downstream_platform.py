@@ -153,6 +153,10 @@ def test_entry_by_name_and_bad_entries(tmp_path, monkeypatch, capsys):
     pkg = _vit(tmp_path / "src")
     model = model_downstream_interface.load_model(str(pkg), "classifier_free")
     assert type(model).__name__ == "ExportedModel" and model.get_depth() == 6
+    from hubloader import BaseModel
+
+    again = BaseModel.from_pretrain(str(pkg), trust_remote_code=True, entry="classifier_free")
+    assert type(again).__name__ == "ExportedModel"
     rc, out, err = run_cli(["validate", pkg, "--trust-remote-code", "--entry",
                             "classifier_free", "--input-shape", "3,224,224"], monkeypatch, capsys)
     assert rc == 0 and "entry classifier_free" in out and "interface ok" in out, err

@@ -62,7 +62,7 @@ def _info(args) -> int:
     card = model_info(args.name)
     print(f"name:         {card.name}")
     print(f"display-name: {card.display_name}")
-    print(f"architecture: {card.architecture}")
+    print(f"architecture: {card.architecture or '- (config.json model_type)'}")
     print(f"tasks:        {', '.join(card.tasks)}")
     print(f"license:      {card.license}")
     print(f"author:       {card.author}")
@@ -72,6 +72,8 @@ def _info(args) -> int:
         print(f"file:         {f.path}  {size}  {f.sha256 or 'sha256 ?'}")
     if card.tags:
         print(f"tags:         {', '.join(card.tags)}")
+    if card.is_federated:
+        print("is-federated: true")
     return 0
 
 
