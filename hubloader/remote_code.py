@@ -318,7 +318,7 @@ def _instantiate(cls: type, config: dict[str, Any]):
 
 def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
                       entry_name: str | None = None, entry_args: tuple = (),
-                      device: str = "cpu", strict: bool = True, **kwargs: Any):
+                      device: Any = "cpu", strict: bool = True, **kwargs: Any):
     """Build the model a code-carrying package declares.
 
     Args:

@@ -23,20 +23,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import random
-import shutil
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
+from .checkpoints import TrainerState, load_checkpoint, save_checkpoint
 from .errors import ConfigError, InputError
 
 __all__ = ["Trainer", "TrainerState", "accuracy_metric"]
@@ -44,13 +41,7 @@ __all__ = ["Trainer", "TrainerState", "accuracy_metric"]
 logger = logging.getLogger(__name__)
 
 ENV_TYPES = ("pytorch", "pytorchDDP")
-STATE_JSON = "trainer_state.json"
-STATE_PT = "trainer_state.pt"
 _DROPPED_KEYS = ("uid", "meta", "mode")  # bookkeeping fields FlagAI's collators add
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
-                    "sentence_bert_config.json", "preprocessor_config.json")
-
 Metric = Callable[..., float]
 
 
@@ -59,29 +50,6 @@ def accuracy_metric(predictions: torch.Tensor, labels: torch.Tensor, meta: Any =
     if predictions.shape != labels.shape:
         predictions = predictions.argmax(dim=-1)
     return float((predictions == labels).float().mean().item()) if labels.numel() else 0.0
-
-
-@dataclass
-class TrainerState:
-    """Where training stands; written as ``trainer_state.json`` with every checkpoint.
-
-    Attributes:
-        epoch: the epoch in progress (0-based); ``epochs`` once training ended.
-        batches_in_epoch: micro-batches of ``epoch`` already trained (a resume skips them).
-        global_step: optimizer steps taken.
-        best_score: the best validation score so far (loss: lower; a metric: higher).
-        best_metric: what ``best_score`` measures (``"loss"`` or the first metric's name).
-        best_step: the ``global_step`` of ``best/``.
-        history: one entry per evaluation (step, epoch, loss and metrics).
-    """
-
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    global_step: int = 0
-    best_score: float | None = None
-    best_metric: str = "loss"
-    best_step: int | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
@@ -261,12 +229,13 @@ class Trainer:
     def train(self, model: nn.Module, train_dataset: Any = None, valid_dataset: Any = None, *,
               collate_fn: Callable | None = None, optimizer: torch.optim.Optimizer | None = None,
               lr_scheduler: Any = None, metric_methods: Sequence[Sequence[Any]] = (),
-              tokenizer: Any = None) -> TrainerState:
+              tokenizer: Any = None, find_unused_parameters: bool = False) -> TrainerState:
         """Train ``model`` and keep ``save_dir/last/`` and ``save_dir/best/``.
 
         Args:
             model: a hubloader model (any ``nn.Module`` whose forward returns ``loss``).
-            train_dataset: a ``Dataset`` (or a ready ``DataLoader``).
+            train_dataset: a ``Dataset``, or a ready ``DataLoader`` used as given (under
+                DDP it needs its own ``DistributedSampler``).
             valid_dataset: the same, for evaluation (optional).
             collate_fn: samples → the batch dict given to ``model(**batch)``.
             optimizer: default AdamW with ``lr`` and ``weight_decay``.
@@ -276,6 +245,8 @@ class Trainer:
                 first one chooses ``best/`` (higher is better), else the validation loss.
             tokenizer: saved with every checkpoint (default: the tokenizer files beside the
                 model's own, ``model.model_dir``).
+            find_unused_parameters: DDP's, for models whose forward leaves some parameters
+                out of the loss.
 
         Returns:
             The final :class:`TrainerState` (also ``self.state``).
@@ -297,7 +268,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             net = DistributedDataParallel(
-                model, device_ids=[self.local_rank] if device.type == "cuda" else None)
+                model, device_ids=[self.local_rank] if device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
         per_epoch = math.ceil(len(train_loader) / self.gradient_accumulation_steps)
         optimizer = optimizer or self._optimizer(model)
         lr_scheduler = lr_scheduler or self._scheduler(optimizer, max(1, per_epoch * self.epochs))
@@ -426,82 +398,19 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _save(self, which: str, model: nn.Module, optimizer, lr_scheduler, scaler,
-              tok_source: Any) -> None:
+              tokenizer: Any) -> None:
         if self.save_dir is None:
             return
         if self.is_main:
-            final = self.save_dir / which
-            tmp = self.save_dir / f".{which}.{os.getpid()}.tmp"
-            old = self.save_dir / f".{which}.old"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            try:
-                self._write_checkpoint(tmp, model, optimizer, lr_scheduler, scaler, tok_source)
-                # swap whole folders: a crash leaves either the old or the new one complete
-                shutil.rmtree(old, ignore_errors=True)
-                if final.exists():
-                    os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            logger.info("saved %s (step %d)", final, self.state.global_step)
+            settings = {k: v for k, v in vars(self).items() if k != "state"}
+            save_checkpoint(self.save_dir / which, model=model, optimizer=optimizer,
+                            lr_scheduler=lr_scheduler, scaler=scaler, state=self.state,
+                            tokenizer=tokenizer, settings=settings)
         self._barrier()
 
-    def _write_checkpoint(self, out: Path, model: nn.Module, optimizer, lr_scheduler, scaler,
-                          tok_source: Any) -> None:
-        from .saving import atomic_write_text, write_safetensors
-
-        # tokenizer first: the model's card, written last, lists every file
-        if hasattr(tok_source, "save_pretrained"):
-            tok_source.save_pretrained(out)
-        elif tok_source is not None and Path(tok_source).is_dir():
-            for name in _TOKENIZER_FILES:
-                if (Path(tok_source) / name).is_file():
-                    shutil.copyfile(Path(tok_source) / name, out / name)
-        torch.save({"optimizer": optimizer.state_dict(),
-                    "lr_scheduler": lr_scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state()}, out / STATE_PT)
-        atomic_write_text(out / STATE_JSON, json.dumps(
-            {**asdict(self.state), "saved_at": time.time(), "world_size": self.world_size,
-             "trainer": {k: (str(v) if isinstance(v, (Path, torch.device)) else v)
-                         for k, v in vars(self).items() if k != "state"}},
-            indent=2, sort_keys=True) + "\n")
-        save = getattr(model, "save_pretrained", None)
-        if callable(save):
-            save(out)
-        else:  # a plain nn.Module: its weights only
-            write_safetensors(dict(model.state_dict()), out)
-
     def _maybe_resume(self, model: nn.Module, optimizer, lr_scheduler, scaler) -> None:
-        if not (self.resume and self.save_dir is not None):
-            return
-        last = self.save_dir / "last"
-        if not (last / STATE_JSON).is_file():
-            old = self.save_dir / ".last.old"  # a crash between the two renames of _save
-            if not (old / STATE_JSON).is_file():
-                return
-            last = old
-        from .weights import find_weight_files, read_state_dict
-
-        data = json.loads((last / STATE_JSON).read_text())
-        known = {f for f in TrainerState.__dataclass_fields__}
-        self.state = TrainerState(**{k: v for k, v in data.items() if k in known})
-        state = read_state_dict(find_weight_files(last))
-        result = model.load_state_dict(state, strict=False)
-        tied = set(getattr(model, "tied_weights", {}))
-        missing = [k for k in result.missing_keys if k not in tied]
-        if missing or result.unexpected_keys:
-            raise ConfigError(f"{last} does not fit this model (missing {missing[:5]}, "
-                              f"unexpected {list(result.unexpected_keys)[:5]}); train into "
-                              "another save_dir or pass resume=False")
-        tie = getattr(model, "tie_weights", None)
-        if callable(tie):
-            tie()
-        extra = torch.load(last / STATE_PT, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(extra["optimizer"])
-        lr_scheduler.load_state_dict(extra["lr_scheduler"])
-        scaler.load_state_dict(extra["scaler"])
-        logger.info("resumed from %s: epoch %d, step %d", last, self.state.epoch,
-                    self.state.global_step)
+        if self.resume and self.save_dir is not None:
+            state = load_checkpoint(self.save_dir / "last", model=model, optimizer=optimizer,
+                                    lr_scheduler=lr_scheduler, scaler=scaler)
+            if state is not None:
+                self.state = state
