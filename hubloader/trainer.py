@@ -59,7 +59,7 @@ class Trainer:
         env_type: ``"pytorch"`` (one process, ``pytorch_device``) or ``"pytorchDDP"`` (under
             ``torchrun``: ``DistributedDataParallel``, NCCL on GPUs, gloo on CPU).
         pytorch_device: the device for ``"pytorch"`` (default ``"cpu"``, as FlagAI's).
-        epochs: passes over ``train_dataset``.
+        epochs: passes over ``train_dataset`` (0: only evaluate ``valid_dataset``).
         batch_size: samples per micro-batch (per rank under DDP).
         lr: peak learning rate.
         weight_decay: AdamW's, on every parameter but biases and norms.
@@ -322,6 +322,9 @@ class Trainer:
                 self._save("last", model, optimizer, lr_scheduler, scaler, tok_source)
         finally:
             bar.close()
+        if self.epochs == 0 and valid_loader is not None:  # FlagAI's evaluation-only run
+            result = self.evaluate(model, valid_loader, metric_methods=metrics, device=device)
+            self.state.history.append({"step": self.state.global_step, "epoch": 0, **result})
         model.eval()
         return self.state
 

@@ -132,6 +132,16 @@ def test_batches_must_be_dicts_with_a_loss(base, tmp_path):
         trainer.train(model, train_dataset=TRAIN, collate_fn=no_labels)
 
 
+def test_epochs_zero_only_evaluates(base):
+    model, tok = _load(base)
+    before = weights_digest(model)
+    state = _trainer(None, epochs=0).train(model, train_dataset=TRAIN, valid_dataset=VALID,
+                                           collate_fn=collate_with(tok),
+                                           metric_methods=[["acc", accuracy_metric]])
+    assert state.global_step == 0 and weights_digest(model) == before
+    assert len(state.history) == 1 and 0.0 <= state.history[0]["acc"] <= 1.0
+
+
 def test_bf16_autocast_trains(base, tmp_path):
     model, tok = _load(base)
     state = _trainer(None, epochs=1, bf16=True).train(
