@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _families import max_diff, save_hf
 from hubloader import AutoLoader, BaseModel
@@ -112,3 +114,34 @@ def test_swin_tiny_card_shapes():
     shapes = model.get_features_shapes_all_layers((3, 224, 224))
     assert shapes[0] == (56, 56, 96) and shapes[-1] == (7, 7, 768)
     assert get_pyramid_feature_layer_indexes(shapes) == [1, 3, 9, 11]
+
+
+@pytest.fixture(scope="module")
+def tiny_swin():
+    from hubloader.models import SwinConfig
+
+    torch.manual_seed(0)
+    return SwinModel.from_config(SwinConfig.from_dict(dict(
+        image_size=16, patch_size=3, embed_dim=8, depths=[1, 1, 1], num_heads=[2, 2, 2],
+        window_size=2))).eval()
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40))
+def test_declared_shapes_hold_for_any_image_size(tiny_swin, h, w):
+    """Patches, windows and merges pad odd sizes; the declared shapes follow them exactly."""
+    declared = tiny_swin.get_features_shapes_all_layers((3, h, w))
+    tiny_swin.register_features_buffer_by_layer_indexes(range(tiny_swin.get_depth()))
+    with torch.no_grad():
+        tiny_swin(torch.randn(1, 3, h, w))
+    assert [tuple(f.shape[1:]) for f in tiny_swin.fetch_features()] == declared
+
+
+@given(shape=st.lists(st.integers(-2, 40), min_size=0, max_size=5))
+def test_any_wrong_sample_shape_is_a_feature_shape_error(tiny_swin, shape):
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[0] == 3 and min(shape) > 0:
+        assert len(tiny_swin.get_features_shapes_all_layers(shape)) == 3
+    else:
+        with pytest.raises(FeatureShapeError):
+            tiny_swin.get_features_shape(shape, 0)
