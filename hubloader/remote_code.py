@@ -39,6 +39,7 @@ from . import constants
 from .errors import ConfigError, PackageError, UntrustedCodeError
 
 __all__ = ["CodeEntry", "find_code_entry", "read_dependencies", "check_dependencies",
+           "check_module_names",
            "code_digest", "import_entry", "load_custom_model", "HUBCONF_NAME"]
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,30 @@ class _VerifiedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         rel = Path(module.__spec__.origin).relative_to(self.root).as_posix()
         source = self.sources.get(rel, b"")  # a folder without __init__.py: empty package
         exec(compile(source, module.__spec__.origin, "exec"), module.__dict__)
+
+
+def check_module_names(entry: CodeEntry) -> list[str]:
+    """The package's top-level module names (its folders and ``.py`` files), after checking
+    that none is an installed module: the package's code imports its own folder by name, so a
+    folder called ``torch`` would hide torch from it. Nothing is imported.
+
+    Raises:
+        PackageError: a name is taken; the message says to rename the folder uniquely.
+    """
+    names = sorted(_local_tops(_code_files(entry.root)) - {entry.module.split(".")[0]})
+    taken = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name) if name.isidentifier() else None
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and not str(spec.origin or "").startswith(str(entry.root)):
+            taken.append(name)
+    if taken:
+        raise PackageError(f"{entry.root}: the package's module name(s) {', '.join(taken)} are "
+                           "already installed modules; give the package folder a unique name "
+                           "(e.g. swin_transformer_tiny_v2)")
+    return names
 
 
 def _local_tops(sources: dict[str, bytes]) -> set[str]:

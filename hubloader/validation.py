@@ -190,7 +190,7 @@ def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote
     from model_downstream_interface import BigModel4DownstreamInterface
 
 
-    from .remote_code import check_dependencies, load_custom_model
+    from .remote_code import check_dependencies, check_module_names, load_custom_model
     from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
@@ -201,6 +201,10 @@ def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote
     check_dependencies(code)
     report.checks.append("dependencies ok: " + (", ".join(code.dependencies) or "none declared")
                          + " importable (checked with find_spec; nothing imported)")
+    names = check_module_names(code)
+    if names:
+        report.checks.append(f"module names ok: {', '.join(names)} (no installed module of "
+                             "that name)")
     if code.param_file:
         path = safe_join(d, code.param_file)
         if not path.is_file():

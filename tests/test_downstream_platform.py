@@ -213,3 +213,18 @@ def test_untrusted_pack_runs_nothing_and_the_card_shape_is_used(tmp_path):
         validate(z2, trust_remote_code=True)
     assert any(line.startswith("interface ok") for line in
                validate(z2, trust_remote_code=True, input_shape=(3, 64, 64)).lines())
+
+
+def test_a_package_folder_named_like_an_installed_module_is_refused(tmp_path):
+    from hubloader.validation import validate
+
+    pkg = tmp_path / "clash"
+    (pkg / "json").mkdir(parents=True)  # the spec asks for a unique name; json is taken
+    (pkg / "json" / "__init__.py").write_text("raise SystemExit('must not run')\n")
+    (pkg / "hubconf.py").write_text("dependencies = ['torch']\nfrom json import X\n"
+                                    "BIG_PRETRAINED_MODEL = X\n")
+    with pytest.raises(PackageError, match="json are already installed modules"):
+        validate(pkg)
+    lines = validate(_vit(tmp_path / "src")).lines()
+    assert "module names ok: vision_transformer_tiny_t16 (no installed module of that name)" \
+        in lines
