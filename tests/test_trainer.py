@@ -165,6 +165,8 @@ def test_torchrun_two_ranks_end_identical(base, tmp_path):
     assert float(r0[2]) > 0.9
     ckpt = tmp_path / "ckpt"
     assert sorted(p.name for p in ckpt.iterdir()) == ["best", "last"]
+    written = json.loads((ckpt / "last" / "trainer_state.json").read_text())["trainer"]
+    assert (written["rank"], written["world_size"]) == (0, 2)  # rank 0 wrote it
     reloaded = AutoLoader("text-classification", model_name=str(ckpt / "last")).get_model()
     assert weights_digest(reloaded) == r0[0]
 
