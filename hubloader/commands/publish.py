@@ -49,17 +49,26 @@ def _push(args) -> int:
 
 
 def _pack(args) -> int:
+    import os
+    from pathlib import Path
+
+    from ..errors import PackageError
     from ..packaging import pack
     from ..validation import validate
 
-    out = pack(args.directory, args.output, overwrite=args.force,
-               trust_remote_code=args.trust_remote_code, entry=args.entry)
-    try:  # the zip as the platform receives it: with the card pack wrote
-        report = validate(out, trust_remote_code=args.trust_remote_code, entry=args.entry,
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise PackageError(f"{out} exists; remove it or pass --force")
+    # validated as the platform receives it (with the card pack writes), before it is final
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.checking.zip")
+    try:
+        pack(args.directory, tmp, overwrite=True, trust_remote_code=args.trust_remote_code,
+             entry=args.entry)
+        report = validate(tmp, trust_remote_code=args.trust_remote_code, entry=args.entry,
                           input_shape=args.input_shape)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     for line in report.lines():
         print(line)
     print(f"packed {out}")
