@@ -1,0 +1,343 @@
+"""A shared cache whose locks lie (Lustre, GPFS, some NFS mounts): correct bytes without
+trusting the lock, soft locks that cannot wedge, one bounded wait, and a read-only cache.
+
+A filesystem whose ``flock`` succeeds for every caller is made real in every child process
+by a ``sitecustomize.py`` on ``PYTHONPATH`` that turns ``fcntl.flock`` into a no-op. The
+children download from SeaweedFS through a throttling TCP proxy that counts the bytes the
+server sends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hubloader
+from hubloader.errors import IntegrityError, LockTimeoutError
+from hubloader.hub import cache
+from hubloader.hub.transfer import fetch_file
+from hubtest_fixtures import *  # noqa: F401,F403
+
+SIZE = 15 << 20  # above boto3's 8 MiB multipart threshold: uploaded in parts
+URI = "s3://shared/model"
+
+#: a filesystem whose flock succeeds for every caller
+LYING_FLOCK = """
+import fcntl, os
+fcntl.flock = lambda fd, operation: None
+if os.environ.get("HUBTEST_TRUST_FLOCK"):  # a lie no probe can see (Lustre localflock)
+    import hubloader.hub.locking as locking
+    locking._probe_flock = lambda path: True
+"""
+
+WORKER = """
+import logging, os, sys, time, pathlib
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+import hubloader, boto3, botocore  # pay import costs before the start line
+pathlib.Path(sys.argv[1]).touch()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+print(hubloader.download(sys.argv[3]))
+"""
+
+
+@pytest.fixture(scope="module")
+def model(weed, tmp_path_factory) -> Path:
+    folder = upload_random_model(weed, "shared", "model", tmp_path_factory.mktemp("shared"),
+                                 size=SIZE, seed=19)
+    etag = weed.client().head_object(Bucket="shared", Key="model/model.safetensors")["ETag"]
+    assert "-" in etag, f"not a multipart upload: ETag {etag}"
+    return folder
+
+
+@pytest.fixture
+def lying(tmp_path) -> dict[str, str]:
+    """The environment of a child process on a filesystem whose flock lies."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(LYING_FLOCK)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(WORKTREE)])}
+
+
+def _start_together(n: int, env: dict, tmp_path: Path, uri: str = URI) -> list[subprocess.Popen]:
+    """Start ``n`` workers; once all have imported, release them at once."""
+    go = tmp_path / "go"
+    go.unlink(missing_ok=True)
+    procs, ready = [], []
+    for i in range(n):
+        ready.append(tmp_path / f"ready{i}-{time.monotonic_ns()}")
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(ready[-1]), str(go), uri],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready):
+        assert time.monotonic() < deadline, "workers did not start"
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.05)
+    go.touch()
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen]) -> tuple[list[str], str]:
+    outs, errs = [], []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        outs.append(out.strip())
+        errs.append(err)
+    assert [p.returncode for p in procs] == [0] * len(procs), "\n".join(errs)
+    return outs, "\n".join(errs)
+
+
+def _snap() -> cache.SnapshotPaths:
+    return cache.managed_paths(URI + "/", "main")
+
+
+def _check_cache(model: Path, outs: list[str]) -> None:
+    assert set(outs) == {str(_snap().snapshot_dir)}
+    for name in ("config.json", "model.safetensors"):
+        assert sha256_of(_snap().file(name)) == sha256_of(model / name)
+    verify = run_py("import sys; from hubloader import cli; sys.exit(cli.main(['cache', 'verify']))")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "0 problem(s)" in verify.stdout
+    assert list((_snap().meta_dir / "partial").iterdir()) == [], "a temp file was left behind"
+
+
+def test_four_cold_downloads_on_lying_flock(proxy, model, lying, tmp_path):
+    """flock succeeds for everyone: the probe sees it, the soft locks keep the work single."""
+    proxy.throttle_bps = 8 << 20  # ~2 s for the weights: the others arrive meanwhile
+    outs, errs = _finish(_start_together(4, lying, tmp_path))
+    _check_cache(model, outs)
+    assert "flock does not exclude" in errs, "the lying flock was not in effect"
+    print(f"4 processes, lying flock: server sent {proxy.down_bytes:,} bytes for {SIZE:,}")
+    assert proxy.down_bytes < 2 * SIZE
+
+
+def test_four_cold_downloads_trusting_a_lying_flock(proxy, model, lying, tmp_path):
+    """A lie no probe can see: all four fetch at once, each into files of its own, and every
+    one ends with the right bytes (the lock only ever saved work)."""
+    proxy.throttle_bps = 16 << 20
+    outs, errs = _finish(_start_together(4, {**lying, "HUBTEST_TRUST_FLOCK": "1"}, tmp_path))
+    _check_cache(model, outs)
+    assert "IntegrityError" not in errs and "different file" not in errs
+    print(f"4 processes trusting a lying flock: server sent {proxy.down_bytes:,} bytes")
+
+
+def _partial_bytes() -> int:
+    folder = _snap().meta_dir / "partial"
+    return sum(p.stat().st_size for p in folder.glob("*.incomplete")) if folder.is_dir() else 0
+
+
+def test_kill_mid_download_then_three_resumers_on_lying_flock(proxy, model, lying, tmp_path):
+    proxy.throttle_bps = 4 << 20
+    (first,) = _start_together(1, lying, tmp_path)
+    deadline = time.monotonic() + 60
+    while _partial_bytes() < 4 << 20:
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "no bytes arrived"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    killed_at = proxy.down_bytes
+    assert not _snap().file("model.safetensors").exists()
+    proxy.throttle_bps = 8 << 20
+    outs, errs = _finish(_start_together(3, lying, tmp_path))
+    _check_cache(model, outs)
+    ranges = [r for r in proxy.range_headers() if r.startswith("bytes=") and r != "bytes=0-"]
+    assert ranges, "nobody resumed the dead process's bytes"
+    assert f"pid {first.pid}" in errs, "the dead holder's lock was not reported as taken over"
+    print(f"kill -9 after {killed_at:,} bytes, 3 resumers: {proxy.down_bytes:,} bytes in all")
+    assert proxy.down_bytes < 2 * SIZE
+
+
+HOLDER = """
+import os, sys, time
+from hubloader.hub.locking import file_lock
+with file_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_soft_lock_of_a_gone_holder_is_taken_over(proxy, model, monkeypatch, caplog, how):
+    """A soft lock's holder dies (kill -9: its pid is dead) or stops (SIGSTOP: its heartbeat
+    stops): the next process takes the lock over, at once or after HUBLOADER_LOCK_LIFETIME,
+    and names the holder; it never waits for HUBLOADER_LOCK_TIMEOUT."""
+    lifetime = 2.0
+    monkeypatch.setenv("HUBLOADER_SOFT_LOCKS", "1")
+    monkeypatch.setenv("HUBLOADER_LOCK_LIFETIME", str(lifetime))
+    monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "60")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(_snap().lock("config.json"))],
+                              env={**os.environ, "PYTHONPATH": str(WORKTREE)},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert Path(str(_snap().lock("config.json")) + ".lease").exists()
+        os.kill(holder.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        if how == "killed":
+            holder.wait(timeout=30)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="hubloader"):
+            path = hubloader.download(URI)
+        waited = time.monotonic() - started
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert sha256_of(path / "model.safetensors") == sha256_of(model / "model.safetensors")
+    took = [r.getMessage() for r in caplog.records if "took over the lock" in r.getMessage()]
+    assert len(took) == 1 and f"pid {holder.pid}" in took[0] and "config.json" in took[0], took
+    print(f"soft lock, holder {how}: the next process went on after {waited:.1f} s")
+    if how == "killed":
+        assert waited < lifetime, "a dead pid on this host needs no heartbeat to expire"
+    else:
+        assert lifetime <= waited < lifetime + 10
+
+
+def test_lock_timeout_bounds_the_whole_wait(proxy, model, monkeypatch, tmp_path):
+    """Another process holds both the snapshot's fetch lock and a file's lock: the download
+    gives up after HUBLOADER_LOCK_TIMEOUT in all, not that long for each lock."""
+    timeout = 3.0
+    holder = subprocess.Popen([sys.executable, "-c", """
+import sys, time
+from hubloader.hub.locking import file_lock
+with file_lock(sys.argv[1]), file_lock(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+""", str(_snap().fetch_lock), str(_snap().lock("config.json"))],
+        env={**os.environ, "PYTHONPATH": str(WORKTREE)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", str(timeout))
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError, match="config.json"):
+            hubloader.download(URI)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    print(f"two held locks, HUBLOADER_LOCK_TIMEOUT={timeout:.0f}: gave up after {waited:.1f} s")
+    assert timeout <= waited < timeout + 1.5
+
+
+# -- a concurrent writer is not blamed on the source -------------------------------------
+def _intruding_source(folder: Path, partial_of, times: int):
+    """A folder source during whose transfers another process appends to the temp file."""
+    from hubloader.hub.sources.local import LocalSource
+
+    class Intruded(LocalSource):
+        left = times
+
+        def iter_bytes(self, file, *, revision, start=0, end=None):
+            for i, chunk in enumerate(super().iter_bytes(file, revision=revision, start=start,
+                                                         end=end)):
+                yield chunk
+                if i == 0 and Intruded.left > 0:
+                    Intruded.left -= 1
+                    run_py(f"open({str(partial_of())!r}, 'ab').write(b'x' * 100)")
+
+    return Intruded(folder)
+
+
+def _weights(tmp_path: Path) -> tuple[Path, bytes]:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    data = os.urandom(3 << 20)
+    (folder / "model.safetensors").write_bytes(data)
+    return folder, data
+
+
+def test_a_concurrent_writer_is_not_blamed_on_the_source(hub_env, tmp_path, caplog):
+    from hubloader.hub import partials
+
+    folder, data = _weights(tmp_path)
+    holder: dict[str, Path] = {}
+    source = _intruding_source(folder, lambda: holder["partial"], times=1)
+    (file,) = source.list_files(None).files
+    snap = cache.managed_paths(source.uri, "main")
+    holder["partial"] = snap.partial(file, partials.new_owner())
+    final = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="hubloader"):
+        fetch_file(source, file, revision="main", final=final, partial=holder["partial"],
+                   progress=False)
+    assert final.read_bytes() == data
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "another process wrote to or took over" in messages
+    assert "mismatch" not in messages and "different file" not in messages
+    assert list(holder["partial"].parent.iterdir()) == []
+
+    # it never stops: a typed error that names the real cause
+    final.unlink()
+    holder["partial"] = snap.partial(file, partials.new_owner())
+
+    def follow():  # the transfer moves to fresh temp files: the intruder follows it
+        live = [p for p in holder["partial"].parent.glob("*.incomplete")]
+        return live[0] if live else holder["partial"]
+
+    source2 = _intruding_source(folder, follow, times=10)
+    with pytest.raises(IntegrityError, match="source is not at fault") as info:
+        fetch_file(source2, file, revision="main", final=final, partial=holder["partial"],
+                   progress=False)
+    assert "different file than promised" not in str(info.value)
+    assert not final.exists()
+
+
+# -- a read-only shared cache -------------------------------------------------------------
+READ_ONLY = """
+import json, sys
+import hubloader
+from hubloader.errors import HubLoaderError
+try:
+    path = hubloader.download(sys.argv[1])
+    print(json.dumps({"path": str(path), "weights": (path / "model.safetensors").stat().st_size}))
+except HubLoaderError as err:
+    print(json.dumps({"error": type(err).__name__, "message": str(err),
+                      "permission": isinstance(err, PermissionError)}))
+"""
+
+
+def _read_only_run(home: Path, uri: str) -> dict:
+    """Run a download in a mount namespace where ``home`` (HUBLOADER_HOME) is read-only."""
+    import json
+
+    script = (f"mount --bind {home} {home} && mount -o remount,bind,ro {home} && "
+              f"exec {sys.executable} -c '{READ_ONLY}' {uri}")
+    result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                            env={**os.environ, "PYTHONPATH": str(WORKTREE)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _can_mount_read_only(tmp_path: Path) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            f"mount --bind {tmp_path} {tmp_path} && "
+                            f"mount -o remount,bind,ro {tmp_path} && ! touch {tmp_path}/x"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+def test_read_only_cache_serves_a_complete_snapshot(proxy, weed, model, hub_env, tmp_path):
+    if not _can_mount_read_only(tmp_path):
+        pytest.skip("no unprivileged user and mount namespaces here (unshare) to mount a "
+                    "read-only cache")
+    home = Path(os.environ["HUBLOADER_HOME"])
+    hubloader.download(URI)  # filled where the shared cache is writable
+    hubloader.hub.flush()
+    weed.client().put_object(Bucket="shared", Key="other/config.json", Body=b"{}")
+    served = _read_only_run(home, URI)
+    assert served.get("path") == str(_snap().snapshot_dir), served
+    assert served["weights"] == SIZE
+    # nothing cached for this one, and no write access: a typed error that says so
+    refused = _read_only_run(home, "s3://shared/other")
+    assert refused.get("error") == "ReadOnlyCacheError" and refused["permission"], refused
+    assert "not writable" in refused["message"] and "HUBLOADER_HOME" in refused["message"]
