@@ -341,3 +341,72 @@ def test_read_only_cache_serves_a_complete_snapshot(proxy, weed, model, hub_env,
     refused = _read_only_run(home, "s3://shared/other")
     assert refused.get("error") == "ReadOnlyCacheError" and refused["permission"], refused
     assert "not writable" in refused["message"] and "HUBLOADER_HOME" in refused["message"]
+
+
+# -- claiming a partial download ----------------------------------------------------------
+def test_only_a_gone_writers_partial_is_adopted_and_one_claimant_wins(hub_env, monkeypatch):
+    import threading
+
+    from hubloader.hub import partials
+    from hubloader.hub.sources.base import RemoteFile
+
+    monkeypatch.setenv("HUBLOADER_LOCK_LIFETIME", "5")
+    snap = cache.managed_paths("s3://b/p/", "main")
+    file = RemoteFile("model.safetensors", 1000, "etag")
+    host = partials.new_owner().split("~")[0]
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def write(owner: str, n: int, age: float = 0.0) -> Path:
+        p = snap.partial(file, owner)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"a" * n)
+        if age:
+            os.utime(p, (time.time() - age, time.time() - age))
+        return p
+
+    try:
+        alive = write(f"{host}~{live.pid}~01", 300)               # a live writer on this host
+        elsewhere = write("otherhost~123~02", 500)                # another host, heartbeat fresh
+        silent = write("otherhost~124~03", 200, age=10)           # another host, heartbeat old
+        crashed = write(f"{host}~{dead.pid}~04", 400)             # a dead pid on this host
+        mine = partials.claim(snap, file, partials.new_owner())
+        assert mine.read_bytes() == b"a" * 400, "the most bytes a gone writer left"
+        assert not crashed.exists() and not silent.exists()
+        assert alive.read_bytes() == b"a" * 300 and elsewhere.read_bytes() == b"a" * 500
+    finally:
+        live.kill()
+        live.wait()
+    for p in (mine, alive, elsewhere):
+        p.unlink()
+
+    # several claimants of one dead writer's bytes: exactly one gets them
+    write(f"{host}~{dead.pid}~05", 1000)
+    start, claimed = threading.Barrier(8), []
+
+    def claimant() -> None:
+        start.wait()
+        claimed.append(partials.claim(snap, file, partials.new_owner()))
+
+    threads = [threading.Thread(target=claimant) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sizes = sorted(p.stat().st_size if p.exists() else 0 for p in claimed)
+    assert sizes == [0] * 7 + [1000], sizes
+
+
+def test_heartbeat_keeps_a_running_writer_alive(hub_env, monkeypatch):
+    from hubloader.hub import partials
+
+    monkeypatch.setenv("HUBLOADER_LOCK_LIFETIME", "0.3")
+    partial = hub_env / "x.otherhost~1~ab.incomplete"  # judged by its heartbeat alone
+    partial.write_bytes(b"a")
+    old = time.time() - 10
+    os.utime(partial, (old, old))
+    assert partials.writer_gone(partial)
+    with partials.Heartbeat(partial):
+        time.sleep(0.4)
+        assert not partials.writer_gone(partial), "the heartbeat did not refresh the file"
