@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +188,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temp file beside ``path``, then ``os.replace`` it into place. Readers
     see the old or the new content, never a mix. Not fsynced (see :func:`update_manifest`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a name no other writer has (another thread, process or host), whether or not locks hold
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
@@ -244,6 +246,6 @@ def write_ref(meta_dir: Path, label: str, rev: str) -> None:
     if read_ref(meta_dir, label) == rev:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(rev, encoding="utf-8")
     os.replace(tmp, ref)

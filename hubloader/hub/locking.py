@@ -109,7 +109,10 @@ def _holder(lock_path: Path) -> str:
 def _probe_flock(lock_path: Path) -> bool:
     """Whether ``flock`` excludes on ``lock_path``'s filesystem: it must refuse a second open
     file of a lock file whose first open file holds it."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform
+        return False
 
     first = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
