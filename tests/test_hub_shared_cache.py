@@ -183,17 +183,18 @@ def test_soft_lock_of_a_gone_holder_is_taken_over(proxy, model, monkeypatch, cap
         os.kill(holder.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         if how == "killed":
             holder.wait(timeout=30)
-        started = time.monotonic()
+        started = time.time()
         with caplog.at_level(logging.WARNING, logger="hubloader"):
             path = hubloader.download(URI)
-        waited = time.monotonic() - started
     finally:
         if holder.poll() is None:
             os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     assert sha256_of(path / "model.safetensors") == sha256_of(model / "model.safetensors")
-    took = [r.getMessage() for r in caplog.records if "took over the lock" in r.getMessage()]
-    assert len(took) == 1 and f"pid {holder.pid}" in took[0] and "config.json" in took[0], took
+    took = [r for r in caplog.records if "took over the lock" in r.getMessage()]
+    assert len(took) == 1, [r.getMessage() for r in took]
+    assert f"pid {holder.pid}" in took[0].getMessage() and "config.json" in took[0].getMessage()
+    waited = took[0].created - started  # until the lock was taken, not the whole download
     print(f"soft lock, holder {how}: the next process went on after {waited:.1f} s")
     if how == "killed":
         assert waited < lifetime, "a dead pid on this host needs no heartbeat to expire"
@@ -224,7 +225,7 @@ with file_lock(sys.argv[1]), file_lock(sys.argv[2]):
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     print(f"two held locks, HUBLOADER_LOCK_TIMEOUT={timeout:.0f}: gave up after {waited:.1f} s")
-    assert timeout <= waited < timeout + 1.5
+    assert timeout <= waited < 1.6 * timeout  # not a timeout per lock (2 x 3 s)
 
 
 # -- a concurrent writer is not blamed on the source -------------------------------------
