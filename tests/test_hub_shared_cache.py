@@ -28,10 +28,13 @@ from hubtest_fixtures import *  # noqa: F401,F403
 SIZE = 15 << 20  # above boto3's 8 MiB multipart threshold: uploaded in parts
 URI = "s3://shared/model"
 
-#: a filesystem whose flock succeeds for every caller
+#: a filesystem whose flock succeeds for every caller (or, HUBTEST_NO_FLOCK, fails with ENOSYS)
 LYING_FLOCK = """
-import fcntl, os
-fcntl.flock = lambda fd, operation: None
+import errno, fcntl, os
+def flock(fd, operation):
+    if os.environ.get("HUBTEST_NO_FLOCK"):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+fcntl.flock = flock
 if os.environ.get("HUBTEST_TRUST_FLOCK"):  # a lie no probe can see (Lustre localflock)
     import hubloader.hub.locking as locking
     locking._probe_flock = lambda path: True
@@ -109,13 +112,16 @@ def _check_cache(model: Path, outs: list[str]) -> None:
     assert list((_snap().meta_dir / "partial").iterdir()) == [], "a temp file was left behind"
 
 
-def test_four_cold_downloads_on_lying_flock(proxy, model, lying, tmp_path):
-    """flock succeeds for everyone: the probe sees it, the soft locks keep the work single."""
+@pytest.mark.parametrize("flock", ["lying", "missing"])
+def test_four_cold_downloads_on_lying_flock(proxy, model, lying, tmp_path, flock):
+    """flock succeeds for everyone (or is missing): the probe sees it, and soft locks keep the
+    work single."""
     proxy.throttle_bps = 8 << 20  # ~2 s for the weights: the others arrive meanwhile
-    outs, errs = _finish(_start_together(4, lying, tmp_path))
+    env = {**lying, "HUBTEST_NO_FLOCK": "1"} if flock == "missing" else lying
+    outs, errs = _finish(_start_together(4, env, tmp_path))
     _check_cache(model, outs)
     assert "flock does not exclude" in errs, "the lying flock was not in effect"
-    print(f"4 processes, lying flock: server sent {proxy.down_bytes:,} bytes for {SIZE:,}")
+    print(f"4 processes, {flock} flock: server sent {proxy.down_bytes:,} bytes for {SIZE:,}")
     assert proxy.down_bytes < 2 * SIZE
 
 

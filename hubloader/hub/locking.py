@@ -146,8 +146,9 @@ def _uses_flock(lock_path: Path) -> bool:
     if device not in _flock_excludes:
         works = _flock_excludes[device] = _probe_flock(lock_path)
         if not works:
-            logger.warning("flock does not exclude other processes on the filesystem of %s; "
-                           "using lock files with a heartbeat there (HUBLOADER_LOCK_LIFETIME "
+            logger.warning("flock does not exclude other processes on the filesystem of %s "
+                           "(it is missing, or succeeds for every caller); using lock files "
+                           "with a heartbeat there (HUBLOADER_LOCK_LIFETIME "
                            "%.0f s)", lock_path.parent, constants.lock_lifetime())
     return _flock_excludes[device]
 
