@@ -42,7 +42,14 @@ _OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>[0-9]+)~[0-9a-f]+\.")
 
 
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:48] or "host"
+    """This host as a name part: the hostname, and the pid namespace where there is one, so
+    that containers sharing a hostname never judge each other's pids."""
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:48] or "host"
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+    except OSError:
+        return host
+    return f"{host}-ns{re.sub(r'[^0-9]', '', namespace)}"
 
 
 def new_owner() -> str:
