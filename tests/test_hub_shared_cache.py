@@ -165,6 +165,44 @@ def test_kill_mid_download_then_three_resumers_on_lying_flock(proxy, model, lyin
     assert proxy.down_bytes < 2 * SIZE
 
 
+def test_a_frozen_writer_taken_for_dead_cannot_spoil_the_bytes(proxy, model, lying, tmp_path):
+    """A download frozen (SIGSTOP) past HUBLOADER_LOCK_LIFETIME counts as gone: another
+    process takes over its locks and adopts its bytes. When the frozen one wakes, its late
+    writes land in a file nobody uses any more; it finds its temp file gone, fetches again
+    into one of its own, and says why. Both end with the right bytes, and nobody blames the
+    source."""
+    env = {**lying, "HUBLOADER_LOCK_LIFETIME": "2"}
+    proxy.throttle_bps = 2 << 20
+    (frozen,) = _start_together(1, env, tmp_path)
+    resumer = None
+    try:
+        deadline = time.monotonic() + 60
+        while _partial_bytes() < 2 << 20:
+            assert frozen.poll() is None, frozen.communicate()
+            assert time.monotonic() < deadline, "no bytes arrived"
+            time.sleep(0.02)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        (its_partial,) = (_snap().meta_dir / "partial").glob("*.incomplete")
+        proxy.throttle_bps = 8 << 20
+        (resumer,) = _start_together(1, env, tmp_path)
+        while its_partial.exists():  # adopted once its heartbeat is older than the lifetime
+            assert resumer.poll() is None, resumer.communicate()
+            assert time.monotonic() < deadline + 60, "the frozen writer's bytes were not adopted"
+            time.sleep(0.02)
+        os.kill(frozen.pid, signal.SIGCONT)
+        outs, errs = _finish([resumer, frozen])
+    finally:
+        for p in (frozen, resumer):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    _check_cache(model, outs)
+    assert f"pid {frozen.pid}" in errs, "the frozen holder's locks were not reported as taken over"
+    assert "another process wrote to or took over" in errs
+    assert "different file" not in errs and "mismatch" not in errs
+    print(f"a frozen writer taken for dead: {proxy.down_bytes:,} bytes in all")
+
+
 HOLDER = """
 import os, sys, time
 from hubloader.hub.locking import file_lock
@@ -390,6 +428,15 @@ def test_only_a_gone_writers_partial_is_adopted_and_one_claimant_wins(hub_env, m
         live.wait()
     for p in (mine, alive, elsewhere):
         p.unlink()
+
+    # a writer gone by its heartbeat only may be frozen, not dead: the adopter's file is a
+    # copy, which the old writer's open file can no longer reach
+    stale = write("otherhost~125~06", 600, age=10)
+    with open(stale, "ab") as still_open:
+        mine = partials.claim(snap, file, partials.new_owner())
+        still_open.write(b"z" * 50)
+    assert mine.read_bytes() == b"a" * 600 and not stale.exists()
+    mine.unlink()
 
     # several claimants of one dead writer's bytes: exactly one gets them
     write(f"{host}~{dead.pid}~05", 1000)

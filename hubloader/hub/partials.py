@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: suffixes of the files a transfer keeps beside its temp file
 PARALLEL, RANGES, RANGES_TMP, VERIFIED = ".parallel", ".ranges", ".ranges.tmp", ".verified"
-_SUFFIXES = ("", PARALLEL, RANGES, RANGES_TMP, VERIFIED)
+_COPY = ".copy"
+_SUFFIXES = ("", PARALLEL, RANGES, RANGES_TMP, VERIFIED, _COPY)
 _OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>[0-9]+)~[0-9a-f]+\.")
 
 
@@ -78,12 +80,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _pid_dead(partial: Path) -> bool:
+    """Whether ``partial``'s writer ran on this host and its pid is dead: its open files are
+    closed, nothing more can reach them."""
+    match = _OWNER.search(partial.name)
+    return match is not None and match["host"] == _host() and not _pid_alive(int(match["pid"]))
+
+
 def writer_gone(partial: Path, *, lifetime: float | None = None) -> bool:
     """Whether the transfer that writes ``partial`` is provably gone: its pid is dead on this
     host, or none of its files has been touched for ``lifetime`` seconds (default
     ``HUBLOADER_LOCK_LIFETIME``). A name without an owner counts by its heartbeat alone."""
-    match = _OWNER.search(partial.name)
-    if match and match["host"] == _host() and not _pid_alive(int(match["pid"])):
+    if _pid_dead(partial):
         return True
     times = []
     for p in unit(partial):
@@ -133,9 +141,15 @@ def held_bytes(partial: Path) -> int:
     return saved_bytes(partial)
 
 
-def _adopt(old: Path, mine: Path) -> bool:
+def _adopt(old: Path, mine: Path, *, copy: bool) -> bool:
     """Move ``old``'s files to ``mine``'s names, the one holding the bytes first: whoever
-    renames it wins. ``False`` when another claimant was first."""
+    renames it wins. ``False`` when another claimant was first.
+
+    ``copy``: the old writer is gone by its heartbeat only, so it may be frozen rather than
+    dead and write again through the files it holds open. Each file is then copied to a new
+    one of the adopter's own, so that such late writes land in a file nobody uses any more
+    (its bytes were the source's, at their offsets, so a copy taken meanwhile stays right).
+    """
     def name(base: Path, suffix: str) -> Path:
         return base.with_name(base.name + suffix)
 
@@ -152,6 +166,11 @@ def _adopt(old: Path, mine: Path) -> bool:
             if i == 0:
                 return False
             name(mine, RANGES).unlink(missing_ok=True)  # progress without its data: useless
+            break
+        if copy:  # the progress sidecar first, then the data it vouches for
+            claimed, fresh = name(mine, dst), name(mine, _COPY)
+            shutil.copyfile(claimed, fresh)
+            os.replace(fresh, claimed)
     return True
 
 
@@ -171,7 +190,7 @@ def claim(paths: SnapshotPaths, file: RemoteFile, owner: str) -> Path:
     for old in sorted(gone, key=held_bytes, reverse=True):
         have = held_bytes(old)
         if not mine.exists() and not mine.with_name(mine.name + RANGES).exists() \
-                and _adopt(old, mine):
+                and _adopt(old, mine, copy=not _pid_dead(old)):
             logger.info("%s: resuming from %d bytes left by a transfer that is gone (%s)",
                         file.path, have, old.name)
         _discard(old)
