@@ -31,8 +31,8 @@ from .. import constants
 from .cache import SnapshotPaths
 from .sources.base import RemoteFile
 
-__all__ = ["new_owner", "claim", "resumable_bytes", "writer_gone", "unit", "held_bytes", "fresh_name", "Heartbeat",
-           "PARALLEL", "RANGES", "RANGES_TMP", "VERIFIED"]
+__all__ = ["new_owner", "claim", "resumable_bytes", "writer_gone", "unit", "held_bytes",
+           "fresh_name", "Heartbeat", "PARALLEL", "RANGES", "RANGES_TMP", "VERIFIED"]
 
 logger = logging.getLogger(__name__)
 
