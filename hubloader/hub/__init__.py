@@ -5,10 +5,11 @@
     >>> path = download("s3://models/bert-base-en/")   # an explicit URI
 
 Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
-:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
-rename, retries, ranges), :mod:`.locking`, :mod:`.partials` (each transfer's own temp files, and claiming a dead
-writer's), :mod:`.cache` (layout), :mod:`.cache_admin`
-(ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
+:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest,
+offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
+(each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
+(layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
+node), :mod:`.progress`.
 """
 
 from __future__ import annotations
