@@ -226,7 +226,7 @@ class Trainer:
         return loss
 
     # -- the loop ------------------------------------------------------------------------
-    def train(self, model: nn.Module, train_dataset: Any = None, valid_dataset: Any = None, *,
+    def train(self, model: nn.Module, *, train_dataset: Any = None, valid_dataset: Any = None,
               collate_fn: Callable | None = None, optimizer: torch.optim.Optimizer | None = None,
               lr_scheduler: Any = None, metric_methods: Sequence[Sequence[Any]] = (),
               tokenizer: Any = None, find_unused_parameters: bool = False) -> TrainerState:
