@@ -212,6 +212,17 @@ class T5PreTrainedModel(BaseModel):
     checkpoint_key_rules = _T5_RULES
     ignore_checkpoint_keys = _T5_IGNORE
 
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """As the base class, except that a gated MLP's input projection is ``wi_1`` (next to
+        the gate's ``wi_0``), where the plain MLP's is ``wi``."""
+        out = super().export_checkpoint(state, config)
+        if not (isinstance(config, T5Config) and config.gated):
+            return out
+        return {k.replace(".DenseReluDense.wi.", ".DenseReluDense.wi_1."): v
+                for k, v in out.items()}
+
     def init_module_weights(self, module: nn.Module) -> None:
         f, d = self.config.initializer_factor, self.config.d_model
         if isinstance(module, nn.Linear):
