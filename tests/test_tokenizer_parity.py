@@ -27,7 +27,8 @@ TEXTS = ["The quick brown fox jumps over the lazy dog, isn't it?",
 PAIRS = ["second part", "第二部分", "déjà vu", "🙂 ok", "b b b b b b b b b b b b"]
 CALLS = [
     {},
-    {"padding": True}, {"padding": "longest"}, {"padding": False},
+    {"padding": True}, {"padding": "longest"}, {"padding": False}, {"padding": "do_not_pad"},
+    {"truncation": "do_not_truncate", "max_length": 5}, {"truncation": False, "max_length": 5},
     {"padding": "max_length", "max_length": 24},
     {"padding": "max_length"},  # to the model's limit (none for some: then no padding)
     {"truncation": True, "max_length": 6}, {"max_length": 7},  # max_length alone truncates
@@ -42,6 +43,8 @@ CALLS = [
 ]
 PAIR_CALLS = [{}, {"padding": True}, {"truncation": True, "max_length": 10},
               {"truncation": "only_first", "max_length": 14, "padding": "max_length"},
+              {"truncation": "only_second", "max_length": 16, "padding": True},
+              {"truncation": "only_second", "max_length": 4},  # impossible: both refuse
               {"truncation": True, "max_length": 12, "padding": True, "return_tensors": "pt"}]
 ATTRS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
          "mask_token", "bos_token_id", "eos_token_id", "unk_token_id", "sep_token_id",

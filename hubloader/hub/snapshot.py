@@ -279,7 +279,7 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
                received: Callable[[], None] | None = None,
-               cancel: threading.Event | None = None) -> str:
+               cancel: threading.Event | None = None) -> tuple[str, str]:
     """Put ``file`` into the snapshot (from its blob, or the source's local copy, when
     possible); return its sha256 and where the bytes came from. The caller holds the file's
     lock."""
@@ -293,7 +293,7 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
         return local[1], source.local_origin
     known = known or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
-    if blob is not None and _link_into_snapshot(paths, blob, file.path):
+    if known and blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
         return known, "blob"
