@@ -145,19 +145,31 @@ def test_hubloader_save_loads_in_transformers_and_back(family, name, auto, tmp_p
     assert _max_diff(_ours(back, inputs), expected) <= TOL
 
 
-@pytest.mark.parametrize("family,name,auto", [c for c in CASES if "Model" != c[1][-5:]],
-                         ids=lambda v: v if isinstance(v, str) and v[0].isupper() else "")
-def test_convert_output_loads_in_transformers(family, name, auto, tmp_path):
-    """``convert`` of a transformers checkpoint (here: a hubloader save cast to bfloat16
-    through ``convert``) is in transformers' layout, and its ``dtype`` survives."""
+@pytest.mark.parametrize("family,name,auto", CASES, ids=[c[1] for c in CASES])
+def test_convert_of_a_transformers_checkpoint_loads_in_both(family, name, auto, tmp_path):
+    """``convert`` of what transformers saved, as a pickle (``pytorch_model.bin``): the result
+    is in transformers' layout, and both libraries load it with the same outputs."""
+    from safetensors.torch import load_file
+
+    import hubloader.models as H
     from hubloader.convert import convert
 
     model = _hubloader_model(family, name)
     inputs = _inputs(family)
-    model.save_pretrained(tmp_path / "src")
-    convert(tmp_path / "src", tmp_path / "conv")
-    theirs = _load_with_transformers(auto, tmp_path / "conv")
-    assert _max_diff(_theirs(theirs, inputs), _ours(model, inputs)) <= TOL
+    expected = _ours(model, inputs)
+    model.save_pretrained(tmp_path / "ours")
+    theirs = _load_with_transformers(auto, tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    src = tmp_path / "theirs-bin"  # the same checkpoint as transformers 4 pickled it
+    src.mkdir()
+    (src / "config.json").write_bytes((tmp_path / "theirs" / "config.json").read_bytes())
+    torch.save(load_file(tmp_path / "theirs" / "model.safetensors"), src / "pytorch_model.bin")
+    result = convert(src, tmp_path / "conv")
+    assert result.model_class == name
+    again = _load_with_transformers(auto, tmp_path / "conv")
+    assert _max_diff(_theirs(again, inputs), expected) <= TOL
+    ours = getattr(H, name).from_pretrain(tmp_path / "conv")
+    assert _max_diff(_ours(ours, inputs), expected) <= TOL
 
 
 def test_bf16_checkpoint_keeps_its_dtype_both_ways(tmp_path):
@@ -187,21 +199,20 @@ def test_bf16_checkpoint_keeps_its_dtype_both_ways(tmp_path):
 
 def test_push_to_seaweedfs_and_download_back_loads_in_transformers(weed, hub_env, tmp_path,
                                                                    monkeypatch):
-    """Every family's head, pushed to a real SeaweedFS and fetched back through hubloader's
+    """Every family and head, pushed to a real SeaweedFS and fetched back through hubloader's
     cache: transformers loads the downloaded directory with no key problems, same outputs."""
     import hubloader
     from hubloader.resolve import resolve_model_dir
 
     weed.ensure_bucket("hflayout")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", weed.endpoint)
-    heads = {fam: heads[-1] for fam, (_, _, heads) in FAMILIES.items()}
-    for family, (name, auto) in heads.items():
+    for family, name, auto in CASES:
         model = _hubloader_model(family, name, seed=3)
         inputs = _inputs(family)
-        model.save_pretrained(tmp_path / family)
-        hubloader.push(tmp_path / family, f"s3://hflayout/{family}/", progress=False,
-                       endpoint_url=weed.endpoint)
-        fetched = resolve_model_dir(f"s3://hflayout/{family}")
-        assert fetched != tmp_path / family and (fetched / "model.safetensors").is_file()
+        model.save_pretrained(tmp_path / name / family)
+        hubloader.push(tmp_path / name / family, f"s3://hflayout/{family}/{name}/",
+                       progress=False, endpoint_url=weed.endpoint)
+        fetched = resolve_model_dir(f"s3://hflayout/{family}/{name}")
+        assert fetched != tmp_path / name / family and (fetched / "model.safetensors").is_file()
         theirs = _load_with_transformers(auto, fetched)
-        assert _max_diff(_theirs(theirs, inputs), _ours(model, inputs)) <= TOL, family
+        assert _max_diff(_theirs(theirs, inputs), _ours(model, inputs)) <= TOL, name
