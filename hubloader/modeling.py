@@ -322,7 +322,8 @@ class BaseModel(FeaturesMixin, nn.Module):
         tied = self.tied_weights if getattr(self.config, "tie_word_embeddings", True) else {}
         ours = {k: v for k, v in self.state_dict().items() if k not in tied}
         theirs = self.export_checkpoint(ours, self.config)
-        back = list(self.convert_checkpoint(theirs))
+        ignore = [re.compile(p) for p in self.ignore_checkpoint_keys]
+        back = [k for k in self.convert_checkpoint(theirs) if not any(p.search(k) for p in ignore)]
         if self.base_model_prefix and not self._module_prefix():  # loading a backbone strips it
             back = [k.removeprefix(f"{self.base_model_prefix}.") for k in back]
         if sorted(back) != sorted(ours):

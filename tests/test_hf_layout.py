@@ -27,6 +27,8 @@ FAMILIES = {
         ("BertForSequenceClassification", "AutoModelForSequenceClassification"),
         ("BertForTokenClassification", "AutoModelForTokenClassification"),
         ("BertForMaskedLM", "AutoModelForMaskedLM")]),
+    "bert-untied": ("BertConfig", dict(_TEXT, tie_word_embeddings=False), [
+        ("BertForMaskedLM", "AutoModelForMaskedLM")]),
     "roberta": ("RobertaConfig", dict(_TEXT, max_position_embeddings=66, num_labels=3), [
         ("RobertaModel", "AutoModel"),
         ("RobertaForSequenceClassification", "AutoModelForSequenceClassification"),
@@ -119,8 +121,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
-@pytest.mark.parametrize("family,name,auto", CASES, ids=[f"{c[1]}" + ("-gated" if "gated" in c[0] else "")
-                                                         for c in CASES])
+@pytest.mark.parametrize("family,name,auto", CASES, ids=[f"{c[1]}-{c[0]}" for c in CASES])
 def test_hubloader_save_loads_in_transformers_and_back(family, name, auto, tmp_path):
     import hubloader.models as H
 
@@ -145,7 +146,7 @@ def test_hubloader_save_loads_in_transformers_and_back(family, name, auto, tmp_p
     assert _max_diff(_ours(back, inputs), expected) <= TOL
 
 
-@pytest.mark.parametrize("family,name,auto", CASES, ids=[c[1] for c in CASES])
+@pytest.mark.parametrize("family,name,auto", CASES, ids=[f"{c[1]}-{c[0]}" for c in CASES])
 def test_convert_of_a_transformers_checkpoint_loads_in_both(family, name, auto, tmp_path):
     """``convert`` of what transformers saved, as a pickle (``pytorch_model.bin``): the result
     is in transformers' layout, and both libraries load it with the same outputs."""

@@ -358,6 +358,18 @@ class BertForMaskedLM(_BertHead):
         super().__init__(config)
         self.mlm_head = MaskedLMHead(config)
 
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """As the base class; untied, the decoder's bias is also written under the decoder's
+        own name, as transformers writes (and, untied, expects) it."""
+        out = super().export_checkpoint(state, config)
+        if config is not None and not config.tie_word_embeddings:
+            for bias in ("cls.predictions.bias", "lm_head.bias"):
+                if bias in out:
+                    out[bias.replace(".bias", ".decoder.bias")] = out[bias]
+        return out
+
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.mlm_head(enc["hidden_states"])
