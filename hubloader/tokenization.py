@@ -677,4 +677,4 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
 
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
-_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta"})
+_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama"})
