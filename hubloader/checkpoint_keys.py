@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, TypeVar
 
+from .errors import WeightsError
+
 __all__ = ["KeyRules", "invert_key_rules", "rename_keys"]
 
 #: ``(pattern, replacement)`` pairs, applied in order with :func:`re.sub`
@@ -40,21 +42,21 @@ def _split_pattern(pattern: str) -> tuple[bool, list[str | tuple[str]], bool]:
         ch = body[i]
         if ch == "\\":
             if i + 1 >= len(body) or body[i + 1].isalnum():
-                raise ValueError(f"rule {pattern!r}: only escaped punctuation is invertible")
+                raise WeightsError(f"rule {pattern!r}: only escaped punctuation is invertible")
             text += body[i + 1]
             i += 2
         elif ch == "(":
             close = body.find(")", i)
             inner = body[i + 1:close]
             if close < 0 or "(" in inner or inner.startswith("?"):
-                raise ValueError(f"rule {pattern!r}: groups must be plain and not nested")
+                raise WeightsError(f"rule {pattern!r}: groups must be plain and not nested")
             if text:
                 parts.append(text)
                 text = ""
             parts.append((inner,))
             i = close + 1
         elif ch in ".*+?[]{}|^$":
-            raise ValueError(f"rule {pattern!r}: {ch!r} outside a group is not invertible")
+            raise WeightsError(f"rule {pattern!r}: {ch!r} outside a group is not invertible")
         else:
             text += ch
             i += 1
@@ -68,7 +70,7 @@ def _invert_rule(pattern: str, replacement: str) -> tuple[str, str]:
     groups = [p[0] for p in parts if isinstance(p, tuple)]
     refs = [int(n) for n in _GROUP_REF.findall(replacement)]
     if sorted(refs) != list(range(1, len(groups) + 1)):
-        raise ValueError(f"rule {pattern!r} -> {replacement!r} is not invertible: every group "
+        raise WeightsError(f"rule {pattern!r} -> {replacement!r} is not invertible: every group "
                          "must appear exactly once in the replacement")
     # the inverse pattern: the replacement's text, each reference standing for its group
     new_pattern, new_index = "", {}  # type: str, dict[int, int]
@@ -93,8 +95,8 @@ def invert_key_rules(rules: Iterable[tuple[str, str]]) -> KeyRules:
     """The rules that undo ``rules``: each pair inverted, in reverse order.
 
     Raises:
-        ValueError: a rule is not invertible (a family declaration bug; keep such a rule in
-            the read-only part of the family's rules).
+        WeightsError: a rule is not invertible (a family declaration bug; keep such a rule in
+            the read-only part of the family's rules and declare checkpoint_write_rules).
 
     Example:
         >>> invert_key_rules([(r"encoder\\.layer\\.(\\d+)\\.", r"blocks.\\1.")])

@@ -217,3 +217,20 @@ def test_push_to_seaweedfs_and_download_back_loads_in_transformers(weed, hub_env
         assert fetched != tmp_path / name / family and (fetched / "model.safetensors").is_file()
         theirs = _load_with_transformers(auto, fetched)
         assert _max_diff(_theirs(theirs, inputs), _ours(model, inputs)) <= TOL, name
+
+
+def test_key_rules_invert_and_refuse_what_cannot_be():
+    from hubloader.checkpoint_keys import invert_key_rules, rename_keys
+    from hubloader.errors import WeightsError
+
+    rules = ((r"^bert\.", "backbone."),
+             (r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
+              r"blocks.\1.attention.\2."))
+    theirs = {"bert.encoder.layer.11.attention.self.key.bias": 1, "bert.pooler.dense.weight": 2}
+    ours = rename_keys(theirs, rules)
+    assert ours == {"backbone.blocks.11.attention.key.bias": 1, "backbone.pooler.dense.weight": 2}
+    assert rename_keys(ours, invert_key_rules(rules)) == theirs
+    for rule in ((r"^(bert|roberta)\.", "backbone."),  # which prefix to write back?
+                 (r"\.gam+a$", ".weight"), (r"(a(b))", r"\1")):
+        with pytest.raises(WeightsError):
+            invert_key_rules([rule])
