@@ -1,5 +1,7 @@
-"""Tokenizers through the ``tokenizers`` library, with the call shape users know from
-``transformers``: ``tok(["a", "b"])`` → padded ``input_ids`` / ``attention_mask`` tensors.
+"""Tokenizers through the ``tokenizers`` library that behave as transformers' do for the same
+call: ``tok(["a", "b"], padding=True, return_tensors="pt")`` → ``input_ids`` /
+``attention_mask`` tensors, the same defaults, special-token attributes, decoding, and
+``save_pretrained`` files that ``transformers.AutoTokenizer`` reads back.
 
 Built from ``tokenizer.json`` where present, else from vocabulary files: ``vocab.txt``
 (WordPiece, BERT), ``vocab.json`` + ``merges.txt`` (byte-level BPE, GPT-2/RoBERTa) and
