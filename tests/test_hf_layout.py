@@ -173,6 +173,41 @@ def test_convert_of_a_transformers_checkpoint_loads_in_both(family, name, auto, 
     assert _max_diff(_ours(ours, inputs), expected) <= TOL
 
 
+NATIVE = [  # configs built by hubloader alone, without transformers' extra fields
+    ("BertForMaskedLM", "AutoModelForMaskedLM", "bert",
+     dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+          intermediate_size=37)),
+    ("RobertaForSequenceClassification", "AutoModelForSequenceClassification", "roberta",
+     dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+          intermediate_size=37, num_labels=3)),
+    ("GPT2LMHeadModel", "AutoModelForCausalLM", "gpt2",
+     dict(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=64)),
+    ("T5ForConditionalGeneration", "AutoModelForSeq2SeqLM", "t5",
+     dict(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4)),
+    ("ViTForImageClassification", "AutoModelForImageClassification", "vit",
+     dict(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1,
+          num_attention_heads=4, intermediate_size=37, num_labels=3)),
+    ("ResNetForImageClassification", "AutoModelForImageClassification", "resnet",
+     dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)),
+]
+
+
+@pytest.mark.parametrize("name,auto,family,kwargs", NATIVE, ids=[n[0] for n in NATIVE])
+def test_hubloader_native_config_means_the_same_to_transformers(name, auto, family, kwargs,
+                                                                tmp_path):
+    """config.json written from hubloader's own config classes: transformers builds the same
+    model from it (a field it reads differently would change the outputs)."""
+    import hubloader.models as H
+
+    cls = getattr(H, name)
+    torch.manual_seed(0)
+    model = cls.from_config(cls.config_class(**kwargs)).eval()
+    model.save_pretrained(tmp_path)
+    theirs = _load_with_transformers(auto, tmp_path)
+    inputs = _inputs(family)
+    assert _max_diff(_theirs(theirs, inputs), _ours(model, inputs)) <= TOL
+
+
 def test_bf16_checkpoint_keeps_its_dtype_both_ways(tmp_path):
     """transformers 5 writes ``dtype``; a bf16 checkpoint loads as bf16 in both libraries, and
     an older ``torch_dtype`` file still loads as bf16."""

@@ -93,6 +93,12 @@ class T5Config(ModelConfig):
             return self.scale_decoder_outputs
         return self.tie_word_embeddings
 
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        # transformers reads a written null as "do not scale": write what this config means
+        out["scale_decoder_outputs"] = self.scales_decoder_output
+        return out
+
 
 def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.float16:  # T5 activations overflow in fp16; keep them finite
