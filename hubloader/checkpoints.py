@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,7 +145,14 @@ def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
     data = json.loads((last / STATE_JSON).read_text())
     known = set(TrainerState.__dataclass_fields__)
     state = TrainerState(**{k: v for k, v in data.items() if k in known})
-    result = model.load_state_dict(read_state_dict(find_weight_files(last)), strict=False)
+    weights = read_state_dict(find_weight_files(last))
+    convert = getattr(model, "convert_checkpoint", None)  # saved in the publisher's names
+    if callable(convert):
+        weights = convert(weights)
+    ignore = [re.compile(p) for p in getattr(model, "ignore_checkpoint_keys", ())]
+    weights = {k: v for k, v in weights.items() if not any(p.search(k) for p in ignore)}
+    # copied into the model's own parameters, which the optimizer already holds
+    result = model.load_state_dict(weights, strict=False)
     tied = set(getattr(model, "tied_weights", {}))
     missing = [k for k in result.missing_keys if k not in tied]
     if missing or result.unexpected_keys:

@@ -51,6 +51,10 @@ FAMILIES = {
                                     num_labels=3), [
         ("ResNetModel", "AutoModel"),
         ("ResNetForImageClassification", "AutoModelForImageClassification")]),
+    "swin": ("SwinConfig", dict(image_size=32, patch_size=2, embed_dim=8, depths=[2, 2],
+                                num_heads=[2, 4], window_size=4, num_labels=3), [
+        ("SwinModel", "AutoModel"),
+        ("SwinForImageClassification", "AutoModelForImageClassification")]),
 }
 CASES = [(fam, ours, auto) for fam, (_, _, heads) in FAMILIES.items() for ours, auto in heads]
 
@@ -75,7 +79,7 @@ def _hubloader_model(family: str, name: str, seed: int = 0):
 
 def _inputs(family: str):
     g = torch.Generator().manual_seed(1)
-    if family in ("vit", "resnet"):
+    if family in ("vit", "resnet", "swin"):
         side = 16 if family == "vit" else 32
         return {"pixel_values": torch.randn(2, 3, side, side, generator=g)}
     ids = torch.randint(3, 99, (2, 7), generator=g)

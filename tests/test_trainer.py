@@ -58,7 +58,8 @@ def test_fine_tune_learns_and_best_reloads(base, tmp_path):
     reloaded, tok2 = loader.get_model(), loader.get_tokenizer()
     assert type(reloaded).__name__ == "BertForSequenceClassification"
     texts = [s for s, _ in VALID]
-    assert torch.equal(tok2(texts)["input_ids"], tok(texts)["input_ids"])
+    assert torch.equal(tok2(texts, padding=True, return_tensors="pt")["input_ids"],
+                       tok(texts, padding=True, return_tensors="pt")["input_ids"])
     batch = collate(VALID)
     with torch.no_grad():
         logits = reloaded(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
@@ -127,7 +128,7 @@ def test_batches_must_be_dicts_with_a_loss(base, tmp_path):
     trainer = _trainer(None, epochs=1)
     with pytest.raises(InputError, match="dict"):
         trainer.train(model, train_dataset=TRAIN, collate_fn=lambda s: [x for x, _ in s])
-    no_labels = lambda s: tok([x for x, _ in s])  # noqa: E731
+    no_labels = lambda s: tok([x for x, _ in s], padding=True, return_tensors="pt")  # noqa: E731
     with pytest.raises(InputError, match="no 'loss'"):
         trainer.train(model, train_dataset=TRAIN, collate_fn=no_labels)
 
@@ -176,8 +177,9 @@ def test_autoloader_save_pretrained_keeps_the_tokenizer(base, tmp_path):
     out = loader.save_pretrained(tmp_path / "saved")
     again = AutoLoader("text-classification", model_name=str(out))
     texts = [s for s, _ in VALID[:4]]
-    batch = loader.get_tokenizer()(texts)
-    assert torch.equal(again.get_tokenizer()(texts)["input_ids"], batch["input_ids"])
+    batch = loader.get_tokenizer()(texts, padding=True, return_tensors="pt")
+    assert torch.equal(again.get_tokenizer()(texts, padding=True, return_tensors="pt")["input_ids"],
+                       batch["input_ids"])
     with torch.no_grad():
         assert torch.equal(again.get_model()(**batch)["logits"],
                            loader.get_model()(**batch)["logits"])

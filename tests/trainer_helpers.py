@@ -44,7 +44,7 @@ def sentences(n: int, seed: int) -> list[tuple[str, int]]:
 
 def collate_with(tokenizer):
     def collate(samples):
-        batch = tokenizer([s for s, _ in samples])
+        batch = tokenizer([s for s, _ in samples], padding=True, return_tensors="pt")
         batch["labels"] = torch.tensor([y for _, y in samples])
         return batch
     return collate

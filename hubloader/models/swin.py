@@ -18,6 +18,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..checkpoint_keys import invert_key_rules
 from ..config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..features import FeatureEntry
@@ -247,22 +248,29 @@ class SwinEmbeddings(nn.Module):
 
 
 # -- model level ----------------------------------------------------------------------------
-_SWIN_RULES: tuple[tuple[str, str], ...] = (
-    (r"^swin\.", "backbone."),
+# transformers' names → ours; the layout part is inverted to save (checkpoint_keys)
+_SWIN_ALIASES: tuple[tuple[str, str], ...] = (  # read only: the head's prefix, and the
+    (r"^swin\.", "backbone."),                   # module names transformers 5 uses in memory
+    (r"\.attention\.q_proj\.", ".attention.self.query."),
+    (r"\.attention\.k_proj\.", ".attention.self.key."),
+    (r"\.attention\.v_proj\.", ".attention.self.value."),
+    (r"\.attention\.o_proj\.", ".attention.output.dense."),
+    (r"\.attention\.relative_position_bias\.relative_position_bias_table$",
+     ".attention.self.relative_position_bias_table"),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+)
+_SWIN_LAYOUT: tuple[tuple[str, str], ...] = (
     (r"embeddings\.patch_embeddings\.projection\.", "embeddings.patch_embed."),
     (r"encoder\.layers\.(\d+)\.", r"stages.\1."),
     (r"\.attention\.self\.relative_position_bias_table$", ".relative_position_bias_table"),
-    (r"\.attention\.relative_position_bias\.relative_position_bias_table$",
-     ".relative_position_bias_table"),
     (r"\.attention\.self\.(query|key|value)\.", r".attention.\1."),
-    (r"\.attention\.q_proj\.", ".attention.query."),
-    (r"\.attention\.k_proj\.", ".attention.key."),
-    (r"\.attention\.v_proj\.", ".attention.value."),
-    (r"\.attention\.(output\.dense|o_proj)\.", ".attention.out."),
-    (r"\.(intermediate\.dense|mlp\.fc1)\.", ".mlp.fc_in."),
-    (r"\.(output\.dense|mlp\.fc2)\.", ".mlp.fc_out."),
+    (r"\.attention\.output\.dense\.", ".attention.out."),
+    (r"\.intermediate\.dense\.", ".mlp.fc_in."),
+    (r"\.output\.dense\.", ".mlp.fc_out."),
     (r"\.layernorm_(before|after)\.", r".norm_\1."),
-    (r"(^|\.)layernorm\.", r"\1norm."),
+    (r"^layernorm\.", "norm."),
+    (r"^backbone\.layernorm\.", "backbone.norm."),
 )
 
 
@@ -272,7 +280,8 @@ class SwinPreTrainedModel(BaseModel):
     config: SwinConfig
     config_class = SwinConfig
     base_model_prefix = "backbone"
-    checkpoint_key_rules = _SWIN_RULES
+    checkpoint_key_rules = _SWIN_ALIASES + _SWIN_LAYOUT
+    checkpoint_write_rules = invert_key_rules(_SWIN_LAYOUT) + ((r"^backbone\.", "swin."),)
     ignore_checkpoint_keys = (r"relative_position_index$", r"embeddings\.mask_token$")
     hierarchical_features = True
     input_rank = 4
