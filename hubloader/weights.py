@@ -149,6 +149,25 @@ def _read_header(path: Path, size: int, fh) -> tuple[dict, int]:
     return header, 8 + n
 
 
+def _check_layout(path: Path, entries: list, data_len: int) -> None:
+    """Refuse tensors that overlap, leave gaps or stop short of the file's end, as the
+    ``safetensors`` library does: overlapping views would share memory, so writing one
+    parameter would change another."""
+    pos, prev = 0, None
+    for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin != pos:
+            kind = "overlaps" if begin < pos else "leaves a gap after"
+            raise WeightsError(
+                f"{path}: tensor {name!r} (bytes {begin}..{end}) {kind} "
+                f"{repr(prev) if prev else 'the start of the data'} (which ends at {pos}); "
+                "tensors must tile the data section in order — the file is corrupt or "
+                "crafted, re-save it with safetensors")
+        pos, prev = end, name
+    if pos != data_len:
+        raise WeightsError(f"{path}: the tensors cover {pos} of the data section's {data_len} "
+                           "bytes; the file is corrupt or crafted — re-save it with safetensors")
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Memory-map a safetensors file (copy-on-write) and return tensors viewing it.
 
@@ -182,6 +201,7 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                     f"{info['dtype']}) but the data section has {data_len} bytes; the file is "
                     "truncated or corrupt — delete it and download again")
             entries.append((name, dtype, shape, begin, end))
+        _check_layout(path, entries, data_len)
         if not entries:
             return {}
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
