@@ -171,8 +171,9 @@ def zip_max_size() -> int:
 
 
 def zip_max_ratio() -> float:
-    """``HUBLOADER_ZIP_MAX_RATIO``: highest compression ratio a zip member (of 1 MiB or more)
-    may have (default 100; weights compress far less)."""
+    """``HUBLOADER_ZIP_MAX_RATIO``: highest compression ratio a zip member of 1 MiB or more,
+    and a whole zip inflating to 1 MiB or more, may have (default 100; weights compress far
+    less)."""
     return env_float("HUBLOADER_ZIP_MAX_RATIO", 100.0)
 
 
