@@ -36,6 +36,7 @@ __all__ = [
     "parallel_threshold",
     "max_workers",
     "partial_max_age",
+    "max_param_bytes",
     "env_bool",
     "env_float",
     "env_int",
@@ -223,3 +224,17 @@ def partial_max_age() -> float:
     """``HUBLOADER_PARTIAL_MAX_AGE_HOURS``: a partial download untouched for this long is
     abandoned and removed on the repository's next download (default 24 h)."""
     return env_float("HUBLOADER_PARTIAL_MAX_AGE_HOURS", 24.0) * 3600.0
+
+
+def max_param_bytes() -> int | None:
+    """``HUBLOADER_MAX_PARAM_BYTES``: most bytes a model's weights may take; a config asking
+    for more is refused before anything is allocated. Unset: CPU loads are bounded by the
+    memory available."""
+    if not os.environ.get("HUBLOADER_MAX_PARAM_BYTES", "").strip():
+        return None
+    value = env_int("HUBLOADER_MAX_PARAM_BYTES", 0)
+    if value <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"HUBLOADER_MAX_PARAM_BYTES={value} must be a positive number of bytes")
+    return value

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["WeightFiles", "LoadReport", "find_weight_files", "read_safetensors",
-           "read_torch_bin", "read_state_dict", "assign_state_dict", "resolve_dtype"]
+           "read_torch_bin", "read_state_dict", "assign_state_dict", "resolve_dtype",
+           "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,32 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
     raise ConfigError(f"torch_dtype {dtype!r} is not supported; use one of "
                       f"{sorted(_DTYPE_NAMES)} or a torch.dtype")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``/``"cuda:0"``/``torch.device`` → a device this process can use.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA device this machine does not have.
+    """
+    from .errors import ConfigError
+
+    if not isinstance(device, (str, torch.device)) or isinstance(device, bool):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda:0' (or a "
+                          f"torch.device), got {device!r} ({type(device).__name__})")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"device {device!r} is not a device name; use 'cpu', 'cuda', "
+                          "'cuda:N' or 'mps'") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: CUDA is not available here; use 'cpu'")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s); "
+                              f"use 'cuda:0'..'cuda:{count - 1}'")
+    return parsed
 
 
 def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
@@ -325,6 +352,11 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
         if key in tied:  # filled by tie_weights from its source
             continue
         target = expected[key]
+        if target.dtype.is_floating_point and not tensor.is_floating_point():
+            raise WeightsError(
+                f"checkpoint tensor {key!r} is {str(tensor.dtype).removeprefix('torch.')} but "
+                f"{type(model).__name__} expects floating-point weights there; the checkpoint "
+                "is corrupt or for another model — convert or re-save it")
         if tuple(tensor.shape) != tuple(target.shape):
             report.mismatched.append((key, tuple(tensor.shape), tuple(target.shape)))
             continue
