@@ -106,7 +106,11 @@ def hub_home() -> Path:
 def is_offline(offline: bool | None = None) -> bool:
     """Argument first, then ``HUBLOADER_OFFLINE``, then ``HF_HUB_OFFLINE``."""
     if offline is not None:
-        return bool(offline)
+        if not isinstance(offline, bool):  # offline="false" would read as True
+            from .errors import ConfigError
+
+            raise ConfigError(f"offline must be True, False or None, got {offline!r}")
+        return offline
     return env_bool("HUBLOADER_OFFLINE", env_bool("HF_HUB_OFFLINE", False))
 
 

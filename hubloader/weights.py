@@ -45,6 +45,7 @@ _ST_DTYPES = {
 if hasattr(torch, "float8_e4m3fn"):
     _ST_DTYPES.update({"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2})
 _MAX_HEADER = 100 * 1024 * 1024
+_MAX_EXTENT = 2**62  # product of a shape's dimensions (zeros as 1): strides stay in int64
 _DTYPE_NAMES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
                 "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
@@ -216,11 +217,16 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                 begin, end = (int(x) for x in info["data_offsets"])
             except (KeyError, TypeError, ValueError) as err:
                 raise WeightsError(f"{path}: bad header entry for {name!r}: {err}") from err
-            numel = 1
+            numel, extent = 1, 1
             for s in shape:
                 if s < 0:
                     raise WeightsError(f"{path}: {name!r} has a negative dimension {shape}")
                 numel *= s
+                extent *= max(1, s)
+            if extent > _MAX_EXTENT or len(shape) > 64:
+                # even an empty tensor of this shape has strides torch cannot represent
+                raise WeightsError(f"{path}: tensor {name!r} has an absurd shape {shape}; the "
+                                   "file is corrupt or crafted — delete it and download again")
             itemsize = torch.empty((), dtype=dtype).element_size()
             if not (0 <= begin <= end <= data_len) or end - begin != numel * itemsize:
                 raise WeightsError(
