@@ -131,6 +131,9 @@ def check_zip(zf: zipfile.ZipFile, *, where: str = "<zip>", max_size: int | None
     total, packed, worst = 0, 0, 0.0
     for info in infos:
         path = _member_path(info.filename, where)
+        if not path and not info.is_dir():
+            raise PackageError(f"{where}: member {info.filename!r} names no file (only '.' and "
+                               "'/'); re-create the zip with 'hubloader pack'")
         key = path.lower()
         parts = key.split("/")
         for i in range(1, len(parts) + (1 if info.is_dir() else 0)):

@@ -123,11 +123,12 @@ def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise WeightsError(f"{index} is not a valid shard index ({err}); "
                            "it needs a 'weight_map' of tensor name -> shard file") from err
+    bad = [v for v in weight_map.values() if not isinstance(v, str)]
+    if bad:
+        raise WeightsError(f"{index}: shard names must be strings, got {bad[0]!r}")
     names = sorted(set(weight_map.values()))
     shards = []
     for name in names:
-        if not isinstance(name, str):
-            raise WeightsError(f"{index}: shard names must be strings, got {name!r}")
         path = safe_join(model_dir, name)
         if not path.is_file():
             raise WeightsNotFoundError(f"shard {name!r} listed in {index.name} is missing from "

@@ -224,8 +224,11 @@ def repo_dir_for(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     except Exception as err:  # an unknown name: fall through to the error below
         logger.debug("%s does not resolve to a source: %s", name, err)
     for candidate in candidates:
-        if candidate.is_dir() and not candidate.is_symlink() and candidate.parent == root \
-                and candidate.name not in ("", ".", ".."):
+        try:
+            found = candidate.is_dir() and not candidate.is_symlink()
+        except OSError:  # a name too long for a file name names nothing cached
+            continue
+        if found and candidate.parent == root and candidate.name not in ("", ".", ".."):
             return candidate
     raise LocalEntryNotFoundError(f"nothing cached for {name!r} under {root}; "
                                   "'hubloader cache ls' lists what is there")
