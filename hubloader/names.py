@@ -109,6 +109,10 @@ def safe_join(base: str | os.PathLike, name: str) -> Path:
         raise InvalidModelNameError(
             f"model name {name!r} contains '..' and would escape {str(base)!r}; use a plain name"
         )
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in name.split("/")):
+        raise InvalidModelNameError(
+            f"{name[:40]!r}... is longer than the 255 bytes a folder or file name may have, so it "
+            f"cannot be put under {str(base)!r}; use a shorter name (or no download_path)")
     base_path = Path(base).expanduser()
     joined = base_path / candidate
     root = base_path.resolve()

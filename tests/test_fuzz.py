@@ -125,6 +125,8 @@ def test_names_and_uris(in_arena, name):
 
     _run("names", lambda: hubloader.parse_model_name(name))
     _run("names", lambda: hubloader.download(name, offline=True))
+    _run("names", lambda: hubloader.download(name, offline=True,
+                                             download_path=in_arena / "dest" / "flat"))
     _run("names", lambda: remove_from_cache(name))
     _run("names", lambda: verify_cache(name=name))
 

@@ -151,3 +151,21 @@ def test_s3_key_of_250_characters(moto_url, hub_env, monkeypatch, client):
     s3.put_object(Bucket=bucket, Key="m/" + name, Body=b"{}")
     path = hubloader.download(f"s3://{bucket}/m", allow_patterns=["*"])
     assert (path / name).read_bytes() == b"{}"
+
+
+@pytest.mark.parametrize("client", ["auto", "boto3"])
+def test_s3_prefix_longer_than_a_folder_name(moto_url, hub_env, monkeypatch, tmp_path, client):
+    """Cached under a shortened key it works; as a download_path folder it cannot exist."""
+    import boto3
+
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    bucket = f"prefix-{client}"
+    s3.create_bucket(Bucket=bucket)
+    prefix = "p" * 300
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/config.json", Body=b'{"model_type": "bert"}')
+    assert (hubloader.download(f"s3://{bucket}/{prefix}") / "config.json").is_file()
+    with pytest.raises(InvalidModelNameError, match="longer than the 255 bytes"):
+        hubloader.download(f"s3://{bucket}/{prefix}", download_path=tmp_path / "dp")
+    assert not any((tmp_path / "dp").rglob("*")) if (tmp_path / "dp").exists() else True
