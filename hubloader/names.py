@@ -28,7 +28,7 @@ _CARD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # S3's own rule is 3-63 lowercase characters; S3-compatible servers accept a little more
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _HF_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_MAX_NAME = 1024  # S3 keys stop there; no card, repository or sane path is longer
+_MAX_NAME = 4096  # PATH_MAX: no card, URI or local path is longer
 _MAX_CARD_NAME = 200  # a card name becomes a folder name (255 bytes at most)
 
 

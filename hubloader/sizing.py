@@ -53,12 +53,8 @@ def available_memory() -> int | None:
         return None
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.2f} GiB"
 
 
 def check_model_size(model: "nn.Module", *, dtype: torch.dtype | None, device, where: str) -> int:
@@ -78,16 +74,16 @@ def check_model_size(model: "nn.Module", *, dtype: torch.dtype | None, device, w
     name = type(model).__name__
     if cap is not None and need > cap:
         raise ConfigError(
-            f"{where}: {name} would need {_human(need)} for its weights, above "
+            f"{where}: {name} would need {_gib(need)} for its weights, above "
             f"HUBLOADER_MAX_PARAM_BYTES={cap:,}; check the config's sizes (hidden_size, "
             "vocab_size, num_labels...) or raise the cap")
     if cap is None and torch.device(device).type == "cpu":
         free = available_memory()
         if free is not None and need > free:
             raise ConfigError(
-                f"{where}: {name} would need {_human(need)} for its weights but only "
-                f"{_human(free)} of memory is available; check the config's sizes (hidden_size, "
+                f"{where}: {name} would need {_gib(need)} for its weights but only "
+                f"{_gib(free)} of memory is available; check the config's sizes (hidden_size, "
                 "vocab_size, num_labels...), or set HUBLOADER_MAX_PARAM_BYTES to decide the "
                 "cap yourself")
-    logger.debug("%s: %s of weights expected", name, _human(need))
+    logger.debug("%s: %s of weights expected", name, _gib(need))
     return need

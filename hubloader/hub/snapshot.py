@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 
 from .. import constants
 from .._futures import results_or_cancel
-from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
+from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
+                      RemoteNotFoundError)
 from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
@@ -87,8 +88,6 @@ def _check_paths(paths: list[str], where: str) -> None:
     """Refuse file names a snapshot folder cannot hold as given: absolute, with ``\\``, ``.``,
     ``..`` or empty parts, parts longer than a file name may be, or one name that is both a
     file and a folder (``a.json`` and ``a.json/b.json``)."""
-    from ..errors import InvalidModelNameError
-
     hint = "rename the object at the source, or leave it out with allow_patterns / --include"
     for path in paths:
         parts = path.split("/")
