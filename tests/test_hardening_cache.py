@@ -62,8 +62,17 @@ def test_rm_and_prune_do_not_follow_links_out_of_the_cache(cached, hub_env, caps
     os.symlink(outside / "snapshots", snapshot.parents[1] / "partial")
     assert cli.main(["cache", "rm", "s3--evil--link"]) == 1
     assert "nothing cached" in capsys.readouterr().err
+    # a manifests folder that is a link: a stale snapshot's manifest there is not deleted
+    repo = snapshot.parents[1]
+    shutil.copytree(repo / "manifests", outside / "manifests")
+    (outside / "manifests" / "old.json").write_text('{"files": {}}')
+    shutil.rmtree(repo / "manifests")
+    os.symlink(outside / "manifests", repo / "manifests")
+    (repo / "snapshots" / "old").mkdir()
     report = cache_admin.prune_cache(min_age=0)
+    assert repo / "snapshots" / "old" in report.removed and not (repo / "snapshots" / "old").exists()
     assert all(outside not in p.parents for p in report.removed)
+    assert (outside / "manifests" / "old.json").is_file()
     assert (outside / "partial" / "x.incomplete").read_bytes() == b"keep me"
     assert (outside / "snapshots" / "old" / "f").read_bytes() == b"keep me too"
     # the real repository is still removed by its name, and only it

@@ -313,7 +313,7 @@ def prune_cache(cache_dir: str | os.PathLike | None = None, *, min_age: float = 
             superseded = bool(refs) and snap.name not in refs
             if stale or superseded:
                 report.removed.append(snap)
-                if paths.manifest.exists():
+                if paths.manifest.exists() and not paths.manifest.parent.is_symlink():
                     report.removed.append(paths.manifest)
     report.freed, unused = _freed_by(report.removed, cache_dir)
     if not dry_run:
