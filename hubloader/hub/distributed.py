@@ -149,10 +149,10 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T], *, what: str,
             except Exception as err:  # the waiting ranks then time out and fetch themselves
                 logger.warning("could not tell the other ranks that %s is fetched: %s", what, err)
     logger.debug("rank %d waiting for its node's fetch of %s", dist.get_rank(), what)
-    outcome = _wait(store, key, what)
-    if outcome is None:
+    said = _wait(store, key, what)
+    if said is None:
         return fetch()
-    if outcome != _DONE:
+    if said != _DONE:
         raise LocalEntryNotFoundError(f"{what}: local rank 0 failed to fetch it; its error "
                                       "says why (see that rank's log)")
     return lookup()
