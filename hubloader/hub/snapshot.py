@@ -30,7 +30,7 @@ from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
-from .transfer import fetch_file
+from .transfer import fetch_file, verified_by
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS"]
 
@@ -278,19 +278,24 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
                received: Callable[[], None] | None = None,
-               cancel: threading.Event | None = None) -> str:
-    """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
+               cancel: threading.Event | None = None) -> tuple[str, str | None]:
+    """Put ``file`` into the snapshot (from its blob when possible); return its sha256 and
+    what it was verified against (``None``: nothing, see :func:`.transfer.verified_by`).
     The caller holds the file's lock."""
-    known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
+    known = _known_sha256(file, card_sha256)
+    if not known:
+        file = source.stated_digests(file)
+        known = _known_sha256(file, None)
+    by = verified_by(file, known)
     blob = _reusable_blob(paths, file, known)
-    if blob is not None and _link_into_snapshot(paths, blob, file.path):
+    if known and blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
-        return known
+        return known, by
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
                           partial=paths.partial(file), expected_sha256=known,
-                          progress=progress, received=received, cancel=cancel)
+                          progress=progress, received=received, cancel=cancel), by
     verified, partial = paths.verified(file), paths.partial(file)
     if verified.exists():  # verified by a run that died before storing it: re-checked, no request
         os.replace(verified, partial)
@@ -299,7 +304,23 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
                         expected_sha256=known, progress=progress, sync=not behind,
                         received=received, cancel=cancel)
     _store(paths, verified, sha256, file.path, behind=behind)
-    return sha256
+    return sha256, by
+
+
+_warned_unverified: set[str] = set()
+
+
+def _warn_unverified(source: Source, file: RemoteFile) -> None:
+    """Say once per source and process that files were stored without a digest to check."""
+    if source.uri in _warned_unverified:
+        logger.debug("%s: stored unverified", file.path)
+        return
+    _warned_unverified.add(source.uri)
+    logger.warning("%s states no digest to verify %s against (no card sha256, sha256 "
+                   "metadata, checksum or usable ETag): it is stored unverified, as are any "
+                   "others like it from this source ('hubloader cache verify' lists them); "
+                   "give its sha256 in the model card, or upload it with 'hubloader push'",
+                   source.uri, file.path)
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
@@ -409,12 +430,14 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 logger.info("removing %s, a partial download of an older version of %s",
                             orphan.name, file.path)
                 orphan.unlink(missing_ok=True)
-            sha256 = _fetch_one(source, file, paths, revision=listing.revision,
-                                card_sha256=card_files.get(file.path), progress=progress,
-                                received=turn.release, cancel=stop)
+            sha256, by = _fetch_one(source, file, paths, revision=listing.revision,
+                                    card_sha256=card_files.get(file.path), progress=progress,
+                                    received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
+            if by is None:
+                _warn_unverified(source, file)
             entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
-                     "sha256": sha256}
+                     "sha256": sha256, "verified": by}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
