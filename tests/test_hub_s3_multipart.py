@@ -31,6 +31,12 @@ CONFIG = b'{"model_type": "bert"}'
 KINDS = {"crc": "composite crc32 checksum", "etag": "multipart ETag"}
 
 
+@pytest.fixture(autouse=True)
+def _boto3_transport(hub_env, monkeypatch):
+    """The requests about parts go through the boto3 client (s3_wire sends none)."""
+    monkeypatch.setenv("HUBLOADER_S3_CLIENT", "boto3")
+
+
 def _client(endpoint: str, *, checksums: bool, **keys):
     """A boto3 client; ``checksums=False`` uploads without any (the multipart ETag only)."""
     import boto3

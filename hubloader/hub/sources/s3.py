@@ -7,7 +7,8 @@ fetching a file whose sha256 no card gives, one HEAD asks for the object's
 has) or the ``x-amz-meta-sha256`` that ``hubloader push`` writes: the download is verified
 against it, and identical bytes already cached are linked instead of fetched. An object
 uploaded in parts without either is verified against its CRC32/SHA checksum or its multipart
-ETag, recomputed over its parts (their sizes from GetObjectAttributes or ``HEAD ?partNumber=1``).
+ETag, recomputed over its parts (their sizes from ``HEAD ?partNumber=1``, or GetObjectAttributes),
+through the boto3 client; through :mod:`.s3_wire` it is stored unverified.
 Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...).
 With no credentials configured, requests go unsigned (public buckets).
 
@@ -23,7 +24,7 @@ import binascii
 import logging
 import re
 from dataclasses import replace
-from typing import Iterator
+from typing import Iterator, cast
 
 from ... import constants
 from ...errors import AccessDeniedError, NetworkError, RemoteNotFoundError, UnsupportedSourceError
@@ -202,7 +203,6 @@ class S3Source(Source):
         self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
         self._api = None
-        self._boto3_api: _Boto3 | None = None
 
     @property
     def api(self):
@@ -241,7 +241,8 @@ class S3Source(Source):
             return file
         if_match = f'"{file.etag}"' if file.etag else None
         try:
-            if MULTIPART_ETAG.match((file.etag or "").lower()):
+            # the requests about parts go through the boto3 client (s3_wire sends none)
+            if MULTIPART_ETAG.match((file.etag or "").lower()) and isinstance(self.api, _Boto3):
                 return self._multipart_digests(file, if_match)
             head = self.api.head(self.bucket, self.prefix + file.path, if_match=if_match)
         except RemoteChangedError:
@@ -256,17 +257,12 @@ class S3Source(Source):
             {"sha256": head.meta_sha256})
         return replace(file, sha256=sha256) if sha256 else file
 
-    def _boto3(self) -> "_Boto3":
-        """A boto3 client transport: the multipart requests (HEAD of a part, object
-        attributes) go through boto3 whichever transport carries the rest."""
-        if isinstance(self.api, _Boto3):
-            return self.api
-        if self._boto3_api is None:
-            self._boto3_api = _Boto3()
-        return self._boto3_api
+    def _s3(self):
+        """The boto3 client (the caller checked that the transport is one)."""
+        return cast(_Boto3, self.api).s3
 
     def _multipart_digests(self, file: RemoteFile, if_match: str | None) -> RemoteFile:
-        s3, key = self._boto3().s3, self.prefix + file.path
+        s3, key = self._s3(), self.prefix + file.path
         match = {"IfMatch": if_match} if if_match else {}
         head = s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **match)
         sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
@@ -280,14 +276,30 @@ class S3Source(Source):
         return replace(file, checksum=checksum, parts=self._part_sizes(file, count))
 
     def _part_sizes(self, file: RemoteFile, count: int) -> tuple[int, ...]:
-        """The part sizes: listed by GetObjectAttributes where the server answers it (and
-        lists them), else from ``HEAD ?partNumber=1``: its length is the part size every part
-        but the last has, as every S3 uploader cuts them (boto3, the AWS CLI, rclone, mc).
-        ``()`` when neither adds up to the object."""
-        s3, key = self._boto3().s3, self.prefix + file.path
+        """The part sizes. ``HEAD ?partNumber=1`` gives the size every part but the last has,
+        as S3 uploaders cut them (boto3, the AWS CLI, rclone, mc), and the count; the last
+        part's HEAD must agree. Where it does not, GetObjectAttributes lists every part's size
+        if the server does (SeaweedFS; AWS for objects with checksums). ``()`` when nothing
+        adds up to the object: the file is then unverified, never failed on a guess."""
+        key, size = self.prefix + file.path, int(file.size or 0)
+        first, listed = self._part_head(key, 1)
+        if listed == count and first > 0 and (count - 1) * first < size <= count * first:
+            uniform = (first,) * (count - 1) + (size - (count - 1) * first,)
+            if count == 1 or self._part_head(key, count)[0] == uniform[-1]:
+                return uniform
+        sizes = self._listed_parts(file)
+        if len(sizes) == count and sum(sizes) == size:
+            return tuple(sizes)
+        logger.debug("%s: no part sizes that add up to %d bytes in %d parts", key, size, count)
+        return ()
+
+    def _listed_parts(self, file: RemoteFile) -> list[int]:
+        """Every part's size from GetObjectAttributes (``[]`` where the server does not
+        list them, or a policy does not allow the request)."""
+        s3, key = self._s3(), self.prefix + file.path
         sizes: list[int] = []
+        marker = 0
         try:
-            marker = 0
             while True:
                 attrs = s3.get_object_attributes(Bucket=self.bucket, Key=key, MaxParts=1000,
                                                  PartNumberMarker=marker,
@@ -298,32 +310,20 @@ class S3Source(Source):
                 parts = attrs.get("ObjectParts") or {}
                 sizes += [int(p["Size"]) for p in parts.get("Parts") or [] if "Size" in p]
                 if not parts.get("IsTruncated") or not parts.get("Parts"):
-                    break
+                    return sizes
                 marker = int(parts.get("NextPartNumberMarker") or 0)
         except RemoteChangedError:
             raise
-        except Exception as err:  # servers without it, or a policy that does not allow it
+        except Exception as err:
             logger.debug("GetObjectAttributes of %s: %s", key, err)
-            sizes = []
-        if len(sizes) == count and sum(sizes) == file.size:
-            return tuple(sizes)
-        size = int(file.size or 0)
-        first, listed = self._part_head(key, 1)
-        if listed == count and first > 0 and (count - 1) * first < size <= count * first:
-            uniform = (first,) * (count - 1) + (size - (count - 1) * first,)
-            # the last part's size rules out most uploads cut unevenly, which would fail
-            # their check although the bytes are right
-            if count == 1 or self._part_head(key, count)[0] == uniform[-1]:
-                return uniform
-        logger.debug("%s: no part sizes that add up to %d bytes in %d parts", key, size, count)
-        return ()
+            return []
 
     def _part_head(self, key: str, number: int) -> tuple[int, int]:
         """``HEAD ?partNumber=N``: the part's length and the object's part count (0, 0
         where the server refuses it or does not say). Sent without If-Match: some servers
         compare it with the part's own ETag; the GET's If-Match still pins the version."""
         try:
-            part = self._boto3().s3.head_object(Bucket=self.bucket, Key=key, PartNumber=number)
+            part = self._s3().head_object(Bucket=self.bucket, Key=key, PartNumber=number)
         except Exception as err:
             logger.debug("HEAD of part %d of %s: %s", number, key, err)
             return 0, 0
