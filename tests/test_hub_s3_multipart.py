@@ -106,9 +106,13 @@ def moto_bucket(hub_env, moto_url, monkeypatch, tmp_path):
     return bucket
 
 
-@pytest.mark.parametrize("prefix", sorted(KINDS))
-def test_seaweedfs_multipart_object_is_verified(proxy, weed_objects, prefix):
+@pytest.mark.parametrize("prefix,ranges", [("crc", False), ("etag", False), ("etag", True)])
+def test_seaweedfs_multipart_object_is_verified(proxy, weed_objects, monkeypatch, prefix, ranges):
+    if ranges:  # parallel ranged GETs: the hash follows the completed prefix
+        monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
+        monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "3")
     path = hubloader.download(f"s3://multipart/{prefix}")
+    assert len(proxy.range_headers()) == (2 if ranges else 0)  # 8 MiB per range at least
     assert (path / "model.safetensors").read_bytes() == WEIGHTS
     assert _entry(f"s3://multipart/{prefix}/")["verified"] == KINDS[prefix]
 
