@@ -17,6 +17,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hubloader
 from hubloader import cli
@@ -139,6 +141,20 @@ def test_byte_flipped_in_transit_is_an_integrity_error(proxy, weed_objects, pref
                    for p in cache.blobs_root().glob("*")), "wrong bytes stored as a blob"
 
 
+def test_moto_byte_flipped_in_transit_is_an_integrity_error(moto_bucket, moto_url, monkeypatch):
+    port = int(moto_url.rsplit(":", 1)[1])
+    tamper = servers.FaultProxy(port)
+    try:
+        monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", tamper.url)
+        tamper.flip = (f"/{moto_bucket}/etag/model.safetensors", 5 * MiB, 10)
+        with pytest.raises(IntegrityError, match="multipart ETag"):
+            hubloader.download(f"s3://{moto_bucket}/etag")
+        assert not cache.managed_paths(f"s3://{moto_bucket}/etag/", "main").file(
+            "model.safetensors").exists()
+    finally:
+        tamper.close()
+
+
 KILLABLE = """
 import hubloader
 hubloader.download("s3://multipart/etag")
@@ -202,3 +218,45 @@ def test_cache_verify_lists_unverified_files(moto_bucket, moto_url, capsys):
     assert code == 0, out
     assert out.count("UNVERIFIED") == 1 and str(unverified / "model.safetensors") in out, out
     assert "0 problem(s), 1 never verified against their source" in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=1, max_size=4096), cuts=st.lists(st.integers(1, 512), max_size=8),
+       chunks=st.lists(st.integers(1, 700), min_size=1, max_size=8),
+       algorithm=st.sampled_from(["md5", "crc32", "sha1", "sha256"]))
+def test_part_digest_does_not_depend_on_how_the_bytes_arrive(data, cuts, chunks, algorithm):
+    """The value over parts is the same however the stream is chunked, and is S3's formula:
+    the digest of the parts' digests (hex + -N for the ETag, base64 + -N for a checksum)."""
+    import base64
+    import zlib
+
+    from hubloader.hub.sources.part_digests import Expected, PartDigest
+
+    sizes, pos = [], 0
+    for cut in cuts:
+        if pos + cut >= len(data):
+            break
+        sizes.append(cut)
+        pos += cut
+    sizes.append(len(data) - pos)
+
+    def raw(b: bytes) -> bytes:
+        return zlib.crc32(b).to_bytes(4, "big") if algorithm == "crc32" \
+            else hashlib.new(algorithm, b).digest()
+
+    parts, pos = [], 0
+    for size in sizes:
+        parts.append(raw(data[pos:pos + size]))
+        pos += size
+    joined = b"".join(parts)
+    want = (hashlib.md5(joined).hexdigest() if algorithm == "md5"
+            else base64.b64encode(raw(joined)).decode()) + f"-{len(sizes)}"
+    digest = PartDigest(Expected("test", algorithm, want, tuple(sizes)))
+    pos, i = 0, 0
+    while pos < len(data):
+        step = chunks[i % len(chunks)]
+        digest.update(data[pos:pos + step])
+        pos, i = pos + step, i + 1
+    assert digest.mismatch() is None
+    digest.update(b"x")  # one byte too many is a mismatch, never a pass
+    assert digest.mismatch() is not None

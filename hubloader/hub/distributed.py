@@ -76,6 +76,12 @@ def node_id() -> str:
     return socket.gethostname() + (f"/{group}" if group else "")
 
 
+def _incarnation() -> str:
+    """Which start of the job this is: torchrun restarts failed workers against the same
+    store, where a key set by the previous start must not answer the new one."""
+    return os.environ.get("TORCHELASTIC_RESTART_COUNT", "").strip()
+
+
 def _store(dist):
     """The process group's key-value store, or ``None`` where it cannot be had."""
     try:
@@ -90,7 +96,7 @@ def _key(what: str) -> str:
     node ask for the same things in the same order, so their n-th requests meet at one key;
     a rank that asks once more than another (rank 0's own ``download()`` before a barrier)
     only sets a key nobody waits for."""
-    digest = hashlib.sha256(f"{node_id()}\0{what}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{node_id()}\0{_incarnation()}\0{what}".encode()).hexdigest()[:32]
     with _calls_lock:
         _calls[digest] += 1
         return f"hubloader/fetch/{digest}/{_calls[digest]}"
