@@ -85,12 +85,17 @@ class _Boto3:
                 yield obj["Key"], int(obj["Size"]), str(obj.get("ETag", "")).strip('"') or None
 
     def head(self, bucket: str, key: str, *, if_match: str | None = None) -> Head:
+        head = self.head_object(bucket, key, if_match=if_match)
+        return Head(head.get("ChecksumSHA256"), head.get("ChecksumType"),
+                    (head.get("Metadata") or {}).get("sha256"))
+
+    def head_object(self, bucket: str, key: str, *, if_match: str | None = None) -> dict:
+        """The whole HEAD answer (``x-amz-checksum-mode: ENABLED``): every checksum, its
+        type, the user metadata."""
         kwargs = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
         if if_match:
             kwargs["IfMatch"] = if_match
-        head = self.s3.head_object(**kwargs)
-        return Head(head.get("ChecksumSHA256"), head.get("ChecksumType"),
-                    (head.get("Metadata") or {}).get("sha256"))
+        return self.s3.head_object(**kwargs)
 
     def get(self, bucket: str, key: str, *, start: int = 0, end: int | None = None,
             if_match: str | None = None):
@@ -262,9 +267,8 @@ class S3Source(Source):
         return cast(_Boto3, self.api).s3
 
     def _multipart_digests(self, file: RemoteFile, if_match: str | None) -> RemoteFile:
-        s3, key = self._s3(), self.prefix + file.path
-        match = {"IfMatch": if_match} if if_match else {}
-        head = s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **match)
+        head = cast(_Boto3, self.api).head_object(self.bucket, self.prefix + file.path,
+                                                  if_match=if_match)
         sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
                   or _meta_sha256(head.get("Metadata")))
         if sha256:
@@ -280,7 +284,7 @@ class S3Source(Source):
         as S3 uploaders cut them (boto3, the AWS CLI, rclone, mc), and the count; the last
         part's HEAD must agree. Where it does not, GetObjectAttributes lists every part's size
         if the server does (SeaweedFS; AWS for objects with checksums). ``()`` when nothing
-        adds up to the object: the file is then unverified, never failed on a guess."""
+        adds up to the object: the file is then stored unverified."""
         key, size = self.prefix + file.path, int(file.size or 0)
         first, listed = self._part_head(key, 1)
         if listed == count and first > 0 and (count - 1) * first < size <= count * first:
