@@ -2,7 +2,8 @@
 
 * one node of 4 ranks: only local rank 0 lists and fetches, the others read the warm cache;
 * no collective on the download path: a download longer than the process group's timeout
-  succeeds on every rank, and ``if rank == 0: download(); dist.barrier()`` works;
+  succeeds on every rank, and ``if rank == 0: download(); dist.barrier()`` works; rank 0's
+  failure reaches the others; a rank whose rank 0 never asks waits HUBLOADER_LOCK_TIMEOUT;
 * two nodes (two launchers, one c10d rendezvous on 127.0.0.1): one copy per node with a
   cache per node, one copy in all with one shared cache (a network file system's case).
 """
@@ -45,10 +46,18 @@ if rank == 0:  # the user's pattern: rank 0 downloads, everyone meets at the use
     hubloader.download("s3://dist/small")
 dist.barrier()
 out["small"] = str(hubloader.download("s3://dist/small", offline=True))
+try:  # rank 0 fails: the others hear of it instead of waiting
+    hubloader.download("s3://dist/no-such-model")
+except Exception as err:
+    out["failed"] = type(err).__name__
+os.environ["HUBLOADER_LOCK_TIMEOUT"] = "1"
+if rank != 0:  # rank 0 never asks: the wait ends after HUBLOADER_LOCK_TIMEOUT
+    started = time.monotonic()
+    out["alone"] = str(hubloader.download("s3://dist/alone"))
+    out["alone_s"] = time.monotonic() - started
 with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
     json.dump(out, f)
-dist.barrier()
-dist.destroy_process_group()
+dist.destroy_process_group()  # no barrier: rank 1 may still be waiting out its timeout
 """
 
 TWO_NODES = """
@@ -78,7 +87,8 @@ def _model(weed, tmp_path_factory, prefix: str, size: int, seed: int) -> Path:
 def dist_models(weed, tmp_path_factory):
     return {prefix: _model(weed, tmp_path_factory, prefix, size, seed)
             for seed, (prefix, size) in enumerate([("model", 2 << 20), ("slow", 1 << 20),
-                                                   ("small", 4096), ("per-node", 256 << 10),
+                                                   ("small", 4096), ("alone", 4096),
+                                                   ("per-node", 256 << 10),
                                                    ("shared", 256 << 10)])}
 
 
@@ -168,6 +178,20 @@ def test_rank0_download_then_user_barrier(no_collective_run):
     assert results[0]["small"] == results[1]["small"]
     assert (Path(results[1]["small"]) / "config.json").is_file()
     assert _gets(proxy, "small") == (1, 1)  # ranks 1+ read the cache
+
+
+def test_a_failure_of_rank0_reaches_the_others(no_collective_run):
+    results, _ = no_collective_run
+    assert results[0]["failed"] == "RemoteNotFoundError"
+    assert results[1]["failed"] == "LocalEntryNotFoundError"
+
+
+def test_the_wait_is_bounded_by_the_lock_timeout(no_collective_run):
+    results, proxy = no_collective_run
+    assert "alone" not in results[0]
+    assert results[1]["alone_s"] >= 1  # waited HUBLOADER_LOCK_TIMEOUT, then fetched itself
+    assert (Path(results[1]["alone"]) / "model.safetensors").is_file()
+    assert _gets(proxy, "alone") == (1, 1)
 
 
 @pytest.fixture(scope="module")
