@@ -23,7 +23,8 @@ from . import cache
 from .transfer import file_sha256
 
 __all__ = ["CachedSnapshot", "Problem", "PruneReport", "CacheUsage", "scan_cache", "verify_cache",
-           "unverified_files", "prune_cache", "remove_from_cache", "repo_dir_for", "cache_usage", "collect_blobs"]
+           "unverified_files", "prune_cache", "remove_from_cache", "repo_dir_for", "cache_usage",
+           "collect_blobs"]
 
 logger = logging.getLogger(__name__)
 
