@@ -119,6 +119,16 @@ def test_seaweedfs_multipart_object_is_verified(proxy, weed_objects, monkeypatch
     assert _entry(f"s3://multipart/{prefix}/")["verified"] == KINDS[prefix]
 
 
+def test_seaweedfs_uneven_parts_are_verified_by_their_listed_sizes(proxy, weed, weed_objects):
+    keys = dict(aws_access_key_id=servers.ACCESS_KEY, aws_secret_access_key=servers.SECRET_KEY)
+    _upload_uneven(_client(weed.endpoint, checksums=False, **keys), "multipart",
+                   "uneven/model.safetensors")
+    path = hubloader.download("s3://multipart/uneven")
+    assert (path / "model.safetensors").read_bytes() == WEIGHTS
+    assert _entry("s3://multipart/uneven/")["verified"] == "multipart ETag"
+    assert any("?attributes" in g for g in proxy.get_lines())  # GetObjectAttributes said
+
+
 @pytest.mark.parametrize("prefix", sorted(KINDS))
 def test_moto_multipart_object_is_verified(moto_bucket, prefix):
     uri = f"s3://{moto_bucket}/{prefix}"
