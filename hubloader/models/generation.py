@@ -13,13 +13,13 @@ A family fills two hooks:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from ..errors import GenerationArgumentError, InputError
 
-__all__ = ["GenerationMixin", "select_next_tokens"]
+__all__ = ["GenerationMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,24 @@ def _check_ids(input_ids: Any, vocab_size: int | None) -> None:
                          f"[{int(input_ids.min())}, {int(input_ids.max())}]")
 
 
+class TokenStreamer(Protocol):
+    """What ``generate(streamer=)`` feeds as it goes (the shape of transformers' streamers):
+    ``put`` gets the prompt ids first, then each step's ``[batch]`` new ids; ``end`` once."""
+
+    def put(self, value: torch.Tensor) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty, as transformers applies it: the logit of every token already
+    in ``seen`` (``[batch, len]``) is divided by ``penalty`` when positive, multiplied when
+    negative."""
+    scores = logits.gather(-1, seen)
+    scores = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return logits.scatter(-1, seen, scores)
+
+
 def select_next_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0,
                        top_k: int | None = None, top_p: float | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
@@ -106,7 +124,8 @@ class GenerationMixin:
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  eos_token_id: int | list[int] | None = None,
                  attention_mask: torch.Tensor | None = None, pad_token_id: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, repetition_penalty: float = 1.0,
+                 streamer: TokenStreamer | None = None) -> torch.Tensor:
         """Generate token ids.
 
         Args:
@@ -123,6 +142,10 @@ class GenerationMixin:
                 decoder models).
             pad_token_id: filler after a row finished (default: the config's, else the eos id).
             generator: a ``torch.Generator`` making sampling reproducible.
+            repetition_penalty: > 1 discourages tokens already in the sequence (prompt
+                included), as transformers does; 1 turns it off.
+            streamer: receives the prompt, then each step's new tokens as they are chosen
+                (see :class:`TokenStreamer`).
 
         Returns:
             ``[batch, total]`` LongTensor: prompt plus new tokens for decoder models, the
@@ -136,6 +159,10 @@ class GenerationMixin:
         if eos_token_id is None:
             eos_token_id = getattr(cfg, "eos_token_id", None)
         eos = _check_args(max_new_tokens, temperature, top_k, top_p, eos_token_id)
+        if isinstance(repetition_penalty, bool) or not isinstance(repetition_penalty, (int, float)) \
+                or not repetition_penalty > 0:
+            raise GenerationArgumentError(f"repetition_penalty must be a number > 0, got "
+                                          f"{repetition_penalty!r}; 1.0 turns it off")
         _check_ids(input_ids, getattr(cfg, "vocab_size", None))
         if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
                                            or attention_mask.shape != input_ids.shape):
@@ -149,15 +176,23 @@ class GenerationMixin:
         step_ids = tokens
         eos_t = torch.tensor(eos, dtype=torch.long, device=tokens.device)
         finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        if streamer is not None:
+            streamer.put(tokens.cpu())
         for _ in range(max_new_tokens):
             logits, state = self._generation_step(state, step_ids)
+            if repetition_penalty != 1.0:
+                logits = penalize_repetition(logits, tokens, float(repetition_penalty))
             nxt = select_next_tokens(logits, do_sample=do_sample, temperature=temperature,
                                      top_k=top_k, top_p=top_p, generator=generator)
             nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if streamer is not None:
+                streamer.put(nxt.cpu())
             if eos:
                 finished |= torch.isin(nxt, eos_t)
                 if bool(finished.all()):
                     break
             step_ids = nxt[:, None]
+        if streamer is not None:
+            streamer.end()
         return tokens
