@@ -351,6 +351,38 @@ class Tokenizer:
             return {k: v[0] for k, v in out.items()}
         return out
 
+    # set by load_tokenizer from tokenizer_config.json
+    chat_template: str | None = None
+    special_tokens_map: dict[str, str] = {}
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], *,
+                            add_generation_prompt: bool = False, tokenize: bool = False,
+                            chat_template: str | None = None, **variables: Any):
+        """Render a conversation with the model's chat template, as transformers does (see
+        :func:`hubloader.chat_template.render_chat_template`).
+
+        Returns:
+            The prompt string, or its ids (``list[int]``, no special tokens added) with
+            ``tokenize=True``.
+
+        Raises:
+            ChatTemplateError: no template, bad messages, or the template failed.
+
+        Example:
+            >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+            ...                         add_generation_prompt=True)
+        """
+        from .chat_template import render_chat_template
+        from .errors import ChatTemplateError
+
+        template = chat_template or self.chat_template
+        if template is None:
+            raise ChatTemplateError("this tokenizer has no chat_template (tokenizer_config.json "
+                                    "or chat_template.jinja); pass chat_template=")
+        text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                    special_tokens=self.special_tokens_map, **variables)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
     def decode(self, ids, *, skip_special_tokens: bool = True) -> str:
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
@@ -401,8 +433,19 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         names = (["input_ids", "attention_mask"] if model_type in _NO_TOKEN_TYPES
                  else ["input_ids", "attention_mask", "token_type_ids"])
-    return Tokenizer(backend, model_max_length=max_len, pad_token=pad, model_input_names=names)
+    tok = Tokenizer(backend, model_max_length=max_len, pad_token=pad, model_input_names=names)
+    from .chat_template import find_chat_template
+
+    tok.chat_template = find_chat_template(d, cfg)
+    tok.special_tokens_map = {k: v for k in _SPECIAL_NAMES if (v := _token_str(cfg.get(k)))}
+    return tok
+
+
+_SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token",
+                  "mask_token")
 
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
-_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5"})
+_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "llama", "mistral", "qwen2", "aquila"})
+
+from . import sentencepiece_bpe  # noqa: E402,F401  (registers the tokenizer.model builder)
