@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from fetch_scenarios import BUCKET, Bench, _sha256
-from run import DATA, HERE, Series, Verdict, interleave
+from run import DATA, HERE, Series, Verdict, _machine, interleave
 
 sys.path.insert(0, str(HERE.parent / "tests"))
 from synthetic_llama import write_synthetic_llama  # noqa: E402  (shared with the memory test)
@@ -85,7 +85,9 @@ def scenario_llm(args, results, verdicts):
                      ["transformers-boto3", BUCKET, prefix, str(dest)]),
                  "runai-model-streamer -> transformers": measure(
                      "runai-model-streamer -> transformers", ["runai", BUCKET, prefix, str(dest)])}
+        load = [os.getloadavg()[0]]
         data = interleave(args.runs, tools)
+        load.append(os.getloadavg()[0])
         size = f"{nbytes / 1e9:.1f} GB"
         scen = (f"8. cold S3 -> first token, {nbytes / 2e9:.1f}B-parameter Llama in bf16 ({size}, "
                 "4 shards)")
@@ -103,7 +105,9 @@ def scenario_llm(args, results, verdicts):
             f"hubloader {ours:.1f} s; {best_name} {others[best_name]:.1f} s "
             f"({others[best_name] / ours:.2f}x); peak RSS hubloader {mem['hubloader']:.2f} GiB, "
             + ", ".join(f"{k} {v:.2f} GiB" for k, v in mem.items() if k != "hubloader")
-            + " (target: ahead of both)", all(ours < v for v in others.values())))
+            + f" (target: ahead of both; {args.runs} rounds on {_machine().split(',')[0]}, "
+            f"load average {min(load):.0f}-{max(load):.0f} on {os.cpu_count()} cores)",
+            all(ours < v for v in others.values())))
     finally:
         bench.close()
 

@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "GatedFeedForward", "RMSNorm",
-           "RelativePositionBias", "RotaryEmbedding", "apply_rotary", "additive_mask"]
+           "RelativePositionBias", "RotaryEmbedding", "apply_rotary", "rope_scaling_kind",
+           "additive_mask"]
 
 
 class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
@@ -261,6 +262,28 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, params: dict) -> torch.Tensor:
     return torch.where(medium, blended, scaled)
 
 
+_ROPE_NEEDS: dict[str, tuple[str, ...]] = {
+    "default": (), "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+
+
+def rope_scaling_kind(scaling: dict | None) -> str:
+    """The rope scaling type a config's ``rope_scaling`` / ``rope_parameters`` names.
+
+    Raises:
+        ConfigError: a type :class:`RotaryEmbedding` does not implement, or missing parameters.
+    """
+    scaling = scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in _ROPE_NEEDS:
+        raise ConfigError(f"rope scaling {kind!r} is not supported; use one of "
+                          f"{list(_ROPE_NEEDS)} (or load the model with transformers)")
+    lacking = [k for k in _ROPE_NEEDS[kind] if k not in scaling]
+    if lacking:
+        raise ConfigError(f"rope scaling {kind!r} needs {', '.join(lacking)} in the config")
+    return kind
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE): ``cos``/``sin`` tables for given positions.
 
@@ -274,21 +297,10 @@ class RotaryEmbedding(nn.Module):
         ConfigError: another scaling type, or one missing its parameters.
     """
 
-    SCALINGS = ("default", "linear", "llama3")
-
     def __init__(self, dim: int, *, theta: float = 10000.0, scaling: dict | None = None):
         super().__init__()
         self.dim, self.theta, self.scaling = dim, float(theta), dict(scaling or {})
-        kind = self.scaling.get("rope_type", self.scaling.get("type", "default"))
-        if kind not in self.SCALINGS:
-            raise ConfigError(f"rope scaling {kind!r} is not supported; use one of "
-                              f"{list(self.SCALINGS)} (or load the model with transformers)")
-        needed = {"linear": ("factor",), "llama3": (
-            "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
-        lacking = [k for k in needed.get(kind, ()) if k not in self.scaling]
-        if lacking:
-            raise ConfigError(f"rope scaling {kind!r} needs {', '.join(lacking)} in the config")
-        self.kind = kind
+        self.kind = rope_scaling_kind(self.scaling)
         # a plain attribute, not a buffer: built lazily (the model may be built on the meta
         # device) and kept in float32 whatever dtype the model is cast to
         self._inv_freq_cache: torch.Tensor | None = None

@@ -31,7 +31,8 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask
 from .generation import GenerationMixin
-from .layers import GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask
+from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
+                     get_activation, rope_scaling_kind)
 
 __all__ = ["LlamaConfig", "MistralConfig", "Qwen2Config", "AquilaConfig", "LlamaBlock",
            "LlamaModel", "LlamaForCausalLM", "MistralModel", "MistralForCausalLM",
@@ -113,10 +114,8 @@ class LlamaConfig(ModelConfig):
         if self.num_attention_heads % self.kv_heads:
             raise ConfigError(f"num_attention_heads {self.num_attention_heads} is not a multiple "
                               f"of num_key_value_heads {self.kv_heads}")
-        if self.hidden_act not in ("silu", "swish", "gelu", "gelu_pytorch_tanh", "relu"):
-            raise ConfigError(f"hidden_act {self.hidden_act!r} is not supported for "
-                              f"{self.model_type}; use silu")
-        RotaryEmbedding(self.head_size, theta=self.rope_base, scaling=self.rope_scaling_params)
+        get_activation(self.hidden_act)
+        rope_scaling_kind(self.rope_scaling_params)
 
     # -- derived values -------------------------------------------------------------------
     @property
