@@ -208,6 +208,33 @@ def test_flagai_aquila_layout_matches_transformers_llama(tmp_path):
     assert torch.equal(ours.generate(ids[:1, :4], max_new_tokens=6, eos_token_id=[]), ref)
 
 
+def test_generation_config_eos_list_stops_chat_models(hf_llama, tmp_path):
+    """Chat models list their end-of-turn ids in generation_config.json, not config.json."""
+    hf, path = hf_llama
+    for f in path.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    ids = _ids(batch=1, seq=4, seed=14)
+    free = LlamaForCausalLM.from_pretrain(str(path)).generate(ids, max_new_tokens=8,
+                                                              eos_token_id=[])
+    stop = int(free[0, 7])  # the 4th new token becomes the second end-of-turn id
+    first = next(i for i in range(VOCAB) if i not in free[0].tolist())  # never emitted
+    (tmp_path / "generation_config.json").write_text(json.dumps(
+        {"eos_token_id": [first, stop], "pad_token_id": 0}))
+    ours = LlamaForCausalLM.from_pretrain(str(tmp_path))
+    got = ours.generate(ids, max_new_tokens=8)
+    k = free[0, 4:].tolist().index(stop)  # its first appearance
+    assert torch.equal(got[0], free[0, :4 + k + 1])
+    ref = hf.generate(ids, max_new_tokens=8, do_sample=False, eos_token_id=[first, stop],
+                      pad_token_id=0, attention_mask=torch.ones_like(ids))
+    assert torch.equal(got, ref)
+    # an explicit argument still wins
+    assert torch.equal(ours.generate(ids, max_new_tokens=8, eos_token_id=[]), free)
+    (tmp_path / "generation_config.json").write_text("{not json")
+    unreadable = LlamaForCausalLM.from_pretrain(str(tmp_path))  # ignored: config.json's eos
+    assert torch.equal(unreadable.generate(ids, max_new_tokens=8),
+                       ours.generate(ids, max_new_tokens=8, eos_token_id=TINY["eos_token_id"]))
+
+
 def test_backbone_loads_causal_lm_checkpoint(hf_llama):
     hf, path = hf_llama
     base = LlamaModel.from_pretrain(str(path))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -158,10 +158,6 @@ class LlamaConfig(ModelConfig):
         if not self.use_sliding_window:
             return None
         return self.sliding_window if layer >= (self.max_window_layers or 0) else None
-
-    @classmethod
-    def accepted_types(cls) -> set[str]:
-        return {cls.model_type}
 
 
 @dataclass
@@ -329,7 +325,7 @@ class LlamaModel(LlamaPreTrainedModel):
                              "past_key_values, use_cache")
         c = self.config
         check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
-        assert input_ids is not None  # for mypy: checked above
+        input_ids = cast(torch.Tensor, input_ids)  # not None: checked above
         past_len = past_key_values[0][0].shape[2] if past_key_values else 0
         seq = input_ids.shape[1]
         if past_key_values is not None and len(past_key_values) != c.num_hidden_layers:
