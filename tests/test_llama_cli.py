@@ -38,7 +38,11 @@ def chat_dir(tmp_path_factory) -> Path:
                                    character_coverage=1.0, minloglevel=2)
     for junk in ("c.txt", "tokenizer.vocab"):
         (d / junk).unlink()
-    (d / "tokenizer_config.json").write_text(json.dumps({"legacy": False}))
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "legacy": False, "eos_token": "</s>", "bos_token": "<s>",
+        "chat_template": "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
+                         "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}[assistant] "
+                         "{% endif %}"}))
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=140, hidden_size=32, intermediate_size=48,
                                    num_hidden_layers=2, num_attention_heads=4,
@@ -68,6 +72,18 @@ def test_cli_prints_the_streamed_continuation(chat_dir):
     ids = torch.tensor([tok.encode("the llama")])
     want = tok.decode(model.generate(ids, max_new_tokens=8)[0, ids.shape[1]:])
     assert proc.stdout == want + "\n"
+
+
+def test_run_chat_sends_the_input_through_the_chat_template(chat_dir):
+    tok, model = load_tokenizer(chat_dir), LlamaForCausalLM.from_pretrain(str(chat_dir))
+    prompt = tok.apply_chat_template([{"role": "user", "content": "the llama"}],
+                                     add_generation_prompt=True)
+    assert prompt == "<s>[user] the llama</s>[assistant] "
+    ids = torch.tensor([tok.encode(prompt, add_special_tokens=False)])
+    assert int(ids[0, 0]) == tok.token_to_id("<s>") and int(ids[0, 1]) != int(ids[0, 0])
+    want = model.generate(ids, max_new_tokens=6)[0].tolist()
+    result = run_task("lm", str(chat_dir), "the llama", max_new_tokens=6, chat=True)
+    assert result["token_ids"] == want  # one BOS: the template's
 
 
 def test_streamer_holds_back_half_characters():

@@ -5,6 +5,7 @@ INPUT is text, or an image path for vision tasks. The result is printed as plain
 
 Example:
     $ hubloader run lm gpt2 "Once upon a time" --max-new-tokens 20
+    $ hubloader run text-generation Qwen2.5-0.5B-Instruct "Name three llamas" --chat
     $ hubloader run classification vit-base-patch16-224 cat.jpg --top-k 3
 """
 
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
     p.add_argument("--repetition-penalty", type=float, default=1.0,
                    help="> 1 discourages repeated tokens (default 1: off)")
+    p.add_argument("--chat", action="store_true",
+                   help="text generation: send the input as a user message through the "
+                        "model's chat template")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -46,7 +50,12 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     model, tok = loader.get_model(), loader.get_tokenizer()
-    enc = tok(text)
+    if opts.get("chat"):  # the text is the user's turn, rendered by the model's chat template
+        text = tok.apply_chat_template([{"role": "user", "content": text}],
+                                       add_generation_prompt=True)
+        enc = tok(text, add_special_tokens=False)  # the template wrote its own BOS, if any
+    else:
+        enc = tok(text)
     gen = None
     if opts.get("seed") is not None:
         gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
@@ -156,6 +165,7 @@ def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
 
     Args:
         on_text: generation tasks: called with each piece of text as it is generated.
+        chat: text generation: wrap ``text`` as a user message in the model's chat template.
 
     Returns:
         A JSON-able dict: ``generated_text``, ``labels``, ``tokens``, ``masks`` or ``embedding``.
@@ -166,7 +176,8 @@ def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
     from ..auto import AutoLoader
 
     defaults = {"max_new_tokens": 32, "sample": False, "temperature": 1.0, "top_k": None,
-                "top_p": None, "seed": None, "repetition_penalty": 1.0, "on_text": None}
+                "top_p": None, "seed": None, "repetition_penalty": 1.0, "on_text": None,
+                "chat": False}
     loader = AutoLoader(task, model_name=model, model_dir=model_dir, device=device)
     result = _HANDLERS[loader.task](loader, text, {**defaults, **opts})
     return {"task": loader.task, "model": type(loader.get_model()).__name__, **result}
@@ -183,7 +194,7 @@ def _run(args) -> int:
                       device=args.device, max_new_tokens=args.max_new_tokens, sample=args.sample,
                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                       seed=args.seed, repetition_penalty=args.repetition_penalty,
-                      on_text=on_text)
+                      on_text=on_text, chat=args.chat)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
