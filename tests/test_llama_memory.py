@@ -4,6 +4,7 @@ its own peak RSS (VmHWM) before and after loading and generating."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -36,9 +37,11 @@ _MEASURE = textwrap.dedent("""
 
 @pytest.fixture(scope="session")
 def big_llama(tmp_path_factory):
-    """Built once per test run, in a temporary directory, never in the repository."""
+    """Built once per test run, in a temporary directory, never in the repository; removed at
+    the end (pytest keeps recent temporary directories, 2.2 GB each)."""
     path = tmp_path_factory.mktemp("big-llama")
-    return path, write_synthetic_llama(path, shards=4)
+    yield path, write_synthetic_llama(path, shards=4)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.timeout(900)
