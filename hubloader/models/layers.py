@@ -68,7 +68,10 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention when ``context`` is ``None``, cross-attention otherwise; ``causal`` masks the
     future. ``scale=False`` skips the 1/sqrt(d) scaling (T5). ``past`` / ``use_cache`` carry a
-    key/value cache for incremental decoding.
+    key/value cache for incremental decoding. ``num_kv_heads`` below ``num_heads`` is
+    grouped-query attention (each key/value head serves a group of query heads);
+    ``sliding_window`` lets a causal query see only its last N keys (Mistral); ``out_bias``
+    sets the output projection's bias apart from ``bias`` (Qwen2 biases q/k/v only).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, *, dropout: float = 0.0, bias: bool = True,
