@@ -43,7 +43,8 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 # FlagAI's (and Meta's original) config names -> Hugging Face's
 _FLAGAI_CONFIG = {"dim": "hidden_size", "n_layers": "num_hidden_layers",
                   "n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads",
-                  "norm_eps": "rms_norm_eps", "max_seq_len": "max_position_embeddings"}
+                  "norm_eps": "rms_norm_eps", "max_seq_len": "max_position_embeddings",
+                  "hidden_dim": "intermediate_size"}
 
 
 def _flagai_intermediate(dim: int, multiple_of: int, multiplier: float | None) -> int:
