@@ -70,7 +70,8 @@ def test_cli_prints_the_streamed_continuation(chat_dir):
     # with eos 2 the model may stop early; the text is what generate() gives until then
     tok, model = load_tokenizer(chat_dir), LlamaForCausalLM.from_pretrain(str(chat_dir))
     ids = torch.tensor([tok.encode("the llama")])
-    want = tok.decode(model.generate(ids, max_new_tokens=8)[0, ids.shape[1]:])
+    want = tok.decode(model.generate(ids, max_new_tokens=8)[0, ids.shape[1]:],
+                      skip_special_tokens=True)
     assert proc.stdout == want + "\n"
 
 

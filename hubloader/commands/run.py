@@ -53,9 +53,10 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("chat"):  # the text is the user's turn, rendered by the model's chat template
         text = tok.apply_chat_template([{"role": "user", "content": text}],
                                        add_generation_prompt=True)
-        enc = tok(text, add_special_tokens=False)  # the template wrote its own BOS, if any
+        # the template wrote its own BOS, if any
+        enc = tok(text, add_special_tokens=False, truncation=True, return_tensors="pt")
     else:
-        enc = tok(text)
+        enc = tok(text, truncation=True, return_tensors="pt")
     gen = None
     if opts.get("seed") is not None:
         gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
@@ -71,13 +72,13 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
                          top_p=opts["top_p"], generator=gen, streamer=streamer,
                          repetition_penalty=opts["repetition_penalty"])
     new = ids[0, enc["input_ids"].shape[1]:] if loader.task == "text-generation" else ids[0]
-    return {"generated_text": tok.decode(new), "token_ids": ids[0].tolist()}
+    return {"generated_text": tok.decode(new, skip_special_tokens=True), "token_ids": ids[0].tolist()}
 
 
 def _text_inputs(loader, text: str) -> tuple[dict, Any]:
     tok = loader.get_tokenizer()
     model = loader.get_model()
-    return {k: v.to(model.device) for k, v in tok(text).items()}, tok
+    return tok(text, truncation=True, return_tensors="pt").to(model.device), tok
 
 
 def _model_inputs(loader, text: str) -> dict:
@@ -120,9 +121,10 @@ def _fill_mask(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
 
     model = loader.get_model()
     inputs, tok = _text_inputs(loader, text)
-    mask_id = tok.convert_tokens_to_ids("[MASK]") or tok.convert_tokens_to_ids("<mask>")
-    where = (inputs["input_ids"][0] == mask_id).nonzero().flatten().tolist()
-    if mask_id is None or not where:
+    mask_id = tok.mask_token_id
+    where = [] if mask_id is None else \
+        (inputs["input_ids"][0] == mask_id).nonzero().flatten().tolist()
+    if not where:
         raise InputError("fill-mask needs a mask token in the input, e.g. 'Paris is the [MASK] "
                          "of France' ('<mask>' for RoBERTa)")
     with torch.no_grad():
