@@ -276,6 +276,9 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
+# transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
+# for batched generation
+_DEFAULT_SIDE = {("padding_side", "llama"): "left"}
 _TOKENIZER_CLASSES = {"bert": "BertTokenizer", "gpt2": "GPT2Tokenizer",
                       "roberta": "RobertaTokenizer", "t5": "T5Tokenizer"}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length",
@@ -690,7 +693,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         names = (["input_ids", "attention_mask"] if kind in _NO_TOKEN_TYPES
                  or model_type in _NO_TOKEN_TYPES
                  else ["input_ids", "token_type_ids", "attention_mask"])
-    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else "right"
+    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else _DEFAULT_SIDE.get((k, kind), "right")
              for k in ("padding_side", "truncation_side")]
     extra = cfg.get("extra_special_tokens", cfg.get("additional_special_tokens"))
     if isinstance(extra, list):

@@ -140,6 +140,19 @@ def test_ids_and_decoding_equal_transformers(pair):
             ref.decode(ids, skip_special_tokens=True), text
 
 
+def test_padded_batches_equal_transformers(pair):
+    """Llama's tokenizer pads on the left by default (ready for generate), the others right."""
+    ours, ref = pair
+    assert ours.padding_side == ref.padding_side
+    if ref.pad_token is None:  # Llama ships none: users pad with EOS
+        ours.pad_token, ref.pad_token = ours.eos_token, ref.eos_token
+    texts = ["a short one", "a rather longer prompt about llamas 北京", "x"]
+    got = ours(texts, padding=True, return_tensors="pt")
+    want = ref(texts, padding=True, return_tensors="pt")
+    for key in ("input_ids", "attention_mask"):
+        assert got[key].tolist() == want[key].tolist(), key
+
+
 @pytest.mark.parametrize("name", DIRS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
