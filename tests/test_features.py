@@ -9,7 +9,7 @@ import torch
 from hubloader.errors import (ConfigError, FeaturesNotCapturedError, FeatureShapeError, InputError,
                               LayerIndexNotFoundError)
 from model_downstream_interface import BigModel4DownstreamInterface, LayerIndexNotFoundException
-from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
+from hubloader.models import (LlamaConfig, LlamaForCausalLM, BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
                               GPT2LMHeadModel, ResNetConfig, ResNetForImageClassification,
                               ResNetModel, SwinConfig, SwinForImageClassification,
                               SwinModel, T5Config, T5ForConditionalGeneration, ViTConfig,
@@ -55,6 +55,10 @@ FAMILIES = [
     ("resnet-head", lambda: ResNetForImageClassification.from_config(_cfg(ResNetConfig,
         embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
         downsample_in_first_stage=True)), (1, 3, 31, 31), lambda m, x: m(x), 3, True),
+    ("llama", lambda: LlamaForCausalLM.from_config(_cfg(LlamaConfig,
+        vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)),
+     (2, 6), lambda m, x: m(input_ids=x), 2, False),
     ("swin", lambda: SwinModel.from_config(_cfg(SwinConfig,
         image_size=20, patch_size=2, embed_dim=8, depths=[1, 2], num_heads=[2, 2],
         window_size=3)), (2, 3, 20, 18), lambda m, x: m(x), 3, True),
