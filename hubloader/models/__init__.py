@@ -4,6 +4,8 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
+                  GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
@@ -13,6 +15,8 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
+           "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
+           "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",

@@ -1,0 +1,256 @@
+"""GLM against FlagAI's own classes (flagai.model.glm_model, tiny random configs, the same
+weights saved as FlagAI's hub and THUDM's hub lay them out): every class's outputs and loss,
+the memory, blank-infilling ids, strict loads; and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import flagai.model.glm_model as fg  # test-only oracle (see pyproject's test extra)
+from _flagai import GLM_VOCAB, TINY_GLM, TOL, flagai_config, max_diff, perturb, save_flagai
+from hubloader import BaseModel
+from hubloader.errors import ConfigError, GenerationArgumentError, InputError
+from hubloader.models import (GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
+                              GLMForSingleTokenCloze, GLMModel)
+
+
+SOP, EOP, GMASK, MASK = 110, 111, 112, 113
+
+
+def _ref(cls_name: str, seed: int = 0, **extra):
+    torch.manual_seed(seed)
+    cfg = {**TINY_GLM, **extra}
+    return perturb(getattr(fg, cls_name)(flagai_config(cfg)), seed), cfg
+
+
+@pytest.fixture(scope="module")
+def glm_dir(tmp_path_factory):
+    """FlagAI's GLMModel, saved as FlagAI's hub serves GLM-large-ch."""
+    ref, cfg = _ref("GLMModel")
+    model_dir = tmp_path_factory.mktemp("checkpoints")
+    return ref, save_flagai(ref, cfg, model_dir, "GLM-large-ch")
+
+
+def _batch(batch=2, seq=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 100, (batch, seq), generator=g)
+    pos = torch.stack([torch.arange(seq).expand(batch, seq),
+                       torch.randint(0, 3, (batch, seq), generator=g)], dim=1)
+    sep = torch.tensor([4, 7][:batch] + [seq] * max(0, batch - 2))
+    return ids, pos, sep
+
+
+def test_glm_model_matches_flagai_with_separation_index_and_memory(glm_dir):
+    ref, path = glm_dir
+    ours = GLMModel.from_pretrain(str(path))  # no model_type: the class asked for decides
+    assert ours.load_report.missing == [] and ours.load_report.unexpected == []
+    ids, pos, sep = _batch()
+    with torch.no_grad():
+        a = ref(input_ids=ids, position_ids=pos, attention_mask=sep, return_memory=True)
+        b = ours(ids, pos, sep, return_memory=True)
+        assert max_diff(a["logits"], b["logits"]) < TOL
+        assert len(a["hidden_states"]) == len(b["hidden_states"]) == 3
+        for x, y in zip(a["hidden_states"], b["hidden_states"]):
+            assert max_diff(x, y) < TOL
+        # three more tokens on top of the memory, causal among themselves
+        ids2 = torch.randint(0, 100, (2, 3))
+        pos2 = torch.stack([torch.full((2, 3), 11), torch.arange(1, 4).expand(2, 3)], dim=1)
+        zero = torch.zeros(2, dtype=torch.long)
+        a2 = ref(input_ids=ids2, position_ids=pos2, attention_mask=zero, mems=a["hidden_states"],
+                 return_memory=True)
+        b2 = ours(ids2, pos2, zero, mems=b["hidden_states"], return_memory=True)
+        assert max_diff(a2["logits"], b2["logits"]) < TOL
+        assert b2["hidden_states"][0].shape[1] == 13
+        # the memory path is the full forward: the last 3 positions agree with one long call
+        full = ours(torch.cat([ids, ids2], 1), torch.cat([pos, pos2], 2), _full_mask(sep, 10, 3))
+        assert max_diff(full["logits"][:, -3:], b2["logits"]) < TOL
+
+
+def _full_mask(sep: torch.Tensor, context: int, extra: int) -> torch.Tensor:
+    n = context + extra
+    m = torch.ones(n, n).tril().expand(len(sep), n, n).clone()
+    for i, s in enumerate(sep.tolist()):
+        m[i, :context, :s] = 1
+        m[i, context:, :context] = 1
+    return m[:, None]
+
+
+def test_full_mask_and_scalar_separation_match_flagai(glm_dir):
+    ref, path = glm_dir
+    ours = GLMModel.from_pretrain(str(path))
+    ids, pos, sep = _batch()
+    mask = _full_mask(sep, 10, 0)
+    with torch.no_grad():
+        assert max_diff(ref(input_ids=ids, position_ids=pos, attention_mask=mask)["logits"],
+                        ours(ids, pos, mask)["logits"]) < TOL
+        scalar = torch.tensor(5)
+        assert max_diff(ref(input_ids=ids, position_ids=pos, attention_mask=scalar)["logits"],
+                        ours(ids, pos, scalar)["logits"]) < TOL
+        # labels → FlagAI's loss
+        labels = torch.randint(0, GLM_VOCAB, ids.shape)
+        la = ref(input_ids=ids, position_ids=pos, attention_mask=sep, labels=labels)["loss"]
+        lb = ours(ids, pos, sep, labels=labels)["loss"]
+        assert abs(la.item() - lb.item()) < TOL
+
+
+def test_seq2seq_matches_flagai_logits_and_masked_loss(tmp_path):
+    ref, cfg = _ref("GLMForSeq2Seq", seed=2)
+    path = save_flagai(ref, cfg, tmp_path, "GLM-large-ch-title-generation", under_module=False)
+    ours = GLMForSeq2Seq.from_pretrain(str(path), strict=True)
+    ids, pos, sep = _batch(seed=3)
+    target = torch.randint(0, GLM_VOCAB, ids.shape)
+    loss_mask = (torch.arange(10) >= sep[:, None]).long()
+    with torch.no_grad():
+        a = ref(input_ids=ids, position_ids=pos, attention_mask=sep, target_ids=target,
+                loss_mask=loss_mask)
+        b = ours(ids, pos, sep, target_ids=target, loss_mask=loss_mask)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+
+
+def test_single_token_cloze_matches_flagai(tmp_path):
+    ref, cfg = _ref("GLMForSingleTokenCloze", seed=4)
+    ours = GLMForSingleTokenCloze.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")))
+    ids, pos, _ = _batch(seed=5)
+    blank = torch.tensor([3, 6])
+    targets = torch.tensor([[5, 9, 17], [2, 40, 41]])
+    labels = torch.tensor([1, 2])
+    with torch.no_grad():
+        a = ref(input_ids=ids, position_ids=pos, attention_mask=blank, target_ids=targets,
+                labels=labels, mems=None)
+        b = ours(ids, pos, blank, target_ids=targets, labels=labels)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+
+
+def test_multi_token_cloze_matches_flagai(tmp_path):
+    ref, cfg = _ref("GLMForMultiTokenCloze", seed=6)
+    ours = GLMForMultiTokenCloze.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")))
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, 100, (2, 3, 8), generator=g)
+    pos = torch.stack([torch.arange(8).expand(2, 3, 8),
+                       torch.randint(0, 3, (2, 3, 8), generator=g)], dim=2)
+    sep = torch.tensor([[4, 5, 3], [6, 2, 4]])
+    targets = torch.randint(0, GLM_VOCAB, (2, 3, 8), generator=g)
+    logit_mask = (torch.rand(2, 3, 8, generator=g) > 0.5).long()
+    labels = torch.tensor([0, 2])
+    with torch.no_grad():
+        a = ref(input_ids=ids, position_ids=pos, attention_mask=sep, target_ids=targets,
+                logit_mask=logit_mask, labels=labels)
+        b = ours(ids, pos, sep, target_ids=targets, logit_mask=logit_mask, labels=labels)
+    assert b["logits"].shape == (2, 3)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+
+
+def test_sequence_classification_matches_flagai(tmp_path):
+    ref, cfg = _ref("GLMForSequenceClassification", seed=8, class_num=3)
+    path = save_flagai(ref, cfg, tmp_path, "GLM-large-ch-cls")
+    ours = GLMForSequenceClassification.from_pretrain(str(path), strict=True)
+    assert ours.config.num_labels == 3
+    ids, pos, sep = _batch(seed=9)
+    labels = torch.tensor([2, 0])
+    with torch.no_grad():
+        a = ref(input_ids=ids, position_ids=pos, attention_mask=sep, labels=labels)
+        b = ours(ids, pos, sep, labels=labels)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+    # FlagAI's base GLM checkpoint under the classifier: a new head, the backbone loaded
+    base, _ = _ref("GLMModel", seed=8)
+    fresh = GLMForSequenceClassification.from_pretrain(
+        str(save_flagai(base, TINY_GLM, tmp_path, "base")), num_labels=3)
+    assert fresh.load_report.newly_initialized and not fresh.load_report.missing
+    # ... and the classifier's checkpoint into the base model drops the head, reported
+    back = GLMModel.from_pretrain(str(path), strict=True)
+    assert back.load_report.discarded == sorted(k for k in ref.state_dict() if "model." not in k)
+
+
+def test_thudm_layout_sharded_with_glm_prefix_loads_strictly(glm_dir, tmp_path):
+    """THUDM's hub repos: glm.-prefixed keys, model_type "glm" with auto_map (never run),
+    weights sharded behind pytorch_model.bin.index.json."""
+    ref, _ = glm_dir
+    out = tmp_path / "glm-10b-chinese"
+    out.mkdir()
+    state = {f"glm.{k}": v for k, v in ref.state_dict().items()}
+    keys = sorted(state)
+    shards = {"pytorch_model-00001-of-00002.bin": keys[: len(keys) // 2],
+              "pytorch_model-00002-of-00002.bin": keys[len(keys) // 2:]}
+    weight_map = {}
+    for name, part in shards.items():
+        torch.save({k: state[k] for k in part}, out / name)
+        weight_map.update({k: name for k in part})
+    (out / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    cfg = {**TINY_GLM, "model_type": "glm", "architectures": ["GLMModel"],
+           "auto_map": {"AutoConfig": "configuration_glm.GLMConfig",
+                        "AutoModel": "modeling_glm.GLMModel"}}
+    (out / "config.json").write_text(json.dumps(cfg))
+    (out / "modeling_glm.py").write_text("raise SystemExit('remote code ran')\n")
+    ours = BaseModel.from_pretrain(str(out), strict=True)
+    assert type(ours) is GLMModel and len(ours.load_report.files) == 2
+    ids, pos, sep = _batch()
+    with torch.no_grad():
+        assert max_diff(ref(input_ids=ids, position_ids=pos, attention_mask=sep)["logits"],
+                        ours(ids, pos, sep)["logits"]) < TOL
+
+
+def _flagai_infill(ref, context: list[int], max_new: int) -> list[int]:
+    """FlagAI's own blank-infilling loop (glm_generate_sample's body, greedy = top_k=1)."""
+    from flagai.model.predictor.utils import glm_sample_sequence
+
+    class _Ids:  # glm_sample_sequence asks the tokenizer only for the sop id
+        def get_command_id(self, name):
+            return {"sop": SOP}[name]
+
+    tokens = torch.tensor([context])
+    n = len(context)
+    pos = torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long)])[None]
+    mems = ref(tokens, pos, torch.tensor([n]), return_memory=True)["hidden_states"]
+    for mask_pos in [i for i, t in enumerate(context) if t in (MASK, GMASK)]:
+        tokens, mems = glm_sample_sequence(ref, _Ids(), tokens, mask_pos, mems=mems,
+                                           end_tokens=[EOP], out_seq_length=max_new, top_k=1)
+    return tokens[0].tolist()
+
+
+def test_greedy_blank_infilling_equals_flagai(glm_dir):
+    ref, path = glm_dir
+    ours = GLMModel.from_pretrain(str(path), sop_token_id=SOP, eop_token_id=EOP,
+                                  mask_token_id=MASK, gmask_token_id=GMASK)
+    for context in ([1, 5, 6, MASK, 7, 8, MASK, 9], [1, 20, 21, 22, GMASK]):
+        with torch.no_grad():
+            want = _flagai_infill(ref, context, 6)
+            got = ours.generate(torch.tensor([context]), max_new_tokens=6)
+        assert got[0].tolist() == want
+        assert got[0, len(context)] == SOP and len(want) > len(context) + 1
+
+
+def test_sampling_is_reproducible_and_stays_in_top_k(glm_dir):
+    _, path = glm_dir
+    ours = GLMModel.from_pretrain(str(path), sop_token_id=SOP, eop_token_id=EOP,
+                                  gmask_token_id=GMASK)
+    ctx = torch.tensor([[1, 30, 31, GMASK], [1, 40, 41, GMASK]])
+    runs = [ours.generate(ctx, max_new_tokens=5, do_sample=True, top_k=3,
+                          generator=torch.Generator().manual_seed(0)) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1]) and runs[0].shape[0] == 2
+    greedy = ours.generate(ctx[:1], max_new_tokens=5)
+    assert greedy[0, 4] == SOP
+
+
+def test_bad_input_and_config_raise_typed_errors(glm_dir, tmp_path):
+    _, path = glm_dir
+    ours = GLMModel.from_pretrain(str(path))
+    with pytest.raises(GenerationArgumentError, match="sop_token_id"):
+        ours.generate(torch.tensor([[1, 2, GMASK]]), max_new_tokens=2)
+    with pytest.raises(InputError, match="no blank"):
+        ours.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, mask_token_ids=[GMASK],
+                      sop_token_id=SOP)
+    with pytest.raises(InputError, match=r"\[batch, 2, 4\]"):
+        ours(torch.tensor([[1, 2, 3, 4]]), torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(InputError, match="mems"):
+        ours(torch.tensor([[1, 2]]), mems=[torch.zeros(1, 2, 32)])
+    with pytest.raises(ConfigError, match="relative_encoding"):
+        GLMModel.from_pretrain(str(path), relative_encoding=True)
+    with pytest.raises(ConfigError, match="class_num"):
+        GLMForSequenceClassification.from_pretrain(str(path), class_num=2, num_labels=3)
