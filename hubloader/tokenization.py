@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 from .errors import TokenizerError
 
-__all__ = ["Tokenizer", "load_tokenizer", "register_builder", "read_sentencepiece_model"]
+__all__ = ["Tokenizer", "load_tokenizer", "register_builder", "read_sentencepiece_model",
+           "sentencepiece_backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,13 +217,19 @@ def read_sentencepiece_model(path: Path) -> dict[str, Any]:
     return out
 
 
-@register_builder(("spiece.model",))
-def _sentencepiece_unigram(model_dir: Path, cfg: dict):
-    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
-    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers, processors
+def sentencepiece_backend(path: Path):
+    """A ``tokenizers.Tokenizer`` segmenting text as a SentencePiece Unigram model does (its
+    normalizer, whitespace split and ``▁`` prefix), without special tokens or templates.
+
+    Returns:
+        ``(backend, spm)``: the tokenizer and :func:`read_sentencepiece_model`'s dict.
+
+    Raises:
+        TokenizerError: not a SentencePiece model, or not a Unigram one.
+    """
+    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers
     from tokenizers.models import Unigram
 
-    path = model_dir / "spiece.model"
     spm = read_sentencepiece_model(path)
     if spm["model_type"] != 1:
         raise TokenizerError(f"{path} is a SentencePiece model of type {spm['model_type']}; only "
@@ -238,6 +245,16 @@ def _sentencepiece_unigram(model_dir: Path, cfg: dict):
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)])
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)
+    return tok, spm
+
+
+@register_builder(("spiece.model",))
+def _sentencepiece_unigram(model_dir: Path, cfg: dict):
+    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
+    from tokenizers import processors
+
+    tok, spm = sentencepiece_backend(model_dir / "spiece.model")
+    pieces = spm["pieces"]
     ids = {p: i for i, (p, _, _) in enumerate(pieces)}
     eos = _token_str(cfg.get("eos_token")) or "</s>"
     if eos in ids:
@@ -362,16 +379,25 @@ class Tokenizer:
         return [self.decode(ids, skip_special_tokens=skip_special_tokens) for ids in batch]
 
 
-def load_tokenizer(model_dir: str | Path) -> Tokenizer:
-    """The tokenizer of a model directory: ``tokenizer.json`` first, else vocabulary files.
+def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None):
+    """The tokenizer of a model directory: ``tokenizer.json`` first, else vocabulary files;
+    GLM's (:class:`~hubloader.glm_tokenization.GLMTokenizer`) for GLM models.
+
+    Args:
+        model_type: the family, where ``config.json`` does not say (FlagAI's configs).
 
     Raises:
         TokenizerError: no tokenizer file, or a corrupt one.
     """
     d = Path(model_dir)
     cfg = _read_json(d / "tokenizer_config.json")
-    model_type = _read_json(d / "config.json").get("model_type")
+    if model_type is None:
+        model_type = _read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
+    if model_type == "glm":
+        from .glm_tokenization import load_glm_tokenizer
+
+        return load_glm_tokenizer(d)
     cfg = {**cfg, "_model_type": model_type}
     max_len = cfg.get("model_max_length")
     st = _read_json(d / "sentence_bert_config.json")  # sentence-transformers' own limit

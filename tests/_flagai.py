@@ -55,3 +55,36 @@ def save_flagai(model: torch.nn.Module, config: dict, model_dir: Path, name: str
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.float() - b.float()).abs().max().item()
+
+
+CORPUS = ["北京是中国的首都，也是一座历史悠久的城市。", "今天天气很好，我们去公园散步吧。",
+          "上海是中国最大的城市之一，经济发达。", "深度学习模型需要大量的数据和计算资源。",
+          "Hello world, this is GLM speaking.", "the quick brown fox jumps over the lazy dog"]
+
+
+def write_sentencepiece(path: Path, *, vocab_size: int = 110) -> Path:
+    """Train a tiny SentencePiece Unigram model at ``path`` (GLM-large-ch's cog-pretrain.model
+    stand-in)."""
+    import sentencepiece as spm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.parent / "corpus.txt"
+    text.write_text("\n".join(CORPUS * 20), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(path.with_suffix("")),
+                                   vocab_size=vocab_size, hard_vocab_limit=False,
+                                   model_type="unigram", character_coverage=1.0, minloglevel=2)
+    text.unlink()
+    path.with_suffix(".vocab").unlink()
+    return path
+
+
+EN_VOCAB = (["[PAD]"] + [f"[unused{i}]" for i in range(3)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            + list("abcdefghijklmnopqrstuvwxyz.,!?") + ["the", "quick", "brown", "fox", "##s",
+                                                         "##ing", "jump", "over", "lazy", "dog",
+                                                         "hello", "world", "北", "京"])
+
+
+def write_wordpiece(model_dir: Path) -> Path:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "vocab.txt").write_text("\n".join(EN_VOCAB) + "\n", encoding="utf-8")
+    return model_dir
