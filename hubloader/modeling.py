@@ -237,7 +237,12 @@ class BaseModel(FeaturesMixin, nn.Module):
     def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
         config_path = model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        model_type = data.get("model_type")
+        if model_type is None and not cls.config_class.model_type:  # FlagAI's config.json
+            from .flagai import infer_model_type
+
+            model_type = infer_model_type(model_dir.name)
+        target = cls._concrete(model_type, data.get("architectures"))
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
