@@ -17,6 +17,8 @@ TASKS: dict[str, tuple[str, ...]] = {
     "text-classification": ("classification", "cls", "semantic-matching",
                             "sequence-classification", "sentiment-analysis"),
     "token-classification": ("ner", "sequence-labeling"),
+    "token-classification-crf": ("ner-crf", "sequence-labeling-crf"),
+    "token-classification-gp": ("ner-gp", "sequence-labeling-gp", "global-pointer"),
     "fill-mask": ("masklm", "mlm", "masked-lm"),
     "feature-extraction": ("embedding", "sentence-embedding", "sentence-similarity"),
     "text-generation": ("lm", "causal-lm", "poetry-generation"),

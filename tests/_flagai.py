@@ -88,3 +88,19 @@ def write_wordpiece(model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "vocab.txt").write_text("\n".join(EN_VOCAB) + "\n", encoding="utf-8")
     return model_dir
+
+
+TINY_FLAGAI_BERT = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, hidden_act="gelu", hidden_dropout_prob=0.1,
+                        attention_probs_dropout_prob=0.1, max_position_embeddings=64,
+                        type_vocab_size=2, initializer_range=0.02, layer_norm_eps=1e-12,
+                        checkpoint_activations=False)
+
+
+def flagai_bert(cls_name: str, seed: int = 0, **extra):
+    """A perturbed FlagAI BERT head and its config (FlagAI's fields, no model_type)."""
+    import flagai.model.bert_model as fb
+
+    torch.manual_seed(seed)
+    cfg = {**TINY_FLAGAI_BERT, **extra}
+    return perturb(getattr(fb, cls_name)(flagai_config(cfg)), seed), cfg

@@ -1,0 +1,116 @@
+"""FlagAI's BERT task heads (BertForSeq2seq, BertForSequenceLabelingCRF,
+BertForSequenceLabelingGP) against flagai.model.bert_model on the same weights, saved as
+FlagAI's trainer saves them (model.-prefixed, fused query_key_value): logits, loss, the CRF's
+Viterbi path, generated ids."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from _flagai import TOL, flagai_bert, max_diff, save_flagai
+from hubloader.models import (BertForSeq2seq, BertForSequenceClassification,
+                              BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
+                              BertForTokenClassification)
+
+from flagai.model.predictor.utils import viterbi_decode as flagai_viterbi  # test-only oracle
+
+
+def _ids(batch=2, seq=9, seed=1, pad_from=(9, 6)):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 60, (batch, seq), generator=g)
+    for row, start in enumerate(pad_from[:batch]):
+        ids[row, start:] = 0
+    return ids
+
+
+def test_crf_head_logits_loss_and_viterbi_equal_flagai(tmp_path):
+    ref, cfg = flagai_bert("BertForSequenceLabelingCRF", class_num=5)
+    ours = BertForSequenceLabelingCRF.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")),
+                                                    strict=True)
+    assert ours.config.num_labels == 5
+    ids = _ids()
+    seg = torch.zeros_like(ids)
+    labels = torch.randint(0, 5, ids.shape)
+    with torch.no_grad():
+        a = ref(input_ids=ids, segment_ids=seg, labels=labels)
+        b = ours(input_ids=ids, segment_ids=seg, labels=labels)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+    paths = ours.decode(b["logits"], (ids > 0).long())
+    for row, n, path in zip(a["logits"], (ids > 0).sum(1).tolist(), paths):
+        assert path == flagai_viterbi(row[:n].clone(), ref.crf_layer.trans).tolist()
+    assert len(paths[1]) == 6
+
+
+def test_global_pointer_head_equals_flagai(tmp_path):
+    ref, cfg = flagai_bert("BertForSequenceLabelingGP", seed=3, class_num=3, inner_dim=8)
+    ours = BertForSequenceLabelingGP.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")),
+                                                   strict=True)
+    assert ours.config.inner_dim == 8
+    ids = _ids(seed=4)
+    labels = (torch.rand(2, 3, 9, 9) > 0.9).long()
+    with torch.no_grad():
+        a = ref(input_ids=ids, segment_ids=torch.zeros_like(ids), labels=labels)
+        b = ours(input_ids=ids, segment_ids=torch.zeros_like(ids), labels=labels)
+    assert b["logits"].shape == (2, 3, 9, 9)
+    assert max_diff(a["logits"] / 1e12, b["logits"] / 1e12) < TOL  # masked spans sit at -1e12
+    keep = a["logits"] > -1e6
+    assert torch.equal(keep, b["logits"] > -1e6)
+    assert max_diff(a["logits"][keep], b["logits"][keep]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < 1e-4 * max(1.0, abs(a["loss"].item()))
+
+
+def _unilm_batch(seed=5):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 60, (2, 10), generator=g)
+    seg = torch.tensor([[0] * 5 + [1] * 5, [0] * 4 + [1] * 4 + [0, 0]])
+    ids[1, 8:] = 0
+    return ids, seg
+
+
+def test_seq2seq_unilm_logits_and_loss_equal_flagai(tmp_path):
+    ref, cfg = flagai_bert("BertForSeq2seq", seed=6)
+    ours = BertForSeq2seq.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")), strict=True)
+    ids, seg = _unilm_batch()
+    labels = ids[:, 1:].contiguous()
+    with torch.no_grad():
+        a = ref(input_ids=ids, segment_ids=seg, labels=labels)
+        b = ours(input_ids=ids, segment_ids=seg, labels=labels)
+    assert max_diff(a["logits"], b["logits"]) < TOL
+    assert abs(a["loss"].item() - b["loss"].item()) < TOL
+    # the source never sees the target: changing a target token leaves source logits alone
+    changed = ids.clone()
+    changed[0, 7] = (changed[0, 7] % 59) + 1
+    with torch.no_grad():
+        c = ours(input_ids=changed, segment_ids=seg)
+    assert max_diff(c["logits"][0, :5], b["logits"][0, :5]) < TOL
+    assert max_diff(c["logits"][0, 7:], b["logits"][0, 7:]) > 1e-3
+
+
+def test_seq2seq_greedy_generation_equals_flagai_loop(tmp_path):
+    """FlagAI's bert generation loop: append the arg-max with segment 1 until [SEP]."""
+    ref, cfg = flagai_bert("BertForSeq2seq", seed=7)
+    ours = BertForSeq2seq.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")))
+    src = torch.tensor([[2, 11, 12, 13, 14, 3]])
+    ids, seg = src.clone(), torch.zeros_like(src)
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = ref(input_ids=ids, segment_ids=seg)["logits"][:, -1].argmax(-1, keepdim=True)
+            ids, seg = torch.cat([ids, nxt], 1), torch.cat([seg, torch.ones_like(nxt)], 1)
+            if nxt.item() == 3:
+                break
+        got = ours.generate(src, max_new_tokens=6, eos_token_id=3)
+    assert got.tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("cls_name,ours_cls", [("BertForSequenceLabeling", BertForTokenClassification),
+                                               ("BertForClsClassifier", BertForSequenceClassification)])
+def test_flagai_trainer_checkpoints_of_the_plain_heads_load_strictly(tmp_path, cls_name, ours_cls):
+    ref, cfg = flagai_bert(cls_name, seed=8, class_num=4)
+    ours = ours_cls.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")), strict=True)
+    ids = _ids(seed=9, pad_from=(9, 9))
+    with torch.no_grad():
+        a = ref(input_ids=ids, segment_ids=torch.zeros_like(ids))
+        b = ours(input_ids=ids, segment_ids=torch.zeros_like(ids))
+    assert max_diff(a["logits"], b["logits"]) < TOL
