@@ -17,7 +17,7 @@ Hugging Face's.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +126,8 @@ class GlobalPointer(nn.Module):
 class _FlagAIBertHead(_BertHead):
     """Takes FlagAI's inputs (``segment_ids``; padding is id 0 unless a mask is given)."""
 
+    config: BertConfig
+
     def _padding_mask(self, input_ids: torch.Tensor,
                       attention_mask: torch.Tensor | None) -> torch.Tensor:
         if attention_mask is not None:
@@ -145,7 +147,7 @@ class _FlagAIBertHead(_BertHead):
 
 
 class _LabelingBase(_FlagAIBertHead):
-    new_head_keys = (r"^classifier\.",)
+    new_head_keys: ClassVar[tuple[str, ...]] = (r"^classifier\.",)
 
     def _emissions(self, input_ids, segment_ids, token_type_ids, attention_mask):
         check_token_ids("input_ids", input_ids, required=True, vocab_size=self.config.vocab_size)
