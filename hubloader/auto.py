@@ -18,6 +18,9 @@ from .registry import get_model_class, resolve_task
 
 __all__ = ["AutoLoader"]
 
+# where FlagAI's AutoLoader keeps models when no model_dir is given
+_FLAGAI_MODEL_DIR = "./checkpoints/"
+
 
 class AutoLoader:
     """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader, argument
@@ -28,6 +31,7 @@ class AutoLoader:
             FlagAI's names included (``"lm"``, ``"cls"``, ``"title-generation"``, ``"ner-crf"``...).
         model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
+            Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
@@ -58,6 +62,11 @@ class AutoLoader:
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
+        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
+            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
+                if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
+                    model_dir = _FLAGAI_MODEL_DIR
+                    break
         if card is not None:  # a task the family cannot serve fails before anything is fetched
             self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
         from .resolve import resolve_model_dir
