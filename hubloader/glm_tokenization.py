@@ -274,14 +274,17 @@ class GLMTokenizer:
                 "attention_mask": torch.tensor(sep)}
 
 
-def load_glm_tokenizer(model_dir: str | Path, *, fix_command_token: bool = True) -> GLMTokenizer:
+def load_glm_tokenizer(model_dir: str | Path, *,
+                       fix_command_token: bool | None = None) -> GLMTokenizer:
     """GLM's tokenizer from a model directory: ``cog-pretrain.model`` (or ``spiece.model``)
     for the Chinese models, ``vocab.txt`` for GLM-large-en.
 
     Args:
         fix_command_token: the SentencePiece layout's ``[sMASK]``/``[gMASK]`` ids as THUDM
-            trained them (FlagAI's ``GLMLargeChTokenizer`` default); ``False`` gives FlagAI's
-            other layout, where ``[gMASK]`` shares ``<|endofpiece|>``'s id.
+            trained them (``True``: FlagAI's ``GLMLargeChTokenizer``), or as FlagAI's unified
+            ``Tokenizer`` gives them (``False``: ``[gMASK]`` shares ``<|endofpiece|>``'s id).
+            Default: as the FlagAI tokenizer that reads the file does: ``True`` for
+            ``cog-pretrain.model``, ``False`` for ``spiece.model``.
 
     Raises:
         TokenizerError: no GLM vocabulary file, or a corrupt one.
@@ -293,7 +296,8 @@ def load_glm_tokenizer(model_dir: str | Path, *, fix_command_token: bool = True)
 
             backend, spm = sentencepiece_backend(d / name)
             n = len(spm["pieces"])
-            return GLMTokenizer(backend, _sentencepiece_commands(n, fix_command_token=fix_command_token),
+            fix = fix_command_token if fix_command_token is not None else name == GLM_SP_MODEL
+            return GLMTokenizer(backend, _sentencepiece_commands(n, fix_command_token=fix),
                                 num_text_tokens=n, kind="sentencepiece")
     if (d / "vocab.txt").is_file():
         from .tokenization import _wordpiece

@@ -119,6 +119,15 @@ def test_autoloader_takes_flagai_arguments(flagai_dir, monkeypatch):
     glm = AutoLoader("poetry", model_name="GLM-large-ch", inference_mode=False,
                      model_max_length=64)
     assert glm.get_model().training and glm.get_tokenizer().model_max_length == 64
+    # a fine-tuned folder named <model>-<task>, config.json without model_type
+    import shutil
+
+    shutil.copytree(flagai_dir / "checkpoints/GLM-large-ch",
+                    flagai_dir / "checkpoints/GLM-large-ch-title-generation", dirs_exist_ok=True)
+    tuned = AutoLoader("title-generation", model_name="GLM-large-ch-title-generation",
+                       model_dir="./checkpoints/")
+    assert type(tuned.get_model()).__name__ == "GLMForSeq2Seq"
+    assert tuned.model_dir.name == "GLM-large-ch-title-generation"
     for bad, name in ((dict(lora_dir="./lora"), "lora_dir"), (dict(all_devices=True), "all_devices"),
                       (dict(fp16=True), "fp16"), (dict(class_num=2, target_size=3), "target_size"),
                       (dict(use_cache="yes"), "use_cache")):

@@ -76,7 +76,8 @@ def test_seq2seq_sample_equals_flagai_unified_tokenizer(ch_dir, tmp_path):
     ref = ftok.Tokenizer(sp_model_file=str(tmp_path / "spiece.model"), tokenizer_class="sp",
                          tokenizer_model_name="GLM-large-ch",
                          special_tokens_map=str(tmp_path / "special_tokens_map.json"))
-    ours = load_glm_tokenizer(tmp_path, fix_command_token=False)
+    ours = load_glm_tokenizer(tmp_path)  # spiece.model: the unified Tokenizer's layout
+    assert ours.get_command_id("gMASK") == ours.get_command_id("eop")
     for src, tgt, limit in (("北京是中国的首都", "城市", None), ("今天天气很好", "散步", 16),
                             ("上海", None, None)):
         assert ours.encode_plus(src, target_text=tgt, max_length=limit) == \
