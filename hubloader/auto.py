@@ -90,7 +90,7 @@ class AutoLoader:
         config_path = self.model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
         model_type = data.get("model_type")
-        if model_type is None:  # FlagAI's configs: the card or the config's fields tell
+        if model_type is None:  # FlagAI's configs: the card of the name tells
             model_type = (card.architecture if card is not None
                           else infer_model_type(self.model_dir.name))
         if not isinstance(model_type, str):

@@ -2,7 +2,7 @@
 
 - FlagAI's ``config.json`` carries no ``model_type``: :func:`infer_model_type` reads it from
   the card of the model's name (``GLM-large-ch``, or a fine-tuned ``GLM-large-ch-title-
-  generation``).
+  generation``); :func:`flagai_config` states what FlagAI's classes make of its fields.
 - FlagAI's task names per family (its ``ALL_TASK`` table): :func:`flagai_task` maps the ones
   whose meaning differs from hubloader's generic aliases (BERT's ``lm`` is the bare encoder).
 - FlagAI's ``AutoLoader`` arguments: :func:`split_autoloader_kwargs` translates them into
@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["infer_model_type", "flagai_task", "AutoLoaderOptions", "split_autoloader_kwargs"]
+__all__ = ["infer_model_type", "flagai_config", "flagai_task", "AutoLoaderOptions", "split_autoloader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,15 @@ def infer_model_type(name: str | None) -> str | None:
         if card is not None:
             return card.architecture
     return None
+
+
+def flagai_config(data: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """A FlagAI ``config.json`` (no ``model_type``) with FlagAI's meaning made explicit:
+    FlagAI's T5 keeps its LM head apart from the embeddings and unscaled, whatever
+    ``tie_word_embeddings`` says."""
+    if model_type.lower() == "t5":
+        return {**data, "tie_word_embeddings": False}
+    return data
 
 
 def flagai_task(task: str, model_type: str) -> str:

@@ -160,6 +160,24 @@ class BaseModel(FeaturesMixin, nn.Module):
         return class_for_config(cls, model_type, architectures)
 
     @classmethod
+    def _target_for(cls, data: dict[str, Any], name: str) -> tuple[type["BaseModel"], dict[str, Any]]:
+        """The class to build for a config.json's ``data`` and the data to build it from.
+
+        A config.json without ``model_type`` is FlagAI's: the class asked for, else the card of
+        the model's folder ``name`` tells the family, and FlagAI's meaning of its fields holds.
+        """
+        model_type = data.get("model_type")
+        if model_type is None:
+            from .flagai import flagai_config, infer_model_type
+
+            if not cls.config_class.model_type:
+                model_type = infer_model_type(name)
+            family = model_type or cls.config_class.model_type
+            if family:
+                data = flagai_config(data, family)
+        return cls._concrete(model_type, data.get("architectures")), data
+
+    @classmethod
     def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
         """Build a randomly initialized model from a ``config.json`` plus overrides.
 
@@ -170,7 +188,7 @@ class BaseModel(FeaturesMixin, nn.Module):
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
         data = read_config_file(config_file)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        target, data = cls._target_for(data, Path(config_file).resolve().parent.name)
         config = target.config_class.from_dict(data, where=str(config_file), **overrides)
         with gc_paused():
             return target.from_config(config)
@@ -237,12 +255,7 @@ class BaseModel(FeaturesMixin, nn.Module):
     def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
         config_path = model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
-        model_type = data.get("model_type")
-        if model_type is None and not cls.config_class.model_type:  # FlagAI's config.json
-            from .flagai import infer_model_type
-
-            model_type = infer_model_type(model_dir.name)
-        target = cls._concrete(model_type, data.get("architectures"))
+        target, data = cls._target_for(data, model_dir.name)
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
