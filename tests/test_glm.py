@@ -196,34 +196,36 @@ def test_thudm_layout_sharded_with_glm_prefix_loads_strictly(glm_dir, tmp_path):
                         ours(ids, pos, sep)["logits"]) < TOL
 
 
-def _flagai_infill(ref, context: list[int], max_new: int) -> list[int]:
-    """FlagAI's own blank-infilling loop (glm_generate_sample's body, greedy = top_k=1)."""
-    from flagai.model.predictor.utils import glm_sample_sequence
+def test_blank_infilling_of_text_equals_flagai_glm_generate_sample(glm_dir, tmp_path):
+    """FlagAI's own glm_generate_sample (its tokenizer, its loop; top_k=1 is greedy) against
+    the GLM tokenizer plus generate() on the same text and weights."""
+    from flagai.data.tokenizer import Tokenizer
+    from flagai.model.predictor.utils import glm_generate_sample
 
-    class _Ids:  # glm_sample_sequence asks the tokenizer only for the sop id
-        def get_command_id(self, name):
-            return {"sop": SOP}[name]
+    from _flagai import write_sentencepiece
+    from hubloader.glm_tokenization import load_glm_tokenizer
 
-    tokens = torch.tensor([context])
-    n = len(context)
-    pos = torch.stack([torch.arange(n), torch.zeros(n, dtype=torch.long)])[None]
-    mems = ref(tokens, pos, torch.tensor([n]), return_memory=True)["hidden_states"]
-    for mask_pos in [i for i, t in enumerate(context) if t in (MASK, GMASK)]:
-        tokens, mems = glm_sample_sequence(ref, _Ids(), tokens, mask_pos, mems=mems,
-                                           end_tokens=[EOP], out_seq_length=max_new, top_k=1)
-    return tokens[0].tolist()
-
-
-def test_greedy_blank_infilling_equals_flagai(glm_dir):
     ref, path = glm_dir
-    ours = GLMModel.from_pretrain(str(path), sop_token_id=SOP, eop_token_id=EOP,
-                                  mask_token_id=MASK, gmask_token_id=GMASK)
-    for context in ([1, 5, 6, MASK, 7, 8, MASK, 9], [1, 20, 21, 22, GMASK]):
-        with torch.no_grad():
-            want = _flagai_infill(ref, context, 6)
-            got = ours.generate(torch.tensor([context]), max_new_tokens=6)
-        assert got[0].tolist() == want
-        assert got[0, len(context)] == SOP and len(want) > len(context) + 1
+    write_sentencepiece(tmp_path / "spiece.model")
+    ref_tok = Tokenizer(sp_model_file=str(tmp_path / "spiece.model"), tokenizer_class="sp",
+                        tokenizer_model_name="GLM-large-ch",
+                        special_tokens_map=str(tmp_path / "special_tokens_map.json"))
+    decoded: list[list[int]] = []  # the ids FlagAI decodes last are its output
+    ref_tok.DecodeIds = lambda ids: decoded.append(list(ids)) or ""
+    tok = load_glm_tokenizer(tmp_path)
+    ours = GLMModel.from_pretrain(str(path))
+    for text in ("北京是[MASK]的首都，上海[MASK]城市", "今天天气很好 [gMASK]"):
+        glm_generate_sample(ref, ref_tok, text, top_k=1, out_seq_length=5)
+        want = decoded[-1]
+        ids = [tok.get_command_id("cls")] + tok.EncodeAsIds(text)
+        if not text.endswith("[gMASK]"):
+            ids.append(tok.get_command_id("eos"))
+        got = ours.generate(torch.tensor([ids]), max_new_tokens=5,
+                            mask_token_ids=[tok.get_command_id(n) for n in ("mask", "sMASK", "gMASK")],
+                            sop_token_id=tok.get_command_id("sop"),
+                            eos_token_id=tok.get_command_id("eop"))
+        assert got[0].tolist() == want and len(want) > len(ids) + 2
+        assert got[0, len(ids)] == tok.get_command_id("sop")
 
 
 def test_sampling_is_reproducible_and_stays_in_top_k(glm_dir):
