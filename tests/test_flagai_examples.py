@@ -135,7 +135,8 @@ def test_autoloader_takes_flagai_arguments(flagai_dir, monkeypatch):
             AutoLoader("lm", model_name="GLM-large-ch", **bad)
 
 
-def test_only_download_config_fetches_no_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag", [dict(only_download_config=True), dict(load_pretrain_params=False)])
+def test_without_weights_only_config_and_tokenizer_are_fetched(tmp_path, monkeypatch, flag):
     """Against a served model: config.json and tokenizer files arrive, the weights do not."""
     src = tmp_path / "served" / "GLM-large-ch"
     torch.manual_seed(0)
@@ -143,8 +144,7 @@ def test_only_download_config_fetches_no_weights(tmp_path, monkeypatch):
     save_flagai(glm, TINY_GLM, src.parent, src.name)
     write_sentencepiece(src / "cog-pretrain.model")
     monkeypatch.setenv("HUBLOADER_ENDPOINT", (tmp_path / "served").as_uri())
-    loader = AutoLoader("lm", model_name="GLM-large-ch", model_dir=str(tmp_path / "ckpt"),
-                        only_download_config=True)
+    loader = AutoLoader("lm", model_name="GLM-large-ch", model_dir=str(tmp_path / "ckpt"), **flag)
     got = sorted(p.name for p in loader.model_dir.iterdir())
     assert "config.json" in got and "cog-pretrain.model" in got and "pytorch_model.bin" not in got
     assert loader.get_model().config.gmask_token_id == loader.get_tokenizer().get_command_id("gMASK")
