@@ -1,7 +1,7 @@
 """``Predictor``: FlagAI's one-call inference over a model and tokenizer from
 :class:`~hubloader.AutoLoader`, with FlagAI's method names and decoding rules, so FlagAI scripts
 keep working: classification and semantic matching, NER (token labels, CRF, GlobalPointer),
-and beam search for GLM and BERT seq2seq (title generation).
+beam search and sampling for GLM, BERT/RoBERTa seq2seq, GPT-2 and T5, embeddings, masked LM.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["Predictor", "beam_search", "decode_labels"]
+__all__ = ["Predictor", "beam_search", "sample", "decode_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,46 @@ def beam_search(score: Callable[[torch.Tensor], torch.Tensor], *, beam_size: int
             out, scores = out[keep], scores[keep]
             beam_size = int(keep.sum())
     return out[int(scores.argmax())].tolist()
+
+
+def sample(score: Callable[[torch.Tensor], torch.Tensor], *, max_length: int, end_id: int,
+           top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+           temperature: float = 1.0, banned: Sequence[int] = (), context: Sequence[int] = (),
+           generator: torch.Generator | None = None) -> list[int]:
+    """Draw tokens one by one until ``end_id`` (not kept) or ``max_length``.
+
+    As FlagAI's logits processors do: on the log-probabilities, ``repetition_penalty``
+    multiplies those of the tokens in ``context`` (the prompt) or already drawn, then
+    ``temperature``, ``top_k`` (0: off) and ``top_p`` (0 or 1: off) shape the distribution.
+
+    Raises:
+        GenerationArgumentError: an argument out of range.
+    """
+    from .errors import GenerationArgumentError
+    from .models.generation import select_next_tokens
+
+    if isinstance(repetition_penalty, bool) or not isinstance(repetition_penalty, (int, float)) \
+            or repetition_penalty <= 0:
+        raise GenerationArgumentError(f"repetition_penalty must be a number > 0, got "
+                                      f"{repetition_penalty!r}")
+    out = torch.zeros(1, 0, dtype=torch.long)
+    prompt = torch.tensor(list(context), dtype=torch.long)
+    for _ in range(max_length):
+        logits = F.log_softmax(score(out).float().cpu(), dim=-1)
+        if banned:
+            logits[:, list(banned)] = -float("inf")
+        seen = torch.cat([prompt, out[0]]).unique()
+        if repetition_penalty != 1.0 and seen.numel():
+            vals = logits[0, seen]
+            logits[0, seen] = torch.where(vals < 0, vals * repetition_penalty,
+                                          vals / repetition_penalty)
+        nxt = select_next_tokens(logits, do_sample=True, temperature=temperature,
+                                 top_k=top_k or None,
+                                 top_p=top_p if 0 < top_p < 1 else None, generator=generator)
+        if int(nxt) == end_id:
+            break
+        out = torch.cat([out, nxt[:, None]], dim=1)
+    return out[0].tolist()
 
 
 class Predictor:
@@ -129,56 +169,129 @@ class Predictor:
                 for w, name in decode_labels(labels, target) if mapping[w[0]] and mapping[w[-1]]]
 
     # -- generation -------------------------------------------------------------------------
+    def _scorer(self, text: str, input_max_length: int, *, glm_block: int):
+        """``(score, end_id, banned, decode, prompt)`` for decoding after ``text``: ``score``
+        maps the output ids so far (``[beams, n]``) to next-token logits, as each family reads
+        them; ``prompt`` is the ids the model reads first."""
+        tok, dev, model = self.tokenizer, self._device, self.model
+        name = self.class_name.lower()
+        if name.startswith("glm"):
+            sample = tok.encode_plus(text)
+            prompt = torch.tensor([sample["input_ids"]], device=dev)
+            pos = torch.tensor([sample["position_ids"]], device=dev)
+            n = prompt.shape[1]
+
+            def glm(out: torch.Tensor) -> torch.Tensor:
+                beams, k = out.shape
+                ids = torch.cat([prompt.expand(beams, n), out.to(dev)], dim=1)
+                extra = torch.stack([torch.arange(n, n + k, device=dev),
+                                     torch.full((k,), glm_block, dtype=torch.long, device=dev)])
+                p = torch.cat([pos, extra[None]], dim=2).expand(beams, 2, n + k)
+                sep = torch.full((beams,), sample["attention_mask"], dtype=torch.long, device=dev)
+                return model(ids, p, sep)["logits"][:, -1]
+
+            return (glm, tok.get_command_id("eop"), tok.CommandTokenIds(exception=["eop", "gMASK"]),
+                    tok.DecodeIds, sample["input_ids"])
+        if "seq2seq" in name and ("bert" in name or "roberta" in name):
+            prompt = torch.tensor([tok.encode(text)[:input_max_length]], device=dev)
+            n = prompt.shape[1]
+
+            def unilm(out: torch.Tensor) -> torch.Tensor:
+                beams = out.shape[0]
+                ids = torch.cat([prompt.expand(beams, n), out.to(dev)], dim=1)
+                seg = torch.cat([torch.zeros(beams, n, dtype=torch.long, device=dev),
+                                 torch.ones_like(out, device=dev)], dim=1)
+                return model(input_ids=ids, segment_ids=seg)["logits"][:, -1]
+
+            return unilm, self._end_id("[SEP]"), [], tok.decode, prompt[0].tolist()
+        if name.startswith("gpt2"):
+            ids = tok.encode(text)[:input_max_length]
+            end = self._end_id("[SEP]")
+            if ids and ids[-1] == end:  # a WordPiece vocabulary closes the prompt with [SEP]
+                ids = ids[:-1]
+            prompt = torch.tensor([ids], device=dev)
+
+            def causal(out: torch.Tensor) -> torch.Tensor:
+                ids_ = torch.cat([prompt.expand(out.shape[0], -1), out.to(dev)], dim=1)
+                return model(ids_)["logits"][:, -1]
+
+            return causal, end, [], tok.decode, ids
+        if name.startswith("t5"):
+            src = torch.tensor([tok.encode(text)[:input_max_length]], device=dev)
+            start = model.config.start_token_id
+
+            def enc_dec(out: torch.Tensor) -> torch.Tensor:
+                beams = out.shape[0]
+                dec = torch.cat([torch.full((beams, 1), start, device=dev), out.to(dev)], dim=1)
+                return model(input_ids=src.expand(beams, -1), decoder_input_ids=dec)["logits"][:, -1]
+
+            eos = model.config.eos_token_id
+            return (enc_dec, eos[0] if isinstance(eos, list) else eos, [], tok.decode,
+                    src[0].tolist())
+        raise InputError(f"the Predictor generates with GLM, BERT/RoBERTa seq2seq, GPT-2 and T5 "
+                         f"models, not {type(model).__name__}")
+
+    def _end_id(self, token: str) -> int:
+        found = self.tokenizer.token_to_id(token)
+        if found is None:
+            eos = getattr(self.model.config, "eos_token_id", None)
+            found = eos[0] if isinstance(eos, list) else eos
+        if found is None:
+            raise InputError(f"decoding ends at {token}, which this tokenizer lacks, and the "
+                             "config names no eos_token_id")
+        return int(found)
+
     @torch.no_grad()
     def predict_generate_beamsearch(self, text: str, input_max_length: int = 256,
                                     out_max_length: int = 100, beam_size: int = 1) -> str:
-        """Beam search from ``text``: GLM as FlagAI's GLM seq2seq (``<|startofpiece|> text
-        [SEP]``, causal, command tokens banned but ``<|endofpiece|>``), BERT/RoBERTa seq2seq
-        as UniLM (``[CLS] text [SEP]``, ending at ``[SEP]``)."""
-        name = self.class_name.lower()
-        if name.startswith("glm"):
-            return self._glm_beamsearch(text, out_max_length, beam_size)
-        if "seq2seq" in name and ("bert" in name or "roberta" in name):
-            return self._bert_beamsearch(text, input_max_length, out_max_length, beam_size)
-        raise InputError(f"predict_generate_beamsearch serves GLM and BERT seq2seq models, not "
-                         f"{type(self.model).__name__}; use model.generate()")
+        """Beam search from ``text`` (:func:`beam_search`): GLM as FlagAI's GLM seq2seq
+        (``<|startofpiece|> text [SEP]``, command tokens banned but ``<|endofpiece|>``),
+        BERT/RoBERTa seq2seq as UniLM (``[CLS] text [SEP]``, ending at ``[SEP]``), GPT-2
+        continuing ``text``, T5 decoding from it."""
+        score, end, banned, decode, _ = self._scorer(text, input_max_length, glm_block=1)
+        return decode(beam_search(score, beam_size=beam_size, max_length=out_max_length,
+                                  end_id=end, banned=banned))
 
-    def _glm_beamsearch(self, text: str, out_max_length: int, beam_size: int) -> str:
-        tok, dev = self.tokenizer, self._device
-        sample = tok.encode_plus(text)
-        prompt = torch.tensor([sample["input_ids"]], device=dev)
-        pos = torch.tensor([sample["position_ids"]], device=dev)
-        n = prompt.shape[1]
+    @torch.no_grad()
+    def predict_generate_randomsample(self, text: str, input_max_length: int = 256,
+                                      out_max_length: int = 200, top_k: int = 30,
+                                      top_p: float = 1.0, repetition_penalty: float = 1.0,
+                                      temperature: float = 1.0,
+                                      generator: torch.Generator | None = None) -> str:
+        """Sampling from ``text`` with FlagAI's arguments (``top_k=0`` and ``top_p`` 0 or 1
+        switch those filters off). GLM text holding ``[MASK]``/``[sMASK]``/``[gMASK]`` fills
+        the blanks (:meth:`GLMModel.generate`) and returns the whole text, as FlagAI does.
+        Samples follow the same distribution as FlagAI's, not the same random draws."""
+        if self.class_name.lower().startswith("glm") and "MASK]" in text:
+            return self._glm_fill_blanks(text, out_max_length, top_k, temperature, generator)
+        score, end, banned, decode, prompt = self._scorer(text, input_max_length, glm_block=0)
+        return decode(sample(score, max_length=out_max_length, end_id=end, banned=banned,
+                             top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                             temperature=temperature, context=prompt, generator=generator))
 
-        def score(out: torch.Tensor) -> torch.Tensor:
-            beams, k = out.shape
-            ids = torch.cat([prompt.expand(beams, n), out.to(dev)], dim=1)
-            extra = torch.stack([torch.arange(n, n + k, device=dev),
-                                 torch.ones(k, dtype=torch.long, device=dev)])
-            p = torch.cat([pos, extra[None]], dim=2).expand(beams, 2, n + k)
-            sep = torch.zeros(beams, dtype=torch.long, device=dev)
-            return self.model(ids, p, sep)["logits"][:, -1]
+    def _glm_fill_blanks(self, text: str, out_max_length: int, top_k: int, temperature: float,
+                         generator: torch.Generator | None) -> str:
+        tok = self.tokenizer
+        ids = [tok.get_command_id("cls")] + tok.EncodeAsIds(text)
+        if not text.endswith("[gMASK]"):
+            ids.append(tok.get_command_id("eos"))
+        out = self.model.generate(
+            torch.tensor([ids], device=self._device), max_new_tokens=out_max_length,
+            do_sample=True, top_k=top_k or None, temperature=temperature,
+            mask_token_ids=[tok.get_command_id(n) for n in ("mask", "sMASK", "gMASK")],
+            sop_token_id=tok.get_command_id("sop"), eos_token_id=tok.get_command_id("eop"),
+            generator=generator)
+        return tok.DecodeIds(out[0].tolist())
 
-        ids = beam_search(score, beam_size=beam_size, max_length=out_max_length,
-                          end_id=tok.get_command_id("eop"),
-                          banned=tok.CommandTokenIds(exception=["eop", "gMASK"]))
-        return tok.DecodeIds(ids)
+    # -- embeddings and masked LM ----------------------------------------------------------
+    @torch.no_grad()
+    def predict_embedding(self, text: str, maxlen: int = 256) -> torch.Tensor:
+        """The sentence vector of ``text`` (the embedding model's pooled output)."""
+        batch = {k: v.to(self._device) for k, v in self.tokenizer(text, max_length=maxlen).items()}
+        return self.model(**batch)["logits"][0].cpu()
 
-    def _bert_beamsearch(self, text: str, input_max_length: int, out_max_length: int,
-                         beam_size: int) -> str:
-        tok, dev = self.tokenizer, self._device
-        prompt = torch.tensor([tok.encode(text)[:input_max_length]], device=dev)
-        sep = tok.token_to_id("[SEP]")
-        if sep is None:
-            raise InputError("BERT seq2seq decoding ends at [SEP], which this tokenizer lacks")
-        n = prompt.shape[1]
-
-        def score(out: torch.Tensor) -> torch.Tensor:
-            beams = out.shape[0]
-            ids = torch.cat([prompt.expand(beams, n), out.to(dev)], dim=1)
-            seg = torch.cat([torch.zeros(beams, n, dtype=torch.long, device=dev),
-                             torch.ones_like(out, device=dev)], dim=1)
-            return self.model(input_ids=ids, segment_ids=seg)["logits"][:, -1]
-
-        ids = beam_search(score, beam_size=beam_size, max_length=out_max_length, end_id=sep)
-        return tok.decode(ids)
+    @torch.no_grad()
+    def predict_masklm(self, text: str, maxlen: int = 512) -> str:
+        """Every position's most likely token, decoded (FlagAI's reading of ``[MASK]``s)."""
+        batch = {k: v.to(self._device) for k, v in self.tokenizer(text, max_length=maxlen).items()}
+        return self.tokenizer.decode(self.model(**batch)["logits"][0].argmax(-1))

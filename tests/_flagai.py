@@ -104,3 +104,24 @@ def flagai_bert(cls_name: str, seed: int = 0, **extra):
     torch.manual_seed(seed)
     cfg = {**TINY_FLAGAI_BERT, **extra}
     return perturb(getattr(fb, cls_name)(flagai_config(cfg)), seed), cfg
+
+
+def bert_checkpoint(root: Path, *, extra_text: str = "", name: str = "RoBERTa-base-ch") -> Path:
+    """RoBERTa-base-ch as FlagAI's hub serves it: Hugging Face BERT names, a config.json
+    without model_type, vocab.txt."""
+    import transformers
+
+    chars = sorted({c for c in "".join(CORPUS) + extra_text if c.strip()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=128,
+                                  max_position_embeddings=128, initializer_range=0.2)
+    out = root / name
+    out.mkdir(parents=True)
+    torch.save(transformers.BertForMaskedLM(cfg).state_dict(), out / "pytorch_model.bin")
+    data = cfg.to_dict()
+    data.pop("model_type")
+    (out / "config.json").write_text(json.dumps(data))
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return out

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from _flagai import (CORPUS, TINY_GLM, flagai_bert, flagai_config, perturb, save_flagai,
-                     write_sentencepiece)
+from _flagai import (TINY_GLM, bert_checkpoint, flagai_bert, flagai_config, perturb,
+                     save_flagai, write_sentencepiece)
 from hubloader import AutoLoader, Predictor
 from hubloader.errors import ConfigError
 
@@ -28,27 +28,6 @@ NER_TEXT = "6月15日，河南省文物考古研究所曹操高陵文物队公�
 PAIRS = "后悔了吗你有没有打开自动横屏开启移动数据我觉得很聪明是这么"
 
 
-def _bert_checkpoint(root: Path) -> Path:
-    """RoBERTa-base-ch as FlagAI's hub serves it: Hugging Face BERT names, a config.json
-    without model_type, vocab.txt."""
-    import transformers
-
-    chars = sorted({c for c in "".join(CORPUS) + NER_TEXT + PAIRS if c.strip()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=128,
-                                  max_position_embeddings=128, initializer_range=0.2)
-    out = root / "RoBERTa-base-ch"
-    out.mkdir(parents=True)
-    torch.save(transformers.BertForMaskedLM(cfg).state_dict(), out / "pytorch_model.bin")
-    data = cfg.to_dict()
-    data.pop("model_type")
-    (out / "config.json").write_text(json.dumps(data))
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return out
-
-
 @pytest.fixture(scope="module")
 def flagai_dir(tmp_path_factory):
     """A working directory holding ./checkpoints/ as FlagAI lays it out."""
@@ -57,7 +36,7 @@ def flagai_dir(tmp_path_factory):
     torch.manual_seed(0)
     glm = perturb(fg.GLMForSeq2Seq(flagai_config(TINY_GLM)))
     write_sentencepiece(save_flagai(glm, TINY_GLM, root, "GLM-large-ch") / "cog-pretrain.model")
-    _bert_checkpoint(root)
+    bert_checkpoint(root, extra_text=NER_TEXT + PAIRS)
     return work
 
 
