@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 import flagai.model.glm_model as fg  # test-only oracle (see pyproject's test extra)
 from _flagai import GLM_VOCAB, TINY_GLM, TOL, flagai_config, max_diff, perturb, save_flagai
@@ -76,6 +77,31 @@ def _full_mask(sep: torch.Tensor, context: int, extra: int) -> torch.Tensor:
         m[i, :context, :s] = 1
         m[i, context:, :context] = 1
     return m[:, None]
+
+
+@pytest.fixture(scope="module")
+def loaded_glm(glm_dir):
+    return GLMModel.from_pretrain(str(glm_dir[1]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_memory_continues_a_sequence_exactly(loaded_glm, data):
+    """Any split of a sequence whose bidirectional part lies before the split: the second part
+    on top of the first part's memory gives the logits of one call over the whole."""
+    n = data.draw(st.integers(2, 12), label="length")
+    split = data.draw(st.integers(1, n - 1), label="split")
+    sep = data.draw(st.integers(0, split), label="separation index")
+    g = torch.Generator().manual_seed(n * 100 + split * 10 + sep)
+    ids = torch.randint(0, 100, (1, n), generator=g)
+    pos = torch.stack([torch.arange(n), torch.randint(0, 3, (n,), generator=g)])[None]
+    with torch.no_grad():
+        full = loaded_glm(ids, pos, torch.tensor([sep]))["logits"]
+        head = loaded_glm(ids[:, :split], pos[..., :split], torch.tensor([sep]))
+        tail = loaded_glm(ids[:, split:], pos[..., split:], torch.tensor([0]),
+                          mems=head["hidden_states"])
+    assert max_diff(full[:, split:], tail["logits"]) < TOL
+    assert max_diff(full[:, :split], head["logits"]) < TOL
 
 
 def test_full_mask_and_scalar_separation_match_flagai(glm_dir):
