@@ -94,8 +94,8 @@ class AutoLoader:
             model_type = (card.architecture if card is not None
                           else infer_model_type(self.model_dir.name))
         if not isinstance(model_type, str):
-            raise ConfigError(f"{config_path} has no string 'model_type' and its family cannot "
-                              "be told from its name or fields; add one (e.g. \"bert\")")
+            raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
+                              f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
         self.model_type = model_type.lower()
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
