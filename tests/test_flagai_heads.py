@@ -114,3 +114,39 @@ def test_flagai_trainer_checkpoints_of_the_plain_heads_load_strictly(tmp_path, c
         a = ref(input_ids=ids, segment_ids=torch.zeros_like(ids))
         b = ours(input_ids=ids, segment_ids=torch.zeros_like(ids))
     assert max_diff(a["logits"], b["logits"]) < TOL
+
+
+# FlagAI's class for a (family, task) -> hubloader's
+_OURS = {"BertModel": "BertModel", "BertForSeq2seq": "BertForSeq2seq",
+         "BertForMaskLM": "BertForMaskedLM", "BertForSequenceLabeling": "BertForTokenClassification",
+         "BertForSequenceLabelingCRF": "BertForSequenceLabelingCRF",
+         "BertForSequenceLabelingGP": "BertForSequenceLabelingGP",
+         "BertForEmbedding": "BertForSentenceEmbedding",
+         "BertForClsClassifier": "BertForSequenceClassification",
+         "GPT2Model": "GPT2LMHeadModel", "T5Model": "T5ForConditionalGeneration",
+         "GLMModel": "GLMModel", "GLMForSeq2Seq": "GLMForSeq2Seq",
+         "GLMForSequenceClassification": "GLMForSequenceClassification",
+         "VisionTransformer": "ViTForImageClassification"}
+# the brief's reading where FlagAI's table differs: -crf and -gp always mean those heads
+_CRF_GP = {"sequence-labeling-crf": "BertForSequenceLabelingCRF",
+           "sequence-labeling-gp": "BertForSequenceLabelingGP"}
+
+
+def test_every_flagai_task_of_hubloader_families_resolves():
+    from flagai.auto_model.auto_loader import ALL_TASK
+
+    from hubloader.flagai import flagai_task
+    from hubloader.registry import get_model_class, resolve_task
+
+    checked = 0
+    for key, (_, flagai_cls) in ALL_TASK.items():
+        family, _, task = key.partition("_")
+        if family not in ("bert", "gpt2", "t5", "glm", "vit"):
+            continue
+        canonical = resolve_task(flagai_task(task, family), family)
+        want = _CRF_GP.get(task, _OURS[flagai_cls])
+        assert get_model_class(family, canonical).__name__ == want, key
+        checked += 1
+    assert checked == 24
+    for family in ("bert", "roberta", "glm"):  # FlagAI's docs also say cls
+        assert "Classification" in get_model_class(family, resolve_task("cls", family)).__name__
