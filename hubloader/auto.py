@@ -71,11 +71,11 @@ class AutoLoader:
             self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
         from .resolve import resolve_model_dir
 
-        # without weights: config.json and the tokenizer files only
-        patterns = None if opts.load_weights else ["*.json", "*.txt", "*.model"]
-        self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
-                                                 revision=revision, offline=offline,
-                                                 allow_patterns=patterns)
+        from .modeling import _NO_WEIGHTS
+
+        self.model_dir: Path = resolve_model_dir(
+            model_name, download_path=model_dir, revision=revision, offline=offline,
+            allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
         self._tokenizer = None
         self._processor = None
         self._model_max_length = opts.model_max_length
@@ -100,19 +100,10 @@ class AutoLoader:
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
         self.model_class = get_model_class(model_type, self.task)
-        if opts.load_weights:
-            self._model = self.model_class.from_pretrain(
-                str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
-                **config_overrides)
-        else:
-            from .weights import resolve_dtype
-
-            model = self.model_class.init_from_json(config_path, **config_overrides)
-            model.model_dir = self.model_dir
-            dtype = resolve_dtype(torch_dtype)
-            self._model = model.to(device=device, dtype=dtype).eval()
-        if not opts.inference_mode:
-            self._model.train()
+        self._model = self.model_class.from_pretrain(
+            str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
+            load_pretrain_params=opts.load_weights, inference_mode=opts.inference_mode,
+            **config_overrides)
         if self.model_type == "glm":
             self._fill_glm_token_ids()
 

@@ -32,6 +32,8 @@ __all__ = ["BaseModel"]
 
 logger = logging.getLogger(__name__)
 
+# what a model directory needs when no weights are loaded: config.json and the tokenizer files
+_NO_WEIGHTS = ["*.json", "*.txt", "*.model"]
 _INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
                "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
                "kaiming_normal_", "orthogonal_", "sparse_")
@@ -221,7 +223,10 @@ class BaseModel(FeaturesMixin, nn.Module):
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.remote_code`.
-            **config_overrides: config fields to change (validated).
+            **config_overrides: config fields to change (validated), and FlagAI's arguments:
+                ``class_num``/``target_size`` (= ``num_labels``), ``load_pretrain_params=False``
+                or ``only_download_config=True`` (config and tokenizer files only, fresh
+                weights), ``inference_mode``, ``use_cache`` (see :mod:`hubloader.flagai`).
 
         Returns:
             The model in eval mode, with ``load_report`` and ``model_dir`` set (a
@@ -231,13 +236,18 @@ class BaseModel(FeaturesMixin, nn.Module):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
+        from .flagai import split_autoloader_kwargs
         from .resolve import resolve_model_dir
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
+        opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
+        if opts.model_max_length is not None:
+            raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
         t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
-                                      revision=revision, offline=offline)
+                                      revision=revision, offline=offline,
+                                      allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
         from .remote_code import find_code_entry, load_custom_model
 
         with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
@@ -246,18 +256,26 @@ class BaseModel(FeaturesMixin, nn.Module):
                                           device=device, strict=strict)
             else:
                 model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                           strict=strict, overrides=config_overrides)
+                                           strict=strict, overrides=opts.config_overrides,
+                                           load_weights=opts.load_weights)
+        if not opts.inference_mode:
+            model.train()
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
 
     @classmethod
-    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
+    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides,
+                       load_weights: bool = True):
         config_path = model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
         target, data = cls._target_for(data, model_dir.name)
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
+        if not load_weights:  # FlagAI's load_pretrain_params=False: fresh weights
+            model = target.from_config(config).to(device=device, dtype=dtype)
+            model.model_dir = model_dir
+            return model.eval()
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         with skip_init_on_meta():
             model = target(config)

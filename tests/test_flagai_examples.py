@@ -114,6 +114,24 @@ def test_autoloader_takes_flagai_arguments(flagai_dir, monkeypatch):
             AutoLoader("lm", model_name="GLM-large-ch", **bad)
 
 
+def test_from_pretrain_takes_flagai_arguments_too(flagai_dir):
+    """FlagAI's seed: ``Class.from_pretrain(download_path=..., model_name=..., **kwargs)``."""
+    from hubloader.models import BertForSequenceLabelingCRF, GLMForSeq2Seq
+
+    root = str(flagai_dir / "checkpoints")
+    crf = BertForSequenceLabelingCRF.from_pretrain(download_path=root, model_name="RoBERTa-base-ch",
+                                                   class_num=7)
+    assert crf.config.num_labels == 7 and crf.load_report.newly_initialized
+    loaded = GLMForSeq2Seq.from_pretrain(download_path=root, model_name="GLM-large-ch")
+    fresh = GLMForSeq2Seq.from_pretrain(download_path=root, model_name="GLM-large-ch",
+                                        only_download_config=True)
+    assert fresh.load_report is None and not fresh.training
+    assert not torch.equal(fresh.word_embeddings.weight, loaded.word_embeddings.weight)
+    with pytest.raises(ConfigError, match="model_max_length"):
+        GLMForSeq2Seq.from_pretrain(download_path=root, model_name="GLM-large-ch",
+                                    model_max_length=10)
+
+
 @pytest.mark.parametrize("flag", [dict(only_download_config=True), dict(load_pretrain_params=False)])
 def test_without_weights_only_config_and_tokenizer_are_fetched(tmp_path, monkeypatch, flag):
     """Against a served model: config.json and tokenizer files arrive, the weights do not."""
