@@ -130,17 +130,21 @@ class Predictor:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _encode(self, text: str, pair: str | None = None, *, maxlen: int) -> dict[str, Any]:
+        """One text (or pair) as ``[1, seq]`` tensors on the model's device, cut to ``maxlen``."""
+        enc = self.tokenizer(text, pair, truncation=True, max_length=maxlen, return_tensors="pt")
+        return {k: v.to(self._device) for k, v in enc.items()}
+
     # -- classification ---------------------------------------------------------------------
     @torch.no_grad()
     def predict_cls_classifier(self, text: str | Sequence[str], maxlen: int = 512) -> int:
         """The label id of ``text``, or of a text pair ``[a, b]`` (semantic matching)."""
         if isinstance(text, str):
-            batch = self.tokenizer(text, max_length=maxlen)
+            batch = self._encode(text, maxlen=maxlen)
         elif len(text) == 2:
-            batch = self.tokenizer(text[0], text[1], max_length=maxlen)
+            batch = self._encode(text[0], text[1], maxlen=maxlen)
         else:
             raise InputError("predict_cls_classifier takes a text or a pair [text_a, text_b]")
-        batch = {k: v.to(self._device) for k, v in batch.items()}
         return int(self.model(**batch)["logits"][0].argmax(-1))
 
     # -- NER --------------------------------------------------------------------------------
@@ -287,11 +291,10 @@ class Predictor:
     @torch.no_grad()
     def predict_embedding(self, text: str, maxlen: int = 256) -> torch.Tensor:
         """The sentence vector of ``text`` (the embedding model's pooled output)."""
-        batch = {k: v.to(self._device) for k, v in self.tokenizer(text, max_length=maxlen).items()}
-        return self.model(**batch)["logits"][0].cpu()
+        return self.model(**self._encode(text, maxlen=maxlen))["logits"][0].cpu()
 
     @torch.no_grad()
     def predict_masklm(self, text: str, maxlen: int = 512) -> str:
         """Every position's most likely token, decoded (FlagAI's reading of ``[MASK]``s)."""
-        batch = {k: v.to(self._device) for k, v in self.tokenizer(text, max_length=maxlen).items()}
-        return self.tokenizer.decode(self.model(**batch)["logits"][0].argmax(-1))
+        logits = self.model(**self._encode(text, maxlen=maxlen))["logits"][0]
+        return self.tokenizer.decode(logits.argmax(-1))

@@ -150,3 +150,17 @@ def test_every_flagai_task_of_hubloader_families_resolves():
     assert checked == 24
     for family in ("bert", "roberta", "glm"):  # FlagAI's docs also say cls
         assert "Classification" in get_model_class(family, resolve_task("cls", family)).__name__
+
+
+@pytest.mark.parametrize("cls_name,ours_cls,extra", [
+    ("BertForSequenceLabelingCRF", BertForSequenceLabelingCRF, dict(class_num=5)),
+    ("BertForSequenceLabelingGP", BertForSequenceLabelingGP, dict(class_num=3, inner_dim=8)),
+    ("BertForSeq2seq", BertForSeq2seq, {})])
+def test_flagai_heads_save_and_load_back(tmp_path, cls_name, ours_cls, extra):
+    ref, cfg = flagai_bert(cls_name, seed=14, **extra)
+    ours = ours_cls.from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")))
+    back = ours_cls.from_pretrain(str(ours.save_pretrained(tmp_path / "saved")), strict=True)
+    ids, seg = _unilm_batch(seed=15)
+    with torch.no_grad():
+        assert max_diff(ours(input_ids=ids, segment_ids=seg)["logits"],
+                        back(input_ids=ids, segment_ids=seg)["logits"]) < TOL

@@ -282,3 +282,22 @@ def test_bad_input_and_config_raise_typed_errors(glm_dir, tmp_path):
         GLMModel.from_pretrain(str(path), relative_encoding=True)
     with pytest.raises(ConfigError, match="class_num"):
         GLMForSequenceClassification.from_pretrain(str(path), class_num=2, num_labels=3)
+
+
+@pytest.mark.parametrize("cls_name,extra", [("GLMModel", {}),
+                                            ("GLMForSequenceClassification", {"class_num": 3})])
+def test_saved_glm_is_flagai_layout_and_loads_back(tmp_path, cls_name, extra):
+    """save_pretrained writes FlagAI's names: FlagAI's own class loads them strictly."""
+    from safetensors.torch import load_file
+
+    ref, cfg = _ref(cls_name, seed=12, **extra)
+    ours_cls = {"GLMModel": GLMModel, "GLMForSequenceClassification": GLMForSequenceClassification}
+    ours = ours_cls[cls_name].from_pretrain(str(save_flagai(ref, cfg, tmp_path, "m")))
+    out = ours.save_pretrained(tmp_path / "saved")
+    fresh = getattr(fg, cls_name)(flagai_config(cfg)).eval()
+    assert fresh.load_state_dict(load_file(out / "model.safetensors"), strict=True)
+    back = ours_cls[cls_name].from_pretrain(str(out), strict=True)
+    ids, pos, sep = _batch(seed=13)
+    with torch.no_grad():
+        assert max_diff(fresh(input_ids=ids, position_ids=pos, attention_mask=sep)["logits"],
+                        back(ids, pos, sep)["logits"]) < TOL

@@ -115,7 +115,7 @@ def test_masked_lm_and_embedding(tmp_path):
     mlm = AutoLoader("masklm", model_name="RoBERTa-base-ch", model_dir=str(tmp_path))
     pred = Predictor(mlm.get_model(), mlm.get_tokenizer())
     text = "北京是[MASK]首都"
-    batch = mlm.get_tokenizer()(text)
+    batch = mlm.get_tokenizer()(text, return_tensors="pt")
     with torch.no_grad():
         want = mlm.get_model()(**batch)["logits"][0].argmax(-1)
     assert pred.predict_masklm(text) == mlm.get_tokenizer().decode(want)

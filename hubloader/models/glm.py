@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint_keys import invert_key_rules, rename_keys
 from ..config import ModelConfig
 from ..errors import ConfigError, GenerationArgumentError, InputError
 from ..features import FeatureEntry, token_features
@@ -183,6 +184,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"^transformer\.layers\.(\d+)\.mlp\.dense_4h_to_h\.", r"blocks.\1.mlp.fc_out."),
 )
 _QKV = re.compile(r"^transformer\.layers\.(\d+)\.attention\.query_key_value\.(weight|bias)$")
+_SPLIT_QKV = re.compile(r"^blocks\.(\d+)\.attention\.(query|key|value)\.(weight|bias)$")
 # FlagAI saves a task model's backbone under "model." (or bare), THUDM under "glm."
 _OWN_PREFIX = re.compile(r"^(?:module\.)?(?:model|glm)\.")
 _HEAD_KEYS = (r"^pool_layer\.", r"^multichoice_head\.")
@@ -217,6 +219,33 @@ class _GLMBase(BaseModel):
                 key = prefix + key
             out[key] = value
         return out
+
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """Ours → FlagAI's names (what its ``GLMModel`` and heads load): the inverse of
+        :meth:`convert_checkpoint`; ``query``, ``key`` and ``value`` fuse back into
+        ``query_key_value``, a classifier's backbone is ``model.``."""
+        prefix = cls.base_model_prefix + "." if cls.base_model_prefix else ""
+        backbone: dict[str, torch.Tensor] = {}
+        heads: dict[str, torch.Tensor] = {}
+        qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+        for key, value in state.items():
+            if prefix and not key.startswith(prefix):
+                heads[key] = value
+                continue
+            key = key[len(prefix):]
+            match = _SPLIT_QKV.match(key)
+            if match:
+                layer, name, kind = match.groups()
+                qkv.setdefault((layer, kind), {})[name] = value
+            else:
+                backbone[key] = value
+        for (layer, kind), parts in qkv.items():
+            backbone[f"transformer.layers.{layer}.attention.query_key_value.{kind}"] = torch.cat(
+                [parts["query"], parts["key"], parts["value"]], dim=0)
+        named = rename_keys(backbone, invert_key_rules(_RULES))
+        return {**{("model." if prefix else "") + k: v for k, v in named.items()}, **heads}
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
