@@ -276,6 +276,8 @@ def test_bad_input_and_config_raise_typed_errors(glm_dir, tmp_path):
                       sop_token_id=SOP)
     with pytest.raises(InputError, match=r"\[batch, 2, 4\]"):
         ours(torch.tensor([[1, 2, 3, 4]]), torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(InputError, match="max_sequence_length"):
+        ours(torch.tensor([[1, 2]]), torch.tensor([[[0, 99], [0, 0]]]))
     with pytest.raises(InputError, match="mems"):
         ours(torch.tensor([[1, 2]]), mems=[torch.zeros(1, 2, 32)])
     with pytest.raises(ConfigError, match="relative_encoding"):

@@ -328,6 +328,12 @@ class GLMModel(_GLMBase):
                              f"the last output), got {len(mems)}")
         memory_len = mems[0].shape[1] if mems else 0
         pos, block_pos = self._positions(position_ids, batch, seq, input_ids.device)
+        limit = self.position_embeddings.num_embeddings
+        for name, value in (("positions", pos), ("block positions", block_pos)):
+            if value is not None and value.numel() and (value.min() < 0 or value.max() >= limit):
+                raise InputError(f"position_ids: {name} must lie in [0, {limit}), got "
+                                 f"[{int(value.min())}, {int(value.max())}]; the sequence is "
+                                 f"longer than max_sequence_length")
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos)
         if block_pos is not None and self.block_position_embeddings is not None:
             x = x + self.block_position_embeddings(block_pos)
