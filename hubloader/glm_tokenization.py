@@ -254,13 +254,23 @@ class GLMTokenizer:
     def vocab_size(self) -> int:
         return self.num_tokens
 
-    def __call__(self, text: str | list[str], *, max_length: int | None = None,
+    def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, *,
+                 truncation: bool = True, max_length: int | None = None,
                  add_special_tokens: bool = True, return_tensors: str | None = "pt") -> dict[str, Any]:
-        """Tokenize texts for a GLM model (see the class docstring)."""
+        """Tokenize texts for a GLM model (see the class docstring); ``truncation`` cuts each
+        to ``max_length`` (default ``model_max_length``).
+
+        Raises:
+            TokenizerError: not text, or a text pair (GLM's tasks join pairs with their own
+                template: build it and pass one text).
+        """
+        if text_pair is not None:
+            raise TokenizerError("GLM's tokenizer takes single texts: join a pair with your "
+                                 "task's template (e.g. 'a [SEP] b') and pass one text")
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts:
             raise TokenizerError("the tokenizer takes a string or a non-empty list of strings")
-        limit = max_length or self.model_max_length
+        limit = (max_length or self.model_max_length) if truncation else None
         rows = [self.encode(t, add_special_tokens=add_special_tokens)[:limit] for t in texts]
         width = max(len(r) for r in rows)
         ids = [r + [self.pad_token_id] * (width - len(r)) for r in rows]

@@ -96,6 +96,15 @@ def test_load_tokenizer_serves_glm_and_the_call_shape_fits_glm(ch_dir):
     assert batch["position_ids"].shape == (2, 2, len(first))
     assert batch["attention_mask"].tolist() == [len(first), len(tok.encode("上海"))]
     assert tok.decode(batch["input_ids"][0]) == "北京是中国的首都"
+    assert tok("北京是中国的首都", max_length=4)["input_ids"].shape == (1, 4)
+    with pytest.raises(TokenizerError, match="template"):
+        tok("北京", "上海")
+
+
+def test_glm_large_en_layout_through_load_tokenizer(en_dir):
+    tok = load_tokenizer(en_dir, model_type="glm")
+    assert isinstance(tok, GLMTokenizer) and tok.kind == "wordpiece"
+    assert tok.get_command_id("gMASK") == len(EN_VOCAB) + 2
 
 
 def test_bad_files_and_input_raise_typed_errors(tmp_path, ch_dir):

@@ -134,3 +134,15 @@ def test_unsupported_models_and_input_raise_typed_errors(tmp_path):
         pred.predict_cls_classifier(["a", "b", "c"])
     assert json.loads(json.dumps(pred.predict_ner("北京是中国的首都", ["O", "B-LOC", "I-LOC"])))\
         is not None
+
+
+def test_glm_classification_through_the_predictor(tmp_path):
+    torch.manual_seed(0)
+    ref = perturb(fg.GLMModel(flagai_config(TINY_GLM)))
+    path = save_flagai(ref, TINY_GLM, tmp_path, "GLM-large-ch")
+    write_sentencepiece(path / "cog-pretrain.model")
+    loader = AutoLoader("cls", model_name="GLM-large-ch", model_dir=str(tmp_path), class_num=3)
+    model, tok = loader.get_model(), loader.get_tokenizer()
+    with torch.no_grad():
+        want = int(model(**tok("北京是中国的首都"))["logits"][0].argmax())
+    assert Predictor(model, tok).predict_cls_classifier("北京是中国的首都") == want
