@@ -59,6 +59,9 @@ class AutoLoader:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         opts = split_autoloader_kwargs(kwargs)
         config_overrides = opts.config_overrides
+        from .weights import resolve_device
+
+        device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None

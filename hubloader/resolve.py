@@ -14,7 +14,7 @@ from pathlib import Path
 from . import constants
 from .cards import find_card
 from .errors import ModelNotFoundError
-from .names import ModelRef, parse_model_name, safe_join
+from .names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 __all__ = ["resolve_model_dir"]
 
@@ -40,6 +40,7 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
         InvalidModelNameError: a name that would escape ``download_path``.
         SourceError: fetching failed (see :mod:`hubloader.hub`).
     """
+    validate_download_path(download_path)
     if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
             and "://" not in os.fspath(model_name):
         # FlagAI's layout: the name is joined to download_path, never used as a path itself

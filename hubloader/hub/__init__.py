@@ -66,9 +66,11 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
         PosixPath('/root/.cache/hubloader/models/hf--google-bert--bert-base-uncased/snapshots/...')
     """
+    from ..names import validate_download_path
     from . import distributed
     from .locate import locate
 
+    validate_download_path(download_path)
     if download_path is not None and "://" not in os.fspath(model_name):
         from ..names import safe_join
 
