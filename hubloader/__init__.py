@@ -27,6 +27,7 @@ _LAZY = {
     "AutoLoader": ".auto",
     "Predictor": ".predictor",
     "Tokenizer": ".tokenization",
+    "TextStreamer": ".streaming",
     "list_models": ".cards",
     "model_info": ".cards",
     "ModelCard": ".cards",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predictor import Predictor
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
+    from .streaming import TextStreamer
     from .tokenization import Tokenizer
     from .weights import LoadReport
 

@@ -242,7 +242,8 @@ class BaseModel(FeaturesMixin, nn.Module):
             revision: a revision to fetch (URIs and cards with a versioned source).
             offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
             device: where the weights go (``"cpu"``, ``"cuda:0"``...).
-            torch_dtype: floating dtype of the weights (default: the config's, else float32).
+            torch_dtype: floating dtype of the weights (default: the config's ``torch_dtype``
+                or ``dtype``, so a bf16 checkpoint loads in bf16; else float32).
             strict: raise :class:`WeightsMismatchError` on missing or unexpected keys;
                 with ``False`` they are logged and randomly initialized.
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
@@ -297,7 +298,9 @@ class BaseModel(FeaturesMixin, nn.Module):
         data = read_config_file(config_path)
         target, data = cls._target_for(data, model_dir.name)
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
+        # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
+        declared = config.torch_dtype or config.extra.get("dtype")
+        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
         if not load_weights:  # FlagAI's load_pretrain_params=False: fresh weights
             model = target.from_config(config).to(device=device, dtype=dtype)
             model.model_dir = model_dir

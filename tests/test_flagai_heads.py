@@ -126,7 +126,7 @@ _OURS = {"BertModel": "BertModel", "BertForSeq2seq": "BertForSeq2seq",
          "GPT2Model": "GPT2LMHeadModel", "T5Model": "T5ForConditionalGeneration",
          "GLMModel": "GLMModel", "GLMForSeq2Seq": "GLMForSeq2Seq",
          "GLMForSequenceClassification": "GLMForSequenceClassification",
-         "VisionTransformer": "ViTForImageClassification"}
+         "VisionTransformer": "ViTForImageClassification", "AQUILAModel": "AquilaForCausalLM"}
 # the brief's reading where FlagAI's table differs: -crf and -gp always mean those heads
 _CRF_GP = {"sequence-labeling-crf": "BertForSequenceLabelingCRF",
            "sequence-labeling-gp": "BertForSequenceLabelingGP"}
@@ -141,13 +141,13 @@ def test_every_flagai_task_of_hubloader_families_resolves():
     checked = 0
     for key, (_, flagai_cls) in ALL_TASK.items():
         family, _, task = key.partition("_")
-        if family not in ("bert", "gpt2", "t5", "glm", "vit"):
+        if family not in ("bert", "gpt2", "t5", "glm", "vit", "aquila"):
             continue
         canonical = resolve_task(flagai_task(task, family), family)
         want = _CRF_GP.get(task, _OURS[flagai_cls])
         assert get_model_class(family, canonical).__name__ == want, key
         checked += 1
-    assert checked == 24
+    assert checked == 25
     for family in ("bert", "roberta", "glm"):  # FlagAI's docs also say cls
         assert "Classification" in get_model_class(family, resolve_task("cls", family)).__name__
 

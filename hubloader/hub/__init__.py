@@ -94,7 +94,9 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     if constants.is_offline(offline) or not distributed.active():
         return _download(target, offline=offline, **kwargs)
     return distributed.once_per_node(lambda: _download(target, offline=offline, **kwargs),
-                                     lambda: _download(target, offline=True, **kwargs))
+                                     lambda: _download(target, offline=True, **kwargs),
+                                     what=target.uri,
+                                     request=f"{target.revision} {download_path} {patterns}")
 
 
 def flush() -> None:

@@ -10,6 +10,9 @@ from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSeq
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
+                    LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
+                    Qwen2ForCausalLM, Qwen2Model)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
@@ -23,6 +26,9 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
+           "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",
+           "AquilaConfig", "AquilaModel", "AquilaForCausalLM",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]
