@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import constants
 from .cards import find_card
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .names import parse_model_name
-from .registry import get_model_class, resolve_task
+from .registry import get_model_class, import_families, resolve_task
+
+if TYPE_CHECKING:  # torch imports while the files are fetched, not before
+    import torch
 
 __all__ = ["AutoLoader"]
 
@@ -46,11 +47,16 @@ class AutoLoader:
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         resolve_task(task_name)  # an unknown task fails before anything is fetched
+        from .resolve import prefetch_model_dir, resolve_model_dir
+
+        # the transfer runs while the model classes, and torch with them, import
+        prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
+                           offline=offline)
+        import_families()
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
         if card is not None:  # a task the family cannot serve fails before anything is fetched
             self.task = resolve_task(task_name, card.architecture)
-        from .resolve import resolve_model_dir
 
         self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
                                                  revision=revision, offline=offline)

@@ -15,7 +15,7 @@ from typing import Callable, TypeVar
 from .errors import ModelNotFoundError, UnknownTaskError
 from .tasks import TASKS, canonical_tasks, close_task_names
 
-__all__ = ["register_model", "get_model_class", "resolve_task", "model_types", "served_tasks",
+__all__ = ["register_model", "get_model_class", "import_families", "resolve_task", "model_types", "served_tasks",
            "class_for_config"]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,11 @@ def _ensure_loaded() -> None:
         _LOADED = True
         for mod in _FAMILY_MODULES:
             importlib.import_module(mod)
+
+
+def import_families() -> None:
+    """Import every family's module (and torch with them); lookups do it on first use."""
+    _ensure_loaded()
 
 
 def model_types() -> list[str]:

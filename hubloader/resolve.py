@@ -13,10 +13,10 @@ from pathlib import Path
 
 from . import constants
 from .cards import find_card
-from .errors import ModelNotFoundError
+from .errors import HubLoaderError, ModelNotFoundError
 from .names import ModelRef, parse_model_name, safe_join
 
-__all__ = ["resolve_model_dir"]
+__all__ = ["resolve_model_dir", "prefetch_model_dir"]
 
 
 def _local_dir(ref: ModelRef) -> Path:
@@ -30,16 +30,9 @@ def _local_dir(ref: ModelRef) -> Path:
     return path
 
 
-def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
-                      revision: str | None = None, offline: bool | None = None,
-                      progress: bool = True) -> Path:
-    """Return the local directory holding ``model_name``'s files, fetching them if needed.
-
-    Raises:
-        ModelNotFoundError: an unknown card name (with close matches) or a missing directory.
-        InvalidModelNameError: a name that would escape ``download_path``.
-        SourceError: fetching failed (see :mod:`hubloader.hub`).
-    """
+def _in_place(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,
+              revision: str | None) -> Path | ModelRef:
+    """The directory to use as it is, or the reference to hand to the hub."""
     if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
             and "://" not in os.fspath(model_name):
         # FlagAI's layout: the name is joined to download_path, never used as a path itself
@@ -53,7 +46,42 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
             candidate = safe_join(download_path, name)
             if (candidate / constants.CONFIG_NAME).is_file():
                 return candidate
+    return ref
+
+
+def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
+                      revision: str | None = None, offline: bool | None = None,
+                      progress: bool = True) -> Path:
+    """Return the local directory holding ``model_name``'s files, fetching them if needed
+    (joining a fetch :func:`prefetch_model_dir` started).
+
+    Raises:
+        ModelNotFoundError: an unknown card name (with close matches) or a missing directory.
+        InvalidModelNameError: a name that would escape ``download_path``.
+        SourceError: fetching failed (see :mod:`hubloader.hub`).
+    """
+    found = _in_place(model_name, download_path=download_path, revision=revision)
+    if isinstance(found, Path):
+        return found
     from .hub import download  # an unknown card name fails there, naming close matches
 
-    return download(ref.name, revision=revision, download_path=download_path,
+    return download(found.name, revision=revision, download_path=download_path,
                     offline=offline, progress=progress)
+
+
+def prefetch_model_dir(model_name: str | os.PathLike, *,
+                       download_path: str | os.PathLike | None = None,
+                       revision: str | None = None, offline: bool | None = None,
+                       progress: bool = True) -> None:
+    """Start fetching, in the background, what :func:`resolve_model_dir` would fetch for the
+    same arguments; that call then joins the fetch. Does nothing for a directory used in
+    place, and leaves a bad name for :func:`resolve_model_dir` to report."""
+    try:
+        found = _in_place(model_name, download_path=download_path, revision=revision)
+    except HubLoaderError:  # resolve_model_dir raises it, in the caller's thread
+        return
+    if isinstance(found, ModelRef):
+        from .hub import prefetch
+
+        prefetch(found.name, revision=revision, download_path=download_path, offline=offline,
+                 progress=progress)

@@ -21,8 +21,9 @@ from ..errors import ModelNotFoundError
 from ..names import ModelRef
 
 from .lookup import cached_file
+from .prefetch import Prefetch, prefetch
 
-__all__ = ["download", "cached_file", "flush"]
+__all__ = ["download", "cached_file", "flush", "prefetch", "Prefetch"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -46,6 +47,9 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
         progress: byte bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``).
 
+    A fetch of the same name, revision and ``download_path`` that :func:`prefetch` started
+    in this process is joined rather than started again.
+
     Returns:
         The directory holding the files.
 
@@ -63,6 +67,13 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     """
     from . import distributed
     from .locate import locate
+    from .prefetch import ambient_cancel, join
+
+    if ambient_cancel() is None:  # not itself the prefetch's thread
+        joined = join(model_name, revision=revision, download_path=download_path,
+                      allow_patterns=allow_patterns, offline=offline)
+        if joined is not None:
+            return joined
 
     if download_path is not None and "://" not in os.fspath(model_name):
         from ..names import safe_join

@@ -29,6 +29,7 @@ from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, Remo
 from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
+from .prefetch import ambient_cancel
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
@@ -394,7 +395,8 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     network = threading.Semaphore(1)  # one file's transfer at a time
-    stop = threading.Event()  # set when the caller's thread is interrupted or a file failed
+    # set when the caller's thread is interrupted, a file failed, or a prefetch is cancelled
+    stop = ambient_cancel() or threading.Event()
 
     def fetch(file: RemoteFile) -> None:
         turn = _Turn(network)
