@@ -156,10 +156,11 @@ SCENARIOS = {"cold": scenario_cold_start, "load": scenario_load, "memory": scena
 
 def _optional_scenarios():
     try:
-        import fetch_scenarios  # noqa: F401  (registers S3 / cache scenarios when present)
+        import cold_s3  # noqa: F401  (scenarios that need a server)
+        import fetch_scenarios  # noqa: F401
     except ImportError:
         return {}
-    return fetch_scenarios.SCENARIOS
+    return {**fetch_scenarios.SCENARIOS, **cold_s3.SCENARIOS}
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -247,6 +248,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated scenario keys")
     parser.add_argument("--bert-layers", type=int, default=12, help="12 = BERT-base (~440 MB)")
     parser.add_argument("--s3-size-mb", type=int, default=512, help="S3 scenario size (MiB)")
+    parser.add_argument("--cold-shard-layers", type=int, default=64,
+                        help="layers of the sharded checkpoint in the cold S3 scenario (64 = 2 GB)")
     parser.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args(argv)
     scenarios = {**SCENARIOS, **_optional_scenarios()}
@@ -284,7 +287,7 @@ def _merge_saved(results, verdicts, keys, scenarios):
     by_key = {}
     for key in order:
         prefix = {"cold": "1.", "load": "2.", "lookup": "3.", "s3": "4.", "eight": "5.",
-                  "memory": "6.", "import": "7."}.get(key, key)
+                  "memory": "6.", "import": "7.", "cold-s3": "8."}.get(key, key)
         by_key[key] = {"series": [dataclasses.asdict(s) for s in results if s.scenario.startswith(prefix)],
                        "verdicts": [dataclasses.asdict(v) for v in verdicts if v.scenario.startswith(prefix)]}
     saved_path.write_text(json.dumps(by_key, indent=1))
