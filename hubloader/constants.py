@@ -21,6 +21,8 @@ __all__ = [
     "endpoint",
     "progress_disabled",
     "lock_timeout",
+    "lock_lifetime",
+    "soft_locks",
     "extra_card_dirs",
     "s3_endpoint_url",
     "s3_client",
@@ -122,6 +124,19 @@ def progress_disabled() -> bool:
 def lock_timeout() -> float:
     """Seconds a process waits on another's download lock (``HUBLOADER_LOCK_TIMEOUT``)."""
     return env_float("HUBLOADER_LOCK_TIMEOUT", 600.0)
+
+
+def lock_lifetime() -> float:
+    """Seconds without a heartbeat after which a soft lock's holder, or a partial download's
+    writer, counts as gone (``HUBLOADER_LOCK_LIFETIME``). Every process sharing a cache must
+    use the same value, longer than the filesystem's attribute caching (NFS ``acregmax``)."""
+    return max(0.1, env_float("HUBLOADER_LOCK_LIFETIME", 120.0))
+
+
+def soft_locks() -> bool:
+    """``HUBLOADER_SOFT_LOCKS``: use lock files with heartbeats even where ``flock`` seems to
+    work (Lustre ``localflock``, NFS ``local_lock=flock``: locks that hold on one node only)."""
+    return env_bool("HUBLOADER_SOFT_LOCKS", False)
 
 
 def extra_card_dirs() -> list[Path]:

@@ -5,9 +5,11 @@
     >>> path = download("s3://models/bert-base-en/")   # an explicit URI
 
 Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
-:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
-rename, retries, ranges), :mod:`.locking`, :mod:`.cache` (layout), :mod:`.cache_admin`
-(ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
+:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest,
+offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
+(each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
+(layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
+node), :mod:`.progress`.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         RemoteNotFoundError, RevisionNotFoundError, AccessDeniedError: the source said no.
         NetworkError: unreachable after bounded retries and nothing usable cached.
         IntegrityError: a file's digest was wrong twice; nothing was written.
-        LockTimeoutError, DiskFullError, InvalidModelNameError, UnsupportedSourceError.
+        LockTimeoutError: other processes held the locks longer than
+            ``HUBLOADER_LOCK_TIMEOUT``, which bounds the whole wait (not each lock's).
+        ReadOnlyCacheError: files must be fetched but the cache is not writable here.
+        DiskFullError, InvalidModelNameError, UnsupportedSourceError.
 
     Example:
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
@@ -115,7 +120,7 @@ def flush() -> None:
 
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache, durability
-    from .locking import job_lock, wait_while_held
+    from .locking import can_write, job_lock, shared_wait, wait_while_held
     from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
     from .sources import open_source
 
@@ -149,12 +154,20 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
     # One process at a time fetches a snapshot. The others wait for it to finish and, when the
     # card or a pinned revision settles it, take the finished snapshot without a client or a
     # request, all at once rather than one after another through the lock.
-    fetch_lock = offline_paths().fetch_lock
-    waited = wait_while_held(fetch_lock, what=target.uri)
-    with job_lock(fetch_lock, what=target.uri, wait=not waited):  # after a wait: no queueing
-        found = warm()
-        if found is not None:
-            return found
+    def fetch() -> Path:
         return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
                               offline_paths=offline_paths, card_files=target.card_files,
                               allow_patterns=allow_patterns, progress=progress)
+
+    fetch_lock = offline_paths().fetch_lock
+    if not can_write(fetch_lock):
+        # a read-only shared cache: a complete, current snapshot is read without a lock;
+        # anything to fetch raises ReadOnlyCacheError
+        return fetch()
+    with shared_wait():  # one HUBLOADER_LOCK_TIMEOUT for every lock this download waits on
+        waited = wait_while_held(fetch_lock, what=target.uri)
+        with job_lock(fetch_lock, what=target.uri, wait=not waited):  # after a wait: no queueing
+            found = warm()
+            if found is not None:
+                return found
+            return fetch()

@@ -12,6 +12,7 @@ into its blob, then linked into the snapshot.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import fnmatch
 import logging
@@ -26,9 +27,9 @@ from typing import Callable, Sequence
 from .. import constants
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
-from . import cache, durability
+from . import cache, durability, partials
 from .cache import SnapshotPaths
-from .locking import file_lock
+from .locking import file_lock, require_writable
 from .prefetch import ambient_cancel
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
@@ -162,7 +163,8 @@ def warm_snapshot(source: Source, *, revision: str | None,
 
 def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
     """Remove this repository's temp files untouched for ``HUBLOADER_PARTIAL_MAX_AGE_HOURS``
-    (a running download writes, and so touches, its file continuously)."""
+    (a running download's heartbeat touches its files, see :class:`.partials.Heartbeat`),
+    and the snapshot entries a dead process was linking into place."""
     folder = paths.meta_dir / "partial"
     limit = time.time() - constants.partial_max_age()
     for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
@@ -173,6 +175,9 @@ def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
                 part.unlink()
         except FileNotFoundError:
             pass
+    for link in folder.glob(".*.link") if folder.is_dir() else []:
+        if partials.writer_gone(link):  # (a hard link: its mtime is the blob's, not a heartbeat)
+            link.unlink(missing_ok=True)
 
 
 def _known_sha256(file: RemoteFile, card_sha256: str | None) -> str | None:
@@ -201,9 +206,8 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
     a temp name and an atomic rename. ``False`` when the blob vanished meanwhile (collected
     by ``cache rm``/``prune``)."""
     final = paths.file(path)
-    tmp = paths.link_temp(path)
+    tmp = paths.link_temp(path, partials.new_owner())
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.unlink(missing_ok=True)
     try:
         try:
             os.link(blob, tmp)
@@ -259,7 +263,7 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     except FileExistsError:
         if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
             logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
-            tmp = blob.with_name(f".{blob.name}.{os.getpid()}.tmp")
+            tmp = blob.with_name(f".{blob.name}.{partials.new_owner()}.tmp")
             tmp.unlink(missing_ok=True)
             os.link(verified, tmp)
             os.replace(tmp, blob)
@@ -281,20 +285,21 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
                received: Callable[[], None] | None = None,
                cancel: threading.Event | None = None) -> str:
     """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
-    The caller holds the file's lock."""
+    The caller holds the file's lock, which only saves duplicate work: the transfer writes
+    temp files of its own (adopting a dead writer's bytes, see :mod:`.partials`), and a blob
+    or snapshot entry another process put in place first is kept."""
     known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
     if blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
         return known
+    partial = partials.claim(paths, file, partials.new_owner())
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
-                          partial=paths.partial(file), expected_sha256=known,
+                          partial=partial, expected_sha256=known,
                           progress=progress, received=received, cancel=cancel)
-    verified, partial = paths.verified(file), paths.partial(file)
-    if verified.exists():  # verified by a run that died before storing it: re-checked, no request
-        os.replace(verified, partial)
+    verified = partial.with_name(partial.name + partials.VERIFIED)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
                         expected_sha256=known, progress=progress, sync=not behind,
@@ -304,8 +309,7 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
-    need = sum(f.size or 0 for f in todo) - sum(
-        p.stat().st_size for p in (paths.partial(f) for f in todo) if p.exists())
+    need = sum(max(0, (f.size or 0) - partials.resumable_bytes(paths, f)) for f in todo)
     probe = paths.meta_dir
     probe.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(probe).free
@@ -388,7 +392,18 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                           where=source.uri)
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
+    needs_ref = revision is not None or listing.revision != "main"
+    if not todo and manifest.get("complete") and (
+            not needs_ref or cache.read_ref(paths.meta_dir, revision or "main") == paths.rev):
+        # current and recorded: nothing to write, so no lock (a read-only shared cache works)
+        logger.info("%s@%s: %d file(s), all cached", source.uri, listing.revision, len(chosen))
+        return paths.snapshot_dir
+    # every file's entry goes into the closing write: an entry lost to a concurrent writer of
+    # the manifest (a lock that does not hold) is written again
+    fetching = {f.path for f in todo}
+    entries = {f.path: manifest["files"][f.path] for f in chosen if f.path not in fetching}
     if todo:
+        require_writable(paths.meta_dir, what=source.uri)
         _drop_abandoned_partials(paths)
         _check_space([f for f in todo if _reusable_blob(
             paths, f, _known_sha256(f, card_files.get(f.path))) is None], paths)
@@ -403,20 +418,23 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
         with turn, file_lock(paths.lock(file.path), what=source.describe(file.path)):
             if stop.is_set():
                 return
-            if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
+            recorded = cache.read_manifest(paths)
+            if _fresh(file, recorded, paths, card_files.get(file.path)):
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
+                entries[file.path] = recorded["files"][file.path]
                 return
             for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
-                logger.info("removing %s, a partial download of an older version of %s",
-                            orphan.name, file.path)
-                orphan.unlink(missing_ok=True)
+                if partials.writer_gone(orphan):
+                    logger.info("removing %s, a partial download of an older version of %s",
+                                orphan.name, file.path)
+                    orphan.unlink(missing_ok=True)
             sha256 = _fetch_one(source, file, paths, revision=listing.revision,
                                 card_sha256=card_files.get(file.path), progress=progress,
                                 received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
-            entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
-                     "sha256": sha256}
+            entry = entries[file.path] = {"size": paths.file(file.path).stat().st_size,
+                                          "etag": file.etag, "sha256": sha256}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
@@ -427,7 +445,9 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
             # this one's hash catches up and it is verified, stored and recorded
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
                 try:
-                    results_or_cancel([pool.submit(fetch, f) for f in todo])
+                    # each task runs in a copy of this context: the lock waits share one budget
+                    results_or_cancel([pool.submit(contextvars.copy_context().run, fetch, f)
+                                       for f in todo])
                 except BaseException:  # Ctrl-C, or a file failed: the other stops at once
                     stop.set()
                     raise
@@ -436,8 +456,8 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                 fetch(file)
         with file_lock(paths.manifest_lock):
             cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
-                                  complete=True)
-        if revision is not None or listing.revision != "main":
+                                  files=entries, complete=True)
+        if needs_ref:
             cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
     return paths.snapshot_dir
 
