@@ -32,6 +32,8 @@ __all__ = [
     "zip_max_ratio",
     "zip_max_files",
     "hf_endpoint",
+    "hf_hub_cache",
+    "user_agent",
     "max_retries",
     "retry_backoff",
     "network_timeout",
@@ -118,7 +120,10 @@ def endpoint() -> str | None:
 
 
 def progress_disabled() -> bool:
-    return env_bool("HUBLOADER_DISABLE_PROGRESS_BARS", False)
+    """``HUBLOADER_DISABLE_PROGRESS_BARS``, else huggingface_hub's
+    ``HF_HUB_DISABLE_PROGRESS_BARS``."""
+    return env_bool("HUBLOADER_DISABLE_PROGRESS_BARS",
+                    env_bool("HF_HUB_DISABLE_PROGRESS_BARS", False))
 
 
 def lock_timeout() -> float:
@@ -202,6 +207,26 @@ def hf_endpoint() -> str | None:
         if value:
             return value.rstrip("/")
     return None
+
+
+def hf_hub_cache() -> Path:
+    """huggingface_hub's cache, reused for ``hf://`` sources: ``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub`` (``~/.cache/huggingface/hub``)."""
+    explicit = os.environ.get("HF_HUB_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("HF_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def user_agent() -> str:
+    """``hubloader/<version>``, sent on hub and S3 requests."""
+    from . import __version__
+
+    return f"hubloader/{__version__}"
 
 
 def max_retries() -> int:

@@ -169,7 +169,8 @@ class _S3Pusher:
             "s3", endpoint_url=self.endpoint_url, region_name=session.region_name or "us-east-1",
             config=Config(s3={"addressing_style": "path"}, connect_timeout=timeout,
                           read_timeout=timeout, retries={"max_attempts": 5, "mode": "standard"},
-                          max_pool_connections=max(10, constants.max_workers() + 2)))
+                          max_pool_connections=max(10, constants.max_workers() + 2),
+                          user_agent_extra=constants.user_agent()))
 
     def key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path

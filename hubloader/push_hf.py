@@ -57,7 +57,10 @@ def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
     branch = revision or "main"
     where = f"hf://{repo_id}@{branch}"
     result = PushResult(where)
-    api = HfApi(endpoint=endpoint, token=token)
+    from . import constants
+
+    api = HfApi(endpoint=endpoint, token=token, library_name="hubloader",
+                library_version=constants.user_agent().partition("/")[2])
     try:
         api.create_repo(repo_id, exist_ok=True)
         if branch != "main":

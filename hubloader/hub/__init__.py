@@ -121,7 +121,8 @@ def flush() -> None:
 def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
     from . import cache, durability
     from .locking import can_write, job_lock, shared_wait, wait_while_held
-    from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
+    from .snapshot import (adopt_snapshot, cached_snapshot, fetch_snapshot, offline_snapshot,
+                           warm_snapshot)
     from .sources import open_source
 
     source = open_source(target.uri)
@@ -139,16 +140,24 @@ def _download(target, *, download_path, allow_patterns, offline, progress) -> Pa
 
     if download_path is None:  # blobs a dead process left unflushed are settled first
         durability.recover()
+
+    def adopted() -> Path | None:  # huggingface_hub's cache holds it: no request
+        return adopt_snapshot(source, revision=target.revision, paths_for=paths_for,
+                              card_files=target.card_files, allow_patterns=allow_patterns)
+
     if constants.is_offline(offline):
-        return offline_snapshot(offline_paths(), what=target.uri, allow_patterns=allow_patterns,
-                                card_files=target.card_files)
+        paths = offline_paths()
+        found = cached_snapshot(paths, allow_patterns=allow_patterns,
+                                card_files=target.card_files) if paths else None
+        return found or adopted() or offline_snapshot(
+            paths, what=target.uri, allow_patterns=allow_patterns, card_files=target.card_files)
 
     def warm() -> Path | None:  # pinned or fully hashed: the cache is the answer, no request
         return warm_snapshot(source, revision=target.revision, paths_for=paths_for,
                              offline_paths=offline_paths, card_files=target.card_files,
                              allow_patterns=allow_patterns)
 
-    found = warm()
+    found = warm() or (adopted() if source.is_pinned(target.revision) else None)
     if found is not None:
         return found
     # One process at a time fetches a snapshot. The others wait for it to finish and, when the

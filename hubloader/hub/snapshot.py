@@ -34,7 +34,8 @@ from .prefetch import ambient_cancel
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
-__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS"]
+__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS",
+           "adopt_snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -283,29 +284,61 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
                received: Callable[[], None] | None = None,
-               cancel: threading.Event | None = None) -> str:
-    """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
-    The caller holds the file's lock, which only saves duplicate work: the transfer writes
-    temp files of its own (adopting a dead writer's bytes, see :mod:`.partials`), and a blob
-    or snapshot entry another process put in place first is kept."""
-    known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
+               cancel: threading.Event | None = None) -> tuple[str, str]:
+    """Put ``file`` into the snapshot (from its blob, or the source's local copy, when
+    possible); return its sha256 and where the bytes came from. The caller holds the file's
+    lock, which only saves duplicate work: the transfer writes temp files of its own (adopting
+    a dead writer's bytes, see :mod:`.partials`), and a blob or snapshot entry another process
+    put in place first is kept."""
+    known = _known_sha256(file, card_sha256)
+    # a copy outside the cache (huggingface_hub's) is used, verified, unless a blob has it
+    local = None if _reusable_blob(paths, file, known) else source.local_copy(file)
+    if local is not None and (known is None or known == local[1]):
+        _adopt(paths, local[0], local[1], file.path)
+        logger.info("%s: taken from %s (%s), not fetched", file.path, source.local_origin,
+                    local[0])
+        return local[1], source.local_origin
+    known = known or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
-    if blob is not None and _link_into_snapshot(paths, blob, file.path):
+    if known and blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
-        return known
+        return known, "blob"
     partial = partials.claim(paths, file, partials.new_owner())
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
                           partial=partial, expected_sha256=known,
-                          progress=progress, received=received, cancel=cancel)
+                          progress=progress, received=received, cancel=cancel), source.uri
     verified = partial.with_name(partial.name + partials.VERIFIED)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
                         expected_sha256=known, progress=progress, sync=not behind,
                         received=received, cancel=cancel)
     _store(paths, verified, sha256, file.path, behind=behind)
-    return sha256
+    return sha256, source.uri
+
+
+def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> None:
+    """Put verified bytes that another cache owns into the snapshot: hard-linked into the
+    blob store (copied where no hard link can be made), never moved or changed."""
+    blob = paths.blob(sha256)
+    target = blob if blob is not None else paths.file(path)
+    if blob is None or not blob.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{partials.new_owner()}.adopt")
+        try:
+            try:
+                os.link(local, tmp)
+            except OSError as err:
+                if err.errno not in _NO_LINK:
+                    raise
+                shutil.copyfile(local, tmp)
+                durability.fdatasync(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if blob is not None and not _link_into_snapshot(paths, blob, path):
+        _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
@@ -429,12 +462,12 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
                     logger.info("removing %s, a partial download of an older version of %s",
                                 orphan.name, file.path)
                     orphan.unlink(missing_ok=True)
-            sha256 = _fetch_one(source, file, paths, revision=listing.revision,
-                                card_sha256=card_files.get(file.path), progress=progress,
-                                received=turn.release, cancel=stop)
+            sha256, origin = _fetch_one(source, file, paths, revision=listing.revision,
+                                        card_sha256=card_files.get(file.path),
+                                        progress=progress, received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
             entry = entries[file.path] = {"size": paths.file(file.path).stat().st_size,
-                                          "etag": file.etag, "sha256": sha256}
+                                          "etag": file.etag, "sha256": sha256, "origin": origin}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
@@ -460,6 +493,52 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
         if needs_ref:
             cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
     return paths.snapshot_dir
+
+
+class _LocalOnly(Source):
+    """``source`` restricted to its local copies: a file without one is not fetched."""
+
+    supports_ranges = False
+
+    def __init__(self, source: Source):
+        self.inner, self.uri, self.local_origin = source, source.uri, source.local_origin
+
+    def local_copy(self, file: RemoteFile) -> tuple[Path, str] | None:
+        return self.inner.local_copy(file)
+
+    def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
+                   end: int | None = None):
+        raise LocalEntryNotFoundError(f"{self.describe(file.path)} has no verified local copy")
+
+
+def adopt_snapshot(source: Source, *, revision: str | None,
+                   paths_for: Callable[[str], SnapshotPaths],
+                   card_files: dict[str, str | None],
+                   allow_patterns: Sequence[str] | None) -> Path | None:
+    """The snapshot another cache on this machine holds for ``revision``
+    (:meth:`Source.cached_listing`), brought into hubloader's cache from the local copies
+    with no request; ``None`` when that cache lacks it, or lacks a file this load needs
+    (config and weights unless a card or ``allow_patterns`` says which files)."""
+    listing = source.cached_listing(revision)
+    if listing is None:
+        return None
+    try:
+        chosen = select_files(listing.files, card_files=card_files,
+                              allow_patterns=allow_patterns, where=source.uri)
+    except RemoteNotFoundError:
+        return None
+    names = [f.path for f in chosen]
+    if not names or (not card_files and not allow_patterns and not (
+            constants.CONFIG_NAME in names and any(
+                _match(n, ("*.safetensors", *_PICKLE_PATTERNS)) for n in names))):
+        return None  # a partial copy (a config fetched alone): not a model to load
+    try:
+        return _fetch_listed(_LocalOnly(source), Listing(listing.revision, tuple(chosen)),
+                             revision=revision, paths_for=paths_for, card_files=card_files,
+                             allow_patterns=allow_patterns, progress=False)
+    except LocalEntryNotFoundError as err:
+        logger.info("%s: not taken from %s (%s)", source.uri, source.local_origin, err)
+        return None
 
 
 def offline_snapshot(paths: SnapshotPaths | None, *, what: str,

@@ -58,7 +58,8 @@ def _client():
     timeout = constants.network_timeout()
     options = dict(connect_timeout=timeout, read_timeout=timeout,
                    retries={"max_attempts": 2, "mode": "standard"},
-                   max_pool_connections=_pool_size())
+                   max_pool_connections=_pool_size(),
+                   user_agent_extra=constants.user_agent())
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
     if session.get_credentials() is None:

@@ -24,6 +24,8 @@ from typing import Iterator
 from urllib.parse import quote, unquote_plus, urlencode
 from xml.etree import ElementTree
 
+from ... import constants
+
 __all__ = ["S3Wire", "S3WireError", "Head", "range_header"]
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ class S3Wire:
         url = f"{self.endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
         if query:
             url += "?" + urlencode(sorted(query.items()), quote_via=quote)
-        request = AWSRequest(method=method, url=url, headers=dict(headers or {}),
+        request = AWSRequest(method=method, url=url,
+                             headers={"User-Agent": constants.user_agent(), **(headers or {})},
                              stream_output=stream)
         if self.credentials is not None:
             S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3",
