@@ -46,6 +46,9 @@ class AutoLoader:
                  trust_remote_code: bool | str = False, **config_overrides: Any):
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        from .weights import resolve_device
+
+        device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         from .resolve import prefetch_model_dir, resolve_model_dir
 

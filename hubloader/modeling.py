@@ -28,7 +28,8 @@ from .checkpoint_keys import invert_key_rules, rename_keys
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError, WeightsError
 from .features import FeaturesMixin
-from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
+from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
+                      resolve_device, resolve_dtype)
 
 __all__ = ["BaseModel"]
 
@@ -185,7 +186,22 @@ class BaseModel(FeaturesMixin, nn.Module):
             return target.from_config(config)
 
     @classmethod
+    def _build_on_meta(cls, config: ModelConfig, *, dtype, device, where: str) -> "BaseModel":
+        """Build on the meta device (no memory) and refuse a model too big to allocate."""
+        from .sizing import check_model_size
+
+        try:
+            with skip_init_on_meta():
+                model = cls(config)
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            raise ConfigError(f"{where}: {cls.__name__} cannot be built from this config "
+                              f"({err}); check its sizes") from err
+        check_model_size(model, dtype=dtype, device=device, where=where)
+        return model
+
+    @classmethod
     def from_config(cls, config: ModelConfig) -> "BaseModel":
+        cls._build_on_meta(config, dtype=None, device="cpu", where=f"{cls.__name__} config")
         model = cls(config)
         model.init_weights()
         return model
@@ -226,6 +242,7 @@ class BaseModel(FeaturesMixin, nn.Module):
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
+        device = resolve_device(device)
         t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
                                       revision=revision, offline=offline)
@@ -250,8 +267,8 @@ class BaseModel(FeaturesMixin, nn.Module):
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
-        with skip_init_on_meta():
-            model = target(config)
+        model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
+                                      where=str(config_path))
         state = read_state_dict(files)
         report = LoadReport(files=[f.name for f in files.files])
         assign_state_dict(model, state, strict=strict, device=device,

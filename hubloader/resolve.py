@@ -14,7 +14,7 @@ from pathlib import Path
 from . import constants
 from .cards import find_card
 from .errors import HubLoaderError, ModelNotFoundError
-from .names import ModelRef, parse_model_name, safe_join
+from .names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 __all__ = ["resolve_model_dir", "prefetch_model_dir"]
 
@@ -33,6 +33,7 @@ def _local_dir(ref: ModelRef) -> Path:
 def _in_place(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,
               revision: str | None) -> Path | ModelRef:
     """The directory to use as it is, or the reference to hand to the hub."""
+    validate_download_path(download_path)
     if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
             and "://" not in os.fspath(model_name):
         # FlagAI's layout: the name is joined to download_path, never used as a path itself

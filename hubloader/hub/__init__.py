@@ -70,6 +70,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
         PosixPath('/root/.cache/hubloader/models/hf--google-bert--bert-base-uncased/snapshots/...')
     """
+    from ..names import validate_download_path
     from . import distributed
     from .locate import locate
     from .prefetch import ambient_cancel, join
@@ -80,6 +81,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         if joined is not None:
             return joined
 
+    validate_download_path(download_path)
     if download_path is not None and "://" not in os.fspath(model_name):
         from ..names import safe_join
 
@@ -103,7 +105,9 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     if constants.is_offline(offline) or not distributed.active():
         return _download(target, offline=offline, **kwargs)
     return distributed.once_per_node(lambda: _download(target, offline=offline, **kwargs),
-                                     lambda: _download(target, offline=True, **kwargs))
+                                     lambda: _download(target, offline=True, **kwargs),
+                                     what=target.uri,
+                                     request=f"{target.revision} {download_path} {patterns}")
 
 
 def flush() -> None:
