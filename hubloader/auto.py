@@ -46,9 +46,6 @@ class AutoLoader:
                  trust_remote_code: bool | str = False, **config_overrides: Any):
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
-        from .weights import resolve_device
-
-        device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         from .resolve import prefetch_model_dir, resolve_model_dir
 
@@ -56,6 +53,9 @@ class AutoLoader:
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
                            offline=offline)
         import_families()
+        from .weights import resolve_device  # needs torch: checked once it is imported
+
+        device = resolve_device(device)
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
         if card is not None:  # a task the family cannot serve fails before anything is fetched
