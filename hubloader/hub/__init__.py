@@ -75,13 +75,12 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from .locate import locate
     from .prefetch import ambient_cancel, join
 
+    validate_download_path(download_path)
     if ambient_cancel() is None:  # not itself the prefetch's thread
         joined = join(model_name, revision=revision, download_path=download_path,
                       allow_patterns=allow_patterns, offline=offline)
         if joined is not None:
             return joined
-
-    validate_download_path(download_path)
     if download_path is not None and "://" not in os.fspath(model_name):
         from ..names import safe_join
 

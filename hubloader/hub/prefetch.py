@@ -187,9 +187,9 @@ def join(model_name: str | os.PathLike, *, revision: str | None,
     fetches every file (no ``allow_patterns``) or the same patterns. Each prefetch is handed to
     one join; later requests find the files in the cache.
     """
-    key = _key(model_name, revision, download_path, offline)
     if not _INFLIGHT:  # the common case: nothing prefetched
         return None
+    key = _key(model_name, revision, download_path, offline)
     patterns = _patterns(allow_patterns)
     with _LOCK:
         candidates = _INFLIGHT.get(key, [])
