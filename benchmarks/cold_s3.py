@@ -1,4 +1,4 @@
-"""Scenario 8: a cold process from S3 to a ready model, against the loaders a user would pick
+"""Scenario 9: a cold process from S3 to a ready model, against the loaders a user would pick
 for speed. Every run is a fresh interpreter with an empty cache (or destination folder); the
 time counts from before the spawn to the moment the model (or the state dict) is ready.
 
@@ -77,19 +77,19 @@ def _one(args, weed, label: str, local: Path, results, verdicts) -> None:
     measures = {tool: (lambda m=mode: _measure(m, prefix, env, local)) for tool, mode in MODES.items()}
     measures["load from a local copy (in-process)"] = lambda: _measure("load-local", prefix, env, local)
     data = interleave(args.runs, measures)
-    scenario = f"8. cold process, S3 -> ready model: {label}"
+    scenario = f"9. cold process, S3 -> ready model: {label}"
     for tool, vals in data.items():
         results.append(Series(scenario, tool, "s", vals))
     med = {tool: statistics.median(v) for tool, v in data.items()}
     best_hub = min(med[t] for t in HUB_TOOLS)
     ratios = ", ".join(f"{med[p] / best_hub:.2f}x {p.split(' ')[0]}" for p in PEERS)
     ahead = min(med[p] for p in PEERS) / best_hub
-    verdicts.append(Verdict(f"8. cold S3 ({label})",
+    verdicts.append(Verdict(f"9. cold S3 ({label})",
                             f"peers / hubloader: {ratios} (target >= 1.30x every peer)",
                             ahead >= 1.3))
     bound = max(med["import torch alone (floor)"], med["hubloader download alone (no torch)"]) \
         + med["load from a local copy (in-process)"]
-    verdicts.append(Verdict(f"8. cold S3 ({label}) overlap",
+    verdicts.append(Verdict(f"9. cold S3 ({label}) overlap",
                             f"hubloader / (max(import torch, download) + load) = "
                             f"{best_hub / bound:.2f} (target <= 1.15)", best_hub / bound <= 1.15))
 

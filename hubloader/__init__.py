@@ -25,7 +25,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "BaseModel": ".modeling",
     "AutoLoader": ".auto",
+    "Predictor": ".predictor",
     "Tokenizer": ".tokenization",
+    "TextStreamer": ".streaming",
     "list_models": ".cards",
     "model_info": ".cards",
     "ModelCard": ".cards",
@@ -50,8 +52,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import Prefetch, cached_file, download, prefetch
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
+    from .predictor import Predictor
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
+    from .streaming import TextStreamer
     from .tokenization import Tokenizer
     from .weights import LoadReport
 

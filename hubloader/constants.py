@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "CONFIG_NAME",
+    "NO_WEIGHT_PATTERNS",
     "SAFE_WEIGHTS_NAME",
     "SAFE_WEIGHTS_INDEX_NAME",
     "PT_WEIGHTS_NAME",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+#: what a model directory needs when no weights are loaded: config.json and the tokenizer files
+NO_WEIGHT_PATTERNS = ("*.json", "*.txt", "*.model")
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"

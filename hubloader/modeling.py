@@ -170,6 +170,24 @@ class BaseModel(FeaturesMixin, nn.Module):
         return class_for_config(cls, model_type, architectures)
 
     @classmethod
+    def _target_for(cls, data: dict[str, Any], name: str) -> tuple[type["BaseModel"], dict[str, Any]]:
+        """The class to build for a config.json's ``data`` and the data to build it from.
+
+        A config.json without ``model_type`` is FlagAI's: the class asked for, else the card of
+        the model's folder ``name`` tells the family, and FlagAI's meaning of its fields holds.
+        """
+        model_type = data.get("model_type")
+        if model_type is None:
+            from .flagai import flagai_config, infer_model_type
+
+            if not cls.config_class.model_type:
+                model_type = infer_model_type(name)
+            family = model_type or cls.config_class.model_type
+            if family:
+                data = flagai_config(data, family)
+        return cls._concrete(model_type, data.get("architectures")), data
+
+    @classmethod
     def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
         """Build a randomly initialized model from a ``config.json`` plus overrides.
 
@@ -180,7 +198,7 @@ class BaseModel(FeaturesMixin, nn.Module):
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
         data = read_config_file(config_file)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        target, data = cls._target_for(data, Path(config_file).resolve().parent.name)
         config = target.config_class.from_dict(data, where=str(config_file), **overrides)
         with gc_paused():
             return target.from_config(config)
@@ -222,13 +240,17 @@ class BaseModel(FeaturesMixin, nn.Module):
             revision: a revision to fetch (URIs and cards with a versioned source).
             offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
             device: where the weights go (``"cpu"``, ``"cuda:0"``...).
-            torch_dtype: floating dtype of the weights (default: the config's, else float32).
+            torch_dtype: floating dtype of the weights (default: the config's ``torch_dtype``
+                or ``dtype``, so a bf16 checkpoint loads in bf16; else float32).
             strict: raise :class:`WeightsMismatchError` on missing or unexpected keys;
                 with ``False`` they are logged and randomly initialized.
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.remote_code`.
-            **config_overrides: config fields to change (validated).
+            **config_overrides: config fields to change (validated), and FlagAI's arguments:
+                ``class_num``/``target_size`` (= ``num_labels``), ``load_pretrain_params=False``
+                or ``only_download_config=True`` (config and tokenizer files only, fresh
+                weights), ``inference_mode``, ``use_cache`` (see :mod:`hubloader.flagai`).
 
         Returns:
             The model in eval mode, with ``load_report`` and ``model_dir`` set (a
@@ -238,14 +260,20 @@ class BaseModel(FeaturesMixin, nn.Module):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
+        from .flagai import split_autoloader_kwargs
         from .resolve import resolve_model_dir
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
         device = resolve_device(device)
+        opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
+        if opts.model_max_length is not None:
+            raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
         t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
-                                      revision=revision, offline=offline)
+                                      revision=revision, offline=offline,
+                                      allow_patterns=None if opts.load_weights
+                                      else list(constants.NO_WEIGHT_PATTERNS))
         from .remote_code import find_code_entry, load_custom_model
 
         with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
@@ -254,18 +282,28 @@ class BaseModel(FeaturesMixin, nn.Module):
                                           device=device, strict=strict)
             else:
                 model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                           strict=strict, overrides=config_overrides)
+                                           strict=strict, overrides=opts.config_overrides,
+                                           load_weights=opts.load_weights)
+        if not opts.inference_mode:
+            model.train()
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
 
     @classmethod
-    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
+    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides,
+                       load_weights: bool = True):
         config_path = model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
+        target, data = cls._target_for(data, model_dir.name)
         config = target.config_class.from_dict(data, where=str(config_path), **overrides)
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
+        # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
+        declared = config.torch_dtype or config.extra.get("dtype")
+        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
+        if not load_weights:  # FlagAI's load_pretrain_params=False: fresh weights
+            model = target.from_config(config).to(device=device, dtype=dtype)
+            model.model_dir = model_dir
+            return model.eval()
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
                                       where=str(config_path))

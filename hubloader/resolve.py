@@ -52,7 +52,7 @@ def _in_place(model_name: str | os.PathLike, *, download_path: str | os.PathLike
 
 def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
                       revision: str | None = None, offline: bool | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, allow_patterns: list[str] | None = None) -> Path:
     """Return the local directory holding ``model_name``'s files, fetching them if needed
     (joining a fetch :func:`prefetch_model_dir` started).
 
@@ -67,13 +67,13 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
     from .hub import download  # an unknown card name fails there, naming close matches
 
     return download(found.name, revision=revision, download_path=download_path,
-                    offline=offline, progress=progress)
+                    offline=offline, progress=progress, allow_patterns=allow_patterns)
 
 
 def prefetch_model_dir(model_name: str | os.PathLike, *,
                        download_path: str | os.PathLike | None = None,
                        revision: str | None = None, offline: bool | None = None,
-                       progress: bool = True) -> None:
+                       progress: bool = True, allow_patterns: list[str] | None = None) -> None:
     """Start fetching, in the background, what :func:`resolve_model_dir` would fetch for the
     same arguments; that call then joins the fetch. Does nothing for a directory used in
     place, and leaves a bad name for :func:`resolve_model_dir` to report."""
@@ -85,4 +85,4 @@ def prefetch_model_dir(model_name: str | os.PathLike, *,
         from .hub import prefetch
 
         prefetch(found.name, revision=revision, download_path=download_path, offline=offline,
-                 progress=progress)
+                 progress=progress, allow_patterns=allow_patterns)

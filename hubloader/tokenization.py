@@ -6,8 +6,10 @@ call: ``tok(["a", "b"], padding=True, return_tensors="pt")`` → ``input_ids`` /
 Built from ``tokenizer.json`` where present, else from vocabulary files: ``vocab.txt``
 (WordPiece, BERT), ``vocab.json`` + ``merges.txt`` (byte-level BPE, GPT-2/RoBERTa) and
 ``spiece.model`` (SentencePiece Unigram, T5 — read with a small protobuf reader, so neither
-``sentencepiece`` nor ``protobuf`` is needed). Families add builders for their vocabulary
-formats through :func:`register_builder`.
+``sentencepiece`` nor ``protobuf`` is needed); ``tokenizer.model`` (SentencePiece BPE, Llama 2)
+is built in :mod:`hubloader.sentencepiece_bpe`. Families add builders for their vocabulary
+formats through :func:`register_builder`. ``apply_chat_template`` renders the model's chat
+template (:mod:`hubloader.chat_template`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any, Callable, Sequence
 from .errors import TokenizerError
 
 __all__ = ["Tokenizer", "BatchEncoding", "load_tokenizer", "register_builder",
-           "read_sentencepiece_model", "SPECIAL_TOKENS_ATTRIBUTES", "VERY_LARGE_INTEGER"]
+           "read_sentencepiece_model", "sentencepiece_backend", "SPECIAL_TOKENS_ATTRIBUTES",
+           "VERY_LARGE_INTEGER"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,26 +224,27 @@ def read_sentencepiece_model(path: Path) -> dict[str, Any]:
     return out
 
 
-@register_builder(("spiece.model",))
-def _sentencepiece_unigram(model_dir: Path, cfg: dict):
-    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
-    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers, processors
+def sentencepiece_backend(path: Path, *, extra_pieces: Sequence[str] = ()):
+    """A ``tokenizers.Tokenizer`` segmenting text as a SentencePiece Unigram model does (its
+    normalizer, whitespace split and ``▁`` prefix), with ``extra_pieces`` after the vocabulary
+    and no special tokens or templates.
+
+    Returns:
+        ``(backend, spm)``: the tokenizer and :func:`read_sentencepiece_model`'s dict.
+
+    Raises:
+        TokenizerError: not a SentencePiece model, or not a Unigram one.
+    """
+    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers
     from tokenizers.models import Unigram
 
-    path = model_dir / "spiece.model"
     spm = read_sentencepiece_model(path)
     if spm["model_type"] != 1:
         raise TokenizerError(f"{path} is a SentencePiece model of type {spm['model_type']}; only "
                              "Unigram (type 1) is supported; provide a tokenizer.json instead")
     pieces = spm["pieces"]
     unk_id = next((i for i, (_, _, kind) in enumerate(pieces) if kind == 2), 0)
-    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
-    # T5's sentinels follow the vocabulary, the highest id being <extra_id_0>; they belong to
-    # the model's vocabulary (transformers' vocab_size counts them) and are special tokens
-    extra = cfg.get("extra_ids", 100)
-    extra = extra if isinstance(extra, int) and extra >= 0 else 100
-    sentinels = [t for t in (f"<extra_id_{i}>" for i in range(extra - 1, -1, -1)) if t not in ids]
-    tok = _T(Unigram([(p, s) for p, s, _ in pieces] + [(t, 0.0) for t in sentinels],
+    tok = _T(Unigram([(p, s) for p, s, _ in pieces] + [(t, 0.0) for t in extra_pieces],
                      unk_id=unk_id, byte_fallback=spm["byte_fallback"]))
     if spm["precompiled_charsmap"]:
         tok.normalizer = normalizers.Precompiled(spm["precompiled_charsmap"])
@@ -249,6 +253,23 @@ def _sentencepiece_unigram(model_dir: Path, cfg: dict):
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)])
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)
+    return tok, spm
+
+
+@register_builder(("spiece.model",))
+def _sentencepiece_unigram(model_dir: Path, cfg: dict):
+    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
+    from tokenizers import processors
+
+    spm = read_sentencepiece_model(model_dir / "spiece.model")
+    pieces = spm["pieces"]
+    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
+    # T5's sentinels follow the vocabulary, the highest id being <extra_id_0>; they belong to
+    # the model's vocabulary (transformers' vocab_size counts them) and are special tokens
+    extra = cfg.get("extra_ids", 100)
+    extra = extra if isinstance(extra, int) and extra >= 0 else 100
+    sentinels = [t for t in (f"<extra_id_{i}>" for i in range(extra - 1, -1, -1)) if t not in ids]
+    tok, _ = sentencepiece_backend(model_dir / "spiece.model", extra_pieces=sentinels)
     eos = _token_str(cfg.get("eos_token")) or "</s>"
     if eos in ids:
         tok.post_processor = processors.TemplateProcessing(
@@ -274,6 +295,9 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
+# transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
+# for batched generation
+_DEFAULT_SIDE = {("padding_side", "llama"): "left"}
 _TOKENIZER_CLASSES = {"bert": "BertTokenizer", "gpt2": "GPT2Tokenizer",
                       "roberta": "RobertaTokenizer", "t5": "T5Tokenizer"}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length",
@@ -542,6 +566,38 @@ class Tokenizer:
                    return_token_type_ids=False, return_attention_mask=False)
         return enc["input_ids"]
 
+    # -- chat ---------------------------------------------------------------------------
+    #: the model's chat template, set by load_tokenizer (tokenizer_config.json, chat_template.jinja)
+    chat_template: str | None = None
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], *,
+                            add_generation_prompt: bool = False, tokenize: bool = False,
+                            chat_template: str | None = None, **variables: Any):
+        """Render a conversation with the model's chat template, as transformers does (see
+        :func:`hubloader.chat_template.render_chat_template`).
+
+        Returns:
+            The prompt string, or its ids (``list[int]``, no special tokens added) with
+            ``tokenize=True``.
+
+        Raises:
+            ChatTemplateError: no template, bad messages, or the template failed.
+
+        Example:
+            >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+            ...                         add_generation_prompt=True)
+        """
+        from .chat_template import render_chat_template
+        from .errors import ChatTemplateError
+
+        template = chat_template or self.chat_template
+        if template is None:
+            raise ChatTemplateError("this tokenizer has no chat_template (tokenizer_config.json "
+                                    "or chat_template.jinja); pass chat_template=")
+        text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                    special_tokens=self.special_tokens_map, **variables)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
     # -- decoding -------------------------------------------------------------------------
     def decode(self, token_ids: Any, *, skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None) -> str:
@@ -606,18 +662,27 @@ def _kind(cfg: dict[str, Any], model_type: str) -> str:
     return {"mt5": "t5"}.get(model_type, model_type)
 
 
-def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> Any:
     """The tokenizer of a model directory: ``tokenizer.json`` first, else vocabulary files;
     special tokens, ``model_max_length`` and padding side from ``tokenizer_config.json`` (then
-    ``special_tokens_map.json``, then transformers' defaults for the tokenizer's class).
+    ``special_tokens_map.json``, then transformers' defaults for the tokenizer's class). GLM
+    models get GLM's (:class:`~hubloader.glm_tokenization.GLMTokenizer`).
+
+    Args:
+        model_type: the family, where ``config.json`` does not say (FlagAI's configs).
 
     Raises:
         TokenizerError: no tokenizer file, or a corrupt one.
     """
     d = Path(model_dir)
     cfg = _read_json(d / "tokenizer_config.json")
-    model_type = _read_json(d / "config.json").get("model_type")
+    if model_type is None:
+        model_type = _read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
+    if model_type == "glm":
+        from .glm_tokenization import load_glm_tokenizer
+
+        return load_glm_tokenizer(d)
     build_cfg = {**cfg, "_model_type": model_type}
     if (d / "tokenizer.json").is_file():
         from tokenizers import Tokenizer as _T
@@ -656,7 +721,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         names = (["input_ids", "attention_mask"] if kind in _NO_TOKEN_TYPES
                  or model_type in _NO_TOKEN_TYPES
                  else ["input_ids", "token_type_ids", "attention_mask"])
-    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else "right"
+    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else _DEFAULT_SIDE.get((k, kind), "right")
              for k in ("padding_side", "truncation_side")]
     extra = cfg.get("extra_special_tokens", cfg.get("additional_special_tokens"))
     if isinstance(extra, list):
@@ -670,13 +735,20 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     init = {k: v for k, v in cfg.items() if k not in SPECIAL_TOKENS_ATTRIBUTES}
     tokenizer_class = cfg.get("tokenizer_class") if isinstance(cfg.get("tokenizer_class"), str) \
         else _TOKENIZER_CLASSES.get(kind)
-    return Tokenizer(backend, model_max_length=max_len, model_input_names=names,
-                     special_tokens=special, clean_up_tokenization_spaces=bool(
-                         cfg.get("clean_up_tokenization_spaces", False)),
-                     tokenizer_class=tokenizer_class, init_kwargs=init,
-                     extra_special_tokens=extra, padding_side=sides[0],
-                     truncation_side=sides[1])
+    tok = Tokenizer(backend, model_max_length=max_len, model_input_names=names,
+                    special_tokens=special, clean_up_tokenization_spaces=bool(
+                        cfg.get("clean_up_tokenization_spaces", False)),
+                    tokenizer_class=tokenizer_class, init_kwargs=init,
+                    extra_special_tokens=extra, padding_side=sides[0],
+                    truncation_side=sides[1])
+    from .chat_template import find_chat_template
+
+    tok.chat_template = find_chat_template(d, cfg)
+    return tok
 
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
-_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama"})
+_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
+                             "aquila"})
+
+from . import sentencepiece_bpe  # noqa: E402,F401  (registers the tokenizer.model builder)

@@ -4,7 +4,15 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
+                          RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
+                          RobertaForSequenceLabelingGP)
+from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
+                  GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
+                    LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
+                    Qwen2ForCausalLM, Qwen2Model)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
@@ -13,7 +21,14 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
+           "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
+           "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
+           "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
+           "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",
+           "AquilaConfig", "AquilaModel", "AquilaForCausalLM",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]

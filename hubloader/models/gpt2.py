@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_same_shape, check_token_ids, positions_from_mask
 from .generation import GenerationMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
@@ -125,10 +125,17 @@ class GPT2PreTrainedModel(BaseModel):
 
     @classmethod
     def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Transpose ``Conv1D`` weights and split the fused ``c_attn`` into query/key/value."""
+        """Transpose ``Conv1D`` weights and split the fused ``c_attn`` into query/key/value.
+
+        FlagAI's GPT-2 keeps the same names on ``Linear`` layers (``[out, in]``, as its trainer
+        saves them); its ``c_attn`` weight, ``[3 * n_embd, n_embd]`` instead of ``[n_embd, 3 *
+        n_embd]``, tells the layouts apart, and then nothing is transposed.
+        """
+        linear = any(k.endswith("attn.c_attn.weight") and v.dim() == 2
+                     and v.shape[0] == 3 * v.shape[1] for k, v in state.items())
         out: dict[str, torch.Tensor] = {}
         for key, value in state.items():
-            if _CONV1D.search(key):
+            if _CONV1D.search(key) and not linear:
                 value = value.t()  # Conv1D stores [in, out]; Linear wants [out, in]
             if ".attn.c_attn." in key or key.startswith("attn.c_attn."):
                 stem, _, kind = key.rpartition(".c_attn.")
@@ -178,15 +185,6 @@ class GPT2PreTrainedModel(BaseModel):
         prefix = self._module_prefix()
         return [token_features(f"{prefix}blocks.{i}", self.config.n_embd)
                 for i in range(self.config.n_layer)]
-
-
-def _positions(attention_mask: torch.Tensor | None, past_len: int, seq: int,
-               device: torch.device) -> torch.Tensor:
-    if attention_mask is None:
-        return torch.arange(past_len, past_len + seq, device=device).unsqueeze(0)
-    pos = attention_mask.long().cumsum(-1) - 1  # left padding: real tokens count from 0
-    pos = pos.masked_fill(attention_mask == 0, 1)
-    return pos[:, -seq:]
 
 
 @register_model("gpt2", "base")
@@ -243,7 +241,7 @@ class GPT2Model(GPT2PreTrainedModel):
                                  f"{(input_ids.shape[0], past_len + seq)}, got "
                                  f"{tuple(attention_mask.shape)}")
         if position_ids is None:
-            position_ids = _positions(attention_mask, past_len, seq, input_ids.device)
+            position_ids = positions_from_mask(attention_mask, past_len, seq, input_ids.device)
         else:
             check_token_ids("position_ids", position_ids)
             check_same_shape("position_ids", position_ids, "input_ids", input_ids)
