@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from . import constants
 from .cards import find_card
-from .config import ModelConfig, read_config_file
+from .config import ModelConfig
 from .errors import ConfigError
+from .modeling import BaseModel
 from .names import parse_model_name
-from .registry import get_model_class, resolve_task
+from .registry import resolve_task
 
 __all__ = ["AutoLoader"]
 
@@ -49,32 +49,23 @@ class AutoLoader:
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
         if card is not None:  # a task the family cannot serve fails before anything is fetched
-            self.task = resolve_task(task_name, card.architecture)
+            resolve_task(task_name, card.architecture)
         from .resolve import resolve_model_dir
 
         self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
                                                  revision=revision, offline=offline)
-        self._tokenizer = None
-        from .remote_code import find_code_entry, load_custom_model
-
-        if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
-            self.task, self.card, self.model_class = resolve_task(task_name), card, None
-            self._model = load_custom_model(self.model_dir, trust_remote_code=trust_remote_code,
-                                            device=device, strict=strict)
-            return
-        data = read_config_file(self.model_dir / constants.CONFIG_NAME)
-        model_type = data.get("model_type")
-        if not isinstance(model_type, str):
-            raise ConfigError(f"{self.model_dir / constants.CONFIG_NAME} has no string "
-                              "'model_type'; add one (e.g. \"bert\")")
-        self.task = resolve_task(task_name, model_type)
+        self._tokenizer: Any = None
+        self._processor: Any = None
+        self._model = BaseModel._load_dir(self.model_dir, task=task_name, device=device,
+                                          torch_dtype=torch_dtype, strict=strict,
+                                          trust_remote_code=trust_remote_code,
+                                          overrides=config_overrides)
         self.card = card
-        self.model_class = get_model_class(model_type, self.task)
-        self._model = self.model_class.from_pretrain(
-            str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
-            **config_overrides)
-        self._tokenizer = None
-        self._processor = None
+        self.model_class: type[BaseModel] | None = None  # None: the package's own code built it
+        self.task: str = resolve_task(task_name)
+        if isinstance(self._model, BaseModel):
+            self.model_class = type(self._model)
+            self.task = resolve_task(task_name, self._model.config.model_type)
 
     @property
     def is_vision(self) -> bool:

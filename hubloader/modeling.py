@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -26,11 +26,14 @@ from ._gc import gc_paused
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .features import FeaturesMixin
+from .registry import resolve_config
 from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
 
 __all__ = ["BaseModel"]
 
 logger = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=ModelConfig)
 
 _INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
                "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
@@ -60,7 +63,7 @@ def skip_init_on_meta():
                 setattr(nn.init, name, fn)
 
 
-class BaseModel(FeaturesMixin, nn.Module):
+class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     """Base class of every hubloader model.
 
     Class attributes a family sets:
@@ -88,9 +91,9 @@ class BaseModel(FeaturesMixin, nn.Module):
     new_head_keys: ClassVar[tuple[str, ...]] = ()
     tied_weights: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: C):
         super().__init__()
-        self.config = config
+        self.config: C = config
         self.load_report: LoadReport | None = None
         self.model_dir: Path | None = None
 
@@ -145,21 +148,6 @@ class BaseModel(FeaturesMixin, nn.Module):
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def _concrete(cls, model_type: str | None, architectures=None) -> type["BaseModel"]:
-        from .registry import class_for_config
-
-        if not model_type:
-            if cls.config_class.model_type:
-                return cls
-            raise ConfigError("config.json has no 'model_type'; add one (e.g. \"bert\") so the "
-                              "model class can be chosen, or load with a family class")
-        if not isinstance(model_type, str):
-            raise ConfigError(f"config.json: 'model_type' must be a string, got {model_type!r}")
-        if architectures is not None and not isinstance(architectures, list):
-            raise ConfigError(f"config.json: 'architectures' must be a list, got {architectures!r}")
-        return class_for_config(cls, model_type, architectures)
-
-    @classmethod
     def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
         """Build a randomly initialized model from a ``config.json`` plus overrides.
 
@@ -169,9 +157,8 @@ class BaseModel(FeaturesMixin, nn.Module):
         Example:
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
-        data = read_config_file(config_file)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
-        config = target.config_class.from_dict(data, where=str(config_file), **overrides)
+        target, config = resolve_config(read_config_file(config_file), cls, str(config_file),
+                                        **overrides)
         with gc_paused():
             return target.from_config(config)
 
@@ -217,28 +204,48 @@ class BaseModel(FeaturesMixin, nn.Module):
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
-        t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
                                       revision=revision, offline=offline)
+        model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+                              trust_remote_code=trust_remote_code, overrides=config_overrides)
+        return cast("BaseModel", model)  # a code package's own module, as documented above
+
+    @classmethod
+    def _load_dir(cls, model_dir: Path, *, task: str | None = None,
+                  device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
+                  strict: bool = True, trust_remote_code: bool | str = False,
+                  overrides: dict[str, Any] | None = None) -> nn.Module:
+        """Build the model in a local ``model_dir``: the package's own code when it carries
+        some, else the class ``config.json`` resolves to (the one serving ``task`` if given)."""
         from .remote_code import find_code_entry, load_custom_model
 
-        with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
+        overrides = overrides or {}
+        t0 = time.perf_counter()
+        with gc_paused():  # see hubloader/_gc.py
             if find_code_entry(model_dir) is not None:
-                model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
-                                          device=device, strict=strict)
+                if overrides or torch_dtype is not None:
+                    given = sorted(overrides) + (["torch_dtype"] if torch_dtype is not None else [])
+                    raise ConfigError(
+                        f"{model_dir} builds its model with its own code, which hubloader cannot "
+                        f"pass {', '.join(given)} to; drop them and change the returned model "
+                        "instead (e.g. model.to(torch.float16))")
+                model: nn.Module = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
+                                                     device=str(device), strict=strict)
             else:
-                model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                           strict=strict, overrides=config_overrides)
+                model = cls._load_native(model_dir, task=task, device=device,
+                                         torch_dtype=torch_dtype, strict=strict,
+                                         overrides=overrides)
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
 
     @classmethod
-    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides):
+    def _load_native(cls, model_dir: Path, *, task: str | None, device: str | torch.device,
+                     torch_dtype: str | torch.dtype | None, strict: bool,
+                     overrides: dict[str, Any]) -> "BaseModel":
         config_path = model_dir / constants.CONFIG_NAME
-        data = read_config_file(config_path)
-        target = cls._concrete(data.get("model_type"), data.get("architectures"))
-        config = target.config_class.from_dict(data, where=str(config_path), **overrides)
+        target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
+                                        task=task, **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         with skip_init_on_meta():

@@ -148,10 +148,10 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
     from .config import read_config_file
     from .errors import ConfigError
     from .modeling import BaseModel
+    from .registry import resolve_config
 
-    data = read_config_file(d / constants.CONFIG_NAME)
-    target = BaseModel._concrete(data.get("model_type"), data.get("architectures"))
-    config = target.config_class.from_dict(data, where=str(d / constants.CONFIG_NAME))
+    path = d / constants.CONFIG_NAME
+    _, config = resolve_config(read_config_file(path), BaseModel, str(path))
     if card is not None and card.architecture != config.model_type:
         raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
                           f"config.json's model_type {config.model_type!r}; make them agree")

@@ -167,7 +167,7 @@ _ENCODER_IGNORE = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
                    r"^cls\.seq_relationship\.")
 
 
-class _BertBase(BaseModel):
+class _BertBase(BaseModel[BertConfig]):
     """Shared declarations of the BERT family."""
 
     config_class = BertConfig

@@ -112,7 +112,7 @@ _GPT2_IGNORE = (r"\.attn\.bias$", r"\.attn\.masked_bias$", r"(^|\.)attention\.bi
                 r"(^|\.)attention\.masked_bias$")
 
 
-class GPT2PreTrainedModel(BaseModel):
+class GPT2PreTrainedModel(BaseModel[GPT2Config]):
     """Shared declarations of the GPT-2 family."""
 
     config_class = GPT2Config

@@ -149,7 +149,7 @@ _RESNET_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ResNetPreTrainedModel(BaseModel):
+class ResNetPreTrainedModel(BaseModel[ResNetConfig]):
     """Shared declarations of the ResNet family."""
 
     config_class = ResNetConfig

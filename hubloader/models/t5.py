@@ -204,7 +204,7 @@ _T5_RULES: tuple[tuple[str, str], ...] = (
 _T5_IGNORE = (r"(^|\.)(encoder|decoder)\.embed_tokens\.weight$",)
 
 
-class T5PreTrainedModel(BaseModel):
+class T5PreTrainedModel(BaseModel[T5Config]):
     """Shared declarations of the T5 family."""
 
     config_class = T5Config

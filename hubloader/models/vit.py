@@ -164,7 +164,7 @@ _VIT_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ViTPreTrainedModel(BaseModel):
+class ViTPreTrainedModel(BaseModel[ViTConfig]):
     """Shared declarations of the ViT family."""
 
     config_class = ViTConfig
