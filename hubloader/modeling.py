@@ -9,7 +9,6 @@ keys may be ignored, which head is new when a base checkpoint is loaded, and tie
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from ._gc import gc_paused
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .features import FeaturesMixin
+from .files import atomic_write_json
 from .registry import resolve_config
 from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
 
@@ -283,7 +283,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             >>> model.save_pretrained("out/tiny-bert", max_shard_size="10MB",
             ...                       card={"license": "apache-2.0", "author": "me"})
         """
-        from .saving import atomic_write_text, write_card, write_safetensors
+        from .saving import write_card, write_safetensors
 
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         if len(dtypes) == 1:
             cfg["torch_dtype"] = str(dtypes.pop()).removeprefix("torch.")
         write_safetensors(state, out, max_shard_size=max_shard_size)
-        atomic_write_text(out / constants.CONFIG_NAME, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        atomic_write_json(out / constants.CONFIG_NAME, cfg, indent=2)
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-.") or "model"
         meta = {"name": name, "tasks": [self.task], "license": "other", "author": "unknown",
                 "architecture": self.config.model_type, "framework": "PyTorch"}

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from . import constants
 from .errors import PackageError
+from .files import temp_name
 
 __all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
 
@@ -64,7 +65,7 @@ def pack(directory: str | os.PathLike, output: str | os.PathLike, *,
     if out.exists() and not overwrite:
         raise PackageError(f"{out} exists; remove it or pass overwrite=True (--force)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_name(out)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(src.rglob("*")):

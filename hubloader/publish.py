@@ -80,7 +80,7 @@ def local_files(directory: str | os.PathLike) -> list[_LocalFile]:
                           "writes one)")
     entries = file_entries(d)
     if (d / constants.CARD_NAME).is_file():
-        from .saving import sha256_file
+        from .files import sha256_file
 
         card = d / constants.CARD_NAME
         entries.append({"path": constants.CARD_NAME, "size": card.stat().st_size,

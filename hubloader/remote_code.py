@@ -36,6 +36,7 @@ from typing import Any
 
 from . import constants
 from .errors import ConfigError, PackageError, UntrustedCodeError
+from .files import temp_name
 
 __all__ = ["CodeEntry", "find_code_entry", "read_dependencies", "check_dependencies",
            "code_digest", "import_entry", "load_custom_model", "HUBCONF_NAME"]
@@ -199,7 +200,7 @@ def _pin(digest: str, sources: dict[str, bytes], origin: Path) -> Path:
     pinned = constants.hub_home() / "code" / digest
     if pinned.is_dir():
         return pinned
-    tmp = pinned.with_name(f".{digest}.{os.getpid()}.tmp")
+    tmp = temp_name(pinned)
     try:
         for rel, data in sources.items():
             target = tmp / "files" / rel

@@ -117,7 +117,8 @@ def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
 
 
 def _check_card_files(d: Path, card, report: ValidationReport) -> None:
-    from .saving import file_entries, sha256_file
+    from .files import sha256_file
+    from .saving import file_entries
 
     if not card.files:
         report.warnings.append("the card lists no files (no sizes or sha256 to verify)")

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import constants
+from ..files import atomic_write_json as write_json_atomic  # re-exported
+from ..files import atomic_write_text
 from ..names import safe_join
 from .sources.base import RemoteFile
 
@@ -180,19 +182,6 @@ def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> Snapsho
     return SnapshotPaths(folder, meta, rev)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temp file beside ``path``, then ``os.replace`` it into place. Readers
-    see the old or the new content, never a mix. Not fsynced (see :func:`update_manifest`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_manifest(paths: SnapshotPaths) -> dict:
     """The snapshot's manifest (``{"files": {}, ...}`` when there is none or it is unreadable)."""
     try:
@@ -241,6 +230,4 @@ def write_ref(meta_dir: Path, label: str, rev: str) -> None:
     if read_ref(meta_dir, label) == rev:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-    tmp.write_text(rev, encoding="utf-8")
-    os.replace(tmp, ref)
+    atomic_write_text(ref, rev)

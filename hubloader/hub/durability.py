@@ -284,9 +284,9 @@ def _settle(mark_path: Path, blobs_dir: Path, models_root: Path | None) -> None:
     if boot != this_boot:
         logger.info("re-checking blob %s: it was not known to be on disk before a restart",
                     sha[:12])
-        from .transfer import file_sha256  # only after a restart: not on the warm path
+        from ..files import sha256_file
 
-        actual = file_sha256(blob)
+        actual = sha256_file(blob)
         if actual != sha:
             logger.warning("blob %s lost its bytes before they reached the disk (a power loss "
                            "or crash of the system); removing it and its snapshot entries, "

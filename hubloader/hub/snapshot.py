@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 from .. import constants
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
+from ..files import temp_name
 from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
@@ -258,7 +259,7 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     except FileExistsError:
         if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
             logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
-            tmp = blob.with_name(f".{blob.name}.{os.getpid()}.tmp")
+            tmp = temp_name(blob)
             tmp.unlink(missing_ok=True)
             os.link(verified, tmp)
             os.replace(tmp, blob)

@@ -25,6 +25,7 @@ from typing import Callable
 from .. import constants
 from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
+from ..files import sha256_file as file_sha256  # re-exported
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
 
@@ -91,13 +92,6 @@ def hash_file(path: Path, digests: Digests, *, limit: int | None = None) -> None
             digests.update(block)
             if remaining is not None:
                 remaining -= len(block)
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 (hex) of a whole local file."""
-    digests = Digests(RemoteFile(path.name, None))
-    hash_file(path, digests)
-    return digests.sha256.hexdigest()
 
 
 def _disk_full(err: OSError, target: Path, *cleanup: Path) -> DiskFullError:
