@@ -23,7 +23,6 @@ __all__ = [
     "lock_timeout",
     "extra_card_dirs",
     "s3_endpoint_url",
-    "s3_client",
     "multipart_threshold",
     "multipart_chunksize",
     "zip_max_size",
@@ -137,19 +136,6 @@ def s3_endpoint_url() -> str | None:
     ``s3://`` sources. Unset: boto3's own resolution (``AWS_ENDPOINT_URL_S3``, then AWS)."""
     value = os.environ.get("HUBLOADER_S3_ENDPOINT_URL", "").strip()
     return value or None
-
-
-def s3_client() -> str:
-    """``HUBLOADER_S3_CLIENT``: how ``s3://`` downloads talk to a configured endpoint:
-    ``auto`` (default) signs the few requests a download needs itself, with botocore's signer
-    and HTTP session and no boto3 client (whose setup costs about 100 ms per process);
-    ``boto3`` uses a full boto3 client, as AWS itself always does."""
-    value = os.environ.get("HUBLOADER_S3_CLIENT", "").strip().lower() or "auto"
-    if value not in ("auto", "boto3"):
-        from .errors import ConfigError
-
-        raise ConfigError(f"HUBLOADER_S3_CLIENT={value!r}: use 'auto' or 'boto3'")
-    return value
 
 
 # -- publishing and packages --------------------------------------------------------------
