@@ -1,9 +1,8 @@
 """name → a local model directory. The one place ``from_pretrain`` and ``AutoLoader`` ask
 "where are this model's files?".
 
-Local directories are used in place. A card name with ``download_path`` whose folder
-``<download_path>/<name>/`` already holds a ``config.json`` is used in place (FlagAI's layout).
-Everything else goes to :func:`hubloader.hub.download`.
+Local directories are used in place. Everything else goes to :func:`hubloader.hub.download`,
+which also owns FlagAI's ``download_path`` rule (a folder put there by hand is used in place).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import constants
 from .cards import find_card
 from .errors import ModelNotFoundError
 from .names import ModelRef, parse_model_name, safe_join
@@ -40,19 +38,12 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
         InvalidModelNameError: a name that would escape ``download_path``.
         SourceError: fetching failed (see :mod:`hubloader.hub`).
     """
-    if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
-            and "://" not in os.fspath(model_name):
+    if download_path is not None and "://" not in os.fspath(model_name):
         # FlagAI's layout: the name is joined to download_path, never used as a path itself
         safe_join(download_path, os.fspath(model_name).strip())
     ref = parse_model_name(model_name, revision=revision)
     if ref.kind == "local":
         return _local_dir(ref)
-    if ref.kind == "card" and download_path is not None:
-        card = find_card(ref.name)
-        for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-            candidate = safe_join(download_path, name)
-            if (candidate / constants.CONFIG_NAME).is_file():
-                return candidate
     from .hub import download  # an unknown card name fails there, naming close matches
 
     return download(ref.name, revision=revision, download_path=download_path,

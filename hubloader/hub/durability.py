@@ -1,10 +1,10 @@
 """Write-behind durability for the blob store: a verified blob is usable at once, its bytes
 reach the disk in a background thread, and a mark makes a power loss before that detectable.
 
-Waiting for ``fsync`` before handing a file over costs a whole disk write of the file (0.4 to
-1.6 s for 512 MiB on a slow virtual disk) while the bytes are already verified and readable
-from the page cache. So a fetched blob is handed over first and flushed behind the caller's
-back, under this protocol::
+The hazard: after a power loss a blob can survive under its final name with its bytes never
+written, and a blob under its final name is trusted without hashing. Flushing before handing
+the file over would cost a whole disk write while the verified bytes are already readable from
+the page cache, so the flush happens behind the caller's back, under this protocol::
 
     pending/<sha256>.<boot id>.<pid>    beside blobs/: an empty file, its name the whole record
 
@@ -25,7 +25,7 @@ before anything in the cache is trusted:
   ``download`` fetches the file again.
 
 Where no boot id can be read (not Linux), nothing is deferred: blobs are flushed before
-they are handed over, as before.
+they are handed over.
 """
 
 from __future__ import annotations

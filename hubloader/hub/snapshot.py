@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .. import constants
 from .._futures import results_or_cancel
@@ -30,10 +30,12 @@ from ..files import temp_name
 from . import cache, durability
 from .cache import SnapshotPaths
 from .locking import file_lock
+from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
-__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS"]
+__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
+           "SnapshotRequest", "DEFAULT_PATTERNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def _match(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
-def select_files(files: Sequence[RemoteFile], *, card_files: dict[str, str | None],
+def select_files(files: Sequence[RemoteFile], *, card_files: Mapping[str, str | None],
                  allow_patterns: Sequence[str] | None, where: str) -> list[RemoteFile]:
     """Choose which listed files to fetch.
 
@@ -99,7 +101,7 @@ def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
 
 
 def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
-                    card_files: dict[str, str | None] | None = None,
+                    card_files: Mapping[str, str | None] | None = None,
                     match_card_sha256: bool = False) -> Path | None:
     """The snapshot directory if a complete copy is cached (every file it recorded, or the
     card promises, is in place), else ``None``. Touches no network.
@@ -130,11 +132,7 @@ def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | Non
     return paths.snapshot_dir
 
 
-def warm_snapshot(source: Source, *, revision: str | None,
-                  paths_for: Callable[[str], SnapshotPaths],
-                  offline_paths: Callable[[], SnapshotPaths | None],
-                  card_files: dict[str, str | None],
-                  allow_patterns: Sequence[str] | None) -> Path | None:
+def warm_snapshot(request: SnapshotRequest) -> Path | None:
     """A complete cached snapshot that needs no re-check at the source, else ``None``.
     Touches no network.
 
@@ -143,19 +141,20 @@ def warm_snapshot(source: Source, *, revision: str | None,
     were verified against. A moving reference (``main``, a branch, an S3 or folder label)
     without such digests returns ``None``: the caller lists the source once.
     """
-    if source.is_pinned(revision):
-        found = cached_snapshot(paths_for(cache.revision_key(revision)),
+    revision, card_files = request.revision, request.card_files
+    allow_patterns = request.allow_patterns
+    if revision is not None and request.source.is_pinned(revision):
+        found = cached_snapshot(request.paths_for(cache.revision_key(revision)),
                                 allow_patterns=allow_patterns, card_files=card_files)
         if found:
-            logger.debug("%s@%s is pinned and cached: no request", source.uri, revision)
+            logger.debug("%s@%s is pinned and cached: no request", request.uri, revision)
             return found
     wanted = [p for p in card_files if not allow_patterns or _match(p, allow_patterns)]
     if wanted and all(card_files[p] for p in wanted):
-        paths = offline_paths()
-        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
-                                          card_files=card_files, match_card_sha256=True)
+        found = cached_snapshot(request.offline_paths(), allow_patterns=allow_patterns,
+                                card_files=card_files, match_card_sha256=True)
         if found:
-            logger.debug("%s: every file matches the card's sha256: no request", source.uri)
+            logger.debug("%s: every file matches the card's sha256: no request", request.uri)
             return found
     return None
 
@@ -236,6 +235,8 @@ def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str, *,
     ends up outside the blob store is flushed here, before its rename.
     """
     blob = paths.blob(sha256)
+    if blob is None:  # not a sha256: the caller's bug, never the user's input
+        raise ValueError(f"no blob path for {sha256!r}")
     blob.parent.mkdir(parents=True, exist_ok=True)
     pending = durability.mark(blob) if behind else None
     try:
@@ -284,7 +285,7 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     The caller holds the file's lock."""
     known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
-    if blob is not None and _link_into_snapshot(paths, blob, file.path):
+    if blob is not None and known is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
         return known
@@ -338,21 +339,9 @@ class _Turn:
         self.release()
 
 
-def fetch_snapshot(source: Source, *, revision: str | None,
-                   paths_for: Callable[[str], SnapshotPaths],
-                   offline_paths: Callable[[], SnapshotPaths | None],
-                   card_files: dict[str, str | None], allow_patterns: Sequence[str] | None,
-                   progress: bool) -> Path:
-    """Bring ``source`` at ``revision`` into the cache and return the snapshot directory.
-
-    Args:
-        source: the backend.
-        revision: the revision asked for (``None``: default).
-        paths_for: revision key -> :class:`SnapshotPaths` (managed or ``download_path`` layout).
-        offline_paths: the paths a cache-only lookup would use (``None``: nothing known).
-        card_files: path -> sha256 promised by the card.
-        allow_patterns: shell patterns narrowing the files.
-        progress: byte bars on stderr.
+def fetch_snapshot(request: SnapshotRequest) -> Path:
+    """Bring ``request.source`` at ``request.revision`` into the cache and return the
+    snapshot directory.
 
     Raises:
         NetworkError: the source is unreachable and nothing usable is cached.
@@ -360,32 +349,30 @@ def fetch_snapshot(source: Source, *, revision: str | None,
         LockTimeoutError, DiskFullError: see :func:`hubloader.hub.transfer.fetch_file`.
         RemoteChangedError: the source changed under two listings in a row.
     """
+    source = request.source
     try:
-        listing = source.list_files(revision)
+        listing = source.list_files(request.revision)
     except NetworkError as err:
-        paths = offline_paths()
-        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
-                                          card_files=card_files)
+        found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
+                                card_files=request.card_files)
         if found:
             logger.warning("%s is unreachable (%s); using the cached copy at %s",
                            source.uri, err, found)
             return found
         raise
-    kwargs = dict(revision=revision, paths_for=paths_for, card_files=card_files,
-                  allow_patterns=allow_patterns, progress=progress)
     try:
-        return _fetch_listed(source, listing, **kwargs)
+        return _fetch_listed(request, listing)
     except RemoteChangedError:
         logger.warning("%s changed while it was being fetched; listing it again", source.uri)
-    return _fetch_listed(source, source.list_files(revision), **kwargs)
+    return _fetch_listed(request, source.list_files(request.revision))
 
 
-def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
-                  paths_for: Callable[[str], SnapshotPaths], card_files: dict[str, str | None],
-                  allow_patterns: Sequence[str] | None, progress: bool) -> Path:
-    paths = paths_for(cache.revision_key(listing.revision))
-    chosen = select_files(listing.files, card_files=card_files, allow_patterns=allow_patterns,
-                          where=source.uri)
+def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
+    source, revision, card_files = request.source, request.revision, request.card_files
+    progress = request.progress
+    paths = request.paths_for(cache.revision_key(listing.revision))
+    chosen = select_files(listing.files, card_files=card_files,
+                          allow_patterns=request.allow_patterns, where=source.uri)
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     if todo:
@@ -441,14 +428,14 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     return paths.snapshot_dir
 
 
-def offline_snapshot(paths: SnapshotPaths | None, *, what: str,
-                     allow_patterns: Sequence[str] | None,
-                     card_files: dict[str, str | None]) -> Path:
+def offline_snapshot(request: SnapshotRequest) -> Path:
     """The cached snapshot, or :class:`LocalEntryNotFoundError` saying how to get one."""
-    found = paths and cached_snapshot(paths, allow_patterns=allow_patterns, card_files=card_files)
+    paths = request.offline_paths()
+    found = cached_snapshot(paths, allow_patterns=request.allow_patterns,
+                            card_files=request.card_files)
     if not found:
         raise LocalEntryNotFoundError(
-            f"{what} is not in the cache{f' ({paths.snapshot_dir})' if paths else ''} and offline "
+            f"{request.uri} is not in the cache ({paths.snapshot_dir}) and offline "
             "mode is on; run once online (unset HUBLOADER_OFFLINE / offline=False), or copy the "
             "files into a directory and pass its path"
         )
