@@ -76,8 +76,11 @@ class AutoLoader:
         """The loaded model (eval mode)."""
         return self._model
 
-    def get_config(self) -> ModelConfig:
-        return self._model.config
+    def get_config(self) -> ModelConfig | Any:
+        """The model's config (for a code package's own model, its ``config`` attribute)."""
+        if isinstance(self._model, BaseModel):
+            return self._model.config
+        return getattr(self._model, "config", None)
 
     def get_tokenizer(self):
         """The model's tokenizer, built on first call.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .files import atomic_write_json
 __all__ = ["ModelConfig", "read_config_file"]
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``config.json`` into a dict.
 
     Raises:

@@ -89,7 +89,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     ignore_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     discard_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     new_head_keys: ClassVar[tuple[str, ...]] = ()
-    tied_weights: ClassVar[dict[str, str]] = {}
+    tied_weights: dict[str, str] = {}  # a family may set its own per instance
 
     def __init__(self, config: C):
         super().__init__()
@@ -113,8 +113,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
     def init_module_weights(self, module: nn.Module) -> None:
         """Initialize one module's own parameters (used for fresh heads and random init)."""
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
 
     def tie_weights(self) -> None:
         if not getattr(self.config, "tie_word_embeddings", True):
@@ -148,7 +149,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
+    def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel[Any]":
         """Build a randomly initialized model from a ``config.json`` plus overrides.
 
         Raises:
@@ -163,7 +164,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             return target.from_config(config)
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "BaseModel":
+    def from_config(cls, config: Any) -> "BaseModel[Any]":
+        """A randomly initialized model of ``config`` (an instance of ``cls.config_class``)."""
         model = cls(config)
         model.init_weights()
         return model

@@ -17,21 +17,23 @@ from .tasks import TASKS, canonical_tasks, close_task_names
 
 if TYPE_CHECKING:
     from .config import ModelConfig
+    from .modeling import BaseModel
+
+    ModelClass = type[BaseModel[Any]]
 
 __all__ = ["register_model", "get_model_class", "resolve_task", "model_types", "served_tasks",
            "class_for_config", "resolve_config"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-M = TypeVar("M", bound=type)
+M = TypeVar("M", bound="ModelClass")
 
 # model_type -> canonical task -> class
-_REGISTRY: dict[str, dict[str, type]] = {}
+_REGISTRY: dict[str, dict[str, ModelClass]] = {}
 _LOADED = False
 _FAMILY_MODULES = ("hubloader.models",)
 
 
-def register_model(model_type: str, task: str = "base") -> Callable[[T], T]:
+def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
     """Class decorator: serve ``task`` for ``model_type`` with the decorated class.
 
     Example:
@@ -41,7 +43,7 @@ def register_model(model_type: str, task: str = "base") -> Callable[[T], T]:
     if task not in TASKS:
         raise ValueError(f"register_model: {task!r} is not a canonical task ({sorted(TASKS)})")
 
-    def deco(cls: T) -> T:
+    def deco(cls: M) -> M:
         table = _REGISTRY.setdefault(model_type.lower(), {})
         if task in table and table[task] is not cls:
             warnings.warn(f"re-registering {model_type}/{task}: {table[task].__name__} -> "
@@ -102,7 +104,7 @@ def resolve_task(task: str, model_type: str | None = None) -> str:
                            f"{', '.join(sorted(served))}")
 
 
-def get_model_class(model_type: str, task: str = "base") -> type:
+def get_model_class(model_type: str, task: str = "base") -> ModelClass:
     """The class serving ``task`` for ``model_type``.
 
     Raises:
@@ -115,7 +117,7 @@ def get_model_class(model_type: str, task: str = "base") -> type:
     return _REGISTRY[model_type.lower()][resolve_task(task, model_type)]
 
 
-def _by_architecture(model_type: str, architectures: Any) -> type | None:
+def _by_architecture(model_type: str, architectures: Any) -> ModelClass | None:
     for name in architectures or ():
         for cls in _REGISTRY.get(model_type.lower(), {}).values():
             if cls.__name__ == name:
@@ -123,7 +125,8 @@ def _by_architecture(model_type: str, architectures: Any) -> type | None:
     return None
 
 
-def class_for_config(requested: type, model_type: str, architectures: Any = None) -> type:
+def class_for_config(requested: ModelClass, model_type: str,
+                     architectures: Any = None) -> ModelClass:
     """The class to build for a checkpoint of ``model_type`` when ``requested`` was asked for.
 
     ``BaseModel`` (or any class not bound to a family) becomes the class the config's
@@ -156,8 +159,8 @@ def class_for_config(requested: type, model_type: str, architectures: Any = None
     return cls
 
 
-def resolve_config(data: dict[str, Any], requested: type, where: str, *, task: str | None = None,
-                   **overrides: Any) -> tuple[type, ModelConfig]:
+def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
+                   task: str | None = None, **overrides: Any) -> tuple[ModelClass, ModelConfig]:
     """The (model class, typed config) a parsed ``config.json`` stands for: the one way every
     loader, validator and converter reads a config.
 

@@ -87,7 +87,8 @@ def read_dependencies(hubconf: Path) -> tuple[str, ...]:
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
-        if any(isinstance(t, ast.Name) and t.id == "dependencies" for t in targets):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and any(
+                isinstance(t, ast.Name) and t.id == "dependencies" for t in targets):
             try:
                 deps = ast.literal_eval(node.value)
             except ValueError as err:
@@ -245,9 +246,10 @@ class _VerifiedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        rel = Path(module.__spec__.origin).relative_to(self.root).as_posix()
+        origin = str(module.__spec__.origin if module.__spec__ else module.__file__)
+        rel = Path(origin).relative_to(self.root).as_posix()
         source = self.sources.get(rel, b"")  # a folder without __init__.py: empty package
-        exec(compile(source, module.__spec__.origin, "exec"), module.__dict__)
+        exec(compile(source, origin, "exec"), module.__dict__)
 
 
 def _local_tops(sources: dict[str, bytes]) -> set[str]:
@@ -310,9 +312,9 @@ def import_entry(entry: CodeEntry, *, trust_remote_code: bool | str = False) -> 
 
 def _instantiate(cls: type, config: dict[str, Any]):
     try:
-        params = inspect.signature(cls).parameters
+        params = set(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
-        params = {}
+        params = set()
     return cls(config=config) if "config" in params else cls()
 
 
@@ -353,7 +355,7 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         else:
             model = obj(**kwargs)
     else:
-        cls = getattr(module, entry.entry_class, None)
+        cls = getattr(module, entry.entry_class or "", None)
         if not isinstance(cls, type):
             raise PackageError(f"{entry.path} defines no class {entry.entry_class!r} "
                                "(config.json 'entry_class')")
@@ -363,7 +365,7 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         raise PackageError(f"the entry of {entry.path} returned {type(model).__name__}, "
                            "not a torch.nn.Module")
     model = model.to(device).eval()
-    model.model_dir = Path(model_dir)
+    setattr(model, "model_dir", Path(model_dir))
     return model
 
 
@@ -372,7 +374,7 @@ def _load_param_file(model, entry: CodeEntry, *, strict: bool):
     from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
-    path = safe_join(entry.root, entry.param_file)
+    path = safe_join(entry.root, entry.param_file or "")
     if not path.is_file():
         raise PackageError(f"param_file {entry.param_file!r} is missing from {entry.root}")
     state = read_safetensors(path) if path.suffix == ".safetensors" else read_torch_bin(path)

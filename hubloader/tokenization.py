@@ -151,6 +151,7 @@ def _fields(buf: bytes):
     import struct
 
     pos = 0
+    value: int | float | bytes
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7

@@ -159,6 +159,8 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
     report.checks.append(f"config ok: {type(config).__name__} (model_type {config.model_type})")
     model = BaseModel.from_pretrain(str(d), strict=True)
     r = model.load_report
+    if r is None:  # from_pretrain always sets it on a native model
+        raise PackageError(f"{d}: the model loaded without a load report")
     report.checks.append(f"weights ok: {r.num_tensors} tensors, {r.num_bytes:,} bytes from "
                          f"{', '.join(r.files)} into {type(model).__name__} (strict)")
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import hubloader
 from hubloader.models import BertModel
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import files_in, make_tiny_bert, write_card
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 import hubloader
 from hubloader.errors import NetworkError
 from hubloader.hub import cache, durability
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE, sha256_of, upload_random_model
 
 SIZE = 16 << 20
 KEY = "/crash/big/model.safetensors"

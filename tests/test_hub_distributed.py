@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE
 import servers
 
 SCRIPT = """

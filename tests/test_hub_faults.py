@@ -19,7 +19,7 @@ import hubloader
 from hubloader.errors import IntegrityError, LockTimeoutError
 from hubloader.hub import cache
 from hubloader.hub.sources import RemoteFile
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE, sha256_of, upload_random_model, write_card
 
 SIZE = 16 << 20
 WEIGHTS_KEY = "/faults/big/model.safetensors"

@@ -15,7 +15,7 @@ import hubloader
 from hubloader.errors import (DiskFullError, IntegrityError, LocalEntryNotFoundError,
                               ModelNotFoundError, RemoteNotFoundError)
 from hubloader.hub import cache
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, sha256_of, write_card
 
 
 @pytest.fixture

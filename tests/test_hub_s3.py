@@ -8,7 +8,7 @@ import pytest
 
 import hubloader
 from hubloader.errors import AccessDeniedError, NetworkError, RemoteNotFoundError
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import MINILM_FILES, make_tiny_bert, sha256_of, write_card
 
 
 @pytest.fixture

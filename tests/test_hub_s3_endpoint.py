@@ -9,7 +9,7 @@ import pytest
 import hubloader
 from hubloader.errors import AccessDeniedError, NetworkError
 from hubloader.hub.sources import s3 as s3_source
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import files_in
 
 # keys whose path must be percent-encoded, in the URL and in the signature alike
 ODD_KEYS = {

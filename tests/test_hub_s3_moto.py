@@ -12,7 +12,7 @@ import pytest
 import hubloader
 from hubloader.errors import IntegrityError, RemoteNotFoundError
 from hubloader.hub.sources import s3 as s3_source
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import files_in
 
 FILES = {
     "config.json": b'{"model_type": "bert"}',

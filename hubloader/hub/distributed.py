@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, TypeVar, cast
 
 __all__ = ["active", "local_rank", "once_per_node"]
 
@@ -60,7 +60,8 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T]) -> T:
     if dist is None:
         return fetch()
     mine = local_rank()
-    result, error = None, None
+    result: T | None = None
+    error: BaseException | None = None
     if mine == 0:
         try:
             result = fetch()
@@ -70,4 +71,4 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T]) -> T:
     dist.barrier()
     if error is not None:
         raise error
-    return result if mine == 0 else lookup()
+    return cast(T, result) if mine == 0 else lookup()

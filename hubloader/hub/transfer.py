@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .. import constants
 from .._futures import results_or_cancel
@@ -63,8 +63,9 @@ class Digests:
 
     def mismatch(self, expected_sha256: str | None) -> tuple[str, str, str] | None:
         """``(algorithm, expected, actual)`` for the first digest that disagrees, else ``None``."""
-        checks = [("sha256", expected_sha256 or self.file.sha256, self.sha256)]
-        checks += [("md5", self.file.md5, self.md5), ("git-sha1", self.file.git_sha1, self.git)]
+        checks: list[tuple[str, str | None, Any]] = [
+            ("sha256", expected_sha256 or self.file.sha256, self.sha256),
+            ("md5", self.file.md5, self.md5), ("git-sha1", self.file.git_sha1, self.git)]
         for name, want, h in checks:
             if want and h is not None and h.hexdigest() != want.lower():
                 return name, want.lower(), h.hexdigest()
@@ -167,8 +168,9 @@ class _Ranges:
     @staticmethod
     def files(partial: Path) -> tuple[Path, Path, Path]:
         """The data file, the progress sidecar and the sidecar's temp file of ``partial``."""
-        return tuple(partial.with_name(partial.name + suffix)
-                     for suffix in (".parallel", ".ranges", ".ranges.tmp"))
+        return (partial.with_name(partial.name + ".parallel"),
+                partial.with_name(partial.name + ".ranges"),
+                partial.with_name(partial.name + ".ranges.tmp"))
 
     @classmethod
     def saved_bytes(cls, partial: Path) -> int:

@@ -19,7 +19,8 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_same_shape, check_token_ids, require_token_ids
+from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
 __all__ = ["BertConfig", "RobertaConfig", "BertBlock", "BertModel", "BertForSequenceClassification",
@@ -67,10 +68,7 @@ class BertConfig(ModelConfig):
                               "supported; only 'absolute'")
         if self.pooling not in ("mean", "cls", "max"):
             raise ConfigError(f"pooling must be 'mean', 'cls' or 'max', got {self.pooling!r}")
-        if self.num_labels is None:
-            self.num_labels = len(self.id2label) if self.id2label else 2
-        if self.num_labels <= 0:
-            raise ConfigError(f"num_labels must be positive, got {self.num_labels}")
+        self.num_labels = labels_count(self.num_labels, self.id2label)
         get_activation(self.hidden_act)
 
     @property
@@ -111,7 +109,7 @@ class BertEmbeddings(nn.Module):
         b, s = input_ids.shape
         if position_ids is None:
             if self.offset:  # RoBERTa: padding keeps position pad_token_id
-                keep = input_ids.ne(self.pad_token_id).int()
+                keep = input_ids.ne(self.pad_token_id or 0).int()
                 position_ids = (torch.cumsum(keep, dim=1) * keep).long() + (self.offset - 1)
             else:
                 position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0)
@@ -162,7 +160,7 @@ _ENCODER_RULES: tuple[tuple[str, str], ...] = (
     (r"^lm_head\.decoder\.weight$", "mlm_head.decoder.weight"),
     (r"^lm_head\.bias$", "mlm_head.decoder.bias"),
 )
-_ENCODER_IGNORE = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
+_ENCODER_IGNORE: tuple[str, ...] = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
                    r"^cls\.predictions\.decoder\.bias$", r"^lm_head\.decoder\.bias$",
                    r"^cls\.seq_relationship\.")
 
@@ -224,7 +222,7 @@ class BertModel(_BertBase):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=self.config.vocab_size)
+        input_ids = require_token_ids("input_ids", input_ids, vocab_size=self.config.vocab_size)
         check_token_ids("token_type_ids", token_type_ids, vocab_size=self.config.type_vocab_size)
         check_token_ids("attention_mask", attention_mask)
         for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
@@ -263,22 +261,13 @@ class _BertHead(_BertBase):
         return self.backbone(**inputs)
 
 
-def _classification_loss(config: BertConfig, logits: torch.Tensor, labels: torch.Tensor):
-    n = config.num_labels
-    if config.problem_type == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    if n == 1 or config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    return F.cross_entropy(logits.view(-1, n), labels.view(-1))
-
-
 class _BertLinearHead(_BertHead):
     """A head ending in dropout → ``classifier`` (hidden size → ``num_labels``)."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.drop = nn.Dropout(self._dropout())
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier: nn.Module = nn.Linear(config.hidden_size, num_labels(config))
 
 
 @register_model("bert", "text-classification")
@@ -293,7 +282,7 @@ class BertForSequenceClassification(_BertLinearHead):
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.classifier(self.drop(enc["pooled"]))
-        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return self._outputs(logits, enc["hidden_states"], loss)
 
 
@@ -309,7 +298,7 @@ class BertForTokenClassification(_BertLinearHead):
         logits = self.classifier(self.drop(enc["hidden_states"]))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
+            loss = F.cross_entropy(logits.view(-1, num_labels(self.config)), labels.view(-1),
                                    ignore_index=-100)
         return self._outputs(logits, enc["hidden_states"], loss)
 
@@ -384,7 +373,7 @@ class RobertaClassificationHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.drop = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.out_proj = nn.Linear(config.hidden_size, num_labels(config))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.dense(self.drop(x[:, 0])))
@@ -404,7 +393,7 @@ class RobertaForSequenceClassification(BertForSequenceClassification):
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.classifier(enc["hidden_states"])
-        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return self._outputs(logits, enc["hidden_states"], loss)
 
 

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .generation import GenerationMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
@@ -206,7 +206,7 @@ class GPT2Model(GPT2PreTrainedModel):
                              "attention_mask, position_ids, token_type_ids, past_key_values, "
                              "use_cache")
         c = self.config
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
+        input_ids = require_token_ids("input_ids", input_ids, vocab_size=c.vocab_size)
         past_len = past_key_values[0][0].shape[2] if past_key_values else 0
         seq = input_ids.shape[1]
         if past_key_values is not None and len(past_key_values) != c.n_layer:

@@ -6,6 +6,7 @@ Blocks and models are assembled from these; every family reuses them.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants cal
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3.0))))
 
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": lambda: nn.GELU(),
     "gelu_python": lambda: nn.GELU(),
     "gelu_new": _NewGELU,

@@ -21,7 +21,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
 from .layers import get_activation
-from .vit import classification_loss, labels_count
+from .heads import classification_loss, labels_count, num_labels
 
 __all__ = ["ResNetConfig", "ResNetBottleneckBlock", "ResNetBasicBlock", "ResNetModel",
            "ResNetForImageClassification"]
@@ -209,7 +209,7 @@ class ResNetModel(ResNetPreTrainedModel):
         """
         if kwargs:
             raise InputError(f"ResNet got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
-        check_pixel_values(pixel_values, num_channels=self.config.num_channels)
+        pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels)
         x = self.stem(pixel_values.to(self.stem.conv.conv.weight.dtype))
         states = [x] if output_hidden_states else None
         for stage in self.stages:
@@ -233,7 +233,7 @@ class ResNetForImageClassification(ResNetPreTrainedModel):
     def __init__(self, config: ResNetConfig):
         super().__init__(config)
         self.backbone = ResNetModel(config)
-        self.classifier = nn.Linear(config.hidden_sizes[-1], config.num_labels)
+        self.classifier = nn.Linear(config.hidden_sizes[-1], num_labels(config))
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **kwargs: Any) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class HfSource(Source):
 
     def is_pinned(self, revision: str | None) -> bool:
         """A full 40-hex commit sha is immutable; branches and tags move."""
-        return bool(revision) and bool(_COMMIT_RE.match(revision))
+        return revision is not None and bool(_COMMIT_RE.match(revision))
 
     def list_files(self, revision: str | None) -> Listing:
         hf = _hf()
