@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = [
     "CONFIG_NAME",
     "SAFE_WEIGHTS_NAME",
@@ -61,8 +63,6 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    from .errors import ConfigError
-
     raise ConfigError(f"environment variable {name}={raw!r} is not a boolean; use 1 or 0")
 
 
@@ -73,8 +73,6 @@ def env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
 
 
@@ -85,8 +83,6 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
 
 

@@ -31,7 +31,6 @@ __all__ = [
     "IntegrityError",
     "LockTimeoutError",
     "LocalEntryNotFoundError",
-    "OfflineModeIsEnabled",
     "DiskFullError",
     "PackageError",
     "UntrustedCodeError",
@@ -160,10 +159,6 @@ class LockTimeoutError(HubLoaderError, TimeoutError):
 
 class LocalEntryNotFoundError(HubLoaderError, FileNotFoundError):
     """Offline (or cache-only) lookup found nothing in the cache."""
-
-
-class OfflineModeIsEnabled(HubLoaderError, ConnectionError):
-    """A network access was attempted while offline mode is on."""
 
 
 class DiskFullError(HubLoaderError, OSError):

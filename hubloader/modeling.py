@@ -46,7 +46,7 @@ def skip_init_on_meta():
     """Build modules on the meta device without running ``torch.nn.init`` functions.
 
     Their results would be overwritten by the checkpoint anyway, and on meta tensors some of
-    them route through ``torch._refs``, which imports all of ``torch._dynamo`` (~2.5 s).
+    them route through ``torch._refs``, which imports all of ``torch._dynamo``, a slow import.
     """
     def _noop(tensor, *args, **kwargs):
         return tensor
@@ -68,7 +68,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
     Class attributes a family sets:
         config_class: the family's :class:`ModelConfig` subclass.
-        task: the canonical task the class serves (``"base"`` for backbones).
+        task: the canonical task the class serves (``"base"`` for backbones); set by
+            :func:`hubloader.registry.register_model`.
         base_model_prefix: attribute holding the backbone in head models (``"bert"``).
         checkpoint_key_rules: ``(regex, replacement)`` pairs applied in order to every
             checkpoint key (Hugging Face names → ours).

@@ -1,4 +1,5 @@
-"""Model packages as zip files, checked at the door (seed 000).
+"""Model packages as zip files, checked at the door (the downstream-platform interface's
+``hubconf.py`` packages).
 
 :func:`pack` writes a directory's files into a zip (temp file, then ``os.replace``).
 :func:`check_zip` inspects every member before anything is written and refuses zip-slip

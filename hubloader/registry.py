@@ -34,7 +34,8 @@ _FAMILY_MODULES = ("hubloader.models",)
 
 
 def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
-    """Class decorator: serve ``task`` for ``model_type`` with the decorated class.
+    """Class decorator: serve ``task`` for ``model_type`` with the decorated class, and make
+    ``task`` the class's own ``task`` (the first registration's, for a class serving several).
 
     Example:
         >>> @register_model("bert", "fill-mask")
@@ -49,6 +50,8 @@ def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
             warnings.warn(f"re-registering {model_type}/{task}: {table[task].__name__} -> "
                           f"{cls.__name__}", stacklevel=2)
         table[task] = cls
+        if "task" not in vars(cls):  # the first task a class is registered for is its own
+            cls.task = task
         return cls
 
     return deco

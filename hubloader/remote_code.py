@@ -37,6 +37,7 @@ from typing import Any
 from . import constants
 from .errors import ConfigError, PackageError, UntrustedCodeError
 from .files import temp_name
+from .names import safe_join
 
 __all__ = ["CodeEntry", "find_code_entry", "read_dependencies", "check_dependencies",
            "code_digest", "import_entry", "load_custom_model", "HUBCONF_NAME"]
@@ -111,8 +112,6 @@ def _config_entry(root: Path, data: dict[str, Any]) -> CodeEntry | None:
         if not isinstance(data.get(key), str) or not data[key]:
             raise ConfigError(f"{where}: '{key}' is required with entry_file/entry_module and "
                               "must be a string")
-    from .names import safe_join
-
     deps = data.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise ConfigError(f"{where}: 'dependencies' must be a list of package names")
@@ -371,7 +370,6 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
 
 def _load_param_file(model, entry: CodeEntry, *, strict: bool):
     from .errors import WeightsMismatchError
-    from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
     path = safe_join(entry.root, entry.param_file or "")

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import constants
-from .errors import IntegrityError, ModelNotFoundError, PackageError
+from .cards import load_card
+from .errors import ConfigError, IntegrityError, ModelNotFoundError, PackageError
+from .names import safe_join
 
 __all__ = ["ValidationReport", "validate"]
 
@@ -58,8 +60,6 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     Example:
         >>> print("\\n".join(validate("model.zip").lines()))
     """
-    from .cards import load_card
-
     p = Path(path)
     report = ValidationReport(p)
     if p.is_file() and p.suffix.lower() == ".zip":
@@ -88,7 +88,6 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
 
 def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
                   require_card: bool) -> None:
-    from .cards import load_card
     from .remote_code import find_code_entry
 
     has_card = (d / constants.CARD_NAME).is_file()
@@ -147,7 +146,6 @@ def _check_card_files(d: Path, card, report: ValidationReport) -> None:
 
 def _check_native(d: Path, card, report: ValidationReport) -> None:
     from .config import read_config_file
-    from .errors import ConfigError
     from .modeling import BaseModel
     from .registry import resolve_config
 
@@ -167,7 +165,6 @@ def _check_native(d: Path, card, report: ValidationReport) -> None:
 
 def _check_code_package(d: Path, entry, report: ValidationReport, *, trust_remote_code) -> None:
     from .remote_code import check_dependencies, load_custom_model
-    from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
     rel = entry.path.relative_to(d).as_posix()

@@ -81,3 +81,17 @@ def test_code_package_refuses_what_its_code_cannot_take(tmp_path, kwargs, named)
     with pytest.raises(ConfigError, match=f"cannot pass {named}"):
         AutoLoader("base", model_name=str(pkg), trust_remote_code=True, **kwargs)
     assert not marker.exists()  # refused before the package's code ran
+
+
+def test_each_class_task_is_the_one_it_is_registered_for():
+    from hubloader.registry import get_model_class, model_types, served_tasks
+
+    seen: dict[type, list[str]] = {}
+    for model_type in model_types():
+        for task in served_tasks(model_type):
+            seen.setdefault(get_model_class(model_type, task), []).append(task)
+    for cls, tasks in seen.items():
+        assert cls.task in tasks, (cls.__name__, cls.task, tasks)
+        assert "task" in vars(cls)  # set by register_model, not inherited from a parent
+    assert BertForSequenceClassification.task == "text-classification"
+    assert RobertaModel.task == "base" and GPT2Model.task == "base"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cards import list_models, model_info
+
 __all__ = ["register", "validate_path"]
 
 
@@ -24,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ls(args) -> int:
-    from ..cards import list_models, model_info
     from ..registry import resolve_task
 
     if args.task:
@@ -38,8 +39,6 @@ def _ls(args) -> int:
 
 
 def _info(args) -> int:
-    from ..cards import model_info
-
     card = model_info(args.name)
     print(f"name:         {card.name}")
     print(f"display-name: {card.display_name}")

@@ -13,7 +13,9 @@ Managed cache (default)::
         manifests/<rev>.json                   per file: size, etag, sha256; "complete" when a
                                                whole snapshot has been fetched once
         refs/<label>                           a branch/tag -> the commit it resolved to (hf://)
-        partial/<id>.incomplete[.partN]        resumable downloads (never under a final name)
+        partial/<id>.incomplete                resumable downloads (never under a final name)
+        partial/<id>.incomplete.parallel       a parallel download's bytes, written by range
+        partial/<id>.incomplete.ranges         which ranges of it are in (JSON, for resuming)
         partial/<id>.incomplete.verified       verified bytes on their way into blobs/
         locks/<rev>/<file>.lock, <rev>.manifest.lock
 

@@ -159,10 +159,9 @@ def held() -> Iterator[None]:
 
     On ext4 (``data=ordered``) a flush's journal commit first writes out the blob's data, and
     every rename and link meanwhile waits for that commit: the files fetched after a flushed
-    one, their manifest entries and the snapshot's links queue behind the disk. A 4 x 128 MiB
-    download took 1.107 s with its shards flushed as they came and 0.959 s with the flushes
-    held to its end (8 interleaved runs each). The marks are on disk either way, so a crash
-    meanwhile is recovered as before.
+    one, their manifest entries and the snapshot's links queue behind the disk. Holding the
+    flushes to the snapshot's end keeps the transfers off that queue. The marks are on disk
+    either way, so a crash meanwhile is recovered the same way.
     """
     global _hold_depth
     with _state_lock:

@@ -244,8 +244,7 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
             os.ftruncate(fd, size)
 
         # One writer at a time: concurrent pwrites to one file contend for its inode lock in
-        # the kernel, which spins; on 2 vCPUs that doubled the download's system time (0.55 s
-        # vs 1.04 s for 512 MiB) and cost 0.2 s of wall time. Waiting here sleeps instead.
+        # the kernel, which spins and burns the CPUs the hashing needs; waiting here sleeps.
         write_lock = threading.Lock()
 
         def one(i: int) -> None:

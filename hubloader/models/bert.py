@@ -274,7 +274,6 @@ class _BertLinearHead(_BertHead):
 class BertForSequenceClassification(_BertLinearHead):
     """Pooler → dropout → linear. Tasks: classification, semantic-matching, text-classification."""
 
-    task = "text-classification"
     backbone_pooler = True
     ignore_checkpoint_keys = _ENCODER_IGNORE
     new_head_keys = (r"^classifier\.", r"^backbone\.pooler\.")
@@ -290,7 +289,6 @@ class BertForSequenceClassification(_BertLinearHead):
 class BertForTokenClassification(_BertLinearHead):
     """Dropout → linear on every token. Tasks: ner, sequence-labeling, token-classification."""
 
-    task = "token-classification"
     new_head_keys = (r"^classifier\.",)
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
@@ -319,7 +317,6 @@ class MaskedLMHead(nn.Module):
 class BertForMaskedLM(_BertHead):
     """Transform → norm → decoder tied to the word embeddings. Tasks: masklm, fill-mask."""
 
-    task = "fill-mask"
     new_head_keys = (r"^mlm_head\.",)
     tied_weights = {"mlm_head.decoder.weight": "backbone.embeddings.word_embeddings.weight"}
 
@@ -343,7 +340,6 @@ class BertForSentenceEmbedding(_BertHead):
     ``normalize_embeddings``. Output ``embeddings`` (also ``logits``). Tasks: embedding,
     feature-extraction."""
 
-    task = "feature-extraction"
 
     def forward(self, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)

@@ -256,7 +256,6 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
     """GPT-2 with the causal LM head (tied to ``wte``). Tasks: lm, text-generation,
     poetry-generation. ``forward(..., labels=)`` adds the shifted next-token loss."""
 
-    task = "text-generation"
     new_head_keys = (r"^lm_head\.",)
 
     def __init__(self, config: GPT2Config):

@@ -227,7 +227,6 @@ class ResNetModel(ResNetPreTrainedModel):
 class ResNetForImageClassification(ResNetPreTrainedModel):
     """A linear classifier on the pooled features. Tasks: image-classification, classification."""
 
-    task = "image-classification"
     new_head_keys = (r"^classifier\.",)
 
     def __init__(self, config: ResNetConfig):

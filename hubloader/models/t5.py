@@ -311,7 +311,6 @@ class T5ForConditionalGeneration(GenerationMixin, T5PreTrainedModel):
     Tasks: seq2seq, title-generation, text2text-generation, summarization, translation.
     ``forward(..., labels=)`` shifts the labels right for the decoder and adds the loss."""
 
-    task = "text2text-generation"
     new_head_keys = (r"^lm_head\.",)
 
     def __init__(self, config: T5Config):

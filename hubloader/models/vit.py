@@ -242,7 +242,6 @@ class ViTModel(ViTPreTrainedModel):
 class ViTForImageClassification(ViTPreTrainedModel):
     """A linear classifier on the class token. Tasks: image-classification, classification."""
 
-    task = "image-classification"
     new_head_keys = (r"^classifier\.",)
     ignore_checkpoint_keys = (r"^backbone\.pooler\.",)
 
