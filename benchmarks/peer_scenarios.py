@@ -94,6 +94,7 @@ def scenario_s3_model(args, results, verdicts):
         text = "; ".join(f"{k} / hubloader {v:.2f}x" for k, v in ratios.items())
         if missing:
             text += f"; not installed: {', '.join(missing)}"
+        text += "; the peers read config.json from local disk, hubloader from S3"
         verdicts.append(Verdict("6. S3 -> model ready", text + " (target: every ratio > 1)",
                                 bool(ratios) and min(ratios.values()) > 1))
     finally:
@@ -129,7 +130,8 @@ def scenario_hf(args, results, verdicts):
             results.append(Series(scen, f"{tool}: spawn -> files in place", "s", vals))
         ratio = _ratios(walls, "hubloader")["huggingface_hub.snapshot_download"]
         verdicts.append(Verdict("7. hf:// snapshot", f"snapshot_download / hubloader {ratio:.2f}x "
-                                "(target > 1)", ratio > 1))
+                                "(target > 1; the hub test server on 127.0.0.1, LFS, no Xet)",
+                                ratio > 1))
     finally:
         hub.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,12 +25,12 @@ ODD_KEYS = {
 def odd_bucket(weed):
     s3 = weed.client()
     try:
-        s3.create_bucket(Bucket="wire")
+        s3.create_bucket(Bucket="odd")
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
     for key, body in ODD_KEYS.items():
-        s3.put_object(Bucket="wire", Key="odd/" + key, Body=body)
-    return "s3://wire/odd"
+        s3.put_object(Bucket="odd", Key="keys/" + key, Body=body)
+    return "s3://odd/keys"
 
 
 def test_keys_needing_escapes_list_and_fetch_alike(proxy, odd_bucket):
