@@ -288,7 +288,7 @@ def _merge_saved(results, verdicts, keys, scenarios):
     by_key = {}
     for key in order:
         prefix = {"cold": "1.", "load": "2.", "lookup": "3.", "s3": "4.", "eight": "5.",
-                  "memory": "6.", "import": "7."}.get(key, key)
+                  "memory": "6.", "import": "7.", "s3model": "8.", "hf": "9."}.get(key, key)
         by_key[key] = {"series": [dataclasses.asdict(s) for s in results if s.scenario.startswith(prefix)],
                        "verdicts": [dataclasses.asdict(v) for v in verdicts if v.scenario.startswith(prefix)]}
     saved_path.write_text(json.dumps(by_key, indent=1))
