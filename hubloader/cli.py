@@ -25,8 +25,11 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubloader",
                                      description="Load pretrained PyTorch models by name.")
+    from . import __version__
+
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v info, -vv debug)")
+    parser.add_argument("--version", action="version", version=f"hubloader {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

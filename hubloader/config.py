@@ -78,7 +78,11 @@ def _type_name(hint: Any) -> str:
 
 @dataclass
 class ModelConfig:
-    """Fields every family shares. Subclasses add theirs and set ``model_type``."""
+    """Fields every family shares. Subclasses add theirs and set ``model_type``.
+
+    ``torch_dtype`` holds the checkpoint's dtype: read from ``dtype`` (what transformers 5
+    writes), else from ``torch_dtype`` (older files), and written back as ``dtype``.
+    """
 
     model_type: ClassVar[str] = ""
 
@@ -101,6 +105,9 @@ class ModelConfig:
         """
         data = dict(data)
         file_type = data.pop("model_type", None)
+        if data.get("dtype") is not None:  # transformers 5's name wins over the older one
+            data["torch_dtype"] = data.pop("dtype")
+        data.pop("dtype", None)
         if cls.model_type and file_type is not None and str(file_type).lower() not in cls.accepted_types():
             raise ConfigError(
                 f"{where}: model_type {file_type!r} does not fit {cls.__name__} "
@@ -149,6 +156,9 @@ class ModelConfig:
         for f in dataclasses.fields(self):
             if f.name != "extra":
                 out[f.name] = getattr(self, f.name)
+        out.pop("torch_dtype", None)
+        if self.torch_dtype is not None:
+            out["dtype"] = self.torch_dtype
         return out
 
     def to_json_file(self, path: str | Path) -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "endpoint",
     "progress_disabled",
     "lock_timeout",
+    "lock_lifetime",
+    "soft_locks",
     "extra_card_dirs",
     "s3_endpoint_url",
     "multipart_threshold",
@@ -31,6 +33,8 @@ __all__ = [
     "zip_max_ratio",
     "zip_max_files",
     "hf_endpoint",
+    "hf_hub_cache",
+    "user_agent",
     "max_retries",
     "retry_backoff",
     "network_timeout",
@@ -111,12 +115,28 @@ def endpoint() -> str | None:
 
 
 def progress_disabled() -> bool:
-    return env_bool("HUBLOADER_DISABLE_PROGRESS_BARS", False)
+    """``HUBLOADER_DISABLE_PROGRESS_BARS``, else huggingface_hub's
+    ``HF_HUB_DISABLE_PROGRESS_BARS``."""
+    return env_bool("HUBLOADER_DISABLE_PROGRESS_BARS",
+                    env_bool("HF_HUB_DISABLE_PROGRESS_BARS", False))
 
 
 def lock_timeout() -> float:
     """Seconds a process waits on another's download lock (``HUBLOADER_LOCK_TIMEOUT``)."""
     return env_float("HUBLOADER_LOCK_TIMEOUT", 600.0)
+
+
+def lock_lifetime() -> float:
+    """Seconds without a heartbeat after which a soft lock's holder, or a partial download's
+    writer, counts as gone (``HUBLOADER_LOCK_LIFETIME``). Every process sharing a cache must
+    use the same value, longer than the filesystem's attribute caching (NFS ``acregmax``)."""
+    return max(0.1, env_float("HUBLOADER_LOCK_LIFETIME", 120.0))
+
+
+def soft_locks() -> bool:
+    """``HUBLOADER_SOFT_LOCKS``: use lock files with heartbeats even where ``flock`` seems to
+    work (Lustre ``localflock``, NFS ``local_lock=flock``: locks that hold on one node only)."""
+    return env_bool("HUBLOADER_SOFT_LOCKS", False)
 
 
 def extra_card_dirs() -> list[Path]:
@@ -169,6 +189,26 @@ def hf_endpoint() -> str | None:
         if value:
             return value.rstrip("/")
     return None
+
+
+def hf_hub_cache() -> Path:
+    """huggingface_hub's cache, reused for ``hf://`` sources: ``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub`` (``~/.cache/huggingface/hub``)."""
+    explicit = os.environ.get("HF_HUB_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("HF_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def user_agent() -> str:
+    """``hubloader/<version>``, sent on hub and S3 requests."""
+    from . import __version__
+
+    return f"hubloader/{__version__}"
 
 
 def max_retries() -> int:

@@ -95,7 +95,7 @@ def run_demo(*, hub: Path | None = None, echo: Callable[[str], None] = print) ->
         texts = ["this movie was great", "i hated the plot"]
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = model(**tok(texts))
+            out = model(**tok(texts, padding=True, truncation=True, return_tensors="pt"))
         t_forward = time.perf_counter() - t0
         labels = model.config.id2label
         for text, row in zip(texts, out["logits"].softmax(-1)):

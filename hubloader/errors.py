@@ -30,6 +30,7 @@ __all__ = [
     "NetworkError",
     "IntegrityError",
     "LockTimeoutError",
+    "ReadOnlyCacheError",
     "LocalEntryNotFoundError",
     "DiskFullError",
     "PackageError",
@@ -155,6 +156,11 @@ class IntegrityError(SourceError, ValueError):
 
 class LockTimeoutError(HubLoaderError, TimeoutError):
     """Another process held a download lock for longer than the configured timeout."""
+
+
+class ReadOnlyCacheError(HubLoaderError, PermissionError):
+    """The cache must be written (a lock taken, a file fetched) but this process may only read
+    it: a read-only mount, or no write permission."""
 
 
 class LocalEntryNotFoundError(HubLoaderError, FileNotFoundError):

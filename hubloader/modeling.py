@@ -2,7 +2,8 @@
 
     name → directory (resolve) → config.json (config) → class (registry) → weights → model
 
-Families declare how checkpoint keys map onto their modules (``checkpoint_key_rules``), which
+Families declare how checkpoint keys map onto their modules (``checkpoint_key_rules``, read
+one way when loading and inverted when saving, see :mod:`hubloader.checkpoint_keys`), which
 keys may be ignored, which head is new when a base checkpoint is loaded, and tied weights.
 """
 
@@ -22,8 +23,9 @@ from torch import nn
 
 from . import constants
 from ._gc import gc_paused
+from .checkpoint_keys import invert_key_rules, rename_keys
 from .config import ModelConfig, read_config_file
-from .errors import ConfigError
+from .errors import ConfigError, WeightsError
 from .features import FeaturesMixin
 from .files import atomic_write_json
 from .registry import resolve_config
@@ -73,6 +75,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         base_model_prefix: attribute holding the backbone in head models (``"bert"``).
         checkpoint_key_rules: ``(regex, replacement)`` pairs applied in order to every
             checkpoint key (Hugging Face names → ours).
+        checkpoint_write_rules: the pairs ``save_pretrained`` applies (ours → transformers'
+            names); ``None`` inverts ``checkpoint_key_rules`` as a whole. Families with
+            read-only aliases set it to :func:`~hubloader.checkpoint_keys.invert_key_rules`
+            of the invertible part.
         ignore_checkpoint_keys: regexes of checkpoint keys to drop without complaint.
         discard_checkpoint_keys: regexes of the family's other heads' keys, dropped and
             reported in ``load_report.discarded`` (an MLM checkpoint into a classifier).
@@ -87,6 +93,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     task: ClassVar[str] = "base"
     base_model_prefix: ClassVar[str] = ""
     checkpoint_key_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    checkpoint_write_rules: ClassVar[tuple[tuple[str, str], ...] | None] = None
     ignore_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     discard_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     new_head_keys: ClassVar[tuple[str, ...]] = ()
@@ -102,15 +109,17 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     @classmethod
     def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename checkpoint keys with ``checkpoint_key_rules`` (override for tensor surgery)."""
-        rules = [(re.compile(p), r) for p, r in cls.checkpoint_key_rules]
-        if not rules:
-            return dict(state)
-        out = {}
-        for key, value in state.items():
-            for pattern, repl in rules:
-                key = pattern.sub(repl, key)
-            out[key] = value
-        return out
+        return rename_keys(state, cls.checkpoint_key_rules)
+
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`convert_checkpoint`: our names → the publisher's (override
+        with the inverse tensor surgery). ``config`` is the model's, for layouts that depend
+        on it."""
+        rules = cls.checkpoint_write_rules
+        return rename_keys(state, invert_key_rules(cls.checkpoint_key_rules)
+                           if rules is None else rules)
 
     def init_module_weights(self, module: nn.Module) -> None:
         """Initialize one module's own parameters (used for fresh heads and random init)."""
@@ -265,8 +274,12 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                         max_shard_size: int | str | None = None,
                         card: dict[str, Any] | None = None, card_body: str | None = None) -> Path:
         """Write ``config.json``, the weights (``model.safetensors``, or shards plus
-        ``model.safetensors.index.json`` when ``max_shard_size`` is given; tied copies dropped)
-        and last a model card ``README.md`` listing every file with its size and sha256.
+        ``model.safetensors.index.json`` when ``max_shard_size`` is given) and last a model card ``README.md`` listing every file with its size and sha256.
+
+        The directory is in transformers' layout for the class saved: its key names (see
+        :meth:`checkpoint_state`), ``architectures`` naming this class, ``model_type``, and
+        ``dtype`` as transformers 5 writes it, so ``transformers.AutoModel...from_pretrained``
+        loads it with no missing or unexpected keys.
 
         Args:
             save_directory: the directory (created if needed).
@@ -290,12 +303,12 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v for k, v in self.state_dict().items() if k not in self.tied_weights}
+        state = self.checkpoint_state()
         cfg = self.config.to_dict()
         cfg["architectures"] = [type(self).__name__]
         dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
         if len(dtypes) == 1:
-            cfg["torch_dtype"] = str(dtypes.pop()).removeprefix("torch.")
+            cfg["dtype"] = str(dtypes.pop()).removeprefix("torch.")
         write_safetensors(state, out, max_shard_size=max_shard_size)
         atomic_write_json(out / constants.CONFIG_NAME, cfg, indent=2)
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-.") or "model"
@@ -307,6 +320,28 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             "saved by hubloader.\n")
         write_card(out, meta, body=body)
         return out
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The state dict under the publisher's key names, tied copies left out (the
+        loader ties them again), as :meth:`save_pretrained` writes it.
+
+        Raises:
+            WeightsError: the family's write rules do not map back onto its own keys (a bug in
+                the family's declaration; nothing was written).
+        """
+        tied = self.tied_weights if getattr(self.config, "tie_word_embeddings", True) else {}
+        ours = {k: v for k, v in self.state_dict().items() if k not in tied}
+        theirs = self.export_checkpoint(ours, self.config)
+        ignore = [re.compile(p) for p in self.ignore_checkpoint_keys]
+        back = [k for k in self.convert_checkpoint(theirs) if not any(p.search(k) for p in ignore)]
+        if self.base_model_prefix and not self._module_prefix():  # loading a backbone strips it
+            back = [k.removeprefix(f"{self.base_model_prefix}.") for k in back]
+        if sorted(back) != sorted(ours):
+            lost = sorted(set(ours) - set(back))[:5]
+            raise WeightsError(f"{type(self).__name__}: its checkpoint write rules do not map "
+                               f"back onto its keys (e.g. {lost}); fix the family's "
+                               "checkpoint_key_rules/checkpoint_write_rules")
+        return theirs
 
     # -- conveniences ---------------------------------------------------------------------
     @property

@@ -275,6 +275,8 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
 
     expected = model.state_dict(keep_vars=True)
     tied = dict(getattr(model, "tied_weights", {}) or {})
+    if not getattr(getattr(model, "config", None), "tie_word_embeddings", True):
+        tied = {}  # an untied head's weights are the checkpoint's own
     prefix = getattr(model, "base_model_prefix", "")
     has_prefix_module = bool(prefix) and hasattr(model, prefix)
     if prefix:

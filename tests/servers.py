@@ -473,6 +473,7 @@ class HubServer:
     def __init__(self):
         self.repos: dict[str, dict] = {}
         self.hits: list[str] = []
+        self.user_agents: list[str] = []  # of the GET/HEAD requests, in order
         self.lfs: dict[str, bytes] = {}  # sha256 -> bytes uploaded over LFS
         self.commits_made: list[list[str]] = []
         self.bytes_received = 0
@@ -659,6 +660,7 @@ class HubServer:
         url = urlsplit(h.path)
         path = unquote(url.path)
         self.hits.append(f"{h.command} {h.path} {h.headers.get('Range', '')}".strip())
+        self.user_agents.append(h.headers.get("User-Agent", ""))
         m = re.match(r"^/api/models/(.+?)/revision/([^/]+)$", path)
         if m:
             commit, err = self._resolve(m.group(1), m.group(2))

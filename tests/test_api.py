@@ -103,7 +103,8 @@ def test_autoloader_new_head_from_flagai_layout(hf_bert, tmp_path, minilm_dir):
     model, tok, cfg = loader.get_model(), loader.get_tokenizer(), loader.get_config()
     assert type(model) is BertForSequenceClassification and cfg.num_labels == 3
     assert model.load_report.newly_initialized == ["classifier.bias", "classifier.weight"]
-    out = model(**tok(["hello world", "a longer second sentence"]))
+    out = model(**tok(["hello world", "a longer second sentence"], padding=True,
+                    return_tensors="pt"))
     assert out["logits"].shape == (2, 3)
 
 

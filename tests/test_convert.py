@@ -44,8 +44,8 @@ def test_convert_bin_to_safetensors_same_outputs(hf_bin, tmp_path):
     assert len(list(out.glob("model-*.safetensors"))) >= 3
     assert not list(out.glob("*.bin"))
     keys = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
-    assert any(k.startswith("blocks.0.") for k in keys)
-    assert not any(k.startswith("encoder.layer") for k in keys)  # renamed to hubloader's names
+    assert sorted(keys) == sorted(k for k in hf.state_dict() if "position_ids" not in k)
+    assert not any(k.startswith("blocks.") for k in keys)  # transformers' names, not ours
     model = BaseModel.from_pretrain(str(out))
     ids, mask = _ids()
     with torch.no_grad():
@@ -65,7 +65,7 @@ def test_convert_dtype_cli(hf_bin, tmp_path, monkeypatch, capsys):
     model = BaseModel.from_pretrain(str(tmp_path / "half"))
     assert model.dtype == torch.float16
     cfg = json.loads((tmp_path / "half" / "config.json").read_text())
-    assert cfg["torch_dtype"] == "float16"
+    assert cfg["dtype"] == "float16" and "torch_dtype" not in cfg
 
 
 def test_convert_raw_keeps_names(hf_bin, tmp_path):

@@ -397,11 +397,11 @@ def test_a_failing_file_fails_the_pipelined_download(proxy, big_blob, hub_env):
     assert info.value.path == "config.json"
     snap = _snapshot()
     assert not snap.file("config.json").exists()
-    assert not snap.stale_partials(RemoteFile("config.json"))  # every config.json partial
-    # the weights' transfer, stopped when config.json failed, keeps what it had for a resume
-    # when it had started (it starts once config.json's bytes are in: a race under load)
-    left = list((snap.meta_dir / "partial").glob("*.incomplete*"))
-    assert len(left) <= 1 and all(p.stat().st_size > 0 for p in left), left
+    # the failed file leaves no bytes; the weights' transfer, stopped mid-way when the load
+    # is heavy, may keep a prefix for the resume, as after Ctrl-C
+    weights = (big_blob / "model.safetensors").read_bytes()
+    for p in (snap.meta_dir / "partial").glob("*.incomplete"):
+        assert weights.startswith(p.read_bytes()), f"{p.name} holds bytes of no resumable file"
     assert not cache.read_manifest(snap).get("complete")
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch
 import hubloader
 from hubloader.errors import (DiskFullError, IntegrityError, LocalEntryNotFoundError,
                               ModelNotFoundError, RemoteNotFoundError)
-from hubloader.hub import cache
+from hubloader.hub import cache, partials
 from hub_helpers import make_tiny_bert, sha256_of, write_card
 
 
@@ -187,14 +188,18 @@ def test_disk_full_is_typed_and_leaves_nothing(folder_hub, hub_env):
     listing = src.list_files(None)
     weights = next(f for f in listing.files if f.path == "model.safetensors")
     snap = cache.managed_paths(src.uri, "main")
-    partial = snap.partial(weights)
+    # the temp file of a dead writer (its pid is gone), which the download adopts to resume
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    partial = snap.partial(weights, f"{partials.new_owner().split('~')[0]}~{dead.pid}~00")
     partial.parent.mkdir(parents=True)
     os.symlink("/dev/full", partial)
     with pytest.raises(DiskFullError, match="HUBLOADER_HOME") as info:
         hubloader.download("tiny-bert")
     assert isinstance(info.value, OSError)
     assert not snap.file("model.safetensors").exists()
-    assert not os.path.lexists(partial)
+    assert not os.path.lexists(partial), "the dead writer's file was not adopted"
+    assert list(partial.parent.iterdir()) == [], "a temp file was left behind"
     assert hubloader.download("tiny-bert") == snap.snapshot_dir  # recovers once space is back
 
 
@@ -229,10 +234,11 @@ def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
     from hubloader.hub.transfer import fetch_file
 
     file = next(f for f in stale.files if f.path == "vocab.txt")
+    partial = snap.partial(file, partials.new_owner())
     with pytest.raises(RemoteChangedError):
         fetch_file(source, file, revision="main", final=hub_env / "out.txt",
-                   partial=snap.partial(file), progress=False)
-    assert not (hub_env / "out.txt").exists() and not snap.partial(file).exists()
+                   partial=partial, progress=False)
+    assert not (hub_env / "out.txt").exists() and not partial.exists()
 
 
 @pytest.mark.timeout(120, method="thread")  # a hang here would outlive a signal

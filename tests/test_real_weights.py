@@ -27,7 +27,7 @@ def test_embeddings_match_sentence_transformers(minilm_dir, reference):
     loader = AutoLoader("embedding", model_name=str(minilm_dir))
     model, tok = loader.get_model(), loader.get_tokenizer()
     with torch.no_grad():
-        ours = model(**tok(SENTENCES))["embeddings"]
+        ours = model(**tok(SENTENCES, padding=True, return_tensors="pt"))["embeddings"]
     assert ours.shape == (len(SENTENCES), 384)
     assert (ours - reference).abs().max().item() < 1e-5
     assert torch.allclose(ours.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-5)
@@ -37,8 +37,8 @@ def test_embeddings_one_by_one_equal_batched(minilm_dir):
     loader = AutoLoader("feature-extraction", model_name=str(minilm_dir))
     model, tok = loader.get_model(), loader.get_tokenizer()
     with torch.no_grad():
-        batched = model(**tok(SENTENCES[:3]))["embeddings"]
-        single = torch.cat([model(**tok(s))["embeddings"] for s in SENTENCES[:3]])
+        batched = model(**tok(SENTENCES[:3], padding=True, return_tensors="pt"))["embeddings"]
+        single = torch.cat([model(**tok(s, return_tensors="pt"))["embeddings"] for s in SENTENCES[:3]])
     assert (batched - single).abs().max().item() < 1e-5
 
 
@@ -52,19 +52,21 @@ def test_tokenizer_matches_transformers(minilm_dir, tmp_path, source):
     shutil.copy(minilm_dir / "tokenizer_config.json", d)
     ours = load_tokenizer(d)
     ref = AutoTokenizer.from_pretrained(str(minilm_dir))
-    a = ours(SENTENCES)
+    a = ours(SENTENCES, padding=True, return_tensors="pt")
     b = ref(SENTENCES, padding=True, return_tensors="pt")
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         assert torch.equal(a[key], b[key]), key
-    pair = ours("first part", "second part")
+    pair = ours("first part", "second part", return_tensors="pt")
     ref_pair = ref("first part", "second part", return_tensors="pt")
     assert torch.equal(pair["token_type_ids"], ref_pair["token_type_ids"])
-    assert ours.decode(a["input_ids"][1]) == ref.decode(b["input_ids"][1], skip_special_tokens=True)
+    assert ours.decode(a["input_ids"][1], skip_special_tokens=True) == \
+        ref.decode(b["input_ids"][1], skip_special_tokens=True)
 
 
 def test_tokenizer_truncates_to_model_limit(minilm_dir):
     tok = load_tokenizer(minilm_dir)
     long = "word " * 1000
-    assert tok(long)["input_ids"].shape == (1, 256)  # sentence-transformers' max_seq_length
-    assert tok(long, max_length=16)["input_ids"].shape == (1, 16)
-    assert len(tok(long, truncation=False, return_tensors=None)["input_ids"]) == 1002
+    # transformers' limit: tokenizer_config.json's model_max_length, with truncation=True
+    assert tok(long, truncation=True, return_tensors="pt")["input_ids"].shape == (1, 512)
+    assert tok(long, max_length=16, return_tensors="pt")["input_ids"].shape == (1, 16)
+    assert len(tok(long)["input_ids"]) == 1002  # no truncation unless asked

@@ -71,7 +71,8 @@ def test_run_text_generation_prints_the_greedy_continuation(gpt2_dir, capsys):
     printed = capsys.readouterr().out.rstrip("\n")
     tok, model = load_tokenizer(gpt2_dir), GPT2LMHeadModel.from_pretrain(str(gpt2_dir))
     ids = torch.tensor([tok.encode(prompt)])
-    expected = tok.decode(model.generate(ids, max_new_tokens=6)[0, ids.shape[1]:])
+    expected = tok.decode(model.generate(ids, max_new_tokens=6)[0, ids.shape[1]:],
+                          skip_special_tokens=True)
     assert printed == expected
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 __all__ = ["register"]
 
@@ -21,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="inspect and clean the download cache")
     csub = p.add_subparsers(dest="cache_command", metavar="ACTION")
     csub.required = True
-    c = csub.add_parser("ls", help="list cached snapshots")
+    c = csub.add_parser("ls", help="list cached snapshots and where their files came from")
+    c.add_argument("--json", action="store_true",
+                   help="print JSON: every snapshot with its files (path, size, sha256, origin)")
     c.set_defaults(func=_ls)
     c = csub.add_parser("verify", help="re-hash cached files against their manifests")
     c.add_argument("name", nargs="?", help="only this model (card name, URI or cache key)")
@@ -57,9 +60,16 @@ def _download(args) -> int:
 
 def _ls(args) -> int:
     from ..hub.cache import cache_root
-    from ..hub.cache_admin import cache_usage, scan_cache
+    from ..hub.cache_admin import cache_usage, scan_cache, snapshot_files
 
     snaps = scan_cache()
+    if args.json:
+        usage = cache_usage()
+        print(json.dumps({"root": str(cache_root()), "snapshots": [
+            {"uri": s.uri, "revision": s.revision, "refs": list(s.refs), "path": str(s.path),
+             "complete": s.complete, "size": s.size, "files": snapshot_files(s)}
+            for s in snaps], "on_disk": usage.on_disk, "shared": usage.shared}, indent=2))
+        return 0
     if not snaps:
         print(f"cache {cache_root()} is empty")
         return 0
@@ -67,6 +77,11 @@ def _ls(args) -> int:
         state = "complete" if s.complete else "partial"
         refs = f"  ({', '.join(s.refs)})" if s.refs else ""
         print(f"{s.uri}  {s.revision[:12]}{refs}  {s.files} files  {_human(s.size)}  {state}  {s.path}")
+        origins: dict[str, int] = {}
+        for f in snapshot_files(s):
+            origins[f["origin"]] = origins.get(f["origin"], 0) + 1
+        print("    from " + ", ".join(f"{o} ({n} file{'s' if n > 1 else ''})"
+                                     for o, n in sorted(origins.items())))
     usage = cache_usage()
     print(f"{len(snaps)} snapshot(s): {_human(usage.on_disk)} on disk "
           f"({_human(usage.files)} of files, {_human(usage.shared)} shared between snapshots)")

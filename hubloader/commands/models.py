@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
 from ..cards import list_models, model_info
@@ -14,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ls", help="list models with a card")
     p.add_argument("--task", help="only models serving this task (aliases work)")
     p.add_argument("--pattern", help="shell-style name pattern, e.g. 'bert*'")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of cards)")
     p.set_defaults(func=_ls)
     p = sub.add_parser("info", help="show a model's card")
     p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=_info)
     p = sub.add_parser("validate", help="check a model directory, a .zip package or a card file")
     p.add_argument("path")
@@ -31,6 +35,9 @@ def _ls(args) -> int:
     if args.task:
         resolve_task(args.task)  # unknown task: a clear error
     names = list_models(task=args.task, pattern=args.pattern)
+    if args.json:
+        print(json.dumps([card_json(model_info(n)) for n in names], indent=2))
+        return 0
     width = max((len(n) for n in names), default=4)
     for name in names:
         card = model_info(name)
@@ -38,8 +45,18 @@ def _ls(args) -> int:
     return 0
 
 
+def card_json(card) -> dict:
+    """A card as plain JSON values (its file on disk as a string)."""
+    data = dataclasses.asdict(card)
+    data["path"] = str(card.path) if card.path else None
+    return data
+
+
 def _info(args) -> int:
     card = model_info(args.name)
+    if args.json:
+        print(json.dumps(card_json(card), indent=2))
+        return 0
     print(f"name:         {card.name}")
     print(f"display-name: {card.display_name}")
     print(f"architecture: {card.architecture}")

@@ -44,7 +44,7 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     model, tok = loader.get_model(), loader.get_tokenizer()
-    enc = tok(text)
+    enc = tok(text, truncation=True, return_tensors="pt")
     gen = None
     if opts.get("seed") is not None:
         gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
@@ -54,13 +54,13 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
                          temperature=opts["temperature"], top_k=opts["top_k"],
                          top_p=opts["top_p"], generator=gen)
     new = ids[0, enc["input_ids"].shape[1]:] if loader.task == "text-generation" else ids[0]
-    return {"generated_text": tok.decode(new), "token_ids": ids[0].tolist()}
+    return {"generated_text": tok.decode(new, skip_special_tokens=True), "token_ids": ids[0].tolist()}
 
 
 def _text_inputs(loader, text: str) -> tuple[dict, Any]:
     tok = loader.get_tokenizer()
     model = loader.get_model()
-    return {k: v.to(model.device) for k, v in tok(text).items()}, tok
+    return tok(text, truncation=True, return_tensors="pt").to(model.device), tok
 
 
 def _model_inputs(loader, text: str) -> dict:
@@ -103,9 +103,10 @@ def _fill_mask(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
 
     model = loader.get_model()
     inputs, tok = _text_inputs(loader, text)
-    mask_id = tok.convert_tokens_to_ids("[MASK]") or tok.convert_tokens_to_ids("<mask>")
-    where = (inputs["input_ids"][0] == mask_id).nonzero().flatten().tolist()
-    if mask_id is None or not where:
+    mask_id = tok.mask_token_id
+    where = [] if mask_id is None else \
+        (inputs["input_ids"][0] == mask_id).nonzero().flatten().tolist()
+    if not where:
         raise InputError("fill-mask needs a mask token in the input, e.g. 'Paris is the [MASK] "
                          "of France' ('<mask>' for RoBERTa)")
     with torch.no_grad():

@@ -5,9 +5,11 @@
     >>> path = download("s3://models/bert-base-en/")   # an explicit URI
 
 Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (backends),
-:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest, offline), :mod:`.transfer` (temp -> verify ->
-rename, retries, ranges), :mod:`.locking`, :mod:`.cache` (layout), :mod:`.cache_admin`
-(ls/verify/prune/rm), :mod:`.distributed` (one fetcher per node), :mod:`.progress`.
+:mod:`.lookup` (per-file warm lookup, no network), :mod:`.snapshot` (which files, manifest,
+offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
+(each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
+(layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
+node), :mod:`.progress`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         RemoteNotFoundError, RevisionNotFoundError, AccessDeniedError: the source said no.
         NetworkError: unreachable after bounded retries and nothing usable cached.
         IntegrityError: a file's digest was wrong twice; nothing was written.
-        LockTimeoutError, DiskFullError, InvalidModelNameError, UnsupportedSourceError.
+        LockTimeoutError: other processes held the locks longer than
+            ``HUBLOADER_LOCK_TIMEOUT``, which bounds the whole wait (not each lock's).
+        ReadOnlyCacheError: files must be fetched but the cache is not writable here.
+        DiskFullError, InvalidModelNameError, UnsupportedSourceError.
 
     Example:
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
@@ -135,23 +140,34 @@ def flush() -> None:
 
 def _download(request: SnapshotRequest, *, offline: bool | None) -> Path:
     from . import durability
-    from .locking import job_lock, wait_while_held
-    from .snapshot import fetch_snapshot, offline_snapshot, warm_snapshot
+    from .locking import can_write, job_lock, shared_wait, wait_while_held
+    from .snapshot import (adopt_snapshot, cached_snapshot, fetch_snapshot, offline_snapshot,
+                           warm_snapshot)
 
     if request.download_path is None:  # blobs a dead process left unflushed are settled first
         durability.recover()
     if constants.is_offline(offline):
-        return offline_snapshot(request)
-    found = warm_snapshot(request)  # pinned or fully hashed: the cache is the answer
+        found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
+                                card_files=request.card_files)
+        # huggingface_hub's cache may hold it: no request
+        return found or adopt_snapshot(request) or offline_snapshot(request)
+    # pinned or fully hashed: the cache is the answer, no request
+    found = warm_snapshot(request) or (
+        adopt_snapshot(request) if request.source.is_pinned(request.revision) else None)
     if found is not None:
         return found
     # One process at a time fetches a snapshot. The others wait for it to finish and, when the
     # card or a pinned revision settles it, take the finished snapshot without a client or a
     # request, all at once rather than one after another through the lock.
     fetch_lock = request.offline_paths().fetch_lock
-    waited = wait_while_held(fetch_lock, what=request.uri)
-    with job_lock(fetch_lock, what=request.uri, wait=not waited):  # after a wait: no queueing
-        found = warm_snapshot(request)
-        if found is not None:
-            return found
+    if not can_write(fetch_lock):
+        # a read-only shared cache: a complete, current snapshot is read without a lock;
+        # anything to fetch raises ReadOnlyCacheError
         return fetch_snapshot(request)
+    with shared_wait():  # one HUBLOADER_LOCK_TIMEOUT for every lock this download waits on
+        waited = wait_while_held(fetch_lock, what=request.uri)
+        with job_lock(fetch_lock, what=request.uri, wait=not waited):  # after a wait: no queueing
+            found = warm_snapshot(request)
+            if found is not None:
+                return found
+            return fetch_snapshot(request)

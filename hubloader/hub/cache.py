@@ -13,10 +13,9 @@ Managed cache (default)::
         manifests/<rev>.json                   per file: size, etag, sha256; "complete" when a
                                                whole snapshot has been fetched once
         refs/<label>                           a branch/tag -> the commit it resolved to (hf://)
-        partial/<id>.incomplete                resumable downloads (never under a final name)
-        partial/<id>.incomplete.parallel       a parallel download's bytes, written by range
-        partial/<id>.incomplete.ranges         which ranges of it are in (JSON, for resuming)
-        partial/<id>.incomplete.verified       verified bytes on their way into blobs/
+        partial/<id>.<owner>.incomplete[...]   resumable downloads, one set per transfer (never
+                                               under a final name, see .partials)
+        partial/<id>.<owner>.incomplete.verified  verified bytes on their way into blobs/
         locks/<rev>/<file>.lock, <rev>.manifest.lock
 
 ``download_path`` layout (FlagAI's): the files go to ``<download_path>/<name>/`` and the
@@ -119,16 +118,11 @@ class SnapshotPaths:
             return None
         return self.blobs_dir / sha256.lower()
 
-    def verified(self, file: RemoteFile) -> Path:
-        """Where ``file``'s verified bytes wait between the transfer and the blob store."""
-        partial = self.partial(file)
-        return partial.with_name(partial.name + ".verified")
-
-    def link_temp(self, path: str) -> Path:
-        """A temp name (beside the partials, same filesystem as the snapshot) under which a
-        snapshot entry is linked or copied before it is renamed into place. One per file
-        and revision (the file's lock makes it private), so a dead run's leftover is reused."""
-        return self.meta_dir / "partial" / f".{self._path_id(path)}.link"
+    def link_temp(self, path: str, owner: str) -> Path:
+        """A temp name (beside the partials, same filesystem as the snapshot) under which
+        transfer ``owner`` links or copies snapshot entry ``path`` before renaming it into
+        place; the owner makes it private whether or not the locks hold."""
+        return self.meta_dir / "partial" / f".{self._path_id(path)}.{owner}.link"
 
     def file(self, path: str) -> Path:
         """The final location of snapshot file ``path`` (refuses ``..`` and absolute paths)."""
@@ -151,21 +145,28 @@ class SnapshotPaths:
     def manifest(self) -> Path:
         return self.meta_dir / "manifests" / f"{self.rev}.json"
 
-    def partial(self, file: RemoteFile) -> Path:
-        """The resumable temp file for ``file``: ``<path id>-<version id>.incomplete``. The
-        version id pins size and etag, so a changed remote object never resumes onto an old
-        prefix; the path id finds the older versions' orphans (see :meth:`stale_partials`)."""
+    def partial_stem(self, file: RemoteFile) -> Path:
+        """``partial/<path id>-<version id>``: what every temp file of this version of ``file``
+        starts with. The version id pins size and etag, so a changed remote object never
+        resumes onto an old prefix; the path id finds the older versions' orphans (see
+        :meth:`stale_partials`)."""
         version = hashlib.sha256(f"{file.size}\0{file.etag}".encode()).hexdigest()[:16]
-        return self.meta_dir / "partial" / f"{self._path_id(file.path)}-{version}.incomplete"
+        return self.meta_dir / "partial" / f"{self._path_id(file.path)}-{version}"
+
+    def partial(self, file: RemoteFile, owner: str) -> Path:
+        """The temp file transfer ``owner`` writes ``file`` to (see :mod:`.partials`):
+        ``<path id>-<version id>.<owner>.incomplete``."""
+        stem = self.partial_stem(file)
+        return stem.with_name(f"{stem.name}.{owner}.incomplete")
 
     def stale_partials(self, file: RemoteFile) -> list[Path]:
         """Temp files of ``file``'s path left by other versions of it (another etag/size)."""
-        current = self.partial(file)
-        folder = current.parent
+        current = self.partial_stem(file).name + "."
+        folder = self.meta_dir / "partial"
         if not folder.is_dir():
             return []
         return [p for p in folder.glob(self._path_id(file.path) + "-*.incomplete*")
-                if not p.name.startswith(current.name)]
+                if not p.name.startswith(current)]
 
     def _path_id(self, path: str) -> str:
         return hashlib.sha256(f"{self.rev}\0{path}".encode()).hexdigest()[:24]

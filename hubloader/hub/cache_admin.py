@@ -22,7 +22,7 @@ from ..errors import LocalEntryNotFoundError
 from . import cache
 from ..files import sha256_file
 
-__all__ = ["CachedSnapshot", "Problem", "PruneReport", "CacheUsage", "scan_cache", "verify_cache",
+__all__ = ["CachedSnapshot", "snapshot_files", "Problem", "PruneReport", "CacheUsage", "scan_cache", "verify_cache",
            "prune_cache", "remove_from_cache", "repo_dir_for", "cache_usage", "collect_blobs"]
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,17 @@ def scan_cache(cache_dir: str | os.PathLike | None = None) -> list[CachedSnapsho
                                       bool(manifest.get("complete")),
                                       tuple(refs.get(snap.name, ()))))
     return out
+
+
+def snapshot_files(snap: CachedSnapshot) -> list[dict]:
+    """``[{path, size, sha256, origin}]`` of a snapshot's manifest. ``origin`` says where the
+    bytes came from: the source's URI, ``hf-cache`` (huggingface_hub's cache, linked), or
+    ``blob`` (identical bytes another snapshot already had); ``?`` for files recorded before
+    origins were."""
+    manifest = cache.read_manifest(cache.SnapshotPaths(snap.path, snap.path.parent.parent,
+                                                       snap.revision))
+    return [{"path": p, "size": e.get("size"), "sha256": e.get("sha256"),
+             "origin": e.get("origin") or "?"} for p, e in sorted(manifest["files"].items())]
 
 
 def repo_dir_for(name: str, cache_dir: str | os.PathLike | None = None) -> Path:

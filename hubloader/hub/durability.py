@@ -266,7 +266,7 @@ def recover(blobs_dir: Path | None = None, models_root: Path | None = None) -> N
             # a cache this user may only read: nothing can be settled, and refusing it
             # would break every offline user of a shared cache
             logger.warning("cannot settle the unflushed blobs listed in %s (%s); using the "
-                           "cache as it is", folder, err.strerror)
+                           "cache as it is", folder, err.strerror or err)
     _recovered.add(key)
 
 

@@ -44,4 +44,4 @@ def byte_bar(*, total: int | None, desc: str, enabled: bool = True, initial: int
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
-                unit_divisor=1024, file=sys.stderr, leave=False, dynamic_ncols=True)
+                unit_divisor=1024, file=sys.stderr, leave=True, dynamic_ncols=True)

@@ -12,6 +12,8 @@ into its blob, then linked into the snapshot.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import errno
 import fnmatch
 import logging
@@ -26,16 +28,15 @@ from typing import Callable, Mapping, Sequence
 from .. import constants
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
-from ..files import temp_name
-from . import cache, durability
+from . import cache, durability, partials
 from .cache import SnapshotPaths
-from .locking import file_lock
+from .locking import file_lock, require_writable
 from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
-           "SnapshotRequest", "DEFAULT_PATTERNS"]
+           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def warm_snapshot(request: SnapshotRequest) -> Path | None:
 
 def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
     """Remove this repository's temp files untouched for ``HUBLOADER_PARTIAL_MAX_AGE_HOURS``
-    (a running download writes, and so touches, its file continuously)."""
+    (a running download's heartbeat touches its files, see :class:`.partials.Heartbeat`),
+    and the snapshot entries a dead process was linking into place."""
     folder = paths.meta_dir / "partial"
     limit = time.time() - constants.partial_max_age()
     for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
@@ -172,6 +174,9 @@ def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
                 part.unlink()
         except FileNotFoundError:
             pass
+    for link in folder.glob(".*.link") if folder.is_dir() else []:
+        if partials.writer_gone(link):  # (a hard link: its mtime is the blob's, not a heartbeat)
+            link.unlink(missing_ok=True)
 
 
 def _known_sha256(file: RemoteFile, card_sha256: str | None) -> str | None:
@@ -200,9 +205,8 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
     a temp name and an atomic rename. ``False`` when the blob vanished meanwhile (collected
     by ``cache rm``/``prune``)."""
     final = paths.file(path)
-    tmp = paths.link_temp(path)
+    tmp = paths.link_temp(path, partials.new_owner())
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.unlink(missing_ok=True)
     try:
         try:
             os.link(blob, tmp)
@@ -260,7 +264,7 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     except FileExistsError:
         if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
             logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
-            tmp = temp_name(blob)
+            tmp = blob.with_name(f".{blob.name}.{partials.new_owner()}.tmp")
             tmp.unlink(missing_ok=True)
             os.link(verified, tmp)
             os.replace(tmp, blob)
@@ -280,33 +284,65 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
                received: Callable[[], None] | None = None,
-               cancel: threading.Event | None = None) -> str:
-    """Put ``file`` into the snapshot (from its blob when possible); return its sha256.
-    The caller holds the file's lock."""
-    known = _known_sha256(file, card_sha256) or source.stated_sha256(file)
+               cancel: threading.Event | None = None) -> tuple[str, str]:
+    """Put ``file`` into the snapshot (from its blob, or the source's local copy, when
+    possible); return its sha256 and where the bytes came from. The caller holds the file's
+    lock, which only saves duplicate work: the transfer writes temp files of its own (adopting
+    a dead writer's bytes, see :mod:`.partials`), and a blob or snapshot entry another process
+    put in place first is kept."""
+    known = _known_sha256(file, card_sha256)
+    # a copy outside the cache (huggingface_hub's) is used, verified, unless a blob has it
+    local = None if _reusable_blob(paths, file, known) else source.local_copy(file)
+    if local is not None and (known is None or known == local[1]):
+        _adopt(paths, local[0], local[1], file.path)
+        logger.info("%s: taken from %s (%s), not fetched", file.path, source.local_origin,
+                    local[0])
+        return local[1], source.local_origin
+    known = known or source.stated_sha256(file)
     blob = _reusable_blob(paths, file, known)
-    if blob is not None and known is not None and _link_into_snapshot(paths, blob, file.path):
+    if known and blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
-        return known
+        return known, "blob"
+    partial = partials.claim(paths, file, partials.new_owner())
     if paths.blobs_dir is None:  # download_path layout: plain files
         return fetch_file(source, file, revision=revision, final=paths.file(file.path),
-                          partial=paths.partial(file), expected_sha256=known,
-                          progress=progress, received=received, cancel=cancel)
-    verified, partial = paths.verified(file), paths.partial(file)
-    if verified.exists():  # verified by a run that died before storing it: re-checked, no request
-        os.replace(verified, partial)
+                          partial=partial, expected_sha256=known,
+                          progress=progress, received=received, cancel=cancel), source.uri
+    verified = partial.with_name(partial.name + partials.VERIFIED)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
                         expected_sha256=known, progress=progress, sync=not behind,
                         received=received, cancel=cancel)
     _store(paths, verified, sha256, file.path, behind=behind)
-    return sha256
+    return sha256, source.uri
+
+
+def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> None:
+    """Put verified bytes that another cache owns into the snapshot: hard-linked into the
+    blob store (copied where no hard link can be made), never moved or changed."""
+    blob = paths.blob(sha256)
+    target = blob if blob is not None else paths.file(path)
+    if blob is None or not blob.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{partials.new_owner()}.adopt")
+        try:
+            try:
+                os.link(local, tmp)
+            except OSError as err:
+                if err.errno not in _NO_LINK:
+                    raise
+                shutil.copyfile(local, tmp)
+                durability.fdatasync(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if blob is not None and not _link_into_snapshot(paths, blob, path):
+        _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
-    need = sum(f.size or 0 for f in todo) - sum(
-        p.stat().st_size for p in (paths.partial(f) for f in todo) if p.exists())
+    need = sum(max(0, (f.size or 0) - partials.resumable_bytes(paths, f)) for f in todo)
     probe = paths.meta_dir
     probe.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(probe).free
@@ -375,7 +411,18 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                           allow_patterns=request.allow_patterns, where=source.uri)
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
+    needs_ref = revision is not None or listing.revision != "main"
+    if not todo and manifest.get("complete") and (
+            not needs_ref or cache.read_ref(paths.meta_dir, revision or "main") == paths.rev):
+        # current and recorded: nothing to write, so no lock (a read-only shared cache works)
+        logger.info("%s@%s: %d file(s), all cached", source.uri, listing.revision, len(chosen))
+        return paths.snapshot_dir
+    # every file's entry goes into the closing write: an entry lost to a concurrent writer of
+    # the manifest (a lock that does not hold) is written again
+    fetching = {f.path for f in todo}
+    entries = {f.path: manifest["files"][f.path] for f in chosen if f.path not in fetching}
     if todo:
+        require_writable(paths.meta_dir, what=source.uri)
         _drop_abandoned_partials(paths)
         _check_space([f for f in todo if _reusable_blob(
             paths, f, _known_sha256(f, card_files.get(f.path))) is None], paths)
@@ -389,20 +436,23 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
         with turn, file_lock(paths.lock(file.path), what=source.describe(file.path)):
             if stop.is_set():
                 return
-            if _fresh(file, cache.read_manifest(paths), paths, card_files.get(file.path)):
+            recorded = cache.read_manifest(paths)
+            if _fresh(file, recorded, paths, card_files.get(file.path)):
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
+                entries[file.path] = recorded["files"][file.path]
                 return
             for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
-                logger.info("removing %s, a partial download of an older version of %s",
-                            orphan.name, file.path)
-                orphan.unlink(missing_ok=True)
-            sha256 = _fetch_one(source, file, paths, revision=listing.revision,
-                                card_sha256=card_files.get(file.path), progress=progress,
-                                received=turn.release, cancel=stop)
+                if partials.writer_gone(orphan):
+                    logger.info("removing %s, a partial download of an older version of %s",
+                                orphan.name, file.path)
+                    orphan.unlink(missing_ok=True)
+            sha256, origin = _fetch_one(source, file, paths, revision=listing.revision,
+                                        card_sha256=card_files.get(file.path),
+                                        progress=progress, received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
-            entry = {"size": paths.file(file.path).stat().st_size, "etag": file.etag,
-                     "sha256": sha256}
+            entry = entries[file.path] = {"size": paths.file(file.path).stat().st_size,
+                                          "etag": file.etag, "sha256": sha256, "origin": origin}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
@@ -413,7 +463,9 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
             # this one's hash catches up and it is verified, stored and recorded
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hubloader-file") as pool:
                 try:
-                    results_or_cancel([pool.submit(fetch, f) for f in todo])
+                    # each task runs in a copy of this context: the lock waits share one budget
+                    results_or_cancel([pool.submit(contextvars.copy_context().run, fetch, f)
+                                       for f in todo])
                 except BaseException:  # Ctrl-C, or a file failed: the other stops at once
                     stop.set()
                     raise
@@ -422,10 +474,53 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                 fetch(file)
         with file_lock(paths.manifest_lock):
             cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
-                                  complete=True)
-        if revision is not None or listing.revision != "main":
+                                  files=entries, complete=True)
+        if needs_ref:
             cache.write_ref(paths.meta_dir, revision or "main", paths.rev)
     return paths.snapshot_dir
+
+
+class _LocalOnly(Source):
+    """``source`` restricted to its local copies: a file without one is not fetched."""
+
+    supports_ranges = False
+
+    def __init__(self, source: Source):
+        self.inner, self.uri, self.local_origin = source, source.uri, source.local_origin
+
+    def local_copy(self, file: RemoteFile) -> tuple[Path, str] | None:
+        return self.inner.local_copy(file)
+
+    def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
+                   end: int | None = None):
+        raise LocalEntryNotFoundError(f"{self.describe(file.path)} has no verified local copy")
+
+
+def adopt_snapshot(request: SnapshotRequest) -> Path | None:
+    """The snapshot another cache on this machine holds for ``request.revision``
+    (:meth:`Source.cached_listing`), brought into hubloader's cache from the local copies
+    with no request; ``None`` when that cache lacks it, or lacks a file this load needs
+    (config and weights unless a card or ``allow_patterns`` says which files)."""
+    source, card_files, allow_patterns = request.source, request.card_files, request.allow_patterns
+    listing = source.cached_listing(request.revision)
+    if listing is None:
+        return None
+    try:
+        chosen = select_files(listing.files, card_files=card_files,
+                              allow_patterns=allow_patterns, where=source.uri)
+    except RemoteNotFoundError:
+        return None
+    names = [f.path for f in chosen]
+    if not names or (not card_files and not allow_patterns and not (
+            constants.CONFIG_NAME in names and any(
+                _match(n, ("*.safetensors", *_PICKLE_PATTERNS)) for n in names))):
+        return None  # a partial copy (a config fetched alone): not a model to load
+    try:
+        return _fetch_listed(dataclasses.replace(request, source=_LocalOnly(source), progress=False),
+                             Listing(listing.revision, tuple(chosen)))
+    except LocalEntryNotFoundError as err:
+        logger.info("%s: not taken from %s (%s)", source.uri, source.local_origin, err)
+        return None
 
 
 def offline_snapshot(request: SnapshotRequest) -> Path:

@@ -4,7 +4,8 @@ or interrupted run left), hash while streaming, verify, ``os.replace`` into plac
 Bounded retries with exponential backoff and jitter; an attempt that moved bytes resets the count. Big
 files go as parallel ranged GETs written in place into one temp file (each range resumable on
 its own, its progress kept in a sidecar), hashed by a thread that follows the completed prefix.
-The caller holds the file's lock.
+The temp file is the transfer's own (see :mod:`.partials`): correctness never rests on the
+caller's lock, which only saves duplicate work.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from .. import constants
 from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
 from ..files import sha256_file as file_sha256  # re-exported
+from .partials import PARALLEL, RANGES, RANGES_TMP, Heartbeat, fresh_name
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
 
-__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256"]
+__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256", "saved_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Digests:
     def __init__(self, file: RemoteFile, expected_sha256: str | None = None):
         self.file = file
         self.sha256 = hashlib.sha256()
+        self.count = 0  # bytes fed
         weak = not (expected_sha256 or file.sha256)
         self.md5 = hashlib.md5(usedforsecurity=False) if (file.md5 and weak) else None
         self.git = None
@@ -55,6 +58,7 @@ class Digests:
             self.git.update(b"blob %d\0" % file.size)
 
     def update(self, data: bytes) -> None:
+        self.count += len(data)
         self.sha256.update(data)
         if self.md5 is not None:
             self.md5.update(data)
@@ -168,9 +172,9 @@ class _Ranges:
     @staticmethod
     def files(partial: Path) -> tuple[Path, Path, Path]:
         """The data file, the progress sidecar and the sidecar's temp file of ``partial``."""
-        return (partial.with_name(partial.name + ".parallel"),
-                partial.with_name(partial.name + ".ranges"),
-                partial.with_name(partial.name + ".ranges.tmp"))
+        data, sidecar, tmp = (partial.with_name(partial.name + suffix)
+                              for suffix in (PARALLEL, RANGES, RANGES_TMP))
+        return data, sidecar, tmp
 
     @classmethod
     def saved_bytes(cls, partial: Path) -> int:
@@ -317,6 +321,11 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
     return digests
 
 
+def saved_bytes(partial: Path) -> int:
+    """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
+    return _Ranges.saved_bytes(partial)
+
+
 def _partial_bytes(partial: Path) -> int:
     return _size(partial) + _Ranges.saved_bytes(partial)
 
@@ -360,24 +369,32 @@ def fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, 
         RemoteNotFoundError, AccessDeniedError: final answers from the source.
     """
     partial.parent.mkdir(parents=True, exist_ok=True)
+    heartbeat = Heartbeat(partial)
     try:
-        return _fetch_file(source, file, revision=revision, final=final, partial=partial,
-                           expected_sha256=expected_sha256, progress=progress, sync=sync,
-                           received=received or (lambda: None), cancel=cancel)
+        with heartbeat:
+            return _fetch_file(source, file, revision=revision, final=final, partial=partial,
+                               expected_sha256=expected_sha256, progress=progress, sync=sync,
+                               received=received or (lambda: None), cancel=cancel,
+                               heartbeat=heartbeat)
     except BaseException:
-        if _partial_bytes(partial) == 0:  # nothing to resume from: leave no empty temp file
-            _discard(partial)
+        if _partial_bytes(heartbeat.partial) == 0:  # nothing to resume from: no empty temp file
+            _discard(heartbeat.partial)
         raise
+
+
+_CONCURRENT_TRIES = 3
 
 
 def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path, partial: Path,
                 expected_sha256: str | None, progress: bool, sync: bool,
-                received: Callable[[], None], cancel: threading.Event | None) -> str:
+                received: Callable[[], None], cancel: threading.Event | None,
+                heartbeat: Heartbeat) -> str:
     retries, backoff = constants.max_retries(), constants.retry_backoff()
     threshold, workers = constants.parallel_threshold(), constants.max_workers()
-    parallel = (source.supports_ranges and file.size is not None and threshold > 0
-                and file.size >= threshold and not partial.exists())
-    failures, integrity_failures = 0, 0
+    eligible = (source.supports_ranges and file.size is not None and threshold > 0
+                and file.size >= threshold)
+    parallel = eligible and not partial.exists()
+    failures, integrity_failures, intrusions = 0, 0, 0
     while True:
         before = _partial_bytes(partial)
         try:
@@ -410,8 +427,34 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
             problem = ("size", str(file.size), str(size))
         else:
             problem = digests.mismatch(expected_sha256)
-        if problem is None:
-            break
+        # bytes on disk that this transfer did not write: another process wrote to its file
+        # (one that took it for a dead writer's), or took the file over
+        intruded = size != digests.count
+        if problem is None and not intruded:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(partial, final)
+                return digests.sha256.hexdigest()
+            except FileNotFoundError:
+                intruded = True  # renamed away by a process that believed this one gone
+        if intruded:
+            _discard(partial)
+            intrusions += 1
+            if intrusions >= _CONCURRENT_TRIES:
+                raise IntegrityError(
+                    f"{source.describe(file.path)}: other processes kept writing to or taking "
+                    f"over this process's temp files ({intrusions} times); the source is not at "
+                    "fault. Every process sharing the cache must use the same "
+                    "HUBLOADER_LOCK_LIFETIME, and the hosts' clocks must agree",
+                    path=file.path)
+            partial = fresh_name(partial)
+            heartbeat.partial = partial
+            logger.warning("%s: another process wrote to or took over this process's temp file "
+                           "(a shared cache whose locks do not hold?); fetching it again into "
+                           "%s", file.path, partial.name)
+            parallel = eligible
+            continue
+        assert problem is not None  # (verified bytes either returned or counted as intruded)
         _discard(partial)
         integrity_failures += 1
         kind, want, got = problem
@@ -422,6 +465,3 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
                 "sha256). Nothing was written.", path=file.path, expected=want, actual=got)
         logger.warning("%s: %s mismatch (expected %s, got %s); fetching it again",
                        file.path, kind, want, got)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, final)
-    return digests.sha256.hexdigest()

@@ -2,7 +2,11 @@
 task heads: sequence classification, token classification, masked LM, sentence embedding.
 
 Hugging Face checkpoints (``bert.encoder.layer.N.attention.self.query.weight``...) load
-directly through ``checkpoint_key_rules``.
+directly through ``checkpoint_key_rules``, and ``save_pretrained`` writes them back under
+those names, so transformers' ``BertModel``/``RobertaModel`` and heads load a saved directory.
+``BertForSentenceEmbedding`` has no transformers class: it saves in the ``bert.``-prefixed
+layout of transformers' heads, which ``transformers.AutoModel`` reads as a ``BertModel``
+without its pooler (sentence-transformers' publishers use the same encoder weights).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint_keys import invert_key_rules
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
@@ -139,10 +144,13 @@ class BertBlock(nn.Module):
 
 
 # -- model level ----------------------------------------------------------------------------
-_ENCODER_RULES: tuple[tuple[str, str], ...] = (
+# transformers' names → ours; each part but the aliases is inverted to save (checkpoint_keys)
+_ENCODER_ALIASES: tuple[tuple[str, str], ...] = (  # read only
     (r"\.gamma$", ".weight"),
     (r"\.beta$", ".bias"),
     (r"^(bert|roberta)\.", "backbone."),
+)
+_ENCODER_LAYOUT: tuple[tuple[str, str], ...] = (
     (r"embeddings\.LayerNorm\.", "embeddings.norm."),
     (r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"blocks.\1.attention.\2."),
     (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attention.out."),
@@ -150,16 +158,27 @@ _ENCODER_RULES: tuple[tuple[str, str], ...] = (
     (r"encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc_in."),
     (r"encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc_out."),
     (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.mlp_norm."),
-    # masked-LM heads (BERT's cls.predictions.*, RoBERTa's lm_head.*)
+)
+_BERT_MLM: tuple[tuple[str, str], ...] = (  # BERT's cls.predictions.*
     (r"^cls\.predictions\.transform\.dense\.", "mlm_head.dense."),
     (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm_head.norm."),
     (r"^cls\.predictions\.decoder\.weight$", "mlm_head.decoder.weight"),
     (r"^cls\.predictions\.bias$", "mlm_head.decoder.bias"),
+)
+_ROBERTA_MLM: tuple[tuple[str, str], ...] = (  # RoBERTa's lm_head.*
     (r"^lm_head\.dense\.", "mlm_head.dense."),
     (r"^lm_head\.layer_norm\.", "mlm_head.norm."),
     (r"^lm_head\.decoder\.weight$", "mlm_head.decoder.weight"),
     (r"^lm_head\.bias$", "mlm_head.decoder.bias"),
 )
+_ENCODER_RULES = _ENCODER_ALIASES + _ENCODER_LAYOUT + _BERT_MLM + _ROBERTA_MLM
+
+
+def _write_rules(prefix: str, mlm: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Ours → transformers' for one family: the inverted layout, then the backbone prefix."""
+    return invert_key_rules(_ENCODER_LAYOUT + mlm) + ((r"^backbone\.", f"{prefix}."),)
+
+
 _ENCODER_IGNORE: tuple[str, ...] = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
                    r"^cls\.predictions\.decoder\.bias$", r"^lm_head\.decoder\.bias$",
                    r"^cls\.seq_relationship\.")
@@ -171,6 +190,7 @@ class _BertBase(BaseModel[BertConfig]):
     config_class = BertConfig
     base_model_prefix = "backbone"
     checkpoint_key_rules = _ENCODER_RULES
+    checkpoint_write_rules = _write_rules("bert", _BERT_MLM)
     ignore_checkpoint_keys = _ENCODER_IGNORE
     discard_checkpoint_keys = (r"^mlm_head\.", r"^classifier\.", r"^cls\.", r"^lm_head\.",
                                r"^qa_outputs\.")
@@ -324,6 +344,18 @@ class BertForMaskedLM(_BertHead):
         super().__init__(config)
         self.mlm_head = MaskedLMHead(config)
 
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """As the base class; untied, the decoder's bias is also written under the decoder's
+        own name, as transformers writes (and, untied, expects) it."""
+        out = super().export_checkpoint(state, config)
+        if config is not None and not config.tie_word_embeddings:
+            for bias in ("cls.predictions.bias", "lm_head.bias"):
+                if bias in out:
+                    out[bias.replace(".bias", ".decoder.bias")] = out[bias]
+        return out
+
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.mlm_head(enc["hidden_states"])
@@ -362,6 +394,7 @@ class BertForSentenceEmbedding(_BertHead):
 @register_model("roberta", "base")
 class RobertaModel(BertModel):
     config_class = RobertaConfig
+    checkpoint_write_rules = _write_rules("roberta", _ROBERTA_MLM)
 
 
 class RobertaClassificationHead(nn.Module):
@@ -379,6 +412,7 @@ class RobertaClassificationHead(nn.Module):
 @register_model("roberta", "text-classification")
 class RobertaForSequenceClassification(BertForSequenceClassification):
     config_class = RobertaConfig
+    checkpoint_write_rules = RobertaModel.checkpoint_write_rules
     backbone_pooler = False
     ignore_checkpoint_keys = _ENCODER_IGNORE + (r"^backbone\.pooler\.",)
 
@@ -396,13 +430,16 @@ class RobertaForSequenceClassification(BertForSequenceClassification):
 @register_model("roberta", "token-classification")
 class RobertaForTokenClassification(BertForTokenClassification):
     config_class = RobertaConfig
+    checkpoint_write_rules = RobertaModel.checkpoint_write_rules
 
 
 @register_model("roberta", "fill-mask")
 class RobertaForMaskedLM(BertForMaskedLM):
     config_class = RobertaConfig
+    checkpoint_write_rules = RobertaModel.checkpoint_write_rules
 
 
 @register_model("roberta", "feature-extraction")
 class RobertaForSentenceEmbedding(BertForSentenceEmbedding):
     config_class = RobertaConfig
+    checkpoint_write_rules = RobertaModel.checkpoint_write_rules

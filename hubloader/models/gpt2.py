@@ -4,7 +4,8 @@ causal LM head with :meth:`generate` (greedy / sampling, KV cache).
 Hugging Face checkpoints load directly: the fused ``Conv1D`` projections (``attn.c_attn`` holds
 query, key and value; every ``Conv1D`` stores its weight as ``[in, out]``) are split and
 transposed into the shared :class:`MultiHeadAttention` / :class:`FeedForward` ``Linear`` layers
-in :meth:`GPT2PreTrainedModel.convert_checkpoint`.
+in :meth:`GPT2PreTrainedModel.convert_checkpoint`; ``save_pretrained`` fuses and transposes
+them back (:meth:`GPT2PreTrainedModel.export_checkpoint`), so transformers loads a saved model.
 """
 
 from __future__ import annotations
@@ -101,13 +102,15 @@ class GPT2Block(nn.Module):
 
 # -- model level ----------------------------------------------------------------------------
 _CONV1D = re.compile(r"(^|\.)(h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj))\.weight$")
+# the generic block rule comes first, so that inverted (last) it sees no other rule's output
 _GPT2_RULES: tuple[tuple[str, str], ...] = (
     (r"^transformer\.", "backbone."),
+    (r"(^|\.)h\.(\d+)\.(ln_1|ln_2|attention)\.", r"\1blocks.\2.\3."),
     (r"(^|\.)h\.(\d+)\.attn\.c_proj\.", r"\1blocks.\2.attention.out."),
     (r"(^|\.)h\.(\d+)\.mlp\.c_fc\.", r"\1blocks.\2.mlp.fc_in."),
     (r"(^|\.)h\.(\d+)\.mlp\.c_proj\.", r"\1blocks.\2.mlp.fc_out."),
-    (r"(^|\.)h\.(\d+)\.(ln_1|ln_2|attention)\.", r"\1blocks.\2.\3."),
 )
+_QKV = re.compile(r"^(.*)\.attention\.(query|key|value)\.(weight|bias)$")
 _GPT2_IGNORE = (r"\.attn\.bias$", r"\.attn\.masked_bias$", r"(^|\.)attention\.bias$",
                 r"(^|\.)attention\.masked_bias$")
 
@@ -135,6 +138,25 @@ class GPT2PreTrainedModel(BaseModel[GPT2Config]):
             else:
                 out[key] = value
         return super().convert_checkpoint(out)
+
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`convert_checkpoint`: fuse query/key/value into ``c_attn``
+        and transpose the ``Conv1D`` weights back to ``[in, out]``."""
+        renamed = super().export_checkpoint(state, config)
+        out: dict[str, torch.Tensor] = {}
+        fused: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+        for key, value in renamed.items():
+            match = _QKV.match(key)
+            if match:
+                fused.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
+            else:
+                out[key] = value
+        for (stem, kind), parts in fused.items():
+            out[f"{stem}.attn.c_attn.{kind}"] = torch.cat(
+                [parts["query"], parts["key"], parts["value"]], dim=0)
+        return {k: (v.t().contiguous() if _CONV1D.search(k) else v) for k, v in out.items()}
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

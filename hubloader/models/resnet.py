@@ -139,12 +139,13 @@ class ResNetStage(nn.Module):
 # -- model level ----------------------------------------------------------------------------
 _RESNET_RULES: tuple[tuple[str, str], ...] = (
     (r"^resnet\.", "backbone."),
-    (r"embedder\.embedder\.", "stem.conv."),
     (r"encoder\.stages\.", "stages."),
     (r"\.layers\.(\d+)\.layer\.(\d+)\.", r".blocks.\1.convs.\2."),
     (r"\.layers\.(\d+)\.shortcut\.", r".blocks.\1.shortcut."),
     (r"\.convolution\.", ".conv."),
     (r"\.normalization\.", ".norm."),
+    # after the two above, so that inverted (before them) its own "conv." stays as it is
+    (r"embedder\.embedder\.", "stem.conv."),
     (r"^classifier\.1\.", "classifier."),
 )
 

@@ -93,6 +93,12 @@ class T5Config(ModelConfig):
             return self.scale_decoder_outputs
         return self.tie_word_embeddings
 
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        # transformers reads a written null as "do not scale": write what this config means
+        out["scale_decoder_outputs"] = self.scales_decoder_output
+        return out
+
 
 def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.float16:  # T5 activations overflow in fp16; keep them finite
@@ -211,6 +217,17 @@ class T5PreTrainedModel(BaseModel[T5Config]):
     base_model_prefix = "backbone"
     checkpoint_key_rules = _T5_RULES
     ignore_checkpoint_keys = _T5_IGNORE
+
+    @classmethod
+    def export_checkpoint(cls, state: dict[str, torch.Tensor],
+                          config: ModelConfig | None = None) -> dict[str, torch.Tensor]:
+        """As the base class, except that a gated MLP's input projection is ``wi_1`` (next to
+        the gate's ``wi_0``), where the plain MLP's is ``wi``."""
+        out = super().export_checkpoint(state, config)
+        if not (isinstance(config, T5Config) and config.gated):
+            return out
+        return {k.replace(".DenseReluDense.wi.", ".DenseReluDense.wi_1."): v
+                for k, v in out.items()}
 
     def init_module_weights(self, module: nn.Module) -> None:
         f, d = self.config.initializer_factor, self.config.d_model

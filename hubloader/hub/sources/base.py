@@ -14,6 +14,7 @@ hubloader's typed errors:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from ...errors import SourceError
@@ -116,6 +117,21 @@ class Source:
             RemoteChangedError: the file changed since it was listed.
             RemoteNotFoundError, AccessDeniedError: final answers from the source.
         """
+        return None
+
+    #: how :meth:`local_copy`'s files are named in the manifest (``hubloader cache ls``)
+    local_origin: str = "local"
+
+    def local_copy(self, file: RemoteFile) -> tuple[Path, str] | None:
+        """A copy of ``file`` already on this machine, outside hubloader's cache, whose bytes
+        were checked against the digest the listing gives: ``(path, sha256)``, else ``None``.
+        It is linked or copied into the cache instead of being fetched; it is never changed.
+        """
+        return None
+
+    def cached_listing(self, revision: str | None) -> Listing | None:
+        """The snapshot at ``revision`` as another cache on this machine holds it, every file
+        with a :meth:`local_copy`, known without a request; ``None``: none."""
         return None
 
     def describe(self, path: str = "") -> str:

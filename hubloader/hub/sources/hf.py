@@ -5,6 +5,9 @@ huggingface_hub resolves the revision to a commit and lists the files with their
 through huggingface_hub's own HTTP session (auth headers, proxies, user agent), with a
 ``Range`` header so a broken transfer resumes. Files land in hubloader's cache, not in
 huggingface_hub's, so locking, verification and offline lookup work the same for every source.
+A file huggingface_hub's cache already holds is taken from there instead (verified, then
+hard-linked; see :mod:`hubloader.hub.hf_cache`), and a pinned commit, or any revision offline,
+that it holds in full needs no request at all.
 
 Endpoint: ``HUBLOADER_HF_ENDPOINT``, else ``HF_ENDPOINT``, else huggingface.co.
 Token: huggingface_hub's usual (``HF_TOKEN`` or ``hf auth login``).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Iterator
 
 from ... import constants
@@ -97,11 +101,31 @@ class HfSource(Source):
         """A full 40-hex commit sha is immutable; branches and tags move."""
         return revision is not None and bool(_COMMIT_RE.match(revision))
 
+    local_origin = "hf-cache"
+
+    def local_copy(self, file: RemoteFile) -> tuple[Path, str] | None:
+        """The file's blob in huggingface_hub's cache, when its bytes match the listing's
+        digest (see :mod:`hubloader.hub.hf_cache`)."""
+        from ..hf_cache import local_blob, verify_local
+
+        blob = local_blob(self.repo_id, file)
+        sha256 = verify_local(blob, file) if blob is not None else None
+        return (blob, sha256) if blob is not None and sha256 else None
+
+    def cached_listing(self, revision: str | None) -> Listing | None:
+        """The snapshot huggingface_hub's cache holds for ``revision`` (a commit, or a branch
+        its ``refs/`` recorded), without a request; ``None`` when it has none."""
+        from ..hf_cache import cached_listing
+
+        found = cached_listing(self.repo_id, revision)
+        return found[0] if found else None
+
     def list_files(self, revision: str | None) -> Listing:
         hf = _hf()
         where = f"{self.uri}@{revision or 'main'}"
         try:
-            api = hf.HfApi(endpoint=self._endpoint())
+            api = hf.HfApi(endpoint=self._endpoint(), library_name="hubloader",
+                           library_version=constants.user_agent().partition("/")[2])
             info = api.model_info(self.repo_id, revision=revision or "main", files_metadata=True,
                                   timeout=constants.network_timeout())
         except Exception as err:
@@ -131,7 +155,8 @@ class HfSource(Source):
 
         where = f"{self.uri}@{revision}/{file.path}"
         url = hf.hf_hub_url(self.repo_id, file.path, revision=revision, endpoint=self._endpoint())
-        headers = build_hf_headers(library_name="hubloader")
+        headers = build_hf_headers(library_name="hubloader",
+                                   library_version=constants.user_agent().partition("/")[2])
         headers["Accept-Encoding"] = "identity"
         ranged = range_header(start, end)
         if ranged:

@@ -68,7 +68,8 @@ def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
         connect_timeout=timeout, read_timeout=timeout,
         retries={"max_attempts": attempts, "mode": "standard"},
         # one connection per parallel range of a file, and two more
-        max_pool_connections=max(10, constants.max_workers() + 2))
+        max_pool_connections=max(10, constants.max_workers() + 2),
+        user_agent_extra=constants.user_agent())
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
     if unsigned_if_anonymous and session.get_credentials() is None:
