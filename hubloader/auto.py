@@ -45,6 +45,9 @@ class AutoLoader:
                  trust_remote_code: bool | str = False, **config_overrides: Any):
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        from .weights import resolve_device
+
+        device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None

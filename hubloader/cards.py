@@ -199,7 +199,13 @@ def _index() -> dict[str, ModelCard]:
         index: dict[str, ModelCard] = {}
         for d in dirs:  # earlier directories take precedence
             for f in sorted(d.glob("*.md")) if d.is_dir() else []:
-                card = load_card(f)
+                try:
+                    card = load_card(f)
+                except (CardError, OSError) as err:
+                    # one broken file must not hide every other card; validate still reports it
+                    logger.warning("skipping model card %s: %s (check it with 'hubloader "
+                                   "validate %s')", f, err, f)
+                    continue
                 index.setdefault(card.name.lower(), card)
         _INDEX.clear()
         _INDEX[key] = index

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -41,6 +42,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(
             f"{p} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix the file"
         ) from err
+    except RecursionError:
+        raise ConfigError(f"{p} nests JSON too deeply to be a config; fix the file") from None
+    except ValueError as err:  # an integer of thousands of digits
+        raise ConfigError(f"{p} holds a number no config needs ({err}); fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -70,6 +75,35 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is dict or hint is dict:
         return isinstance(value, dict)
     return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+# no size, count or id in a config comes near this; bigger ones only overflow later
+_MAX_INT = 2**53
+
+
+def _is_dropout(name: str) -> bool:
+    return "dropout" in name or name.endswith(("pdrop", "_prob"))
+
+
+def _check_number(where: str, name: str, value: Any) -> None:
+    """Refuse values that no model can be built from: huge integers, NaN and infinities,
+    a dropout outside [0, 1), a non-positive epsilon."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > _MAX_INT:
+        raise ConfigError(f"{where}: {name!r} is {str(value)[:20]}... ({len(str(abs(value)))} "
+                          "digits); no model has sizes like that — fix the config")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {name!r} is {value}; it must be a finite number")
+    if isinstance(value, (int, float)):
+        if _is_dropout(name) and not 0 <= value < 1:
+            raise ConfigError(f"{where}: {name!r} is {value}; a dropout probability must be "
+                              "in [0, 1)")
+        if name.endswith(("_eps", "_epsilon")) and not value > 0:
+            raise ConfigError(f"{where}: {name!r} is {value}; an epsilon must be positive")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_number(where, name, item)
 
 
 def _type_name(hint: Any) -> str:
@@ -133,7 +167,12 @@ class ModelConfig:
                 kwargs[key] = value
             else:
                 extra[key] = value
-        return cls(**kwargs, extra=extra)  # __post_init__ validates
+        try:
+            return cls(**kwargs, extra=extra)  # __post_init__ validates
+        except ConfigError as err:
+            if where in str(err):
+                raise
+            raise ConfigError(f"{where}: {err}") from err
 
     @classmethod
     def accepted_types(cls) -> set[str]:
@@ -144,6 +183,9 @@ class ModelConfig:
         return cls.from_dict(read_config_file(path), where=str(path), **overrides)
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                _check_number(type(self).__name__, f.name, getattr(self, f.name))
         self.validate()
 
     def validate(self) -> None:

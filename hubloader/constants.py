@@ -41,6 +41,7 @@ __all__ = [
     "parallel_threshold",
     "max_workers",
     "partial_max_age",
+    "max_param_bytes",
     "env_bool",
     "env_float",
     "env_int",
@@ -104,7 +105,11 @@ def hub_home() -> Path:
 def is_offline(offline: bool | None = None) -> bool:
     """Argument first, then ``HUBLOADER_OFFLINE``, then ``HF_HUB_OFFLINE``."""
     if offline is not None:
-        return bool(offline)
+        if not isinstance(offline, bool):  # offline="false" would read as True
+            from .errors import ConfigError
+
+            raise ConfigError(f"offline must be True, False or None, got {offline!r}")
+        return offline
     return env_bool("HUBLOADER_OFFLINE", env_bool("HF_HUB_OFFLINE", False))
 
 
@@ -173,8 +178,9 @@ def zip_max_size() -> int:
 
 
 def zip_max_ratio() -> float:
-    """``HUBLOADER_ZIP_MAX_RATIO``: highest compression ratio a zip member (of 1 MiB or more)
-    may have (default 100; weights compress far less)."""
+    """``HUBLOADER_ZIP_MAX_RATIO``: highest compression ratio a zip member of 1 MiB or more,
+    and a whole zip inflating to 1 MiB or more, may have (default 100; weights compress far
+    less)."""
     return env_float("HUBLOADER_ZIP_MAX_RATIO", 100.0)
 
 
@@ -244,3 +250,17 @@ def partial_max_age() -> float:
     """``HUBLOADER_PARTIAL_MAX_AGE_HOURS``: a partial download untouched for this long is
     abandoned and removed on the repository's next download (default 24 h)."""
     return env_float("HUBLOADER_PARTIAL_MAX_AGE_HOURS", 24.0) * 3600.0
+
+
+def max_param_bytes() -> int | None:
+    """``HUBLOADER_MAX_PARAM_BYTES``: most bytes a model's weights may take; a config asking
+    for more is refused before anything is allocated. Unset: CPU loads are bounded by the
+    memory available."""
+    if not os.environ.get("HUBLOADER_MAX_PARAM_BYTES", "").strip():
+        return None
+    value = env_int("HUBLOADER_MAX_PARAM_BYTES", 0)
+    if value <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"HUBLOADER_MAX_PARAM_BYTES={value} must be a positive number of bytes")
+    return value

@@ -6,6 +6,8 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
+from .redaction import redact
+
 __all__ = [
     "HubLoaderError",
     "ModelNotFoundError",
@@ -39,7 +41,14 @@ __all__ = [
 
 
 class HubLoaderError(Exception):
-    """Base class of every error raised by hubloader."""
+    """Base class of every error raised by hubloader.
+
+    String arguments are redacted (:func:`hubloader.redaction.redact`): a message built from
+    a presigned URL or a library's error text never carries its signature or token.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 # -- names, cards, registry -------------------------------------------------------------

@@ -29,7 +29,8 @@ from .errors import ConfigError, WeightsError
 from .features import FeaturesMixin
 from .files import atomic_write_json
 from .registry import resolve_config
-from .weights import LoadReport, assign_state_dict, find_weight_files, read_state_dict, resolve_dtype
+from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
+                      resolve_device, resolve_dtype)
 
 __all__ = ["BaseModel"]
 
@@ -174,8 +175,24 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             return target.from_config(config)
 
     @classmethod
+    def _build_on_meta(cls, config: Any, *, dtype: torch.dtype | None,
+                       device: str | torch.device, where: str) -> "BaseModel[Any]":
+        """Build on the meta device (no memory) and refuse a model too big to allocate."""
+        from .sizing import check_model_size
+
+        try:
+            with skip_init_on_meta():
+                model = cls(config)
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            raise ConfigError(f"{where}: {cls.__name__} cannot be built from this config "
+                              f"({err}); check its sizes") from err
+        check_model_size(model, dtype=dtype, device=device, where=where)
+        return model
+
+    @classmethod
     def from_config(cls, config: Any) -> "BaseModel[Any]":
         """A randomly initialized model of ``config`` (an instance of ``cls.config_class``)."""
+        cls._build_on_meta(config, dtype=None, device="cpu", where=f"{cls.__name__} config")
         model = cls(config)
         model.init_weights()
         return model
@@ -232,6 +249,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         from .remote_code import find_code_entry, load_custom_model
 
         overrides = overrides or {}
+        device = resolve_device(device)
         t0 = time.perf_counter()
         with gc_paused():  # see hubloader/_gc.py
             if find_code_entry(model_dir) is not None:
@@ -260,8 +278,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                                         task=task, **overrides)
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
-        with skip_init_on_meta():
-            model = target(config)
+        model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
+                                      where=str(config_path))
         state = read_state_dict(files)
         report = LoadReport(files=[f.name for f in files.files])
         assign_state_dict(model, state, strict=strict, device=device,

@@ -11,6 +11,7 @@ Accepted forms::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -18,11 +19,17 @@ from pathlib import Path
 
 from .errors import InvalidModelNameError, UnsupportedSourceError
 
-__all__ = ["ModelRef", "parse_model_name", "safe_join", "validate_card_name", "SCHEMES"]
+__all__ = ["ModelRef", "parse_model_name", "safe_join", "validate_card_name",
+           "validate_download_path", "SCHEMES"]
 
 SCHEMES = ("s3", "hf", "file")
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
 _CARD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# S3's own rule is 3-63 lowercase characters; S3-compatible servers accept a little more
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_HF_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_MAX_NAME = 4096  # PATH_MAX: no card, URI or local path is longer
+_MAX_CARD_NAME = 200  # a card name becomes a folder name (255 bytes at most)
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,30 @@ class ModelRef:
 
 def validate_card_name(name: str) -> str:
     """Return ``name`` if it is a safe single path component usable as a card/cache name."""
-    if not name or not _CARD_NAME_RE.match(name) or ".." in name:
+    if not name or not _CARD_NAME_RE.match(name) or ".." in name or len(name) > _MAX_CARD_NAME:
         raise InvalidModelNameError(
             f"{name!r} is not a valid model name: use letters, digits, '.', '_' and '-' "
-            "(no '/', no '..'); give a local directory as './dir' or a URI such as s3://bucket/prefix/"
+            f"(no '/', no '..', at most {_MAX_CARD_NAME}); give a local directory as './dir' or "
+            "a URI such as s3://bucket/prefix/"
         )
     return name
+
+
+def validate_download_path(download_path: object) -> None:
+    """Refuse a ``download_path`` that is not a path, or names an existing non-directory.
+
+    Raises:
+        InvalidModelNameError: with what to pass instead.
+    """
+    if download_path is None:
+        return
+    if not isinstance(download_path, (str, os.PathLike)) or not os.fspath(download_path):
+        raise InvalidModelNameError(f"download_path must be a directory path, got "
+                                    f"{download_path!r} ({type(download_path).__name__})")
+    path = Path(download_path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidModelNameError(f"download_path {str(path)!r} is a file, not a directory; "
+                                    "give a folder (it is created if missing)")
 
 
 def safe_join(base: str | os.PathLike, name: str) -> Path:
@@ -84,12 +109,41 @@ def safe_join(base: str | os.PathLike, name: str) -> Path:
         raise InvalidModelNameError(
             f"model name {name!r} contains '..' and would escape {str(base)!r}; use a plain name"
         )
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in name.split("/")):
+        raise InvalidModelNameError(
+            f"{name[:40]!r}... is longer than the 255 bytes a folder or file name may have, so it "
+            f"cannot be put under {str(base)!r}; use a shorter name (or no download_path)")
     base_path = Path(base).expanduser()
     joined = base_path / candidate
     root = base_path.resolve()
     if not (joined.resolve() == root or root in joined.resolve().parents):
         raise InvalidModelNameError(f"model name {name!r} resolves outside {str(base)!r}")
     return joined
+
+
+def _check_s3(text: str, rest: str) -> None:
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise InvalidModelNameError(f"{text!r} names no bucket; write s3://BUCKET/prefix/")
+    if not _BUCKET_RE.match(bucket):
+        raise InvalidModelNameError(f"{text!r}: {bucket!r} is not a bucket name (letters, "
+                                    "digits, '.', '_' and '-')")
+    parts = prefix.replace("\\", "/").split("/")
+    if ".." in parts or "." in parts or prefix.startswith("/"):
+        raise InvalidModelNameError(f"{text!r}: the prefix must not hold '.', '..' or a "
+                                    "leading '/'; write s3://BUCKET/path/to/model/")
+
+
+def _is_dir(text: str) -> bool:
+    try:
+        return Path(text).expanduser().is_dir()
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise InvalidModelNameError(f"model_name {text[:40]!r}... is too long for a path "
+                                        "on this system") from None
+        return False
+    except (ValueError, RuntimeError):  # an unknown ~user, a NUL byte
+        return False
 
 
 def _looks_like_path(text: str) -> bool:
@@ -123,6 +177,10 @@ def parse_model_name(model_name: str | os.PathLike, *, revision: str | None = No
     text = model_name.strip()
     if not text:
         raise InvalidModelNameError("model_name is empty: give a card name, a directory or a URI")
+    if len(text) > _MAX_NAME or "\x00" in text:
+        raise InvalidModelNameError(f"model_name {text[:40]!r}... ({len(text)} characters) is "
+                                    f"too long or holds a NUL byte; names are at most "
+                                    f"{_MAX_NAME} characters")
 
     match = _SCHEME_RE.match(text)
     if match:
@@ -143,14 +201,18 @@ def parse_model_name(model_name: str | os.PathLike, *, revision: str | None = No
             raise InvalidModelNameError(
                 f"revision {revision!r} conflicts with {pinned!r} pinned in {text!r}; give one"
             )
-        rest = rest.strip("/") if scheme == "hf" else rest.lstrip("/")
-        if not rest or (scheme == "s3" and not rest.split("/", 1)[0]):
+        if scheme == "s3":
+            _check_s3(text, rest)
+        rest = rest.strip("/") if scheme == "hf" else rest
+        if not rest:
             raise InvalidModelNameError(f"{text!r} names no bucket or repository")
-        if scheme == "hf" and (rest.count("/") > 1 or ".." in rest):
-            raise InvalidModelNameError(f"{text!r}: a hub repository is 'org/name' or 'name'")
+        if scheme == "hf" and (rest.count("/") > 1 or ".." in rest
+                               or not all(_HF_PART_RE.match(p) for p in rest.split("/"))):
+            raise InvalidModelNameError(f"{text!r}: a hub repository is 'org/name' or 'name', "
+                                        "of letters, digits, '.', '_' and '-'")
         return ModelRef("uri", text, scheme, rest, pinned or revision)
 
-    if Path(text).expanduser().is_dir() or _looks_like_path(text):
+    if _is_dir(text) or _looks_like_path(text):
         return ModelRef("local", text, None, text, revision)
     validate_card_name(text)
     return ModelRef("card", text, None, text, revision)

@@ -3,24 +3,28 @@
 
 :func:`pack` writes a directory's files into a zip (temp file, then ``os.replace``).
 :func:`check_zip` inspects every member before anything is written and refuses zip-slip
-(``..``) and absolute paths, symlinks, duplicate names, encrypted members, too many members,
-and zip bombs (declared total size above ``HUBLOADER_ZIP_MAX_SIZE_MB`` or any member whose
-compression ratio exceeds ``HUBLOADER_ZIP_MAX_RATIO``). :func:`extract_zip` then extracts,
-counting the bytes actually inflated against the same limits (headers can lie).
+(``..``) and absolute paths, symlinks, duplicate names, a file that is also a folder (``a``
+and ``a/b``), encrypted members, too many members, and zip bombs (declared total size above
+``HUBLOADER_ZIP_MAX_SIZE_MB``, or a total or per-member compression ratio above
+``HUBLOADER_ZIP_MAX_RATIO``). :func:`extract_zip` also refuses a zip larger than the free space
+at its destination, then extracts, counting the bytes actually inflated against the same
+limits (headers can lie); running out of space midway is a :class:`DiskFullError`.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import constants
-from .errors import PackageError
+from .errors import DiskFullError, PackageError
 from .files import temp_name
 
 __all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
@@ -28,7 +32,7 @@ __all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_RATIO_FLOOR = 1 << 20  # members smaller than this are not judged by ratio
+_RATIO_FLOOR = 1 << 20  # members (and zips) smaller than this are not judged by ratio
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 
@@ -125,9 +129,21 @@ def check_zip(zf: zipfile.ZipFile, *, where: str = "<zip>", max_size: int | None
         raise PackageError(f"{where} has {len(infos)} members, more than the limit {max_files} "
                            "(HUBLOADER_ZIP_MAX_FILES)")
     seen: dict[str, str] = {}
-    total, worst = 0, 0.0
+    folders: dict[str, str] = {}  # every folder a member implies, lowercased -> a member in it
+    total, packed, worst = 0, 0, 0.0
     for info in infos:
         path = _member_path(info.filename, where)
+        if not path and not info.is_dir():
+            raise PackageError(f"{where}: member {info.filename!r} names no file (only '.' and "
+                               "'/'); re-create the zip with 'hubloader pack'")
+        key = path.lower()
+        parts = key.split("/")
+        for i in range(1, len(parts) + (1 if info.is_dir() else 0)):
+            folder = "/".join(parts[:i])
+            if folder in seen:
+                raise PackageError(f"{where}: {seen[folder]!r} is a file and also a folder of "
+                                   f"{info.filename!r}; a package cannot hold both")
+            folders.setdefault(folder, info.filename)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise PackageError(f"{where}: member {info.filename!r} is a symlink; packages may "
@@ -137,12 +153,15 @@ def check_zip(zf: zipfile.ZipFile, *, where: str = "<zip>", max_size: int | None
                                "not be encrypted")
         if info.is_dir():
             continue
-        key = path.lower()
         if key in seen:
             raise PackageError(f"{where}: duplicate member {info.filename!r} (also "
                                f"{seen[key]!r}); a package must name each file once")
+        if key in folders:
+            raise PackageError(f"{where}: {info.filename!r} is a file and also a folder of "
+                               f"{folders[key]!r}; a package cannot hold both")
         seen[key] = info.filename
         total += info.file_size
+        packed += info.compress_size
         if total > max_size:
             raise PackageError(f"{where} would inflate to more than {max_size:,} bytes "
                                "(HUBLOADER_ZIP_MAX_SIZE_MB); refused as a possible zip bomb")
@@ -154,7 +173,21 @@ def check_zip(zf: zipfile.ZipFile, *, where: str = "<zip>", max_size: int | None
                     f"{where}: member {info.filename!r} inflates {ratio:.0f}x ({info.compress_size:,}"
                     f" → {info.file_size:,} bytes), above the limit {max_ratio:g}x "
                     "(HUBLOADER_ZIP_MAX_RATIO); refused as a possible zip bomb")
+    # many small members each under the floor still add up to a bomb
+    if total >= _RATIO_FLOOR and total / max(1, packed) > max_ratio:
+        raise PackageError(
+            f"{where} inflates {total / max(1, packed):.0f}x in total ({packed:,} → {total:,} "
+            f"bytes), above the limit {max_ratio:g}x (HUBLOADER_ZIP_MAX_RATIO); refused as a "
+            "possible zip bomb")
     return ZipSummary(len(seen), total, worst)
+
+
+def _free_bytes(dest: Path) -> int:
+    """Free bytes on the filesystem that will hold ``dest`` (its nearest existing folder)."""
+    probe = dest.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
 
 
 def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, **limits) -> ZipSummary:
@@ -169,6 +202,8 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, **limits) 
     Raises:
         PackageError: not a zip, or any check failed (see :func:`check_zip`). Files extracted
             before a failure are removed.
+        DiskFullError: the zip inflates to more than the destination's free space (refused
+            before anything is written), or the disk filled up during extraction.
     """
     src, out = Path(zip_path), Path(dest)
     try:
@@ -178,6 +213,10 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, **limits) 
     with zf:
         summary = check_zip(zf, where=str(src), **limits)
         max_size = limits.get("max_size") or constants.zip_max_size()
+        free = _free_bytes(out)
+        if summary.total_size > free:
+            raise DiskFullError(f"{src} inflates to {summary.total_size:,} bytes but {out} has "
+                                f"{free:,} bytes free; free some space or extract elsewhere")
         out.mkdir(parents=True, exist_ok=True)
         written = 0
         created: list[Path] = []
@@ -200,6 +239,14 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, **limits) 
             for p in created:
                 p.unlink(missing_ok=True)
             raise PackageError(f"{src} is corrupt ({err}); re-create it") from err
+        except OSError as err:
+            for p in created:
+                p.unlink(missing_ok=True)
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"the disk holding {out} filled up while extracting {src} "
+                                    f"({err.strerror}); nothing was kept — free some space and "
+                                    "try again") from err
+            raise
         except BaseException:
             for p in created:
                 p.unlink(missing_ok=True)

@@ -32,12 +32,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import constants
 from .errors import ConfigError, PackageError, UntrustedCodeError
 from .files import temp_name
 from .names import safe_join
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CodeEntry", "find_code_entry", "read_dependencies", "check_dependencies",
            "code_digest", "import_entry", "load_custom_model", "HUBCONF_NAME"]
@@ -318,7 +321,7 @@ def _instantiate(cls: type, config: dict[str, Any]):
 
 
 def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
-                      entry_name: str | None = None, device: str = "cpu",
+                      entry_name: str | None = None, device: "str | torch.device" = "cpu",
                       strict: bool = True, **kwargs: Any):
     """Build the model a code-carrying package declares.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cards import find_card
 from .errors import ModelNotFoundError
-from .names import ModelRef, parse_model_name, safe_join
+from .names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 __all__ = ["resolve_model_dir"]
 
@@ -38,7 +38,9 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
         InvalidModelNameError: a name that would escape ``download_path``.
         SourceError: fetching failed (see :mod:`hubloader.hub`).
     """
-    if download_path is not None and "://" not in os.fspath(model_name):
+    validate_download_path(download_path)
+    if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
+            and "://" not in os.fspath(model_name):
         # FlagAI's layout: the name is joined to download_path, never used as a path itself
         safe_join(download_path, os.fspath(model_name).strip())
     ref = parse_model_name(model_name, revision=revision)

@@ -27,6 +27,11 @@ TASKS: dict[str, tuple[str, ...]] = {
 
 
 def _norm(task: str) -> str:
+    if not isinstance(task, str):
+        from .errors import UnknownTaskError
+
+        raise UnknownTaskError(f"a task is a name such as 'embedding' or 'text-classification', "
+                               f"got {task!r} ({type(task).__name__})")
     return task.strip().lower().replace("_", "-").replace(" ", "-")
 
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["WeightFiles", "LoadReport", "find_weight_files", "read_safetensors",
-           "read_torch_bin", "read_state_dict", "assign_state_dict", "resolve_dtype"]
+           "read_torch_bin", "read_state_dict", "assign_state_dict", "resolve_dtype",
+           "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ _ST_DTYPES = {
 if hasattr(torch, "float8_e4m3fn"):
     _ST_DTYPES.update({"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2})
 _MAX_HEADER = 100 * 1024 * 1024
+_MAX_EXTENT = 2**62  # product of a shape's dimensions (zeros as 1): strides stay in int64
 _DTYPE_NAMES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
                 "float16": torch.float16, "half": torch.float16, "fp16": torch.float16,
                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
@@ -86,6 +88,32 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
                       f"{sorted(_DTYPE_NAMES)} or a torch.dtype")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``/``"cuda:0"``/``torch.device`` → a device this process can use.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA device this machine does not have.
+    """
+    from .errors import ConfigError
+
+    if not isinstance(device, (str, torch.device)) or isinstance(device, bool):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda:0' (or a "
+                          f"torch.device), got {device!r} ({type(device).__name__})")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"device {device!r} is not a device name; use 'cpu', 'cuda', "
+                          "'cuda:N' or 'mps'") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: CUDA is not available here; use 'cpu'")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s); "
+                              f"use 'cuda:0'..'cuda:{count - 1}'")
+    return parsed
+
+
 def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
@@ -95,11 +123,12 @@ def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise WeightsError(f"{index} is not a valid shard index ({err}); "
                            "it needs a 'weight_map' of tensor name -> shard file") from err
+    bad = [v for v in weight_map.values() if not isinstance(v, str)]
+    if bad:
+        raise WeightsError(f"{index}: shard names must be strings, got {bad[0]!r}")
     names = sorted(set(weight_map.values()))
     shards = []
     for name in names:
-        if not isinstance(name, str):
-            raise WeightsError(f"{index}: shard names must be strings, got {name!r}")
         path = safe_join(model_dir, name)
         if not path.is_file():
             raise WeightsNotFoundError(f"shard {name!r} listed in {index.name} is missing from "
@@ -149,6 +178,25 @@ def _read_header(path: Path, size: int, fh) -> tuple[dict, int]:
     return header, 8 + n
 
 
+def _check_layout(path: Path, entries: list, data_len: int) -> None:
+    """Refuse tensors that overlap, leave gaps or stop short of the file's end, as the
+    ``safetensors`` library does: overlapping views would share memory, so writing one
+    parameter would change another."""
+    pos, prev = 0, None
+    for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin != pos:
+            kind = "overlaps" if begin < pos else "leaves a gap after"
+            raise WeightsError(
+                f"{path}: tensor {name!r} (bytes {begin}..{end}) {kind} "
+                f"{repr(prev) if prev else 'the start of the data'} (which ends at {pos}); "
+                "tensors must tile the data section in order — the file is corrupt or "
+                "crafted, re-save it with safetensors")
+        pos, prev = end, name
+    if pos != data_len:
+        raise WeightsError(f"{path}: the tensors cover {pos} of the data section's {data_len} "
+                           "bytes; the file is corrupt or crafted — re-save it with safetensors")
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Memory-map a safetensors file (copy-on-write) and return tensors viewing it.
 
@@ -170,11 +218,16 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                 begin, end = (int(x) for x in info["data_offsets"])
             except (KeyError, TypeError, ValueError) as err:
                 raise WeightsError(f"{path}: bad header entry for {name!r}: {err}") from err
-            numel = 1
+            numel, extent = 1, 1
             for s in shape:
                 if s < 0:
                     raise WeightsError(f"{path}: {name!r} has a negative dimension {shape}")
                 numel *= s
+                extent *= max(1, s)
+            if extent > _MAX_EXTENT or len(shape) > 64:
+                # even an empty tensor of this shape has strides torch cannot represent
+                raise WeightsError(f"{path}: tensor {name!r} has an absurd shape {shape}; the "
+                                   "file is corrupt or crafted — delete it and download again")
             itemsize = torch.empty((), dtype=dtype).element_size()
             if not (0 <= begin <= end <= data_len) or end - begin != numel * itemsize:
                 raise WeightsError(
@@ -182,6 +235,7 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                     f"{info['dtype']}) but the data section has {data_len} bytes; the file is "
                     "truncated or corrupt — delete it and download again")
             entries.append((name, dtype, shape, begin, end))
+        _check_layout(path, entries, data_len)
         if not entries:
             return {}
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
@@ -307,6 +361,11 @@ def assign_state_dict(model: "nn.Module", state: dict[str, torch.Tensor], *, str
         if key in tied:  # filled by tie_weights from its source
             continue
         target = expected[key]
+        if target.dtype.is_floating_point and not tensor.is_floating_point():
+            raise WeightsError(
+                f"checkpoint tensor {key!r} is {str(tensor.dtype).removeprefix('torch.')} but "
+                f"{type(model).__name__} expects floating-point weights there; the checkpoint "
+                "is corrupt or for another model — convert or re-save it")
         if tuple(tensor.shape) != tuple(target.shape):
             report.mismatched.append((key, tuple(tensor.shape), tuple(target.shape)))
             continue

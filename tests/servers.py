@@ -466,7 +466,13 @@ class HubServer:
     * ``POST /api/models/{repo}/commit/{rev}`` (NDJSON ``header``, ``file``, ``lfsFile``).
 
     ``commits_made`` lists each pushed commit's paths; ``bytes_received`` counts upload bytes.
+
+    ``presigned_5xx = True`` redirects every ``/resolve/`` GET to a presigned-looking URL on
+    the same server (``X-Amz-Credential``, ``X-Amz-Signature`` = :attr:`PRESIGNED_SECRETS`)
+    that answers 503 and echoes its own URL, as a storage backend having a bad day would.
     """
+
+    PRESIGNED_SECRETS = ("AKIAHUBTESTPRESIGN7Q", "9f2c" * 16)
 
     LFS_SUFFIXES = (".safetensors", ".bin")
 
@@ -479,6 +485,7 @@ class HubServer:
         self.bytes_received = 0
         self._metas: dict[tuple[str, int], tuple[bytes, dict]] = {}
         self.lock = threading.Lock()
+        self.presigned_5xx = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -678,9 +685,19 @@ class HubServer:
                 return self._error(h, err, head)
             return self._send(h, 200, json.dumps(self._tree(m.group(1), commit)).encode(),
                               {"Content-Type": "application/json"}, head)
+        if path.startswith("/presigned/"):
+            return self._send(h, 503, f"<Error><Code>SlowDown</Code><Resource>{h.path}"
+                              "</Resource></Error>".encode(), {"Content-Type": "application/xml"},
+                              head)
         m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", path)
         if not m:
             return self._send(h, 404, b"not found", {}, head)
+        if self.presigned_5xx and not head:
+            key, sig = self.PRESIGNED_SECRETS
+            query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+                     f"{key}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z"
+                     f"&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={sig}")
+            return self._send(h, 302, b"", {"Location": f"{self.url}/presigned/{m.group(3)}?{query}"})
         repo, rev, fname = m.groups()
         commit, err = self._resolve(repo, rev)
         if err:

@@ -199,13 +199,16 @@ def test_autoloader_unknown_model_fails_at_construction():
         AutoLoader("embedding", model_name="all-MiniLM-L6")
 
 
-def test_card_with_broken_yaml(tmp_path, monkeypatch):
+def test_card_with_broken_yaml(tmp_path, monkeypatch, caplog):
     (tmp_path / "bad.md").write_text("---\nname: [unclosed\ntasks: x\n---\nbody\n")
     monkeypatch.setenv("HUBLOADER_CARDS_PATH", str(tmp_path))
     from hubloader import list_models
+    from hubloader.cards import load_card
 
+    assert "BERT-base-en" in list_models()  # skipped with a warning (tests/test_cards_path.py)
+    assert "bad.md" in caplog.text and "not valid YAML" in caplog.text
     with pytest.raises(CardError, match="not valid YAML"):
-        list_models()
+        load_card(tmp_path / "bad.md")
 
 
 @pytest.mark.parametrize("text,needle", [

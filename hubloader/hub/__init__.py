@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import constants
 from ..errors import ModelNotFoundError
-from ..names import ModelRef
+from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 from .lookup import cached_file
 
@@ -72,6 +72,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from . import distributed
     from .locate import locate
 
+    validate_download_path(download_path)
     if download_path is not None:
         found = _flagai_in_place(model_name, download_path, revision=revision)
         if found is not None:
@@ -107,7 +108,6 @@ def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.Path
         InvalidModelNameError: a name that would escape ``download_path``.
     """
     from ..cards import find_card
-    from ..names import parse_model_name, safe_join
     from .locate import folder_name
 
     if "://" not in os.fspath(model_name):

@@ -129,7 +129,11 @@ class SnapshotPaths:
         return safe_join(self.snapshot_dir, path)
 
     def lock(self, path: str) -> Path:
-        return safe_join(self.meta_dir / "locks" / self.rev, path + ".lock")
+        folder, _, name = path.rpartition("/")
+        if len(name.encode("utf-8", "surrogatepass")) > 128:  # room for the lock's own suffixes
+            name = f"{name[:64]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+        return safe_join(self.meta_dir / "locks" / self.rev, f"{folder}/{name}.lock" if folder
+                         else f"{name}.lock")
 
     @property
     def manifest_lock(self) -> Path:

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LocalEntryNotFoundError
+from ..errors import InvalidModelNameError, LocalEntryNotFoundError
 from . import cache
 from ..files import sha256_file
 
@@ -167,7 +167,7 @@ def scan_cache(cache_dir: str | os.PathLike | None = None) -> list[CachedSnapsho
     """Every snapshot under the cache root, sorted by repository and revision."""
     root = cache.cache_root(cache_dir)
     out = []
-    for repo_dir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+    for repo_dir in _repo_dirs(root):
         try:
             uri = json.loads((repo_dir / "source.json").read_text(encoding="utf-8"))["uri"]
         except (OSError, ValueError, KeyError):
@@ -184,6 +184,23 @@ def scan_cache(cache_dir: str | os.PathLike | None = None) -> list[CachedSnapsho
     return out
 
 
+def _repo_dirs(root: Path) -> list[Path]:
+    """The repository folders directly under ``root``; a symlink is never one, so nothing
+    that ``prune`` or ``rm`` walks leads outside the cache."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) \
+        if root.is_dir() else []
+
+
+def _check_repo_name(name: str) -> None:
+    """Refuse a name that could stand for more than one repository: an unset shell variable
+    (``hubloader cache rm "$MODEL"``) must not reach the cache root."""
+    if not isinstance(name, str) or not name.strip() or name.strip() in (".", "..") \
+            or any(c in name for c in "*?[]\x00"):
+        raise InvalidModelNameError(
+            f"{name!r} does not name one cached model; give a card name, a URI or a cache key "
+            "as 'hubloader cache ls' lists them (no wildcards, not empty)")
+
+
 def snapshot_files(snap: CachedSnapshot) -> list[dict]:
     """``[{path, size, sha256, origin}]`` of a snapshot's manifest. ``origin`` says where the
     bytes came from: the source's URI, ``hf-cache`` (huggingface_hub's cache, linked), or
@@ -198,11 +215,16 @@ def snapshot_files(snap: CachedSnapshot) -> list[dict]:
 def repo_dir_for(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder of ``name``: a repository key, a URI, or a card name.
 
+    Returns:
+        A real folder directly under the cache root (never the root itself, never a link).
+
     Raises:
+        InvalidModelNameError: ``name`` is empty, blank, ``.``, ``..`` or holds a wildcard.
         LocalEntryNotFoundError: nothing cached under that name.
     """
+    _check_repo_name(name)
     root = cache.cache_root(cache_dir)
-    candidates = [root / name] if "/" not in name and name not in (".", "..") else []
+    candidates = [root / name] if "/" not in name and "\\" not in name else []
     try:
         from .locate import locate
         from .sources import open_source
@@ -213,7 +235,11 @@ def repo_dir_for(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     except Exception as err:  # an unknown name: fall through to the error below
         logger.debug("%s does not resolve to a source: %s", name, err)
     for candidate in candidates:
-        if candidate.is_dir():
+        try:
+            found = candidate.is_dir() and not candidate.is_symlink()
+        except OSError:  # a name too long for a file name names nothing cached
+            continue
+        if found and candidate.parent == root and candidate.name not in ("", ".", ".."):
             return candidate
     raise LocalEntryNotFoundError(f"nothing cached for {name!r} under {root}; "
                                   "'hubloader cache ls' lists what is there")
@@ -284,24 +310,26 @@ def prune_cache(cache_dir: str | os.PathLike | None = None, *, min_age: float = 
     root = cache.cache_root(cache_dir)
     now = time.time()
 
-    for repo_dir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-        for part in sorted((repo_dir / "partial").glob("*")) if (repo_dir / "partial").is_dir() else []:
-            if now - part.stat().st_mtime >= min_age:
+    for repo_dir in _repo_dirs(root):
+        partial = repo_dir / "partial"
+        for part in sorted(partial.iterdir()) if partial.is_dir() and not partial.is_symlink() else []:
+            if now - part.lstat().st_mtime >= min_age:
                 report.removed.append(part)
         refs = _refs(repo_dir)
-        for snap in sorted(p for p in (repo_dir / "snapshots").glob("*") if p.is_dir()):
+        snapshots = repo_dir / "snapshots"
+        for snap in _repo_dirs(snapshots) if not snapshots.is_symlink() else []:
             paths = cache.SnapshotPaths(snap, repo_dir, snap.name)
             manifest = cache.read_manifest(paths)
             stale = not manifest.get("complete") and now - snap.stat().st_mtime >= min_age
             superseded = bool(refs) and snap.name not in refs
             if stale or superseded:
                 report.removed.append(snap)
-                if paths.manifest.exists():
+                if paths.manifest.exists() and not paths.manifest.parent.is_symlink():
                     report.removed.append(paths.manifest)
     report.freed, unused = _freed_by(report.removed, cache_dir)
     if not dry_run:
         for path in report.removed:
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)

@@ -27,7 +27,8 @@ from typing import Callable, Mapping, Sequence
 
 from .. import constants
 from .._futures import results_or_cancel
-from ..errors import (DiskFullError, LocalEntryNotFoundError, NetworkError, RemoteNotFoundError)
+from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
+                      RemoteNotFoundError)
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
@@ -83,7 +84,31 @@ def select_files(files: Sequence[RemoteFile], *, card_files: Mapping[str, str | 
             chosen += [f for f in files if "/" not in f.path and _match(f.path, _PICKLE_PATTERNS)]
     if not chosen:
         raise RemoteNotFoundError(f"no file at {where} matches {list(allow_patterns or DEFAULT_PATTERNS)}")
+    _check_paths([f.path for f in chosen], where)
     return chosen
+
+
+def _check_paths(paths: list[str], where: str) -> None:
+    """Refuse file names a snapshot folder cannot hold as given: absolute, with ``\\``, ``.``,
+    ``..`` or empty parts, parts longer than a file name may be, or one name that is both a
+    file and a folder (``a.json`` and ``a.json/b.json``)."""
+    hint = "rename the object at the source, or leave it out with allow_patterns / --include"
+    for path in paths:
+        parts = path.split("/")
+        if "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+            raise InvalidModelNameError(f"{where} lists {path!r}, which is not a plain relative "
+                                        f"file name (a leading '/', '\\', '.' or '..'); {hint}")
+        if any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts):
+            raise InvalidModelNameError(f"{where} lists {path[:60]!r}..., a name longer than "
+                                        f"the 255 bytes a file name may have; {hint}")
+    files = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in files:
+                raise InvalidModelNameError(f"{where} lists {folder!r} both as a file and as a "
+                                            f"folder (of {path!r}); {hint}")
 
 
 def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
