@@ -17,7 +17,7 @@ from hubloader.errors import (ConfigError, HubLoaderError, InvalidModelNameError
                               UnknownTaskError, WeightsError)
 from hubloader.models import BertModel
 from hubloader.weights import read_safetensors
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, write_card
 
 CLI_CASES = [
     (["download", "x" * 5000], "too long"),
