@@ -1,9 +1,9 @@
 """Scenarios against the fastest loaders a user would pick (``pip install -e ".[bench]"``):
 
-8. a cold process, from S3 to the model ready: hubloader against runai-model-streamer (with
+9. a cold process, from S3 to the model ready: hubloader against runai-model-streamer (with
    runai-model-streamer-s3), s3torchconnector and a plain boto3 get_object, on one BERT
    checkpoint in SeaweedFS;
-9. a cold process, an hf:// snapshot into a local directory: hubloader against
+10. a cold process, an hf:// snapshot into a local directory: hubloader against
    huggingface_hub.snapshot_download, on the project's hub test server (tests/servers.py).
 
 Each measurement is a fresh process (tools shuffled per round, see run.interleave); the figure
@@ -85,7 +85,7 @@ def scenario_s3_model(args, results, verdicts):
             if tool not in missing:
                 measures[tool] = measure(tool, [mode, uri, config])
         walls = interleave(args.runs, measures)
-        scen = "8. cold process, S3 -> model ready (BERT-base, 1 safetensors file)"
+        scen = "9. cold process, S3 -> model ready (BERT-base, 1 safetensors file)"
         for tool, vals in walls.items():
             results.append(Series(scen, f"{tool}: spawn -> model ready", "s", vals))
             results.append(Series(scen, f"{tool}: after its imports -> model ready", "s",
@@ -95,7 +95,7 @@ def scenario_s3_model(args, results, verdicts):
         if missing:
             text += f"; not installed: {', '.join(missing)}"
         text += "; the peers read config.json from local disk, hubloader from S3"
-        verdicts.append(Verdict("8. S3 -> model ready", text + " (target: every ratio > 1)",
+        verdicts.append(Verdict("9. S3 -> model ready", text + " (target: every ratio > 1)",
                                 bool(ratios) and min(ratios.values()) > 1))
     finally:
         bench.close()
@@ -125,11 +125,11 @@ def scenario_hf(args, results, verdicts):
             "huggingface_hub.snapshot_download": measure(["hf-snapshot", "bench/bert",
                                                           str(tmp / "dest")]),
         })
-        scen = "9. cold process, hf:// snapshot -> local directory (BERT-base), hub test server"
+        scen = "10. cold process, hf:// snapshot -> local directory (BERT-base), hub test server"
         for tool, vals in walls.items():
             results.append(Series(scen, f"{tool}: spawn -> files in place", "s", vals))
         ratio = _ratios(walls, "hubloader")["huggingface_hub.snapshot_download"]
-        verdicts.append(Verdict("9. hf:// snapshot", f"snapshot_download / hubloader {ratio:.2f}x "
+        verdicts.append(Verdict("10. hf:// snapshot", f"snapshot_download / hubloader {ratio:.2f}x "
                                 "(target > 1; the hub test server on 127.0.0.1, LFS, no Xet)",
                                 ratio > 1))
     finally:

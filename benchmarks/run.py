@@ -157,7 +157,8 @@ SCENARIOS = {"cold": scenario_cold_start, "load": scenario_load, "memory": scena
 
 def _optional_scenarios():
     found = {}
-    for module in ("fetch_scenarios", "peer_scenarios"):  # S3 / cache; peer loaders
+    # S3 / cache; the LLM cold start; the peer loaders (each needs the bench extra)
+    for module in ("fetch_scenarios", "llm_scenario", "peer_scenarios"):
         try:
             found.update(importlib.import_module(module).SCENARIOS)
         except ImportError:
@@ -251,6 +252,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated scenario keys")
     parser.add_argument("--bert-layers", type=int, default=12, help="12 = BERT-base (~440 MB)")
     parser.add_argument("--s3-size-mb", type=int, default=512, help="S3 scenario size (MiB)")
+    parser.add_argument("--llm-layers", type=int, default=None,
+                        help="LLM scenario: fewer layers than TinyLlama's 22 (a quick check)")
     parser.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args(argv)
     scenarios = {**SCENARIOS, **_optional_scenarios()}
@@ -288,7 +291,8 @@ def _merge_saved(results, verdicts, keys, scenarios):
     by_key = {}
     for key in order:
         prefix = {"cold": "1.", "load": "2.", "lookup": "3.", "s3": "4.", "eight": "5.",
-                  "memory": "6.", "import": "7.", "s3model": "8.", "hf": "9."}.get(key, key)
+                  "memory": "6.", "import": "7.", "llm": "8.", "s3model": "9.",
+                  "hf": "10."}.get(key, key)
         by_key[key] = {"series": [dataclasses.asdict(s) for s in results if s.scenario.startswith(prefix)],
                        "verdicts": [dataclasses.asdict(v) for v in verdicts if v.scenario.startswith(prefix)]}
     saved_path.write_text(json.dumps(by_key, indent=1))

@@ -26,6 +26,7 @@ _LAZY = {
     "BaseModel": ".modeling",
     "AutoLoader": ".auto",
     "Tokenizer": ".tokenization",
+    "TextStreamer": ".streaming",
     "list_models": ".cards",
     "model_info": ".cards",
     "ModelCard": ".cards",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .names import ModelRef, parse_model_name
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
+    from .streaming import TextStreamer
     from .tokenization import Tokenizer
     from .weights import LoadReport
 

@@ -20,6 +20,7 @@ __all__ = [
     "WeightsMismatchError",
     "UnsafeWeightsError",
     "TokenizerError",
+    "ChatTemplateError",
     "InputError",
     "GenerationArgumentError",
     "LayerIndexNotFoundError",
@@ -106,6 +107,10 @@ class UnsafeWeightsError(HubLoaderError, ValueError):
 
 class TokenizerError(HubLoaderError, ValueError):
     """No usable tokenizer file, or a corrupt one."""
+
+
+class ChatTemplateError(TokenizerError):
+    """The model has no chat template, or its template failed to render."""
 
 
 class InputError(HubLoaderError, TypeError):

@@ -213,7 +213,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             revision: a revision to fetch (URIs and cards with a versioned source).
             offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
             device: where the weights go (``"cpu"``, ``"cuda:0"``...).
-            torch_dtype: floating dtype of the weights (default: the config's, else float32).
+            torch_dtype: floating dtype of the weights (default: the config's ``torch_dtype``
+                or ``dtype``, so a bf16 checkpoint loads in bf16; else float32).
             strict: raise :class:`WeightsMismatchError` on missing or unexpected keys;
                 with ``False`` they are logged and randomly initialized.
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
@@ -276,7 +277,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         config_path = model_dir / constants.CONFIG_NAME
         target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
                                         task=task, **overrides)
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else config.torch_dtype)
+        # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
+        declared = config.torch_dtype or config.extra.get("dtype")
+        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
                                       where=str(config_path))

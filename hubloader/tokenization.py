@@ -6,8 +6,10 @@ call: ``tok(["a", "b"], padding=True, return_tensors="pt")`` → ``input_ids`` /
 Built from ``tokenizer.json`` where present, else from vocabulary files: ``vocab.txt``
 (WordPiece, BERT), ``vocab.json`` + ``merges.txt`` (byte-level BPE, GPT-2/RoBERTa) and
 ``spiece.model`` (SentencePiece Unigram, T5 — read with a small protobuf reader, so neither
-``sentencepiece`` nor ``protobuf`` is needed). Families add builders for their vocabulary
-formats through :func:`register_builder`.
+``sentencepiece`` nor ``protobuf`` is needed); ``tokenizer.model`` (SentencePiece BPE, Llama 2)
+is built in :mod:`hubloader.sentencepiece_bpe`. Families add builders for their vocabulary
+formats through :func:`register_builder`. ``apply_chat_template`` renders the model's chat
+template (:mod:`hubloader.chat_template`).
 """
 
 from __future__ import annotations
@@ -274,6 +276,9 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
+# transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
+# for batched generation
+_DEFAULT_SIDE = {("padding_side", "llama"): "left"}
 _TOKENIZER_CLASSES = {"bert": "BertTokenizer", "gpt2": "GPT2Tokenizer",
                       "roberta": "RobertaTokenizer", "t5": "T5Tokenizer"}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length",
@@ -542,6 +547,38 @@ class Tokenizer:
                    return_token_type_ids=False, return_attention_mask=False)
         return enc["input_ids"]
 
+    # -- chat ---------------------------------------------------------------------------
+    #: the model's chat template, set by load_tokenizer (tokenizer_config.json, chat_template.jinja)
+    chat_template: str | None = None
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], *,
+                            add_generation_prompt: bool = False, tokenize: bool = False,
+                            chat_template: str | None = None, **variables: Any):
+        """Render a conversation with the model's chat template, as transformers does (see
+        :func:`hubloader.chat_template.render_chat_template`).
+
+        Returns:
+            The prompt string, or its ids (``list[int]``, no special tokens added) with
+            ``tokenize=True``.
+
+        Raises:
+            ChatTemplateError: no template, bad messages, or the template failed.
+
+        Example:
+            >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+            ...                         add_generation_prompt=True)
+        """
+        from .chat_template import render_chat_template
+        from .errors import ChatTemplateError
+
+        template = chat_template or self.chat_template
+        if template is None:
+            raise ChatTemplateError("this tokenizer has no chat_template (tokenizer_config.json "
+                                    "or chat_template.jinja); pass chat_template=")
+        text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                    special_tokens=self.special_tokens_map, **variables)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
     # -- decoding -------------------------------------------------------------------------
     def decode(self, token_ids: Any, *, skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None) -> str:
@@ -656,7 +693,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
         names = (["input_ids", "attention_mask"] if kind in _NO_TOKEN_TYPES
                  or model_type in _NO_TOKEN_TYPES
                  else ["input_ids", "token_type_ids", "attention_mask"])
-    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else "right"
+    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else _DEFAULT_SIDE.get((k, kind), "right")
              for k in ("padding_side", "truncation_side")]
     extra = cfg.get("extra_special_tokens", cfg.get("additional_special_tokens"))
     if isinstance(extra, list):
@@ -670,13 +707,20 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     init = {k: v for k, v in cfg.items() if k not in SPECIAL_TOKENS_ATTRIBUTES}
     tokenizer_class = cfg.get("tokenizer_class") if isinstance(cfg.get("tokenizer_class"), str) \
         else _TOKENIZER_CLASSES.get(kind)
-    return Tokenizer(backend, model_max_length=max_len, model_input_names=names,
-                     special_tokens=special, clean_up_tokenization_spaces=bool(
-                         cfg.get("clean_up_tokenization_spaces", False)),
-                     tokenizer_class=tokenizer_class, init_kwargs=init,
-                     extra_special_tokens=extra, padding_side=sides[0],
-                     truncation_side=sides[1])
+    tok = Tokenizer(backend, model_max_length=max_len, model_input_names=names,
+                    special_tokens=special, clean_up_tokenization_spaces=bool(
+                        cfg.get("clean_up_tokenization_spaces", False)),
+                    tokenizer_class=tokenizer_class, init_kwargs=init,
+                    extra_special_tokens=extra, padding_side=sides[0],
+                    truncation_side=sides[1])
+    from .chat_template import find_chat_template
+
+    tok.chat_template = find_chat_template(d, cfg)
+    return tok
 
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
-_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama"})
+_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
+                             "aquila"})
+
+from . import sentencepiece_bpe  # noqa: E402,F401  (registers the tokenizer.model builder)

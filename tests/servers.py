@@ -147,7 +147,8 @@ class FaultProxy:
     sends, records what clients send (request heads), and can throttle, cut connections
     after N downstream bytes, or flip one byte at a downstream offset; per request whose
     line contains a path: answer an S3 error (5xx) itself, stall the response (a read
-    timeout for the client), or reset the connection (RST) after N bytes. Per-request faults
+    timeout for the client), reset the connection (RST) after N bytes, or flip the byte at
+    offset N of the response (headers included: a tamperer in the path). Per-request faults
     hit GETs only (the transfers), never the HEAD or listing around them, unless
     ``fault_methods`` says otherwise (``("PUT",)`` for uploads; a failed request's body is
     read and dropped, never forwarded).
@@ -174,6 +175,7 @@ class FaultProxy:
         self.stall: tuple[str, int, int] | None = None   # hold the response (read timeout)
         self.reset_conn: tuple[str, int, int] | None = None  # TCP RST mid-response
         self.fail: tuple[str, int, int] | None = None    # answer an S3 error, never forwarded
+        self.flip: tuple[str, int, int] | None = None    # flip one byte at this response offset
         self.injected: list[str] = []                     # what was injected, in order
         self.fault_methods: tuple[str, ...] = ("GET",)    # requests the knobs above may hit
         self._rst: set[int] = set()
@@ -250,7 +252,7 @@ class FaultProxy:
 
     def _down(self, upstream, client, log) -> None:
         sent = 0
-        seen, since, stall_at, reset_at = 0, 0, None, None
+        seen, since, stall_at, reset_at, flip_at = 0, 0, None, None, None
         cut = corrupt = None
         with self.lock:
             if self.cut_after is not None and self.cut_times > 0:
@@ -267,6 +269,7 @@ class FaultProxy:
                         seen, since = len(log), 0
                         stall_at = self._take("stall", log[-1])
                         reset_at = self._take("reset_conn", log[-1])
+                        flip_at = self._take("flip", log[-1])
                 if reset_at is not None and since + len(data) >= reset_at:
                     client.sendall(data[: reset_at - since])
                     with self.lock:
@@ -282,6 +285,9 @@ class FaultProxy:
                     while not self._stop and time.monotonic() < deadline:
                         time.sleep(0.05)
                     return
+                if flip_at is not None and since <= flip_at < since + len(data):
+                    i = flip_at - since
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
                 since += len(data)
                 if cut is not None and sent + len(data) >= cut:
                     data = data[: max(0, cut - sent)]

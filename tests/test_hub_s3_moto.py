@@ -68,7 +68,7 @@ def test_head_reads_stated_digests_and_a_false_one_fails(moto_env, monkeypatch):
     for prefix, stated in (("m", weights), ("bad", other)):
         source = S3Source(f"{bucket}/{prefix}")
         listed = {f.path: f for f in source.list_files(None).files}
-        assert source.stated_sha256(listed["model.safetensors"]) == stated
+        assert source.stated_digests(listed["model.safetensors"]).sha256 == stated
     with pytest.raises(IntegrityError, match="sha256"):
         hubloader.download(f"s3://{bucket}/bad", allow_patterns=["*"])
 

@@ -89,12 +89,16 @@ def _ls(args) -> int:
 
 
 def _verify(args) -> int:
-    from ..hub.cache_admin import verify_cache
+    from ..hub.cache_admin import unverified_files, verify_cache
 
     checked, problems = verify_cache(name=args.name)
     for p in problems:
         print(f"BAD {p.kind}: {p.path} (expected {p.expected}, got {p.actual})")
+    unverified = unverified_files(name=args.name)
+    for path in unverified:
+        print(f"UNVERIFIED: {path} (its source stated no digest to check it against)")
     print(f"{checked} file(s) checked, {len(problems)} problem(s)"
+          + (f", {len(unverified)} never verified against their source" if unverified else "")
           + ("; 'hubloader cache rm NAME' then download again" if problems else ""))
     return 1 if problems else 0
 

@@ -5,6 +5,7 @@ INPUT is text, or an image path for vision tasks. The result is printed as plain
 
 Example:
     $ hubloader run lm gpt2 "Once upon a time" --max-new-tokens 20
+    $ hubloader run text-generation Qwen2.5-0.5B-Instruct "Name three llamas" --chat
     $ hubloader run classification vit-base-patch16-224 cat.jpg --top-k 3
 """
 
@@ -31,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sampling: keep the k best tokens; classification: labels shown (default 5)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="> 1 discourages repeated tokens (default 1: off)")
+    p.add_argument("--chat", action="store_true",
+                   help="text generation: send the input as a user message through the "
+                        "model's chat template")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -44,15 +50,27 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     model, tok = loader.get_model(), loader.get_tokenizer()
-    enc = tok(text, truncation=True, return_tensors="pt")
+    if opts.get("chat"):  # the text is the user's turn, rendered by the model's chat template
+        text = tok.apply_chat_template([{"role": "user", "content": text}],
+                                       add_generation_prompt=True)
+        # the template wrote its own BOS, if any
+        enc = tok(text, add_special_tokens=False, truncation=True, return_tensors="pt")
+    else:
+        enc = tok(text, truncation=True, return_tensors="pt")
     gen = None
     if opts.get("seed") is not None:
         gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
+    streamer = None
+    if opts.get("on_text") is not None:
+        from ..streaming import TextStreamer
+
+        streamer = TextStreamer(tok, opts["on_text"])
     ids = model.generate(enc["input_ids"].to(model.device),
                          attention_mask=enc["attention_mask"].to(model.device),
                          max_new_tokens=opts["max_new_tokens"], do_sample=opts["sample"],
                          temperature=opts["temperature"], top_k=opts["top_k"],
-                         top_p=opts["top_p"], generator=gen)
+                         top_p=opts["top_p"], generator=gen, streamer=streamer,
+                         repetition_penalty=opts["repetition_penalty"])
     new = ids[0, enc["input_ids"].shape[1]:] if loader.task == "text-generation" else ids[0]
     return {"generated_text": tok.decode(new, skip_special_tokens=True), "token_ids": ids[0].tolist()}
 
@@ -147,6 +165,10 @@ def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
              device: str = "cpu", **opts: Any) -> dict[str, Any]:
     """Load ``model`` for ``task`` and run it on ``text`` (or an image path).
 
+    Args:
+        on_text: generation tasks: called with each piece of text as it is generated.
+        chat: text generation: wrap ``text`` as a user message in the model's chat template.
+
     Returns:
         A JSON-able dict: ``generated_text``, ``labels``, ``tokens``, ``masks`` or ``embedding``.
 
@@ -156,22 +178,30 @@ def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
     from ..auto import AutoLoader
 
     defaults = {"max_new_tokens": 32, "sample": False, "temperature": 1.0, "top_k": None,
-                "top_p": None, "seed": None}
+                "top_p": None, "seed": None, "repetition_penalty": 1.0, "on_text": None,
+                "chat": False}
     loader = AutoLoader(task, model_name=model, model_dir=model_dir, device=device)
     result = _HANDLERS[loader.task](loader, text, {**defaults, **opts})
     return {"task": loader.task, "model": type(loader.get_model()).__name__, **result}
 
 
+def _print_piece(text: str) -> None:
+    print(text, end="", flush=True)
+
+
 def _run(args) -> int:
+    # plain output streams generated text as it comes; --json prints one object at the end
+    on_text = None if args.json else _print_piece
     result = run_task(args.task, args.model, args.input, model_dir=args.model_dir,
                       device=args.device, max_new_tokens=args.max_new_tokens, sample=args.sample,
                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                      seed=args.seed)
+                      seed=args.seed, repetition_penalty=args.repetition_penalty,
+                      on_text=on_text, chat=args.chat)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
     if "generated_text" in result:
-        print(result["generated_text"])
+        print()  # the text itself was streamed
     for item in result.get("labels", []):
         print(f"{item['label']}\t{item['score']:.4f}")
     for item in result.get("tokens", []):

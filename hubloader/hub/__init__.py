@@ -93,7 +93,10 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     if constants.is_offline(offline) or not distributed.active():
         return _download(request, offline=offline)
     return distributed.once_per_node(lambda: _download(request, offline=offline),
-                                     lambda: _download(request, offline=True))
+                                     lambda: _download(request, offline=True),
+                                     what=target.uri,
+                                     request=f"{target.revision} {download_path} "
+                                             f"{request.allow_patterns}")
 
 
 def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.PathLike, *,

@@ -22,8 +22,9 @@ from ..errors import InvalidModelNameError, LocalEntryNotFoundError
 from . import cache
 from ..files import sha256_file
 
-__all__ = ["CachedSnapshot", "snapshot_files", "Problem", "PruneReport", "CacheUsage", "scan_cache", "verify_cache",
-           "prune_cache", "remove_from_cache", "repo_dir_for", "cache_usage", "collect_blobs"]
+__all__ = ["CachedSnapshot", "snapshot_files", "Problem", "PruneReport", "CacheUsage",
+           "scan_cache", "verify_cache", "unverified_files", "prune_cache", "remove_from_cache",
+           "repo_dir_for", "cache_usage", "collect_blobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +295,27 @@ def verify_cache(cache_dir: str | os.PathLike | None = None, *,
             problems.append(Problem(blob, "sha256", blob.name, actual))
     logger.debug("verify: %d file(s) hashed once each", len(hashed))
     return checked, problems
+
+
+def unverified_files(cache_dir: str | os.PathLike | None = None, *,
+                     name: str | None = None) -> list[Path]:
+    """The cached files that were never checked against a digest from their source: the
+    manifest records what each file was verified against when it was fetched (``verified``:
+    ``sha256``, ``md5``, ``multipart ETag`` ...) and ``None`` where the source stated nothing
+    (or the entry predates the record). :func:`verify_cache` can only tell that such a file
+    is unchanged since, not that it is what the source holds.
+    """
+    snaps = scan_cache(cache_dir)
+    if name is not None:
+        repo = repo_dir_for(name, cache_dir).name
+        snaps = [s for s in snaps if s.repo == repo]
+    out = []
+    for snap in snaps:
+        paths = cache.SnapshotPaths(snap.path, snap.path.parents[1], snap.revision)
+        for rel, entry in sorted(cache.read_manifest(paths)["files"].items()):
+            if not entry.get("verified"):
+                out.append(paths.file(rel))
+    return out
 
 
 def prune_cache(cache_dir: str | os.PathLike | None = None, *, min_age: float = 3600.0,

@@ -22,6 +22,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -34,7 +35,7 @@ from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
 from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
-from .transfer import fetch_file
+from .transfer import fetch_file, verified_by
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
            "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS"]
@@ -306,15 +307,26 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     verified.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What :func:`_fetch_one` put into the snapshot: the bytes' sha256, where they came
+    from (the source's URI, ``blob``, or the source's local cache) and what they were
+    verified against (``None``: nothing, see :func:`.transfer.verified_by`)."""
+
+    sha256: str
+    origin: str
+    verified: str | None
+
+
 def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revision: str,
                card_sha256: str | None, progress: bool,
                received: Callable[[], None] | None = None,
-               cancel: threading.Event | None = None) -> tuple[str, str]:
+               cancel: threading.Event | None = None) -> _Stored:
     """Put ``file`` into the snapshot (from its blob, or the source's local copy, when
-    possible); return its sha256 and where the bytes came from. The caller holds the file's
-    lock, which only saves duplicate work: the transfer writes temp files of its own (adopting
-    a dead writer's bytes, see :mod:`.partials`), and a blob or snapshot entry another process
-    put in place first is kept."""
+    possible). The caller holds the file's lock, which only saves duplicate work: the
+    transfer writes temp files of its own (adopting a dead writer's bytes, see
+    :mod:`.partials`), and a blob or snapshot entry another process put in place first is
+    kept."""
     known = _known_sha256(file, card_sha256)
     # a copy outside the cache (huggingface_hub's) is used, verified, unless a blob has it
     local = None if _reusable_blob(paths, file, known) else source.local_copy(file)
@@ -322,25 +334,45 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
         _adopt(paths, local[0], local[1], file.path)
         logger.info("%s: taken from %s (%s), not fetched", file.path, source.local_origin,
                     local[0])
-        return local[1], source.local_origin
-    known = known or source.stated_sha256(file)
+        return _Stored(local[1], source.local_origin, verified_by(file, known))
+    if not known:
+        file = source.stated_digests(file)
+        known = _known_sha256(file, None)
+    by = verified_by(file, known)
     blob = _reusable_blob(paths, file, known)
     if known and blob is not None and _link_into_snapshot(paths, blob, file.path):
         logger.info("%s: identical bytes already cached (blob %s); linked, not fetched",
                     file.path, blob.name[:12])
-        return known, "blob"
+        return _Stored(known, "blob", by)
     partial = partials.claim(paths, file, partials.new_owner())
     if paths.blobs_dir is None:  # download_path layout: plain files
-        return fetch_file(source, file, revision=revision, final=paths.file(file.path),
-                          partial=partial, expected_sha256=known,
-                          progress=progress, received=received, cancel=cancel), source.uri
+        sha256 = fetch_file(source, file, revision=revision, final=paths.file(file.path),
+                            partial=partial, expected_sha256=known,
+                            progress=progress, received=received, cancel=cancel)
+        return _Stored(sha256, source.uri, by)
     verified = partial.with_name(partial.name + partials.VERIFIED)
     behind = durability.deferred()  # flushed in the background once it is in the blob store
     sha256 = fetch_file(source, file, revision=revision, final=verified, partial=partial,
                         expected_sha256=known, progress=progress, sync=not behind,
                         received=received, cancel=cancel)
     _store(paths, verified, sha256, file.path, behind=behind)
-    return sha256, source.uri
+    return _Stored(sha256, source.uri, by)
+
+
+_warned_unverified: set[str] = set()
+
+
+def _warn_unverified(source: Source, file: RemoteFile) -> None:
+    """Say once per source and process that files were stored without a digest to check."""
+    if source.uri in _warned_unverified:
+        logger.debug("%s: stored unverified", file.path)
+        return
+    _warned_unverified.add(source.uri)
+    logger.warning("%s states no digest to verify %s against (no card sha256, sha256 "
+                   "metadata, checksum or usable ETag): it is stored unverified, as are any "
+                   "others like it from this source ('hubloader cache verify' lists them); "
+                   "give its sha256 in the model card, or upload it with 'hubloader push'",
+                   source.uri, file.path)
 
 
 def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> None:
@@ -472,12 +504,15 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                     logger.info("removing %s, a partial download of an older version of %s",
                                 orphan.name, file.path)
                     orphan.unlink(missing_ok=True)
-            sha256, origin = _fetch_one(source, file, paths, revision=listing.revision,
-                                        card_sha256=card_files.get(file.path),
-                                        progress=progress, received=turn.release, cancel=stop)
+            stored = _fetch_one(source, file, paths, revision=listing.revision,
+                                card_sha256=card_files.get(file.path), progress=progress,
+                                received=turn.release, cancel=stop)
             turn.release()  # (also when the blob store already held the bytes)
+            if stored.verified is None:
+                _warn_unverified(source, file)
             entry = entries[file.path] = {"size": paths.file(file.path).stat().st_size,
-                                          "etag": file.etag, "sha256": sha256, "origin": origin}
+                                          "etag": file.etag, "sha256": stored.sha256,
+                                          "origin": stored.origin, "verified": stored.verified}
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})

@@ -30,8 +30,9 @@ from ..files import sha256_file as file_sha256  # re-exported
 from .partials import PARALLEL, RANGES, RANGES_TMP, Heartbeat, fresh_name
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
+from .sources.part_digests import PartDigest, expected_digest
 
-__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256", "saved_bytes"]
+__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256", "saved_bytes", "verified_by"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +42,38 @@ _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progres
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+def verified_by(file: RemoteFile, expected_sha256: str | None = None) -> str | None:
+    """What a transfer of ``file`` checks its bytes against (``sha256``, ``md5``,
+    ``git-sha1``, ``multipart ETag``, ``composite crc32 checksum`` ...), or ``None`` when the
+    source states nothing to check them against. :class:`Digests` checks exactly this."""
+    if expected_sha256 or file.sha256:
+        return "sha256"
+    if file.md5:
+        return "md5"
+    if file.git_sha1 and file.size is not None:
+        return "git-sha1"
+    want = expected_digest(file)
+    return want.kind if want else None
+
+
 class Digests:
     """sha256 always; the weaker digests a source vouches for (md5 from an S3 ETag, git blob
-    sha1) only when no sha256 is expected — a known sha256 already settles the file, and md5
-    alone would cost about as much CPU again."""
+    sha1, a multipart ETag or S3 checksum over the parts) only when no sha256 is expected — a
+    known sha256 already settles the file, and md5 alone would cost about as much CPU again.
+    Which one is checked is :func:`verified_by`'s answer."""
 
     def __init__(self, file: RemoteFile, expected_sha256: str | None = None):
         self.file = file
         self.sha256 = hashlib.sha256()
         self.count = 0  # bytes fed
-        weak = not (expected_sha256 or file.sha256)
-        self.md5 = hashlib.md5(usedforsecurity=False) if (file.md5 and weak) else None
+        by = verified_by(file, expected_sha256)
+        self.md5 = hashlib.md5(usedforsecurity=False) if by == "md5" else None
         self.git = None
-        if weak and file.git_sha1 and file.size is not None:
+        if by == "git-sha1" and file.size is not None:
             self.git = hashlib.sha1(usedforsecurity=False)
             self.git.update(b"blob %d\0" % file.size)
+        want = expected_digest(file) if by not in (None, "sha256", "md5", "git-sha1") else None
+        self.parts = PartDigest(want) if want else None
 
     def update(self, data: bytes) -> None:
         self.count += len(data)
@@ -64,6 +82,8 @@ class Digests:
             self.md5.update(data)
         if self.git is not None:
             self.git.update(data)
+        if self.parts is not None:
+            self.parts.update(data)
 
     def mismatch(self, expected_sha256: str | None) -> tuple[str, str, str] | None:
         """``(algorithm, expected, actual)`` for the first digest that disagrees, else ``None``."""
@@ -73,7 +93,7 @@ class Digests:
         for name, want, h in checks:
             if want and h is not None and h.hexdigest() != want.lower():
                 return name, want.lower(), h.hexdigest()
-        return None
+        return self.parts.mismatch() if self.parts is not None else None
 
 
 class Cancelled(Exception):

@@ -5,6 +5,9 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
+from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
+                    LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
+                    Qwen2ForCausalLM, Qwen2Model)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
@@ -14,6 +17,9 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
+           "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",
+           "AquilaConfig", "AquilaModel", "AquilaForCausalLM",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification"]

@@ -9,7 +9,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["check_token_ids", "require_token_ids", "check_same_shape", "check_pixel_values"]
+__all__ = ["check_token_ids", "require_token_ids", "check_same_shape", "check_pixel_values",
+           "positions_from_mask"]
 
 
 def check_token_ids(name: str, value: Any, *, required: bool = False,
@@ -80,3 +81,14 @@ def check_pixel_values(value: Any, *, num_channels: int,
         raise InputError(f"pixel_values is {tuple(value.shape[2:])} pixels, the model expects "
                          f"{tuple(image_size)}; resize with the model's image processor{size_hint}")
     return value
+
+
+def positions_from_mask(attention_mask: torch.Tensor | None, past_len: int, seq: int,
+                        device: torch.device) -> torch.Tensor:
+    """Position ids of the last ``seq`` tokens: ``[1, seq]`` counting on from ``past_len``
+    without a mask, else ``[batch, seq]`` counting real tokens only (left padding)."""
+    if attention_mask is None:
+        return torch.arange(past_len, past_len + seq, device=device).unsqueeze(0)
+    pos = attention_mask.long().cumsum(-1) - 1  # left padding: real tokens count from 0
+    pos = pos.masked_fill(attention_mask == 0, 1)
+    return pos[:, -seq:]

@@ -12,14 +12,17 @@ A family fills two hooks:
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
 from ..errors import GenerationArgumentError, InputError
 
-__all__ = ["GenerationMixin", "select_next_tokens"]
+__all__ = ["GenerationMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
+           "read_generation_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,24 @@ def _check_ids(input_ids: Any, vocab_size: int | None) -> None:
                          f"[{int(input_ids.min())}, {int(input_ids.max())}]")
 
 
+class TokenStreamer(Protocol):
+    """What ``generate(streamer=)`` feeds as it goes (the shape of transformers' streamers):
+    ``put`` gets the prompt ids first, then each step's ``[batch]`` new ids; ``end`` once."""
+
+    def put(self, value: torch.Tensor) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty, as transformers applies it: the logit of every token already
+    in ``seen`` (``[batch, len]``) is divided by ``penalty`` when positive, multiplied when
+    negative."""
+    scores = logits.gather(-1, seen)
+    scores = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return logits.scatter(-1, seen, scores)
+
+
 def select_next_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0,
                        top_k: int | None = None, top_p: float | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
@@ -92,6 +113,31 @@ def select_next_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: fl
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def read_generation_ids(model_dir: Path | None) -> dict[str, Any]:
+    """The ``eos_token_id`` (an int or a list) and ``pad_token_id`` of ``generation_config.json``
+    in ``model_dir``; entries of the wrong type, or an unreadable file, are left out (logged)."""
+    path = Path(model_dir) / "generation_config.json" if model_dir is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("ignoring %s: %s", path, err)
+        return {}
+    out: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        return out
+    eos = data.get("eos_token_id")
+    if isinstance(eos, int) and not isinstance(eos, bool) or (
+            isinstance(eos, list) and eos and all(isinstance(i, int) and not isinstance(i, bool)
+                                                  for i in eos)):
+        out["eos_token_id"] = eos
+    pad = data.get("pad_token_id")
+    if isinstance(pad, int) and not isinstance(pad, bool):
+        out["pad_token_id"] = pad
+    return out
+
+
 class GenerationMixin:
     """Adds :meth:`generate` to a model that fills ``_generation_begin`` / ``_generation_step``."""
 
@@ -101,12 +147,22 @@ class GenerationMixin:
     def _generation_step(self, state: Any, step_ids: torch.Tensor):
         raise NotImplementedError
 
+    def _stored_generation_ids(self) -> dict[str, Any]:
+        """``eos_token_id`` / ``pad_token_id`` from the checkpoint's ``generation_config.json``
+        (read once): chat models list their end-of-turn ids there, not in ``config.json``."""
+        cached = self.__dict__.get("_generation_ids")
+        if cached is None:
+            cached = read_generation_ids(getattr(self, "model_dir", None))
+            self.__dict__["_generation_ids"] = cached
+        return cached
+
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  eos_token_id: int | list[int] | None = None,
                  attention_mask: torch.Tensor | None = None, pad_token_id: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, repetition_penalty: float = 1.0,
+                 streamer: TokenStreamer | None = None) -> torch.Tensor:
         """Generate token ids.
 
         Args:
@@ -117,12 +173,17 @@ class GenerationMixin:
             top_k: sample only among the ``top_k`` most likely tokens (>= 1).
             top_p: nucleus sampling: the smallest set of tokens reaching this mass, in (0, 1].
             eos_token_id: stop a row once it emits this id (or any of these ids); later
-                positions of a finished row hold ``pad_token_id``. ``None``: the config's
-                ``eos_token_id`` if any.
+                positions of a finished row hold ``pad_token_id``. ``None``: the checkpoint's
+                ``generation_config.json``, else the config's ``eos_token_id``, if any.
             attention_mask: ``[batch, seq]`` 1/0 mask for padded prompts (pad on the left for
                 decoder models).
-            pad_token_id: filler after a row finished (default: the config's, else the eos id).
+            pad_token_id: filler after a row finished (default: ``generation_config.json``'s,
+                the config's, else the eos id).
             generator: a ``torch.Generator`` making sampling reproducible.
+            repetition_penalty: > 1 discourages tokens already in the sequence (prompt
+                included), as transformers does; 1 turns it off.
+            streamer: receives the prompt, then each step's new tokens as they are chosen
+                (see :class:`TokenStreamer`).
 
         Returns:
             ``[batch, total]`` LongTensor: prompt plus new tokens for decoder models, the
@@ -133,31 +194,44 @@ class GenerationMixin:
             GenerationArgumentError: an argument out of range.
         """
         cfg = getattr(self, "config", None)
+        stored = self._stored_generation_ids()
         if eos_token_id is None:
-            eos_token_id = getattr(cfg, "eos_token_id", None)
+            eos_token_id = stored.get("eos_token_id", getattr(cfg, "eos_token_id", None))
         eos = _check_args(max_new_tokens, temperature, top_k, top_p, eos_token_id)
+        if isinstance(repetition_penalty, bool) or not isinstance(repetition_penalty, (int, float)) \
+                or not repetition_penalty > 0:
+            raise GenerationArgumentError(f"repetition_penalty must be a number > 0, got "
+                                          f"{repetition_penalty!r}; 1.0 turns it off")
         _check_ids(input_ids, getattr(cfg, "vocab_size", None))
         if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
                                            or attention_mask.shape != input_ids.shape):
             raise InputError("attention_mask must be a tensor shaped like input_ids "
                              f"{tuple(input_ids.shape)}")
         if pad_token_id is None:
-            pad_token_id = getattr(cfg, "pad_token_id", None)
+            pad_token_id = stored.get("pad_token_id", getattr(cfg, "pad_token_id", None))
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
         tokens, state = self._generation_begin(input_ids, attention_mask)
         step_ids = tokens
         eos_t = torch.tensor(eos, dtype=torch.long, device=tokens.device)
         finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        if streamer is not None:
+            streamer.put(tokens.cpu())
         for _ in range(max_new_tokens):
             logits, state = self._generation_step(state, step_ids)
+            if repetition_penalty != 1.0:
+                logits = penalize_repetition(logits, tokens, float(repetition_penalty))
             nxt = select_next_tokens(logits, do_sample=do_sample, temperature=temperature,
                                      top_k=top_k, top_p=top_p, generator=generator)
             nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if streamer is not None:
+                streamer.put(nxt.cpu())
             if eos:
                 finished |= torch.isin(nxt, eos_t)
                 if bool(finished.all()):
                     break
             step_ids = nxt[:, None]
+        if streamer is not None:
+            streamer.end()
         return tokens

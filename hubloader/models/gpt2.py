@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids, require_token_ids
+from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import GenerationMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
@@ -180,15 +180,6 @@ class GPT2PreTrainedModel(BaseModel[GPT2Config]):
                 for i in range(self.config.n_layer)]
 
 
-def _positions(attention_mask: torch.Tensor | None, past_len: int, seq: int,
-               device: torch.device) -> torch.Tensor:
-    if attention_mask is None:
-        return torch.arange(past_len, past_len + seq, device=device).unsqueeze(0)
-    pos = attention_mask.long().cumsum(-1) - 1  # left padding: real tokens count from 0
-    pos = pos.masked_fill(attention_mask == 0, 1)
-    return pos[:, -seq:]
-
-
 @register_model("gpt2", "base")
 class GPT2Model(GPT2PreTrainedModel):
     """The GPT-2 decoder stack. ``forward`` returns ``logits`` (= last hidden states after
@@ -243,7 +234,7 @@ class GPT2Model(GPT2PreTrainedModel):
                                  f"{(input_ids.shape[0], past_len + seq)}, got "
                                  f"{tuple(attention_mask.shape)}")
         if position_ids is None:
-            position_ids = _positions(attention_mask, past_len, seq, input_ids.device)
+            position_ids = positions_from_mask(attention_mask, past_len, seq, input_ids.device)
         else:
             check_token_ids("position_ids", position_ids)
             check_same_shape("position_ids", position_ids, "input_ids", input_ids)

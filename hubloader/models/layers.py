@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "GatedFeedForward", "RMSNorm",
-           "RelativePositionBias", "additive_mask"]
+           "RelativePositionBias", "RotaryEmbedding", "apply_rotary", "rope_scaling_kind",
+           "additive_mask"]
 
 
 class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
@@ -67,40 +68,60 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention when ``context`` is ``None``, cross-attention otherwise; ``causal`` masks the
     future. ``scale=False`` skips the 1/sqrt(d) scaling (T5). ``past`` / ``use_cache`` carry a
-    key/value cache for incremental decoding.
+    key/value cache for incremental decoding. ``num_kv_heads`` below ``num_heads`` is
+    grouped-query attention (each key/value head serves a group of query heads);
+    ``sliding_window`` lets a causal query see only its last N keys (Mistral); ``out_bias``
+    sets the output projection's bias apart from ``bias`` (Qwen2 biases q/k/v only).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, *, dropout: float = 0.0, bias: bool = True,
                  head_dim: int | None = None, causal: bool = False, scale: bool = True,
-                 kv_size: int | None = None):
+                 kv_size: int | None = None, num_kv_heads: int | None = None,
+                 out_bias: bool | None = None, sliding_window: int | None = None):
         super().__init__()
         if head_dim is None:
             if hidden_size % num_heads:
                 raise ConfigError(f"hidden_size {hidden_size} is not a multiple of "
                                   f"num_attention_heads {num_heads}")
             head_dim = hidden_size // num_heads
+        num_kv_heads = num_kv_heads or num_heads
+        if num_heads % num_kv_heads:
+            raise ConfigError(f"num_attention_heads {num_heads} is not a multiple of "
+                              f"num_key_value_heads {num_kv_heads}")
         inner = num_heads * head_dim
         kv_size = kv_size or hidden_size
         self.num_heads, self.head_dim, self.causal, self.dropout = num_heads, head_dim, causal, dropout
+        self.num_kv_heads, self.sliding_window = num_kv_heads, sliding_window
         self.scale = 1.0 / math.sqrt(head_dim) if scale else 1.0
         self.query = nn.Linear(hidden_size, inner, bias=bias)
-        self.key = nn.Linear(kv_size, inner, bias=bias)
-        self.value = nn.Linear(kv_size, inner, bias=bias)
-        self.out = nn.Linear(inner, hidden_size, bias=bias)
+        self.key = nn.Linear(kv_size, num_kv_heads * head_dim, bias=bias)
+        self.value = nn.Linear(kv_size, num_kv_heads * head_dim, bias=bias)
+        self.out = nn.Linear(inner, hidden_size, bias=bias if out_bias is None else out_bias)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
         b, s, _ = x.shape
-        return x.view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
+        return x.view(b, s, heads or self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _causal_bias(self, q: torch.Tensor, k_len: int) -> torch.Tensor:
+        q_len = q.shape[2]
+        keep = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril(k_len - q_len)
+        if self.sliding_window is not None:  # a query sees only the last `window` keys
+            keep &= ~torch.ones_like(keep).tril(k_len - q_len - self.sliding_window)
+        bias = torch.zeros(q_len, k_len, dtype=q.dtype, device=q.device)
+        return bias.masked_fill_(~keep, torch.finfo(q.dtype).min)
 
     def forward(self, hidden: torch.Tensor, *, mask: torch.Tensor | None = None,
                 context: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                past: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = False):
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = False,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Args:
             hidden: ``[batch, seq, hidden]``.
             mask: additive mask broadcastable to ``[batch, heads, seq, key_len]``.
             context: encoder states for cross-attention.
             bias: additive position bias (T5), broadcastable like ``mask``.
-            past: cached ``(key, value)`` from earlier steps.
+            past: cached ``(key, value)`` from earlier steps (``num_kv_heads`` heads).
+            rotary: ``(cos, sin)`` of :class:`RotaryEmbedding` for the new positions, applied
+                to queries and keys before the keys enter the cache.
 
         Returns:
             ``out`` or ``(out, (key, value))`` when ``use_cache``.
@@ -110,28 +131,32 @@ class MultiHeadAttention(nn.Module):
             k, v = past
         else:
             src = hidden if context is None else context
-            k, v = self._heads(self.key(src)), self._heads(self.value(src))
+            k = self._heads(self.key(src), self.num_kv_heads)
+            v = self._heads(self.value(src), self.num_kv_heads)
+            if rotary is not None:
+                q, k = apply_rotary(q, k, *rotary)
             if past is not None:
                 k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        cache = (k, v)
         attn_bias = None
         if bias is not None:
             attn_bias = bias
         if mask is not None:
             attn_bias = mask if attn_bias is None else attn_bias + mask
         if self.causal and context is None:
-            q_len, k_len = q.shape[2], k.shape[2]
-            causal = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril(k_len - q_len)
-            causal_bias = torch.zeros(q_len, k_len, dtype=q.dtype, device=q.device)
-            causal_bias.masked_fill_(~causal, torch.finfo(q.dtype).min)
+            causal_bias = self._causal_bias(q, k.shape[2])
             attn_bias = causal_bias if attn_bias is None else attn_bias + causal_bias
         if attn_bias is not None:
             attn_bias = attn_bias.to(q.dtype)
+        if self.num_kv_heads != self.num_heads:  # grouped-query attention: share each kv head
+            groups = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias, dropout_p=self.dropout if self.training else 0.0,
             scale=self.scale)
         out = out.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[1], -1)
         out = self.out(out)
-        return (out, (k, v)) if use_cache else out
+        return (out, cache) if use_cache else out
 
 
 class FeedForward(nn.Module):
@@ -150,7 +175,8 @@ class FeedForward(nn.Module):
 
 
 class GatedFeedForward(nn.Module):
-    """``fc_out(dropout(act(fc_gate(x)) * fc_in(x)))`` — the gated MLP of T5 v1.1 and its kin."""
+    """``fc_out(dropout(act(fc_gate(x)) * fc_in(x)))`` — the gated MLP of T5 v1.1 and its kin
+    (SwiGLU with ``silu``: Llama's ``gate_proj``/``up_proj``/``down_proj``)."""
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str, *,
                  bias: bool = False, dropout: float = 0.0):
@@ -223,3 +249,94 @@ class RMSNorm(nn.Module):
         if self.weight.dtype in (torch.float16, torch.bfloat16):
             x = x.to(self.weight.dtype)
         return self.weight * x
+
+
+def _llama3_inv_freq(inv_freq: torch.Tensor, params: dict) -> torch.Tensor:
+    """Llama 3.1's frequency scaling: long wavelengths divided by ``factor``, short ones kept,
+    a smooth blend between."""
+    factor = float(params["factor"])
+    low, high = float(params["low_freq_factor"]), float(params["high_freq_factor"])
+    old_len = float(params["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return torch.where(medium, blended, scaled)
+
+
+_ROPE_NEEDS: dict[str, tuple[str, ...]] = {
+    "default": (), "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+
+
+def rope_scaling_kind(scaling: dict | None) -> str:
+    """The rope scaling type a config's ``rope_scaling`` / ``rope_parameters`` names.
+
+    Raises:
+        ConfigError: a type :class:`RotaryEmbedding` does not implement, or missing parameters.
+    """
+    scaling = scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in _ROPE_NEEDS:
+        raise ConfigError(f"rope scaling {kind!r} is not supported; use one of "
+                          f"{list(_ROPE_NEEDS)} (or load the model with transformers)")
+    lacking = [k for k in _ROPE_NEEDS[kind] if k not in scaling]
+    if lacking:
+        raise ConfigError(f"rope scaling {kind!r} needs {', '.join(lacking)} in the config")
+    return kind
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE): ``cos``/``sin`` tables for given positions.
+
+    Args:
+        dim: the rotated size (the head size).
+        theta: the base wavelength (``rope_theta``).
+        scaling: ``None`` or a ``rope_scaling`` dict whose ``rope_type`` (or ``type``) is
+            ``"default"``, ``"linear"`` (positions divided by ``factor``) or ``"llama3"``.
+
+    Raises:
+        ConfigError: another scaling type, or one missing its parameters.
+    """
+
+    def __init__(self, dim: int, *, theta: float = 10000.0, scaling: dict | None = None):
+        super().__init__()
+        self.dim, self.theta, self.scaling = dim, float(theta), dict(scaling or {})
+        self.kind = rope_scaling_kind(self.scaling)
+        # a plain attribute, not a buffer: built lazily (the model may be built on the meta
+        # device) and kept in float32 whatever dtype the model is cast to
+        self._inv_freq_cache: torch.Tensor | None = None
+
+    def _inv_freq(self, device: torch.device) -> torch.Tensor:
+        inv = self._inv_freq_cache
+        if inv is None or inv.device != device:
+            exponent = torch.arange(0, self.dim, 2, dtype=torch.int64, device=device).float()
+            inv = 1.0 / (self.theta ** (exponent / self.dim))
+            if self.kind == "linear":
+                inv = inv / float(self.scaling["factor"])
+            elif self.kind == "llama3":
+                inv = _llama3_inv_freq(inv, self.scaling)
+            self._inv_freq_cache = inv
+        return inv
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``positions``: ``[batch, seq]`` → ``(cos, sin)``, each ``[batch, seq, dim]``, computed
+        in float32 and returned in ``dtype``."""
+        inv = self._inv_freq(positions.device)
+        freqs = positions[..., None].float() * inv  # [batch, seq, dim / 2]
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
+                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate ``[batch, heads, seq, dim]`` queries and keys by ``[batch, seq, dim]`` tables
+    (the half-split layout of Hugging Face checkpoints)."""
+    cos, sin = cos[:, None], sin[:, None]
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin

@@ -50,6 +50,10 @@ class RemoteFile:
             files (so a resumed download never mixes two versions) and tells a warm cache
             whether its copy is current.
         sha256, md5, git_sha1: digests the source vouches for (hex), checked after transfer.
+        checksum: an S3 checksum, ``<crc32|sha1|sha256>:<base64>``, ending in ``-<parts>``
+            when composite (see :mod:`hubloader.hub.sources.part_digests`).
+        parts: the sizes of the parts an object was uploaded in, in order (``()``: unknown
+            or one part); with them a multipart ETag or a composite checksum is checked.
     """
 
     path: str
@@ -58,6 +62,8 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     git_sha1: str | None = None
+    checksum: str | None = None
+    parts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,16 +114,17 @@ class Source:
         """
         raise NotImplementedError
 
-    def stated_sha256(self, file: RemoteFile) -> str | None:
-        """The sha256 the source states for ``file`` beyond its listing, asked for only when
-        the file is about to be fetched and no digest is known yet (one small request at
-        most). ``None``: the source states none. Sources that list digests need not override.
+    def stated_digests(self, file: RemoteFile) -> RemoteFile:
+        """``file`` with the digests the source states beyond its listing filled in
+        (``sha256``, ``checksum``, ``parts``), asked for only when the file is about to be
+        fetched and no sha256 is known yet (a few small requests at most). Sources that list
+        their digests need not override; this one states none.
 
         Raises:
             RemoteChangedError: the file changed since it was listed.
             RemoteNotFoundError, AccessDeniedError: final answers from the source.
         """
-        return None
+        return file
 
     #: how :meth:`local_copy`'s files are named in the manifest (``hubloader cache ls``)
     local_origin: str = "local"

@@ -6,7 +6,9 @@ version. A plain (non-multipart) ETag is the object's MD5, which is then verifie
 fetching a file whose sha256 no card gives, one HEAD asks for the object's
 ``x-amz-checksum-sha256`` (a full-object SHA-256, as a single-part upload with a checksum
 has) or the ``x-amz-meta-sha256`` that ``hubloader push`` writes: the download is verified
-against it, and identical bytes already cached are linked instead of fetched.
+against it, and identical bytes already cached are linked instead of fetched. An object
+uploaded in parts without either is verified against its CRC32/SHA checksum or its multipart
+ETag, recomputed over its parts (their sizes from ``HEAD ?partNumber=1``, or GetObjectAttributes).
 Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...),
 addressed path-style. With no credentials configured, downloads go unsigned (public buckets).
 Proxies (``HTTP(S)_PROXY``), the CA bundle (``AWS_CA_BUNDLE``) and credentials are boto3's.
@@ -18,12 +20,14 @@ import base64
 import binascii
 import logging
 import re
+from dataclasses import replace
 from typing import Any, Iterator
 
 from ... import constants
 from ...errors import (AccessDeniedError, InvalidModelNameError, NetworkError,
                        RemoteNotFoundError, UnsupportedSourceError)
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
+from .part_digests import MULTIPART_ETAG
 
 __all__ = ["S3Source", "make_client", "translate_error"]
 
@@ -122,6 +126,39 @@ def translate_error(err: Exception, where: str, *, writing: bool = False) -> Exc
     return err
 
 
+def _full_sha256(checksum: str | None, kind: str | None) -> str | None:
+    """A full-object ``ChecksumSHA256`` (base64) as hex; composite ones are not of the file."""
+    checksum = checksum or ""
+    if not checksum or "-" in checksum or kind == "COMPOSITE":
+        return None
+    try:
+        digest = base64.b64decode(checksum, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
+def _meta_sha256(metadata: dict | None) -> str | None:
+    """The ``x-amz-meta-sha256`` that ``hubloader push`` writes, when it is a sha256."""
+    meta = str((metadata or {}).get("sha256") or "").strip().lower()
+    return meta if _SHA256_RE.match(meta) else None
+
+
+def _checksum(head: dict, count: int) -> str | None:
+    """A multipart object's checksum from its HEAD, as :attr:`RemoteFile.checksum`
+    (``crc32:<base64>-<parts>`` when composite). It is composite unless the server says
+    ``FULL_OBJECT``: some servers state a composite one with neither a type nor the
+    ``-<parts>`` suffix. CRC32C and CRC64NVME need a native library and are left out."""
+    for name in ("CRC32", "SHA1", "SHA256"):
+        value = str(head.get(f"Checksum{name}") or "")
+        if value:
+            base, _, suffix = value.partition("-")
+            if head.get("ChecksumType") == "FULL_OBJECT" and not suffix:
+                return f"{name.lower()}:{base}"
+            return f"{name.lower()}:{base}-{suffix or count}"
+    return None
+
+
 class S3Source(Source):
     """Objects under ``s3://bucket/prefix/``. Revisions are labels (S3 has no commits).
 
@@ -170,36 +207,107 @@ class S3Source(Source):
                                       "(or the card's source / HUBLOADER_ENDPOINT)")
         return Listing(revision or "main", tuple(sorted(files, key=lambda f: f.path)))
 
-    def stated_sha256(self, file: RemoteFile) -> str | None:
+    def stated_digests(self, file: RemoteFile) -> RemoteFile:
         """One HEAD (``x-amz-checksum-mode: ENABLED``): the full-object ``ChecksumSHA256``,
-        else the ``sha256`` user metadata. Composite (multipart) checksums are digests of
-        part digests, not of the file, and are not used. A broken connection here is only
-        logged: the GET that follows has the retries and reports the cause. Files under
-        1 MiB with an MD5 ETag skip the HEAD: it would cost as much as their GET, and the MD5
-        already verifies them."""
+        else the ``sha256`` user metadata. An object uploaded in parts (a multipart ETag)
+        without either also gets its other checksum (CRC32, SHA-1, SHA-256; composite or
+        full-object) and its part sizes, which verify the bytes (see
+        :mod:`.part_digests`). A broken connection here is only logged: the GET
+        that follows has the retries and reports the cause, and the file is then stored
+        unverified. Files under 1 MiB with an MD5 ETag skip the HEAD: it would cost as much
+        as their GET, and the MD5 already verifies them."""
         if file.md5 and file.size is not None and file.size < _HEAD_MIN_SIZE:
-            return None
-        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path, "ChecksumMode": "ENABLED"}
-        if file.etag:
-            kwargs["IfMatch"] = f'"{file.etag}"'
+            return file
+        if_match = f'"{file.etag}"' if file.etag else None
         try:
-            head = self.client.head_object(**kwargs)
+            if MULTIPART_ETAG.match((file.etag or "").lower()):
+                return self._multipart_digests(file, if_match)
+            head = self._head_object(self.prefix + file.path, if_match=if_match)
+        except RemoteChangedError:
+            raise
         except Exception as err:
             mapped = translate_error(err, self.describe(file.path))
             if isinstance(mapped, NetworkError):
-                logger.debug("no stated sha256 for %s: %s", file.path, mapped)
-                return None
+                logger.debug("no stated digests for %s: %s", file.path, mapped)
+                return file
             raise mapped from err
-        checksum = head.get("ChecksumSHA256") or ""
-        if checksum and "-" not in checksum and head.get("ChecksumType") != "COMPOSITE":
-            try:
-                digest = base64.b64decode(checksum, validate=True)
-            except (binascii.Error, ValueError):
-                digest = b""
-            if len(digest) == 32:
-                return digest.hex()
-        meta = str((head.get("Metadata") or {}).get("sha256") or "").strip().lower()
-        return meta if _SHA256_RE.match(meta) else None
+        sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
+                  or _meta_sha256(head.get("Metadata")))
+        return replace(file, sha256=sha256) if sha256 else file
+
+    def _head_object(self, key: str, *, if_match: str | None = None) -> dict:
+        """The whole HEAD answer (``x-amz-checksum-mode: ENABLED``): every checksum, its
+        type, the user metadata."""
+        kwargs = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        return self.client.head_object(**kwargs)
+
+    def _multipart_digests(self, file: RemoteFile, if_match: str | None) -> RemoteFile:
+        head = self._head_object(self.prefix + file.path, if_match=if_match)
+        sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
+                  or _meta_sha256(head.get("Metadata")))
+        if sha256:
+            return replace(file, sha256=sha256)
+        count = int((file.etag or "").rsplit("-", 1)[1])
+        checksum = _checksum(head, count)
+        if checksum and "-" not in checksum.partition(":")[2]:  # full-object: needs no parts
+            return replace(file, checksum=checksum)
+        return replace(file, checksum=checksum, parts=self._part_sizes(file, count))
+
+    def _part_sizes(self, file: RemoteFile, count: int) -> tuple[int, ...]:
+        """The part sizes. ``HEAD ?partNumber=1`` gives the size every part but the last has,
+        as S3 uploaders cut them (boto3, the AWS CLI, rclone, mc), and the count; the last
+        part's HEAD must agree. Where it does not, GetObjectAttributes lists every part's size
+        if the server does (SeaweedFS; AWS for objects with checksums). ``()`` when nothing
+        adds up to the object: the file is then stored unverified."""
+        key, size = self.prefix + file.path, int(file.size or 0)
+        first, listed = self._part_head(key, 1)
+        if listed == count and first > 0 and (count - 1) * first < size <= count * first:
+            uniform = (first,) * (count - 1) + (size - (count - 1) * first,)
+            if count == 1 or self._part_head(key, count)[0] == uniform[-1]:
+                return uniform
+        sizes = self._listed_parts(file)
+        if len(sizes) == count and sum(sizes) == size:
+            return tuple(sizes)
+        logger.debug("%s: no part sizes that add up to %d bytes in %d parts", key, size, count)
+        return ()
+
+    def _listed_parts(self, file: RemoteFile) -> list[int]:
+        """Every part's size from GetObjectAttributes (``[]`` where the server does not
+        list them, or a policy does not allow the request)."""
+        s3, key = self.client, self.prefix + file.path
+        sizes: list[int] = []
+        marker = 0
+        try:
+            while True:
+                attrs = s3.get_object_attributes(Bucket=self.bucket, Key=key, MaxParts=1000,
+                                                 PartNumberMarker=marker,
+                                                 ObjectAttributes=["ETag", "ObjectParts"])
+                if file.etag and str(attrs.get("ETag", file.etag)).strip('"') != file.etag:
+                    raise RemoteChangedError(f"{self.describe(file.path)} changed while it "
+                                             "was being fetched")
+                parts = attrs.get("ObjectParts") or {}
+                sizes += [int(p["Size"]) for p in parts.get("Parts") or [] if "Size" in p]
+                if not parts.get("IsTruncated") or not parts.get("Parts"):
+                    return sizes
+                marker = int(parts.get("NextPartNumberMarker") or 0)
+        except RemoteChangedError:
+            raise
+        except Exception as err:
+            logger.debug("GetObjectAttributes of %s: %s", key, err)
+            return []
+
+    def _part_head(self, key: str, number: int) -> tuple[int, int]:
+        """``HEAD ?partNumber=N``: the part's length and the object's part count (0, 0
+        where the server refuses it or does not say). Sent without If-Match: some servers
+        compare it with the part's own ETag; the GET's If-Match still pins the version."""
+        try:
+            part = self.client.head_object(Bucket=self.bucket, Key=key, PartNumber=number)
+        except Exception as err:
+            logger.debug("HEAD of part %d of %s: %s", number, key, err)
+            return 0, 0
+        return int(part.get("ContentLength") or 0), int(part.get("PartsCount") or 0)
 
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
