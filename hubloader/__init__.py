@@ -25,6 +25,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "BaseModel": ".modeling",
     "AutoLoader": ".auto",
+    "Predictor": ".predictor",
     "Tokenizer": ".tokenization",
     "TextStreamer": ".streaming",
     "list_models": ".cards",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hub import cached_file, download
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
+    from .predictor import Predictor
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
     from .streaming import TextStreamer

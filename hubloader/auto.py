@@ -9,66 +9,125 @@ from typing import Any
 
 import torch
 
+from . import constants
 from .cards import find_card
-from .config import ModelConfig
+from .config import ModelConfig, read_config_file
 from .errors import ConfigError
-from .modeling import BaseModel
+from .modeling import _NO_WEIGHTS, BaseModel
 from .names import parse_model_name
-from .registry import resolve_task
+from .registry import get_model_class, resolve_task
 
 __all__ = ["AutoLoader"]
 
+# where FlagAI's AutoLoader keeps models when no model_dir is given
+_FLAGAI_MODEL_DIR = "./checkpoints/"
+
 
 class AutoLoader:
-    """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader).
+    """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader, argument
+    for argument).
 
     Args:
-        task_name: a task or alias (``"text-classification"``, ``"ner"``, ``"embedding"``...).
-        model_name: a card name, local directory or URI.
+        task_name: a task or alias (``"text-classification"``, ``"ner"``, ``"embedding"``...),
+            FlagAI's names included (``"lm"``, ``"cls"``, ``"title-generation"``, ``"ner-crf"``...).
+        model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
+            Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
-        **config_overrides: validated config changes (e.g. ``num_labels=3``).
+        **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
+            ``load_pretrain_params``, ``only_download_config``, ``inner_dim``, ``use_cache``,
+            ``model_max_length``, ``inference_mode``...; see :mod:`hubloader.flagai`), then
+            validated config changes (e.g. ``num_labels=3``).
 
     Raises:
         UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+        ConfigError: an argument hubloader cannot honour, named.
 
     Example:
         >>> loader = AutoLoader("text-classification", model_name="bert-base-en", num_labels=3)
         >>> model, tok = loader.get_model(), loader.get_tokenizer()
     """
 
-    def __init__(self, task_name: str, model_name: str | os.PathLike | None = None,
+    def __init__(self, task_name: str = "lm", model_name: str | os.PathLike | None = None,
                  model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
-                 trust_remote_code: bool | str = False, **config_overrides: Any):
+                 trust_remote_code: bool | str = False, **kwargs: Any):
+        from .flagai import flagai_task, infer_model_type, split_autoloader_kwargs
+
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        opts = split_autoloader_kwargs(kwargs)
+        config_overrides = opts.config_overrides
         from .weights import resolve_device
 
         device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
+        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
+            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
+                if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
+                    model_dir = _FLAGAI_MODEL_DIR
+                    break
         if card is not None:  # a task the family cannot serve fails before anything is fetched
-            resolve_task(task_name, card.architecture)
+            self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
         from .resolve import resolve_model_dir
 
-        self.model_dir: Path = resolve_model_dir(model_name, download_path=model_dir,
-                                                 revision=revision, offline=offline)
+        self.model_dir: Path = resolve_model_dir(
+            model_name, download_path=model_dir, revision=revision, offline=offline,
+            allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
         self._tokenizer: Any = None
         self._processor: Any = None
-        self._model = BaseModel._load_dir(self.model_dir, task=task_name, device=device,
-                                          torch_dtype=torch_dtype, strict=strict,
-                                          trust_remote_code=trust_remote_code,
-                                          overrides=config_overrides)
+        self._model_max_length = opts.model_max_length
+        from .remote_code import find_code_entry
+
+        if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
+            self.task, self.card, self.model_class = resolve_task(task_name), card, None
+            self.model_type = None
+            # the from_pretrain path: it refuses what the package's code cannot be given
+            self._model: Any = BaseModel._load_dir(
+                self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+                trust_remote_code=trust_remote_code, overrides=config_overrides,
+                load_weights=opts.load_weights, inference_mode=opts.inference_mode)
+            return
+        config_path = self.model_dir / constants.CONFIG_NAME
+        data = read_config_file(config_path)
+        model_type = data.get("model_type")
+        if model_type is None:  # FlagAI's configs: the card of the name tells
+            model_type = (card.architecture if card is not None
+                          else infer_model_type(self.model_dir.name))
+        if not isinstance(model_type, str):
+            raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
+                              f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
+        self.model_type = model_type.lower()
+        self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
-        self.model_class: type[BaseModel] | None = None  # None: the package's own code built it
-        self.task: str = resolve_task(task_name)
-        if isinstance(self._model, BaseModel):
-            self.model_class = type(self._model)
-            self.task = resolve_task(task_name, self._model.config.model_type)
+        self.model_class = get_model_class(model_type, self.task)
+        # the from_pretrain path, on the directory already resolved
+        self._model = self.model_class._load_dir(
+            self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+            overrides=config_overrides, load_weights=opts.load_weights,
+            inference_mode=opts.inference_mode)
+        if self.model_type == "glm":
+            self._fill_glm_token_ids()
+
+    def _fill_glm_token_ids(self) -> None:
+        """GLM's generate() needs the blank and piece tokens, which THUDM's and FlagAI's
+        config.json leave to the tokenizer."""
+        from .errors import TokenizerError
+
+        try:
+            tok = self.get_tokenizer()
+        except TokenizerError:
+            return
+        cfg = self._model.config
+        for field, name in (("mask_token_id", "mask"), ("smask_token_id", "sMASK"),
+                            ("gmask_token_id", "gMASK"), ("sop_token_id", "sop"),
+                            ("eop_token_id", "eop"), ("pad_token_id", "pad")):
+            if getattr(cfg, field, None) is None and name in tok.command_name_map:
+                setattr(cfg, field, tok.get_command_id(name))
 
     @property
     def is_vision(self) -> bool:
@@ -81,8 +140,6 @@ class AutoLoader:
 
     def get_config(self) -> ModelConfig | Any:
         """The model's config (for a code package's own model, its ``config`` attribute)."""
-        if isinstance(self._model, BaseModel):
-            return self._model.config
         return getattr(self._model, "config", None)
 
     def get_tokenizer(self):
@@ -100,7 +157,9 @@ class AutoLoader:
         if self._tokenizer is None:
             from .tokenization import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self.model_dir)
+            self._tokenizer = load_tokenizer(self.model_dir, model_type=self.model_type)
+            if self._model_max_length is not None:
+                self._tokenizer.model_max_length = self._model_max_length
         return self._tokenizer
 
     def get_processor(self):

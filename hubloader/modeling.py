@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=ModelConfig)
 
+# what a model directory needs when no weights are loaded: config.json and the tokenizer files
+_NO_WEIGHTS = ["*.json", "*.txt", "*.model"]
 _INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
                "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
                "kaiming_normal_", "orthogonal_", "sparse_")
@@ -170,7 +172,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
         target, config = resolve_config(read_config_file(config_file), cls, str(config_file),
-                                        **overrides)
+                                        name=Path(config_file).resolve().parent.name, **overrides)
         with gc_paused():
             return target.from_config(config)
 
@@ -220,7 +222,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             trust_remote_code: a package carrying its own code (``hubconf.py``, or
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.remote_code`.
-            **config_overrides: config fields to change (validated).
+            **config_overrides: config fields to change (validated), and FlagAI's arguments:
+                ``class_num``/``target_size`` (= ``num_labels``), ``load_pretrain_params=False``
+                or ``only_download_config=True`` (config and tokenizer files only, fresh
+                weights), ``inference_mode``, ``use_cache`` (see :mod:`hubloader.flagai`).
 
         Returns:
             The model in eval mode, with ``load_report`` and ``model_dir`` set (a
@@ -230,23 +235,34 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
+        from .flagai import split_autoloader_kwargs
         from .resolve import resolve_model_dir
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
+        device = resolve_device(device)
+        opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
+        if opts.model_max_length is not None:
+            raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
         model_dir = resolve_model_dir(model_name, download_path=download_path,
-                                      revision=revision, offline=offline)
+                                      revision=revision, offline=offline,
+                                      allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
         model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-                              trust_remote_code=trust_remote_code, overrides=config_overrides)
+                              trust_remote_code=trust_remote_code,
+                              overrides=opts.config_overrides, load_weights=opts.load_weights,
+                              inference_mode=opts.inference_mode)
         return cast("BaseModel", model)  # a code package's own module, as documented above
 
     @classmethod
     def _load_dir(cls, model_dir: Path, *, task: str | None = None,
                   device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
                   strict: bool = True, trust_remote_code: bool | str = False,
-                  overrides: dict[str, Any] | None = None) -> nn.Module:
+                  overrides: dict[str, Any] | None = None, load_weights: bool = True,
+                  inference_mode: bool = True) -> nn.Module:
         """Build the model in a local ``model_dir``: the package's own code when it carries
-        some, else the class ``config.json`` resolves to (the one serving ``task`` if given)."""
+        some, else the class ``config.json`` resolves to (the one serving ``task`` if given).
+        ``load_weights=False``: fresh weights (FlagAI's ``load_pretrain_params=False``);
+        ``inference_mode=False``: returned in train mode."""
         from .remote_code import find_code_entry, load_custom_model
 
         overrides = overrides or {}
@@ -265,7 +281,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             else:
                 model = cls._load_native(model_dir, task=task, device=device,
                                          torch_dtype=torch_dtype, strict=strict,
-                                         overrides=overrides)
+                                         overrides=overrides, load_weights=load_weights)
+        if not inference_mode:
+            model.train()
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
@@ -273,13 +291,17 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     @classmethod
     def _load_native(cls, model_dir: Path, *, task: str | None, device: str | torch.device,
                      torch_dtype: str | torch.dtype | None, strict: bool,
-                     overrides: dict[str, Any]) -> "BaseModel":
+                     overrides: dict[str, Any], load_weights: bool = True) -> "BaseModel":
         config_path = model_dir / constants.CONFIG_NAME
         target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
-                                        task=task, **overrides)
+                                        task=task, name=model_dir.name, **overrides)
         # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
         declared = config.torch_dtype or config.extra.get("dtype")
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
+        if not load_weights:  # FlagAI's load_pretrain_params=False: fresh weights
+            model = target.from_config(config).to(device=device, dtype=dtype)
+            model.model_dir = model_dir
+            return model.eval()
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
                                       where=str(config_path))

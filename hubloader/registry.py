@@ -163,7 +163,8 @@ def class_for_config(requested: ModelClass, model_type: str,
 
 
 def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
-                   task: str | None = None, **overrides: Any) -> tuple[ModelClass, ModelConfig]:
+                   task: str | None = None, name: str | None = None,
+                   **overrides: Any) -> tuple[ModelClass, ModelConfig]:
     """The (model class, typed config) a parsed ``config.json`` stands for: the one way every
     loader, validator and converter reads a config.
 
@@ -173,6 +174,9 @@ def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
         where: what to name in error messages (the file's path).
         task: a task name; when given, the family's class serving it is chosen instead of
             ``requested`` (``AutoLoader``).
+        name: the model folder's name. A config without ``model_type`` is FlagAI's: the
+            family of ``requested``, else of the card ``name`` names, is taken, and FlagAI's
+            meaning of its fields holds (:mod:`hubloader.flagai`).
         **overrides: config fields to change (validated by the config class).
 
     Returns:
@@ -188,6 +192,13 @@ def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
         >>> cls, config = resolve_config({"model_type": "bert", ...}, BaseModel, "config.json")
     """
     model_type = data.get("model_type")
+    if model_type is None:  # FlagAI's config.json
+        from .flagai import flagai_config, infer_model_type
+
+        own = getattr(requested.config_class, "model_type", "")
+        model_type = None if own else infer_model_type(name)
+        if model_type or own:
+            data = flagai_config(data, model_type or own)
     architectures = data.get("architectures")
     if architectures is not None and not isinstance(architectures, list):
         raise ConfigError(f"{where}: 'architectures' must be a list, got {architectures!r}")

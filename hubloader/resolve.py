@@ -30,7 +30,7 @@ def _local_dir(ref: ModelRef) -> Path:
 
 def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
                       revision: str | None = None, offline: bool | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, allow_patterns: list[str] | None = None) -> Path:
     """Return the local directory holding ``model_name``'s files, fetching them if needed.
 
     Raises:
@@ -49,4 +49,4 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
     from .hub import download  # an unknown card name fails there, naming close matches
 
     return download(ref.name, revision=revision, download_path=download_path,
-                    offline=offline, progress=progress)
+                    offline=offline, progress=progress, allow_patterns=allow_patterns)

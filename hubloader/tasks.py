@@ -14,13 +14,17 @@ __all__ = ["TASKS", "canonical_tasks", "all_task_names", "close_task_names"]
 # canonical name -> aliases
 TASKS: dict[str, tuple[str, ...]] = {
     "base": ("backbone", "model"),
-    "text-classification": ("classification", "semantic-matching", "sequence-classification",
-                            "sentiment-analysis"),
+    "text-classification": ("classification", "cls", "semantic-matching",
+                            "sequence-classification", "sentiment-analysis"),
     "token-classification": ("ner", "sequence-labeling"),
+    "token-classification-crf": ("ner-crf", "sequence-labeling-crf"),
+    "token-classification-gp": ("ner-gp", "sequence-labeling-gp", "global-pointer"),
     "fill-mask": ("masklm", "mlm", "masked-lm"),
     "feature-extraction": ("embedding", "sentence-embedding", "sentence-similarity"),
     "text-generation": ("lm", "causal-lm", "poetry-generation"),
-    "text2text-generation": ("seq2seq", "title-generation", "summarization", "translation"),
+    "text2text-generation": ("seq2seq", "title-generation", "poetry", "summarization",
+                             "translation"),
+    "multiple-choice": ("multi-token-cloze", "cloze"),
     "image-classification": ("classification",),
     "image-feature-extraction": ("vision-backbone",),
 }

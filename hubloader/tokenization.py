@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 from .errors import TokenizerError
 
 __all__ = ["Tokenizer", "BatchEncoding", "load_tokenizer", "register_builder",
-           "read_sentencepiece_model", "SPECIAL_TOKENS_ATTRIBUTES", "VERY_LARGE_INTEGER"]
+           "read_sentencepiece_model", "sentencepiece_backend", "SPECIAL_TOKENS_ATTRIBUTES",
+           "VERY_LARGE_INTEGER"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,26 +224,27 @@ def read_sentencepiece_model(path: Path) -> dict[str, Any]:
     return out
 
 
-@register_builder(("spiece.model",))
-def _sentencepiece_unigram(model_dir: Path, cfg: dict):
-    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
-    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers, processors
+def sentencepiece_backend(path: Path, *, extra_pieces: Sequence[str] = ()):
+    """A ``tokenizers.Tokenizer`` segmenting text as a SentencePiece Unigram model does (its
+    normalizer, whitespace split and ``▁`` prefix), with ``extra_pieces`` after the vocabulary
+    and no special tokens or templates.
+
+    Returns:
+        ``(backend, spm)``: the tokenizer and :func:`read_sentencepiece_model`'s dict.
+
+    Raises:
+        TokenizerError: not a SentencePiece model, or not a Unigram one.
+    """
+    from tokenizers import Tokenizer as _T, decoders, normalizers, pre_tokenizers
     from tokenizers.models import Unigram
 
-    path = model_dir / "spiece.model"
     spm = read_sentencepiece_model(path)
     if spm["model_type"] != 1:
         raise TokenizerError(f"{path} is a SentencePiece model of type {spm['model_type']}; only "
                              "Unigram (type 1) is supported; provide a tokenizer.json instead")
     pieces = spm["pieces"]
     unk_id = next((i for i, (_, _, kind) in enumerate(pieces) if kind == 2), 0)
-    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
-    # T5's sentinels follow the vocabulary, the highest id being <extra_id_0>; they belong to
-    # the model's vocabulary (transformers' vocab_size counts them) and are special tokens
-    extra = cfg.get("extra_ids", 100)
-    extra = extra if isinstance(extra, int) and extra >= 0 else 100
-    sentinels = [t for t in (f"<extra_id_{i}>" for i in range(extra - 1, -1, -1)) if t not in ids]
-    tok = _T(Unigram([(p, s) for p, s, _ in pieces] + [(t, 0.0) for t in sentinels],
+    tok = _T(Unigram([(p, s) for p, s, _ in pieces] + [(t, 0.0) for t in extra_pieces],
                      unk_id=unk_id, byte_fallback=spm["byte_fallback"]))
     if spm["precompiled_charsmap"]:
         tok.normalizer = normalizers.Precompiled(spm["precompiled_charsmap"])
@@ -251,6 +253,23 @@ def _sentencepiece_unigram(model_dir: Path, cfg: dict):
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)])
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme, split=True)
+    return tok, spm
+
+
+@register_builder(("spiece.model",))
+def _sentencepiece_unigram(model_dir: Path, cfg: dict):
+    """T5's tokenizer from ``spiece.model``, built as transformers' ``T5Tokenizer`` builds it."""
+    from tokenizers import processors
+
+    spm = read_sentencepiece_model(model_dir / "spiece.model")
+    pieces = spm["pieces"]
+    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
+    # T5's sentinels follow the vocabulary, the highest id being <extra_id_0>; they belong to
+    # the model's vocabulary (transformers' vocab_size counts them) and are special tokens
+    extra = cfg.get("extra_ids", 100)
+    extra = extra if isinstance(extra, int) and extra >= 0 else 100
+    sentinels = [t for t in (f"<extra_id_{i}>" for i in range(extra - 1, -1, -1)) if t not in ids]
+    tok, _ = sentencepiece_backend(model_dir / "spiece.model", extra_pieces=sentinels)
     eos = _token_str(cfg.get("eos_token")) or "</s>"
     if eos in ids:
         tok.post_processor = processors.TemplateProcessing(
@@ -643,18 +662,27 @@ def _kind(cfg: dict[str, Any], model_type: str) -> str:
     return {"mt5": "t5"}.get(model_type, model_type)
 
 
-def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> Any:
     """The tokenizer of a model directory: ``tokenizer.json`` first, else vocabulary files;
     special tokens, ``model_max_length`` and padding side from ``tokenizer_config.json`` (then
-    ``special_tokens_map.json``, then transformers' defaults for the tokenizer's class).
+    ``special_tokens_map.json``, then transformers' defaults for the tokenizer's class). GLM
+    models get GLM's (:class:`~hubloader.glm_tokenization.GLMTokenizer`).
+
+    Args:
+        model_type: the family, where ``config.json`` does not say (FlagAI's configs).
 
     Raises:
         TokenizerError: no tokenizer file, or a corrupt one.
     """
     d = Path(model_dir)
     cfg = _read_json(d / "tokenizer_config.json")
-    model_type = _read_json(d / "config.json").get("model_type")
+    if model_type is None:
+        model_type = _read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
+    if model_type == "glm":
+        from .glm_tokenization import load_glm_tokenizer
+
+        return load_glm_tokenizer(d)
     build_cfg = {**cfg, "_model_type": model_type}
     if (d / "tokenizer.json").is_file():
         from tokenizers import Tokenizer as _T

@@ -285,8 +285,9 @@ def read_torch_bin(path: str | Path) -> dict[str, torch.Tensor]:
     except (EOFError, RuntimeError, OSError, ValueError) as err:
         raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({err}); "
                            "delete it and download again") from err
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "module"):  # Lightning's and DeepSpeed's (FlagAI's) wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
     return obj

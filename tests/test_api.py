@@ -121,7 +121,7 @@ def test_autoloader_task_aliases(hf_bert, task, cls):
 def test_autoloader_task_family_cannot_serve(hf_bert):
     _, path = hf_bert("BertModel")
     with pytest.raises(hubloader.UnknownTaskError, match="cannot serve"):
-        AutoLoader("text2text-generation", model_name=str(path))
+        AutoLoader("text-generation", model_name=str(path))  # BERT serves seq2seq (UniLM), not causal LM
 
 
 def test_list_models_and_model_info():

@@ -4,6 +4,11 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
                    RobertaForSequenceClassification, RobertaForTokenClassification, RobertaModel)
+from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
+                          RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
+                          RobertaForSequenceLabelingGP)
+from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
+                  GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
                     LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
@@ -16,6 +21,10 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "BertForMaskedLM", "BertForSentenceEmbedding", "RobertaConfig", "RobertaModel",
            "RobertaForSequenceClassification", "RobertaForTokenClassification",
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
+           "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
+           "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
+           "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
            "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
            "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",

@@ -59,6 +59,7 @@ class BertConfig(ModelConfig):
     problem_type: str | None = None
     pooling: str = "mean"
     normalize_embeddings: bool = True
+    inner_dim: int = 64  # the GlobalPointer head's per-type size (FlagAI's ner-gp)
 
     def validate(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -73,6 +74,8 @@ class BertConfig(ModelConfig):
                               "supported; only 'absolute'")
         if self.pooling not in ("mean", "cls", "max"):
             raise ConfigError(f"pooling must be 'mean', 'cls' or 'max', got {self.pooling!r}")
+        if self.num_labels is None and isinstance(self.extra.get("class_num"), int):
+            self.num_labels = self.extra["class_num"]  # FlagAI's name, in its configs
         self.num_labels = labels_count(self.num_labels, self.id2label)
         get_activation(self.hidden_act)
 
@@ -184,6 +187,33 @@ _ENCODER_IGNORE: tuple[str, ...] = (r"embeddings\.position_ids$", r"embeddings\.
                    r"^cls\.seq_relationship\.")
 
 
+# FlagAI's own names for its BERT heads (its trainer saves these)
+_FLAGAI_HEADS = (("final_dense.", "classifier."), ("out_layer.", "classifier."),
+                 ("crf_layer.", "crf."), ("gp.", "global_pointer."))
+
+
+def _flagai_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """FlagAI's BERT checkpoint names → Hugging Face's: ``model.`` is the encoder, the fused
+    ``query_key_value`` splits in three, FlagAI's head names map to ours."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("model."):
+            key = "bert." + key[len("model."):]
+        for old, new in _FLAGAI_HEADS:
+            if key.startswith(old):
+                key = new + key[len(old):]
+        if ".attention.self.query_key_value." in key:
+            stem, kind = key.split(".attention.self.query_key_value.")
+            for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                out[f"{stem}.attention.self.{name}.{kind}"] = part
+            continue
+        out[key] = value
+    # FlagAI's masked-LM decoder keeps its own bias (Hugging Face's sits beside it)
+    if "cls.predictions.decoder.bias" in out and "cls.predictions.bias" not in out:
+        out["cls.predictions.bias"] = out.pop("cls.predictions.decoder.bias")
+    return out
+
+
 class _BertBase(BaseModel[BertConfig]):
     """Shared declarations of the BERT family."""
 
@@ -193,7 +223,11 @@ class _BertBase(BaseModel[BertConfig]):
     checkpoint_write_rules = _write_rules("bert", _BERT_MLM)
     ignore_checkpoint_keys = _ENCODER_IGNORE
     discard_checkpoint_keys = (r"^mlm_head\.", r"^classifier\.", r"^cls\.", r"^lm_head\.",
-                               r"^qa_outputs\.")
+                               r"^qa_outputs\.", r"^crf\.", r"^global_pointer\.")
+
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return super().convert_checkpoint(_flagai_names(state))
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -242,6 +276,8 @@ class BertModel(_BertBase):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
+        if token_type_ids is None:  # FlagAI's name for them
+            token_type_ids = kwargs.get("segment_ids")
         input_ids = require_token_ids("input_ids", input_ids, vocab_size=self.config.vocab_size)
         check_token_ids("token_type_ids", token_type_ids, vocab_size=self.config.type_vocab_size)
         check_token_ids("attention_mask", attention_mask)

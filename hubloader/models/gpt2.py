@@ -125,10 +125,17 @@ class GPT2PreTrainedModel(BaseModel[GPT2Config]):
 
     @classmethod
     def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Transpose ``Conv1D`` weights and split the fused ``c_attn`` into query/key/value."""
+        """Transpose ``Conv1D`` weights and split the fused ``c_attn`` into query/key/value.
+
+        FlagAI's GPT-2 keeps the same names on ``Linear`` layers (``[out, in]``, as its trainer
+        saves them); its ``c_attn`` weight, ``[3 * n_embd, n_embd]`` instead of ``[n_embd, 3 *
+        n_embd]``, tells the layouts apart, and then nothing is transposed.
+        """
+        linear = any(k.endswith("attn.c_attn.weight") and v.dim() == 2
+                     and v.shape[0] == 3 * v.shape[1] for k, v in state.items())
         out: dict[str, torch.Tensor] = {}
         for key, value in state.items():
-            if _CONV1D.search(key):
+            if _CONV1D.search(key) and not linear:
                 value = value.t()  # Conv1D stores [in, out]; Linear wants [out, in]
             if ".attn.c_attn." in key or key.startswith("attn.c_attn."):
                 stem, _, kind = key.rpartition(".c_attn.")
