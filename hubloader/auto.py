@@ -83,16 +83,21 @@ class AutoLoader:
         self.model_dir: Path = resolve_model_dir(
             model_name, download_path=model_dir, revision=revision, offline=offline,
             allow_patterns=patterns)
-        self._tokenizer = None
-        self._processor = None
+        self._tokenizer: Any = None
+        self._processor: Any = None
         self._model_max_length = opts.model_max_length
-        from .remote_code import find_code_entry, load_custom_model
+        from .remote_code import find_code_entry
 
         if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
             self.task, self.card, self.model_class = resolve_task(task_name), card, None
             self.model_type = None
-            self._model = load_custom_model(self.model_dir, trust_remote_code=trust_remote_code,
-                                            device=device, strict=strict)
+            # the from_pretrain path: it refuses what the package's code cannot be given
+            from .modeling import BaseModel
+
+            self._model: Any = BaseModel._load_dir(
+                self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+                trust_remote_code=trust_remote_code, overrides=config_overrides,
+                load_weights=opts.load_weights, inference_mode=opts.inference_mode)
             return
         config_path = self.model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
@@ -107,10 +112,11 @@ class AutoLoader:
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
         self.model_class = get_model_class(model_type, self.task)
-        self._model = self.model_class.from_pretrain(
-            str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
-            load_pretrain_params=opts.load_weights, inference_mode=opts.inference_mode,
-            **config_overrides)
+        # the from_pretrain path, on the directory already resolved
+        self._model = self.model_class._load_dir(
+            self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+            overrides=config_overrides, load_weights=opts.load_weights,
+            inference_mode=opts.inference_mode)
         if self.model_type == "glm":
             self._fill_glm_token_ids()
 
@@ -139,8 +145,9 @@ class AutoLoader:
         """The loaded model (eval mode)."""
         return self._model
 
-    def get_config(self) -> ModelConfig:
-        return self._model.config
+    def get_config(self) -> ModelConfig | Any:
+        """The model's config (for a code package's own model, its ``config`` attribute)."""
+        return getattr(self._model, "config", None)
 
     def get_tokenizer(self):
         """The model's tokenizer, built on first call.

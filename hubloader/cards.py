@@ -1,4 +1,4 @@
-"""Model cards: ``README.md`` files with YAML front matter (seed 003), parsed into
+"""Model cards: ``README.md`` files with YAML front matter (AlphaMed's model cards), parsed into
 :class:`ModelCard`, checked against a schema, and looked up by name, case-insensitively.
 
 Built-in cards ship in ``hubloader.model_cards`` (the repository's ``model_cards/``);
@@ -117,7 +117,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
 
     front, body = _split_front_matter(text, where)
     try:
-        # libyaml's safe loader when PyYAML has it: ~10x faster, and every lookup parses
+        # libyaml's safe loader when PyYAML has it: much faster, and every lookup parses
         # every card once per process
         meta = yaml.load(front, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:

@@ -1,4 +1,5 @@
-"""Model packages as zip files, checked at the door (seed 000).
+"""Model packages as zip files, checked at the door (the downstream-platform interface's
+``hubconf.py`` packages).
 
 :func:`pack` writes a directory's files into a zip (temp file, then ``os.replace``).
 :func:`check_zip` inspects every member before anything is written and refuses zip-slip
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from . import constants
 from .errors import DiskFullError, PackageError
+from .files import temp_name
 
 __all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
 
@@ -68,7 +70,7 @@ def pack(directory: str | os.PathLike, output: str | os.PathLike, *,
     if out.exists() and not overwrite:
         raise PackageError(f"{out} exists; remove it or pass overwrite=True (--force)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_name(out)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(src.rglob("*")):

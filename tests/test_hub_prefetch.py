@@ -21,7 +21,7 @@ import time
 import pytest
 
 import hubloader
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE, files_in, make_tiny_bert, run_py, upload_random_model
 
 URI = "s3://prefetch/tiny-bert"
 

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..cards import list_models, model_info
+
 __all__ = ["register", "validate_path"]
 
 
@@ -28,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ls(args) -> int:
-    from ..cards import list_models, model_info
     from ..registry import resolve_task
 
     if args.task:
@@ -52,8 +53,6 @@ def card_json(card) -> dict:
 
 
 def _info(args) -> int:
-    from ..cards import model_info
-
     card = model_info(args.name)
     if args.json:
         print(json.dumps(card_json(card), indent=2))
