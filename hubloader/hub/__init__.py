@@ -9,7 +9,7 @@ Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (bac
 offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
 (each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
 (layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
-node), :mod:`.progress`.
+node), :mod:`.inflight` (background fetches joined by name), :mod:`.progress`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..errors import ModelNotFoundError
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 from .lookup import cached_file
-from .prefetch import Prefetch, prefetch
+from .inflight import Prefetch, prefetch
 
 if TYPE_CHECKING:
     from .request import SnapshotRequest
@@ -75,7 +75,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     """
     from . import distributed
     from .locate import locate
-    from .prefetch import ambient_cancel, join
+    from .inflight import ambient_cancel, join
 
     validate_download_path(download_path)
     if download_path is not None:

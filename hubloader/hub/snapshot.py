@@ -33,7 +33,7 @@ from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundEr
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
-from .prefetch import ambient_cancel
+from .inflight import ambient_cancel
 from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file, verified_by
