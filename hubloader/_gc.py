@@ -2,8 +2,8 @@
 
 Building a model allocates thousands of long-lived objects (modules, parameters, their
 dicts). Those allocations trigger full (generation 2) collections, and each one walks every
-object that ``import torch`` created: about 70 ms of a 140 ms warm load of BERT-base on a
-2-core machine, and eight processes loading at once pay it eight times. A build makes no
+object that ``import torch`` created, a large share of a warm load, and processes loading at
+once each pay it. A build makes no
 garbage worth collecting, so the collector resumes when the outermost pause ends (nested and
 concurrent pauses are counted; a collector the caller had disabled stays disabled).
 """

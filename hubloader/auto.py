@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import constants
 from .cards import find_card
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .names import parse_model_name
-from .registry import get_model_class, resolve_task
+from .registry import get_model_class, import_families, resolve_task
+
+if TYPE_CHECKING:  # torch imports while the files are fetched, not before
+    import torch
 
 __all__ = ["AutoLoader"]
 
@@ -59,9 +60,6 @@ class AutoLoader:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         opts = split_autoloader_kwargs(kwargs)
         config_overrides = opts.config_overrides
-        from .weights import resolve_device
-
-        device = resolve_device(device)
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
@@ -70,26 +68,37 @@ class AutoLoader:
                 if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
                     model_dir = _FLAGAI_MODEL_DIR
                     break
+        patterns = None if opts.load_weights else list(constants.NO_WEIGHT_PATTERNS)
+        from .resolve import prefetch_model_dir, resolve_model_dir
+
+        # the transfer runs while the model classes, and torch with them, import
+        prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
+                           offline=offline, allow_patterns=patterns)
+        import_families()
+        from .weights import resolve_device  # needs torch: checked once it is imported
+
+        device = resolve_device(device)
         if card is not None and card.architecture:  # a task the family cannot serve fails
             # before anything is fetched
             self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
-        from .resolve import resolve_model_dir
-
-        from .modeling import _NO_WEIGHTS
-
         self.model_dir: Path = resolve_model_dir(
             model_name, download_path=model_dir, revision=revision, offline=offline,
-            allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
-        self._tokenizer = None
-        self._processor = None
+            allow_patterns=patterns)
+        self._tokenizer: Any = None
+        self._processor: Any = None
         self._model_max_length = opts.model_max_length
-        from .remote_code import find_code_entry, load_custom_model
+        from .remote_code import find_code_entry
 
         if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
             self.task, self.card, self.model_class = resolve_task(task_name), card, None
             self.model_type = None
-            self._model = load_custom_model(self.model_dir, trust_remote_code=trust_remote_code,
-                                            device=device, strict=strict)
+            # the from_pretrain path: it refuses what the package's code cannot be given
+            from .modeling import BaseModel
+
+            self._model: Any = BaseModel._load_dir(
+                self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+                trust_remote_code=trust_remote_code, overrides=config_overrides,
+                load_weights=opts.load_weights, inference_mode=opts.inference_mode)
             return
         config_path = self.model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
@@ -104,10 +113,11 @@ class AutoLoader:
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
         self.model_class = get_model_class(model_type, self.task)
-        self._model = self.model_class.from_pretrain(
-            str(self.model_dir), device=device, torch_dtype=torch_dtype, strict=strict,
-            load_pretrain_params=opts.load_weights, inference_mode=opts.inference_mode,
-            **config_overrides)
+        # the from_pretrain path, on the directory already resolved
+        self._model = self.model_class._load_dir(
+            self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+            overrides=config_overrides, load_weights=opts.load_weights,
+            inference_mode=opts.inference_mode)
         if self.model_type == "glm":
             self._fill_glm_token_ids()
 
@@ -136,8 +146,9 @@ class AutoLoader:
         """The loaded model (eval mode)."""
         return self._model
 
-    def get_config(self) -> ModelConfig:
-        return self._model.config
+    def get_config(self) -> ModelConfig | Any:
+        """The model's config (for a code package's own model, its ``config`` attribute)."""
+        return getattr(self._model, "config", None)
 
     def get_tokenizer(self):
         """The model's tokenizer, built on first call.

@@ -124,7 +124,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
 
     front, body = _split_front_matter(text, where)
     try:
-        # libyaml's safe loader when PyYAML has it: ~10x faster, and every lookup parses
+        # libyaml's safe loader when PyYAML has it: much faster, and every lookup parses
         # every card once per process
         meta = yaml.load(front, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:

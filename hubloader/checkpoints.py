@@ -62,7 +62,8 @@ class TrainerState:
 
 def _write(out: Path, *, model: nn.Module, optimizer, lr_scheduler, scaler,
            state: TrainerState, tokenizer: Any, settings: dict[str, Any]) -> None:
-    from .saving import atomic_write_text, write_safetensors
+    from .files import atomic_write_text
+    from .saving import write_safetensors
 
     # the tokenizer first: the model's card, written last, lists every file
     if hasattr(tokenizer, "save_pretrained"):

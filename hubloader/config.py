@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
+from .files import atomic_write_json
 
 __all__ = ["ModelConfig", "read_config_file"]
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``config.json`` into a dict.
 
     Raises:
@@ -202,7 +204,9 @@ class ModelConfig:
         return out
 
     def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write the config as ``config.json`` to ``path`` atomically (see
+        :func:`hubloader.files.atomic_write_json`)."""
+        atomic_write_json(path, self.to_dict(), indent=2)
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

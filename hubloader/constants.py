@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = [
     "CONFIG_NAME",
+    "NO_WEIGHT_PATTERNS",
     "SAFE_WEIGHTS_NAME",
     "SAFE_WEIGHTS_INDEX_NAME",
     "PT_WEIGHTS_NAME",
@@ -25,7 +28,6 @@ __all__ = [
     "soft_locks",
     "extra_card_dirs",
     "s3_endpoint_url",
-    "s3_client",
     "multipart_threshold",
     "multipart_chunksize",
     "zip_max_size",
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+#: what a model directory needs when no weights are loaded: config.json and the tokenizer files
+NO_WEIGHT_PATTERNS = ("*.json", "*.txt", "*.model")
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
@@ -67,8 +71,6 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    from .errors import ConfigError
-
     raise ConfigError(f"environment variable {name}={raw!r} is not a boolean; use 1 or 0")
 
 
@@ -79,8 +81,6 @@ def env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
 
 
@@ -91,8 +91,6 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        from .errors import ConfigError
-
         raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
@@ -162,19 +160,6 @@ def s3_endpoint_url() -> str | None:
     ``s3://`` sources. Unset: boto3's own resolution (``AWS_ENDPOINT_URL_S3``, then AWS)."""
     value = os.environ.get("HUBLOADER_S3_ENDPOINT_URL", "").strip()
     return value or None
-
-
-def s3_client() -> str:
-    """``HUBLOADER_S3_CLIENT``: how ``s3://`` downloads talk to a configured endpoint:
-    ``auto`` (default) signs the few requests a download needs itself, with botocore's signer
-    and HTTP session and no boto3 client (whose setup costs about 100 ms per process);
-    ``boto3`` uses a full boto3 client, as AWS itself always does."""
-    value = os.environ.get("HUBLOADER_S3_CLIENT", "").strip().lower() or "auto"
-    if value not in ("auto", "boto3"):
-        from .errors import ConfigError
-
-        raise ConfigError(f"HUBLOADER_S3_CLIENT={value!r}: use 'auto' or 'boto3'")
-    return value
 
 
 # -- publishing and packages --------------------------------------------------------------

@@ -106,10 +106,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str | None
         result.files = [f.name for f in files]
     else:
         from .modeling import BaseModel, skip_init_on_meta
+        from .registry import resolve_config
 
-        data = {**data, "model_type": mtype}
-        target = BaseModel._concrete(mtype, data.get("architectures"))
-        config = target.config_class.from_dict(data, where=str(src))
+        target, config = resolve_config({**data, "model_type": mtype}, BaseModel, str(src))
         with skip_init_on_meta():
             model = target(config)
         report = assign_state_dict(model, state, strict=strict, dtype=cast)

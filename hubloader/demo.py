@@ -10,7 +10,7 @@ import string
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["publish_demo_model", "run_demo", "DEMO_NAME"]
 
@@ -59,7 +59,7 @@ def _scoped_env(**values: str):
                 os.environ[k] = v
 
 
-def _load(echo, label: str) -> tuple[object, object, float]:
+def _load(echo, label: str) -> tuple[Any, Any, float]:
     from .auto import AutoLoader
 
     t0 = time.perf_counter()

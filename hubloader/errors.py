@@ -39,7 +39,6 @@ __all__ = [
     "LockTimeoutError",
     "ReadOnlyCacheError",
     "LocalEntryNotFoundError",
-    "OfflineModeIsEnabled",
     "DiskFullError",
     "PackageError",
     "UntrustedCodeError",
@@ -189,10 +188,6 @@ class ReadOnlyCacheError(HubLoaderError, PermissionError):
 
 class LocalEntryNotFoundError(HubLoaderError, FileNotFoundError):
     """Offline (or cache-only) lookup found nothing in the cache."""
-
-
-class OfflineModeIsEnabled(HubLoaderError, ConnectionError):
-    """A network access was attempted while offline mode is on."""
 
 
 class DiskFullError(HubLoaderError, OSError):

@@ -10,14 +10,13 @@ keys may be ignored, which head is new when a base checkpoint is loaded, and tie
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -28,6 +27,8 @@ from .checkpoint_keys import invert_key_rules, rename_keys
 from .config import ModelConfig, read_config_file
 from .errors import ConfigError, WeightsError
 from .features import FeaturesMixin
+from .files import atomic_write_json
+from .registry import resolve_config
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
 
@@ -35,8 +36,8 @@ __all__ = ["BaseModel"]
 
 logger = logging.getLogger(__name__)
 
-# what a model directory needs when no weights are loaded: config.json and the tokenizer files
-_NO_WEIGHTS = ["*.json", "*.txt", "*.model"]
+C = TypeVar("C", bound=ModelConfig)
+
 _INIT_FUNCS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
                "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
                "kaiming_normal_", "orthogonal_", "sparse_")
@@ -48,7 +49,7 @@ def skip_init_on_meta():
     """Build modules on the meta device without running ``torch.nn.init`` functions.
 
     Their results would be overwritten by the checkpoint anyway, and on meta tensors some of
-    them route through ``torch._refs``, which imports all of ``torch._dynamo`` (~2.5 s).
+    them route through ``torch._refs``, which imports all of ``torch._dynamo``, a slow import.
     """
     def _noop(tensor, *args, **kwargs):
         return tensor
@@ -65,12 +66,13 @@ def skip_init_on_meta():
                 setattr(nn.init, name, fn)
 
 
-class BaseModel(FeaturesMixin, nn.Module):
+class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     """Base class of every hubloader model.
 
     Class attributes a family sets:
         config_class: the family's :class:`ModelConfig` subclass.
-        task: the canonical task the class serves (``"base"`` for backbones).
+        task: the canonical task the class serves (``"base"`` for backbones); set by
+            :func:`hubloader.registry.register_model`.
         base_model_prefix: attribute holding the backbone in head models (``"bert"``).
         checkpoint_key_rules: ``(regex, replacement)`` pairs applied in order to every
             checkpoint key (Hugging Face names → ours).
@@ -96,11 +98,11 @@ class BaseModel(FeaturesMixin, nn.Module):
     ignore_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     discard_checkpoint_keys: ClassVar[tuple[str, ...]] = ()
     new_head_keys: ClassVar[tuple[str, ...]] = ()
-    tied_weights: ClassVar[dict[str, str]] = {}
+    tied_weights: dict[str, str] = {}  # a family may set its own per instance
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: C):
         super().__init__()
-        self.config = config
+        self.config: C = config
         self.load_report: LoadReport | None = None
         self.model_dir: Path | None = None
         self.card_name: str | None = None  # the card it was loaded by, if any
@@ -123,8 +125,9 @@ class BaseModel(FeaturesMixin, nn.Module):
 
     def init_module_weights(self, module: nn.Module) -> None:
         """Initialize one module's own parameters (used for fresh heads and random init)."""
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
 
     def tie_weights(self) -> None:
         if not getattr(self.config, "tie_word_embeddings", True):
@@ -158,40 +161,7 @@ class BaseModel(FeaturesMixin, nn.Module):
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def _concrete(cls, model_type: str | None, architectures=None) -> type["BaseModel"]:
-        from .registry import class_for_config
-
-        if not model_type:
-            if cls.config_class.model_type:
-                return cls
-            raise ConfigError("config.json has no 'model_type'; add one (e.g. \"bert\") so the "
-                              "model class can be chosen, or load with a family class")
-        if not isinstance(model_type, str):
-            raise ConfigError(f"config.json: 'model_type' must be a string, got {model_type!r}")
-        if architectures is not None and not isinstance(architectures, list):
-            raise ConfigError(f"config.json: 'architectures' must be a list, got {architectures!r}")
-        return class_for_config(cls, model_type, architectures)
-
-    @classmethod
-    def _target_for(cls, data: dict[str, Any], name: str) -> tuple[type["BaseModel"], dict[str, Any]]:
-        """The class to build for a config.json's ``data`` and the data to build it from.
-
-        A config.json without ``model_type`` is FlagAI's: the class asked for, else the card of
-        the model's folder ``name`` tells the family, and FlagAI's meaning of its fields holds.
-        """
-        model_type = data.get("model_type")
-        if model_type is None:
-            from .flagai import flagai_config, infer_model_type
-
-            if not cls.config_class.model_type:
-                model_type = infer_model_type(name)
-            family = model_type or cls.config_class.model_type
-            if family:
-                data = flagai_config(data, family)
-        return cls._concrete(model_type, data.get("architectures")), data
-
-    @classmethod
-    def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel":
+    def init_from_json(cls, config_file: str | os.PathLike, **overrides: Any) -> "BaseModel[Any]":
         """Build a randomly initialized model from a ``config.json`` plus overrides.
 
         Raises:
@@ -200,14 +170,14 @@ class BaseModel(FeaturesMixin, nn.Module):
         Example:
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
-        data = read_config_file(config_file)
-        target, data = cls._target_for(data, Path(config_file).resolve().parent.name)
-        config = target.config_class.from_dict(data, where=str(config_file), **overrides)
+        target, config = resolve_config(read_config_file(config_file), cls, str(config_file),
+                                        name=Path(config_file).resolve().parent.name, **overrides)
         with gc_paused():
             return target.from_config(config)
 
     @classmethod
-    def _build_on_meta(cls, config: ModelConfig, *, dtype, device, where: str) -> "BaseModel":
+    def _build_on_meta(cls, config: Any, *, dtype: torch.dtype | None,
+                       device: str | torch.device, where: str) -> "BaseModel[Any]":
         """Build on the meta device (no memory) and refuse a model too big to allocate."""
         from .sizing import check_model_size
 
@@ -221,7 +191,8 @@ class BaseModel(FeaturesMixin, nn.Module):
         return model
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "BaseModel":
+    def from_config(cls, config: Any) -> "BaseModel[Any]":
+        """A randomly initialized model of ``config`` (an instance of ``cls.config_class``)."""
         cls._build_on_meta(config, dtype=None, device="cpu", where=f"{cls.__name__} config")
         model = cls(config)
         model.init_weights()
@@ -273,21 +244,47 @@ class BaseModel(FeaturesMixin, nn.Module):
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:
             raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
-        t0 = time.perf_counter()
         model_dir = resolve_model_dir(model_name, download_path=download_path,
                                       revision=revision, offline=offline,
-                                      allow_patterns=None if opts.load_weights else _NO_WEIGHTS)
+                                      allow_patterns=None if opts.load_weights
+                                      else list(constants.NO_WEIGHT_PATTERNS))
+        model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
+                              trust_remote_code=trust_remote_code,
+                              overrides=opts.config_overrides, load_weights=opts.load_weights,
+                              inference_mode=opts.inference_mode)
+        return cast("BaseModel", model)  # a code package's own module, as documented above
+
+    @classmethod
+    def _load_dir(cls, model_dir: Path, *, task: str | None = None,
+                  device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
+                  strict: bool = True, trust_remote_code: bool | str = False,
+                  overrides: dict[str, Any] | None = None, load_weights: bool = True,
+                  inference_mode: bool = True) -> nn.Module:
+        """Build the model in a local ``model_dir``: the package's own code when it carries
+        some, else the class ``config.json`` resolves to (the one serving ``task`` if given).
+        ``load_weights=False``: fresh weights (FlagAI's ``load_pretrain_params=False``);
+        ``inference_mode=False``: returned in train mode."""
         from .remote_code import find_code_entry, load_custom_model
 
-        with gc_paused():  # see hubloader/_gc.py: full collections were half a warm load
+        overrides = overrides or {}
+        device = resolve_device(device)
+        t0 = time.perf_counter()
+        with gc_paused():  # see hubloader/_gc.py
             if find_code_entry(model_dir) is not None:
-                model = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
-                                          entry_name=entry, device=device, strict=strict)
+                if overrides or torch_dtype is not None:
+                    given = sorted(overrides) + (["torch_dtype"] if torch_dtype is not None else [])
+                    raise ConfigError(
+                        f"{model_dir} builds its model with its own code, which hubloader cannot "
+                        f"pass {', '.join(given)} to; drop them and change the returned model "
+                        "instead (e.g. model.to(torch.float16))")
+                model: nn.Module = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
+                                                     entry_name=entry, device=str(device),
+                                                     strict=strict)
             else:
-                model = cls._load_from_dir(model_dir, device=device, torch_dtype=torch_dtype,
-                                           strict=strict, overrides=opts.config_overrides,
-                                           load_weights=opts.load_weights)
-        if not opts.inference_mode:
+                model = cls._load_native(model_dir, task=task, device=device,
+                                         torch_dtype=torch_dtype, strict=strict,
+                                         overrides=overrides, load_weights=load_weights)
+        if not inference_mode:
             model.train()
         if isinstance(model, BaseModel) and isinstance(model_name, str):
             from .cards import find_card
@@ -299,12 +296,12 @@ class BaseModel(FeaturesMixin, nn.Module):
         return model
 
     @classmethod
-    def _load_from_dir(cls, model_dir: Path, *, device, torch_dtype, strict, overrides,
-                       load_weights: bool = True):
+    def _load_native(cls, model_dir: Path, *, task: str | None, device: str | torch.device,
+                     torch_dtype: str | torch.dtype | None, strict: bool,
+                     overrides: dict[str, Any], load_weights: bool = True) -> "BaseModel":
         config_path = model_dir / constants.CONFIG_NAME
-        data = read_config_file(config_path)
-        target, data = cls._target_for(data, model_dir.name)
-        config = target.config_class.from_dict(data, where=str(config_path), **overrides)
+        target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
+                                        task=task, name=model_dir.name, **overrides)
         # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
         declared = config.torch_dtype or config.extra.get("dtype")
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
@@ -406,7 +403,7 @@ class BaseModel(FeaturesMixin, nn.Module):
             >>> model.save_pretrained("out/tiny-bert", max_shard_size="10MB",
             ...                       card={"license": "apache-2.0", "author": "me"})
         """
-        from .saving import atomic_write_text, write_card, write_safetensors
+        from .saving import write_card, write_safetensors
 
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -417,7 +414,7 @@ class BaseModel(FeaturesMixin, nn.Module):
         if len(dtypes) == 1:
             cfg["dtype"] = str(dtypes.pop()).removeprefix("torch.")
         write_safetensors(state, out, max_shard_size=max_shard_size)
-        atomic_write_text(out / constants.CONFIG_NAME, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        atomic_write_json(out / constants.CONFIG_NAME, cfg, indent=2)
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-.") or "model"
         meta = {"name": name, "tasks": [self.task], "license": "other", "author": "unknown",
                 "architecture": self.config.model_type, "framework": "PyTorch"}

@@ -1,4 +1,5 @@
-"""Model packages as zip files, checked at the door (the downstream platform's zips).
+"""Model packages as zip files, checked at the door (the downstream-platform interface's
+``hubconf.py`` packages).
 
 :func:`pack` writes a directory's files into a zip (temp file, then ``os.replace``).
 :func:`check_zip` inspects every member before anything is written and refuses zip-slip
@@ -25,6 +26,7 @@ from typing import Any
 
 from . import constants
 from .errors import DiskFullError, PackageError
+from .files import temp_name
 
 __all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
 
@@ -97,7 +99,7 @@ def pack(directory: str | os.PathLike, output: str | os.PathLike, *,
         model = build_package_model(src, trust_remote_code=trust_remote_code, entry=entry)
         card_text = package_card(src, model=model, fields=card)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_name(out)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             if card_text is not None:

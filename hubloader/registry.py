@@ -10,25 +10,32 @@ import difflib
 import importlib
 import logging
 import warnings
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from .errors import ModelNotFoundError, UnknownTaskError
+from .errors import ConfigError, ModelNotFoundError, UnknownTaskError
 from .tasks import TASKS, canonical_tasks, close_task_names
 
-__all__ = ["register_model", "get_model_class", "resolve_task", "model_types", "served_tasks",
-           "class_for_config"]
+if TYPE_CHECKING:
+    from .config import ModelConfig
+    from .modeling import BaseModel
+
+    ModelClass = type[BaseModel[Any]]
+
+__all__ = ["register_model", "get_model_class", "import_families", "resolve_task", "model_types", "served_tasks",
+           "class_for_config", "resolve_config"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
+M = TypeVar("M", bound="ModelClass")
 
 # model_type -> canonical task -> class
-_REGISTRY: dict[str, dict[str, type]] = {}
+_REGISTRY: dict[str, dict[str, ModelClass]] = {}
 _LOADED = False
 _FAMILY_MODULES = ("hubloader.models",)
 
 
-def register_model(model_type: str, task: str = "base") -> Callable[[T], T]:
-    """Class decorator: serve ``task`` for ``model_type`` with the decorated class.
+def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
+    """Class decorator: serve ``task`` for ``model_type`` with the decorated class, and make
+    ``task`` the class's own ``task`` (the first registration's, for a class serving several).
 
     Example:
         >>> @register_model("bert", "fill-mask")
@@ -37,12 +44,14 @@ def register_model(model_type: str, task: str = "base") -> Callable[[T], T]:
     if task not in TASKS:
         raise ValueError(f"register_model: {task!r} is not a canonical task ({sorted(TASKS)})")
 
-    def deco(cls: T) -> T:
+    def deco(cls: M) -> M:
         table = _REGISTRY.setdefault(model_type.lower(), {})
         if task in table and table[task] is not cls:
             warnings.warn(f"re-registering {model_type}/{task}: {table[task].__name__} -> "
                           f"{cls.__name__}", stacklevel=2)
         table[task] = cls
+        if "task" not in vars(cls):  # the first task a class is registered for is its own
+            cls.task = task
         return cls
 
     return deco
@@ -54,6 +63,11 @@ def _ensure_loaded() -> None:
         _LOADED = True
         for mod in _FAMILY_MODULES:
             importlib.import_module(mod)
+
+
+def import_families() -> None:
+    """Import every family's module (and torch with them); lookups do it on first use."""
+    _ensure_loaded()
 
 
 def model_types() -> list[str]:
@@ -98,7 +112,7 @@ def resolve_task(task: str, model_type: str | None = None) -> str:
                            f"{', '.join(sorted(served))}")
 
 
-def get_model_class(model_type: str, task: str = "base") -> type:
+def get_model_class(model_type: str, task: str = "base") -> ModelClass:
     """The class serving ``task`` for ``model_type``.
 
     Raises:
@@ -111,7 +125,7 @@ def get_model_class(model_type: str, task: str = "base") -> type:
     return _REGISTRY[model_type.lower()][resolve_task(task, model_type)]
 
 
-def _by_architecture(model_type: str, architectures) -> type | None:
+def _by_architecture(model_type: str, architectures: Any) -> ModelClass | None:
     for name in architectures or ():
         for cls in _REGISTRY.get(model_type.lower(), {}).values():
             if cls.__name__ == name:
@@ -119,7 +133,8 @@ def _by_architecture(model_type: str, architectures) -> type | None:
     return None
 
 
-def class_for_config(requested: type, model_type: str, architectures=None) -> type:
+def class_for_config(requested: ModelClass, model_type: str,
+                     architectures: Any = None) -> ModelClass:
     """The class to build for a checkpoint of ``model_type`` when ``requested`` was asked for.
 
     ``BaseModel`` (or any class not bound to a family) becomes the class the config's
@@ -131,8 +146,6 @@ def class_for_config(requested: type, model_type: str, architectures=None) -> ty
         ModelNotFoundError: no registered family for ``model_type``.
         ConfigError: ``requested`` belongs to another, unrelated family.
     """
-    from .errors import ConfigError
-
     _ensure_loaded()
     own = getattr(requested.config_class, "model_type", "")
     task = getattr(requested, "task", "base")
@@ -152,3 +165,60 @@ def class_for_config(requested: type, model_type: str, architectures=None) -> ty
         raise ConfigError(f"the checkpoint's model_type is {model_type!r}; load it with "
                           f"{cls.__name__} (or BaseModel), not {requested.__name__}")
     return cls
+
+
+def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
+                   task: str | None = None, name: str | None = None,
+                   **overrides: Any) -> tuple[ModelClass, ModelConfig]:
+    """The (model class, typed config) a parsed ``config.json`` stands for: the one way every
+    loader, validator and converter reads a config.
+
+    Args:
+        data: the parsed ``config.json`` (see :func:`hubloader.config.read_config_file`).
+        requested: the class the caller asked for (``BaseModel`` lets the config choose).
+        where: what to name in error messages (the file's path).
+        task: a task name; when given, the family's class serving it is chosen instead of
+            ``requested`` (``AutoLoader``).
+        name: the model folder's name. A config without ``model_type`` is FlagAI's: the
+            family of ``requested``, else of the card ``name`` names, is taken, and FlagAI's
+            meaning of its fields holds (:mod:`hubloader.flagai`).
+        **overrides: config fields to change (validated by the config class).
+
+    Returns:
+        ``(cls, config)``: the class to build and its validated config.
+
+    Raises:
+        ConfigError: a missing or malformed ``model_type``/``architectures``, a class of
+            another family, a wrongly typed value or an unknown override.
+        ModelNotFoundError: no registered family for ``model_type``.
+        UnknownTaskError: ``task`` is unknown or the family does not serve it.
+
+    Example:
+        >>> cls, config = resolve_config({"model_type": "bert", ...}, BaseModel, "config.json")
+    """
+    model_type = data.get("model_type")
+    if model_type is None:  # FlagAI's config.json
+        from .flagai import flagai_config, infer_model_type
+
+        own = getattr(requested.config_class, "model_type", "")
+        model_type = None if own else infer_model_type(name)
+        if model_type or own:
+            data = flagai_config(data, model_type or own)
+    architectures = data.get("architectures")
+    if architectures is not None and not isinstance(architectures, list):
+        raise ConfigError(f"{where}: 'architectures' must be a list, got {architectures!r}")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ConfigError(f"{where}: 'model_type' must be a string, got {model_type!r}")
+    if task is not None:
+        if not model_type:
+            raise ConfigError(f"{where} has no 'model_type'; add one (e.g. \"bert\") so the "
+                              f"class serving {task!r} can be chosen")
+        cls = get_model_class(model_type, task)
+    elif not model_type:
+        if not getattr(requested.config_class, "model_type", ""):
+            raise ConfigError(f"{where} has no 'model_type'; add one (e.g. \"bert\") so the "
+                              "model class can be chosen, or load with a family class")
+        cls = requested
+    else:
+        cls = class_for_config(requested, model_type, architectures)
+    return cls, cls.config_class.from_dict(data, where=where, **overrides)

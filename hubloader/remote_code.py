@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import constants
 from .errors import ConfigError, PackageError, UntrustedCodeError
+from .files import temp_name
+from .names import safe_join
 
 if TYPE_CHECKING:
     import torch
@@ -91,7 +93,8 @@ def read_dependencies(hubconf: Path) -> tuple[str, ...]:
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
-        if any(isinstance(t, ast.Name) and t.id == "dependencies" for t in targets):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and any(
+                isinstance(t, ast.Name) and t.id == "dependencies" for t in targets):
             try:
                 deps = ast.literal_eval(node.value)
             except ValueError as err:
@@ -114,8 +117,6 @@ def _config_entry(root: Path, data: dict[str, Any]) -> CodeEntry | None:
         if not isinstance(data.get(key), str) or not data[key]:
             raise ConfigError(f"{where}: '{key}' is required with entry_file/entry_module and "
                               "must be a string")
-    from .names import safe_join
-
     deps = data.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise ConfigError(f"{where}: 'dependencies' must be a list of package names")
@@ -204,7 +205,7 @@ def _pin(digest: str, sources: dict[str, bytes], origin: Path) -> Path:
     pinned = constants.hub_home() / "code" / digest
     if pinned.is_dir():
         return pinned
-    tmp = pinned.with_name(f".{digest}.{os.getpid()}.tmp")
+    tmp = temp_name(pinned)
     try:
         for rel, data in sources.items():
             target = tmp / "files" / rel
@@ -249,9 +250,10 @@ class _VerifiedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        rel = Path(module.__spec__.origin).relative_to(self.root).as_posix()
+        origin = str(module.__spec__.origin if module.__spec__ else module.__file__)
+        rel = Path(origin).relative_to(self.root).as_posix()
         source = self.sources.get(rel, b"")  # a folder without __init__.py: empty package
-        exec(compile(source, module.__spec__.origin, "exec"), module.__dict__)
+        exec(compile(source, origin, "exec"), module.__dict__)
 
 
 def check_module_names(entry: CodeEntry) -> list[str]:
@@ -338,9 +340,9 @@ def import_entry(entry: CodeEntry, *, trust_remote_code: bool | str = False) -> 
 
 def _instantiate(cls: type, config: dict[str, Any]):
     try:
-        params = inspect.signature(cls).parameters
+        params = set(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
-        params = {}
+        params = set()
     return cls(config=config) if "config" in params else cls()
 
 
@@ -383,7 +385,7 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         else:
             model = obj(*entry_args, **kwargs)
     else:
-        cls = getattr(module, entry.entry_class, None)
+        cls = getattr(module, entry.entry_class or "", None)
         if not isinstance(cls, type):
             raise PackageError(f"{entry.path} defines no class {entry.entry_class!r} "
                                "(config.json 'entry_class')")
@@ -393,16 +395,15 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         raise PackageError(f"the entry of {entry.path} returned {type(model).__name__}, "
                            "not a torch.nn.Module")
     model = model.to(device).eval()
-    model.model_dir = Path(model_dir)
+    setattr(model, "model_dir", Path(model_dir))
     return model
 
 
 def _load_param_file(model, entry: CodeEntry, *, strict: bool):
     from .errors import WeightsMismatchError
-    from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
-    path = safe_join(entry.root, entry.param_file)
+    path = safe_join(entry.root, entry.param_file or "")
     if not path.is_file():
         raise PackageError(f"param_file {entry.param_file!r} is missing from {entry.root}")
     state = read_safetensors(path) if path.suffix == ".safetensors" else read_torch_bin(path)

@@ -1,9 +1,8 @@
 """name → a local model directory. The one place ``from_pretrain`` and ``AutoLoader`` ask
 "where are this model's files?".
 
-Local directories are used in place. A card name with ``download_path`` whose folder
-``<download_path>/<name>/`` already holds a ``config.json`` is used in place (FlagAI's layout).
-Everything else goes to :func:`hubloader.hub.download`.
+Local directories are used in place. Everything else goes to :func:`hubloader.hub.download`,
+which also owns FlagAI's ``download_path`` rule (a folder put there by hand is used in place).
 """
 
 from __future__ import annotations
@@ -11,12 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import constants
 from .cards import find_card
-from .errors import ModelNotFoundError
+from .errors import HubLoaderError, ModelNotFoundError
 from .names import ModelRef, parse_model_name, safe_join, validate_download_path
 
-__all__ = ["resolve_model_dir"]
+__all__ = ["resolve_model_dir", "prefetch_model_dir"]
 
 
 def _local_dir(ref: ModelRef) -> Path:
@@ -30,16 +28,9 @@ def _local_dir(ref: ModelRef) -> Path:
     return path
 
 
-def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
-                      revision: str | None = None, offline: bool | None = None,
-                      progress: bool = True, allow_patterns: list[str] | None = None) -> Path:
-    """Return the local directory holding ``model_name``'s files, fetching them if needed.
-
-    Raises:
-        ModelNotFoundError: an unknown card name (with close matches) or a missing directory.
-        InvalidModelNameError: a name that would escape ``download_path``.
-        SourceError: fetching failed (see :mod:`hubloader.hub`).
-    """
+def _local_or_name(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,
+                   revision: str | None) -> Path | str:
+    """The directory to use as it is, or the name to hand to the hub."""
     validate_download_path(download_path)
     if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
             and "://" not in os.fspath(model_name):
@@ -48,13 +39,42 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
     ref = parse_model_name(model_name, revision=revision)
     if ref.kind == "local":
         return _local_dir(ref)
-    if ref.kind == "card" and download_path is not None:
-        card = find_card(ref.name)
-        for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-            candidate = safe_join(download_path, name)
-            if (candidate / constants.CONFIG_NAME).is_file():
-                return candidate
+    return ref.name
+
+
+def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
+                      revision: str | None = None, offline: bool | None = None,
+                      progress: bool = True, allow_patterns: list[str] | None = None) -> Path:
+    """Return the local directory holding ``model_name``'s files, fetching them if needed
+    (joining a fetch :func:`prefetch_model_dir` started).
+
+    Raises:
+        ModelNotFoundError: an unknown card name (with close matches) or a missing directory.
+        InvalidModelNameError: a name that would escape ``download_path``.
+        SourceError: fetching failed (see :mod:`hubloader.hub`).
+    """
+    found = _local_or_name(model_name, download_path=download_path, revision=revision)
+    if isinstance(found, Path):
+        return found
     from .hub import download  # an unknown card name fails there, naming close matches
 
-    return download(ref.name, revision=revision, download_path=download_path,
+    return download(found, revision=revision, download_path=download_path,
                     offline=offline, progress=progress, allow_patterns=allow_patterns)
+
+
+def prefetch_model_dir(model_name: str | os.PathLike, *,
+                       download_path: str | os.PathLike | None = None,
+                       revision: str | None = None, offline: bool | None = None,
+                       progress: bool = True, allow_patterns: list[str] | None = None) -> None:
+    """Start fetching, in the background, what :func:`resolve_model_dir` would fetch for the
+    same arguments; that call then joins the fetch. Does nothing for a local directory, and
+    leaves a bad name for :func:`resolve_model_dir` to report."""
+    try:
+        found = _local_or_name(model_name, download_path=download_path, revision=revision)
+    except HubLoaderError:  # resolve_model_dir raises it, in the caller's thread
+        return
+    if isinstance(found, str):
+        from .hub import prefetch
+
+        prefetch(found, revision=revision, download_path=download_path, offline=offline,
+                 progress=progress, allow_patterns=allow_patterns)

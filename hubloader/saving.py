@@ -7,7 +7,6 @@ Every file is written to a temporary name in the target directory and moved into
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import torch
 
 from . import constants
 from .errors import ConfigError
+from .files import atomic_write_text, sha256_file, temp_name
 
 __all__ = ["parse_size", "write_safetensors", "file_entries", "sha256_file", "write_card",
            "atomic_write_text", "WEIGHT_FILE_RE"]
@@ -30,7 +30,6 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 #: weight files a save owns (and removes when a new save changes layout)
 WEIGHT_FILE_RE = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$")
-_CHUNK = 1 << 20
 
 
 def parse_size(size: int | str) -> int:
@@ -57,29 +56,6 @@ def parse_size(size: int | str) -> int:
     if value <= 0:
         raise ConfigError(f"size must be positive, got {size!r}")
     return value
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    tmp = _tmp_name(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -147,13 +123,13 @@ def write_safetensors(state: dict[str, torch.Tensor], out: str | os.PathLike, *,
     written, tmps = [], []
     try:
         for name, keys in zip(names, plan):
-            tmp = _tmp_name(d / name)
+            tmp = temp_name(d / name)
             tmps.append(tmp)
             save_file({k: state[k] for k in keys}, str(tmp), metadata=meta)
         if len(plan) > 1:
             index = {"metadata": {"total_size": sum(_nbytes(t) for t in state.values())},
                      "weight_map": {k: name for name, keys in zip(names, plan) for k in keys}}
-            tmp = _tmp_name(d / constants.SAFE_WEIGHTS_INDEX_NAME)
+            tmp = temp_name(d / constants.SAFE_WEIGHTS_INDEX_NAME)
             tmps.append(tmp)
             tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             names.append(constants.SAFE_WEIGHTS_INDEX_NAME)

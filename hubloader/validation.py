@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 from . import constants
-from .errors import IntegrityError, ModelNotFoundError, PackageError
+from .cards import load_card
+from .errors import ConfigError, IntegrityError, ModelNotFoundError, PackageError
+from .names import safe_join
 
 __all__ = ["ValidationReport", "validate"]
 
@@ -66,8 +68,6 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     Example:
         >>> print("\\n".join(validate("model.zip").lines()))
     """
-    from .cards import load_card
-
     p = Path(path)
     report = ValidationReport(p)
     if p.is_file() and p.suffix.lower() == ".zip":
@@ -97,7 +97,6 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
 
 def _validate_dir(d: Path, report: ValidationReport, *, trust_remote_code,
                   require_card: bool, entry: str | None, input_shape) -> None:
-    from .cards import load_card
     from .remote_code import find_code_entry
 
     has_card = (d / constants.CARD_NAME).is_file()
@@ -139,7 +138,8 @@ def _check_interface(model, report: ValidationReport, input_shape) -> None:
 
 
 def _check_card_files(d: Path, card, report: ValidationReport) -> None:
-    from .saving import file_entries, sha256_file
+    from .files import sha256_file
+    from .saving import file_entries
 
     if not card.files:
         report.warnings.append("the card lists no files (no sizes or sha256 to verify)")
@@ -168,18 +168,19 @@ def _check_card_files(d: Path, card, report: ValidationReport) -> None:
 
 def _check_native(d: Path, card, report: ValidationReport, *, input_shape) -> None:
     from .config import read_config_file
-    from .errors import ConfigError
     from .modeling import BaseModel
+    from .registry import resolve_config
 
-    data = read_config_file(d / constants.CONFIG_NAME)
-    target = BaseModel._concrete(data.get("model_type"), data.get("architectures"))
-    config = target.config_class.from_dict(data, where=str(d / constants.CONFIG_NAME))
+    path = d / constants.CONFIG_NAME
+    _, config = resolve_config(read_config_file(path), BaseModel, str(path))
     if card is not None and card.architecture and card.architecture != config.model_type:
         raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
                           f"config.json's model_type {config.model_type!r}; make them agree")
     report.checks.append(f"config ok: {type(config).__name__} (model_type {config.model_type})")
     model = BaseModel.from_pretrain(str(d), strict=True)
     r = model.load_report
+    if r is None:  # from_pretrain always sets it on a native model
+        raise PackageError(f"{d}: the model loaded without a load report")
     report.checks.append(f"weights ok: {r.num_tensors} tensors, {r.num_bytes:,} bytes from "
                          f"{', '.join(r.files)} into {type(model).__name__} (strict)")
     _check_interface(model, report, input_shape)
@@ -189,9 +190,7 @@ def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote
                         entry: str | None, input_shape) -> None:
     from model_downstream_interface import BigModel4DownstreamInterface
 
-
     from .remote_code import check_dependencies, check_module_names, load_custom_model
-    from .names import safe_join
     from .weights import read_safetensors, read_torch_bin
 
     rel = code.path.relative_to(d).as_posix()

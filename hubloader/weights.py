@@ -453,4 +453,7 @@ def _materialize(model: "nn.Module", *, device, dtype) -> None:
         if init is not None:
             init(module)
         for n, t in kept.items():
-            (module._parameters if n in module._parameters else module._buffers)[n] = t
+            if n in module._parameters:
+                module._parameters[n] = t  # type: ignore[assignment]  # the tensor kept as it was
+            else:
+                module._buffers[n] = t

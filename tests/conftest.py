@@ -4,9 +4,24 @@ nothing touches the user's cache and no test sees another's state."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+import servers
+
+#: fixtures that start a server (SeaweedFS, moto, the hub test server, proxies): tests using
+#: them, and tests of modules that start servers themselves, carry the ``servers`` marker
+_SERVER_FIXTURES = {"weed", "s3_minilm", "hub", "proxy", "tls", "moto_url", "moto_env", "server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or \
+                getattr(module, "servers", None) is servers:
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +97,61 @@ def minilm_dir() -> Path:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+# -- the hub tests: real servers on 127.0.0.1 and a clean hubloader environment ----------
+
+@pytest.fixture(scope="session")
+def weed(request):
+    """A real SeaweedFS (S3 gateway on 127.0.0.1), one per test session, stopped by pytest's
+    session cleanup."""
+    if servers._SEAWEED is None:
+        request.config.add_cleanup(servers.stop_seaweed_singleton)
+    return servers.seaweed_singleton()
+
+
+@pytest.fixture(scope="session")
+def s3_minilm(weed, minilm_dir) -> str:
+    """The genuine all-MiniLM-L6-v2 files uploaded to s3://models/all-MiniLM-L6-v2/."""
+    weed.upload_dir("models", "all-MiniLM-L6-v2", minilm_dir)
+    return "s3://models/all-MiniLM-L6-v2"
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    """A clean hubloader environment: own cache, own cards dir, no bars, quick retries."""
+    for name in list(os.environ):
+        if name.startswith(("HUBLOADER_", "HF_", "AWS_")):
+            monkeypatch.delenv(name)
+    env = {
+        "HUBLOADER_HOME": str(tmp_path / "home"),
+        "HUBLOADER_CARDS_PATH": str(tmp_path / "cards"),
+        "HUBLOADER_DISABLE_PROGRESS_BARS": "1",
+        "HUBLOADER_RETRY_BACKOFF": "0.05",
+        "AWS_ACCESS_KEY_ID": servers.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": servers.SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "cards").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A hub-protocol server (servers.HubServer) on 127.0.0.1 for the module's tests."""
+    server = servers.HubServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def proxy(weed, hub_env, monkeypatch):
+    """A byte-counting, fault-injecting proxy in front of SeaweedFS, used as the S3 endpoint."""
+    p = servers.FaultProxy(weed.s3_port)
+    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
+    yield p
+    p.close()

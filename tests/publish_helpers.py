@@ -34,7 +34,8 @@ def card(name: str, **extra) -> str:
 
 def write_hubconf_package(root: Path, *, folder: str, marker: Path, scale: float,
                           deps=("torch",)) -> Path:
-    """A seed-000 package: hubconf.py + <folder>/ (its own package) + weights/.
+    """A package of the downstream-platform interface: hubconf.py + <folder>/ (its own
+    package) + weights/.
 
     Importing the package's code appends a line to ``marker``; the model's output is
     ``x * scale`` so two packages with the same folder name are told apart.
@@ -84,7 +85,7 @@ def write_hubconf_package(root: Path, *, folder: str, marker: Path, scale: float
 
 
 def write_entry_package(root: Path, *, marker: Path, mode: str = "entry_file") -> Path:
-    """A seed-003 package: config.json with entry_file or entry_module, entry_class, param_file."""
+    """An AlphaMed package: config.json with entry_file or entry_module, entry_class, param_file."""
     import torch
     from safetensors.torch import save_file
 

@@ -489,6 +489,7 @@ class HubServer:
         self.lfs: dict[str, bytes] = {}  # sha256 -> bytes uploaded over LFS
         self.commits_made: list[list[str]] = []
         self.bytes_received = 0
+        self._metas: dict[tuple[str, int], tuple[bytes, dict]] = {}
         self.lock = threading.Lock()
         self.presigned_5xx = False
         server = self
@@ -536,6 +537,17 @@ class HubServer:
         return commit, None
 
     def _meta(self, path: str, data: bytes) -> dict:
+        # every request asks for its file's digests: hash each (immutable) body once, as a hub
+        # stores them, or the server's hashing would dominate what the benchmarks measure
+        key = (path, id(data))
+        cached = self._metas.get(key)
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        sib = self._digests(path, data)
+        self._metas[key] = (data, sib)
+        return sib
+
+    def _digests(self, path: str, data: bytes) -> dict:
         sib = {"rfilename": path, "size": len(data), "blobId": git_blob_sha1(data)}
         if path.endswith(self.LFS_SUFFIXES):
             sib["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),

@@ -10,7 +10,7 @@ import pytest
 
 from hubloader import cli, list_models, model_info
 from hubloader.cards import find_card
-from hubtest_fixtures import write_card
+from hub_helpers import write_card
 
 BROKEN = {
     "yaml.md": "---\nname: [unclosed\ntasks: x\n---\nbody\n",

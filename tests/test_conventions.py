@@ -11,7 +11,7 @@ import pytest
 
 import hubloader
 from hubloader.cli import main
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, write_card
 
 
 def test_version(capsys):
@@ -64,16 +64,13 @@ def test_user_agent_on_hub_requests(hf_repo, hub):
         f"hubloader/{hubloader.__version__}" in ua for ua in hub.user_agents), hub.user_agents
 
 
-@pytest.mark.parametrize("client", ["wire", "boto3"])
-def test_user_agent_on_s3_requests(proxy, weed, hub_env, monkeypatch, tmp_path, client):
-    if client == "boto3":
-        monkeypatch.setenv("HUBLOADER_S3_CLIENT", "boto3")
-    weed.ensure_bucket(f"ua-{client}")
+def test_user_agent_on_s3_requests(proxy, weed, hub_env, tmp_path):
+    weed.ensure_bucket("ua-s3")
     folder = make_tiny_bert(tmp_path / "ua-bert")
-    hubloader.push(folder, f"s3://ua-{client}/m/", progress=False, endpoint_url=proxy.url)
+    hubloader.push(folder, "s3://ua-s3/m/", progress=False, endpoint_url=proxy.url)
     pushed = list(proxy.requests)
     proxy.reset()
-    hubloader.download(f"s3://ua-{client}/m/", progress=False)
+    hubloader.download("s3://ua-s3/m/", progress=False)
     for head in pushed + proxy.requests:
         agent = re.search(r"(?im)^user-agent:\s*(.*)$", head)
         assert agent and f"hubloader/{hubloader.__version__}" in agent.group(1), head[:300]

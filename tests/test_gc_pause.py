@@ -10,7 +10,7 @@ import pytest
 
 from hubloader._gc import gc_paused
 from hubloader.models import BertModel
-from hubtest_fixtures import make_tiny_bert
+from hub_helpers import make_tiny_bert
 
 
 @pytest.fixture(scope="module")

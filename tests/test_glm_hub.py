@@ -14,7 +14,6 @@ import torch
 from _flagai import TINY_GLM, TOL, flagai_config, max_diff, perturb, write_sentencepiece
 from hubloader import AutoLoader
 from hubloader.glm_tokenization import GLMTokenizer
-from hubtest_fixtures import *  # noqa: F401,F403
 
 import flagai.model.glm_model as fg  # test-only oracle (see pyproject's test extra)
 

@@ -13,7 +13,7 @@ import pytest
 from hubloader import cli
 from hubloader.errors import InvalidModelNameError
 from hubloader.hub import cache_admin
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, write_card
 
 
 def _files(root) -> list:

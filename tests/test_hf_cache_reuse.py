@@ -12,7 +12,7 @@ import pytest
 
 import hubloader
 from hubloader.errors import LocalEntryNotFoundError
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert
 
 REPO = "hf-org/tiny-bert"
 

@@ -13,7 +13,6 @@ import json
 import pytest
 import torch
 
-from hubtest_fixtures import *  # noqa: F401,F403
 
 transformers = pytest.importorskip("transformers")
 

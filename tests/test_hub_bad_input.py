@@ -10,7 +10,7 @@ import pytest
 import hubloader
 from hubloader.errors import (AccessDeniedError, InvalidModelNameError, RemoteNotFoundError,
                               RevisionNotFoundError, UnsupportedSourceError)
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, write_card
 import servers
 
 

@@ -18,7 +18,7 @@ import hubloader
 from hubloader.hub import cache, cached_file
 from hubloader.hub.cache_admin import (cache_usage, prune_cache, remove_from_cache,
                                        verify_cache)
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import sha256_of, write_card
 
 SIZE = 4 << 20
 WEIGHTS = random.Random(11).randbytes(SIZE)

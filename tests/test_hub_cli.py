@@ -9,7 +9,7 @@ import pytest
 
 from hubloader import cli
 from hubloader.hub import cache
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, write_card
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE
 import servers
 
 SCRIPT = """

@@ -19,7 +19,7 @@ import pytest
 
 import hubloader
 from hubloader.hub import cache, durability
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE, run_py, sha256_of, upload_random_model
 
 SIZE = 4 << 20
 URI = "s3://durable/model"

@@ -18,7 +18,8 @@ import pytest
 import hubloader
 from hubloader.errors import IntegrityError, LockTimeoutError
 from hubloader.hub import cache
-from hubtest_fixtures import *  # noqa: F401,F403
+from hubloader.hub.sources import RemoteFile
+from hub_helpers import WORKTREE, sha256_of, upload_random_model, write_card
 
 SIZE = 16 << 20
 WEIGHTS_KEY = "/faults/big/model.safetensors"

@@ -10,7 +10,7 @@ import pytest
 
 import hubloader
 from hubloader.errors import IntegrityError, RemoteNotFoundError, RevisionNotFoundError
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import MINILM_FILES, sha256_of, write_card
 
 
 @pytest.fixture(scope="module")

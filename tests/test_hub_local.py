@@ -16,7 +16,7 @@ import hubloader
 from hubloader.errors import (DiskFullError, IntegrityError, LocalEntryNotFoundError,
                               ModelNotFoundError, RemoteNotFoundError)
 from hubloader.hub import cache, partials
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, sha256_of, write_card
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_disk_full_is_typed_and_leaves_nothing(folder_hub, hub_env):
 def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
     """A real file is rewritten between the listing and the read: the stale listing is
     dropped (no partial kept, nothing mixed) and the new content is fetched."""
-    from hubloader.hub.snapshot import fetch_snapshot
+    from hubloader.hub.snapshot import SnapshotRequest, fetch_snapshot
     from hubloader.hub.sources.local import LocalSource
     from hubloader.hub.sources.base import RemoteChangedError
 
@@ -224,9 +224,8 @@ def test_source_changing_after_listing_is_listed_again(folder_hub, hub_env):
 
     source = ChangesOnce(folder_hub / "tiny-bert")
     snap = cache.managed_paths(source.uri, "main")
-    path = fetch_snapshot(source, revision=None, paths_for=lambda rev: snap,
-                          offline_paths=lambda: snap, card_files={},
-                          allow_patterns=["*.txt"], progress=False)
+    path = fetch_snapshot(SnapshotRequest(source, allow_patterns=["*.txt"], progress=False))
+    assert path == snap.snapshot_dir
     assert ChangesOnce.listed == 2
     assert (path / "vocab.txt").read_text() == "rewritten after listing\n"
 

@@ -8,15 +8,12 @@ import pytest
 
 import hubloader
 from hubloader.errors import AccessDeniedError, NetworkError, RemoteNotFoundError
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import MINILM_FILES, make_tiny_bert, sha256_of, write_card
 
 
-@pytest.fixture(params=["auto", "boto3"])
-def s3_env(hub_env, weed, monkeypatch, request):
-    """Every test runs through both transports: hubloader's own signed requests (the default
-    for an endpoint) and a boto3 client (what AWS itself gets)."""
+@pytest.fixture
+def s3_env(hub_env, weed, monkeypatch):
     monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", weed.endpoint)
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", request.param)
     return hub_env
 
 

@@ -24,7 +24,7 @@ import hubloader
 from hubloader import cli
 from hubloader.errors import IntegrityError
 from hubloader.hub import cache
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE
 import servers
 
 MiB = 1 << 20
@@ -34,9 +34,8 @@ KINDS = {"crc": "composite crc32 checksum", "etag": "multipart ETag"}
 
 
 @pytest.fixture(autouse=True)
-def _boto3_transport(hub_env, monkeypatch):
-    """The requests about parts go through the boto3 client (s3_wire sends none)."""
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", "boto3")
+def _clean_env(hub_env):
+    """Every test runs in a clean hubloader environment."""
 
 
 def _client(endpoint: str, *, checksums: bool, **keys):

@@ -23,7 +23,7 @@ import hubloader
 from hubloader.errors import IntegrityError, LockTimeoutError
 from hubloader.hub import cache
 from hubloader.hub.transfer import fetch_file
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE, run_py, sha256_of, upload_random_model
 
 SIZE = 15 << 20  # above boto3's 8 MiB multipart threshold: uploaded in parts
 URI = "s3://shared/model"

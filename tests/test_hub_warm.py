@@ -12,7 +12,7 @@ import socket
 import pytest
 
 import hubloader
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert, sha256_of, write_card
 
 
 class SocketGuard:

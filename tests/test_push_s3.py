@@ -148,7 +148,8 @@ def test_public_push_is_the_function_even_after_submodule_imports():
     import hubloader
 
     importlib.import_module("hubloader.publish")
-    importlib.import_module("hubloader.push_hf")
+    importlib.import_module("hubloader.publish.hf")
+    importlib.import_module("hubloader.publish.s3")
     assert callable(hubloader.push) and hubloader.push.__name__ == "push"
     assert callable(hubloader.download) and hubloader.download.__name__ == "download"
 

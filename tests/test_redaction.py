@@ -14,7 +14,7 @@ import pytest
 import hubloader
 from hubloader.errors import NetworkError
 from hubloader.redaction import redact
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import WORKTREE
 import servers
 
 SECRETS = servers.HubServer.PRESIGNED_SECRETS

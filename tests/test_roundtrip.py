@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hubloader
-from hubtest_fixtures import *  # noqa: F401,F403
+from hub_helpers import make_tiny_bert
 
 NAME = "rt-bert"
 

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_rm)
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..cards import list_models, model_info
+
 __all__ = ["register", "validate_path"]
 
 
@@ -47,7 +49,6 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _ls(args) -> int:
-    from ..cards import list_models, model_info
     from ..registry import resolve_task
 
     if args.task:
@@ -71,8 +72,6 @@ def card_json(card) -> dict:
 
 
 def _info(args) -> int:
-    from ..cards import model_info
-
     card = model_info(args.name)
     if args.json:
         print(json.dumps(card_json(card), indent=2))

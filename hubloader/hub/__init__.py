@@ -9,22 +9,26 @@ Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (bac
 offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
 (each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
 (layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
-node), :mod:`.progress`.
+node), :mod:`.inflight` (background fetches joined by name), :mod:`.progress`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .. import constants
 from ..errors import ModelNotFoundError
-from ..names import ModelRef
+from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 from .lookup import cached_file
+from .inflight import Prefetch, prefetch
 
-__all__ = ["download", "cached_file", "flush"]
+if TYPE_CHECKING:
+    from .request import SnapshotRequest
+
+__all__ = ["download", "cached_file", "flush", "prefetch", "Prefetch"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -42,11 +46,14 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         model_name: a card name, a URI, or a local directory.
         revision: a branch, tag or commit (``hf://``); a label for other sources.
         download_path: put the files in ``<download_path>/<name>/`` instead of the managed
-            cache (``HUBLOADER_HOME``). A folder there with a ``config.json`` that hubloader
-            did not fetch is used in place, without network.
+            cache (``HUBLOADER_HOME``), FlagAI's layout. A folder there with a
+            ``config.json`` that hubloader did not fetch is used in place, without network.
         allow_patterns: shell patterns (``"*.json"``) restricting the files fetched.
         offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
         progress: byte bars on stderr (also off with ``HUBLOADER_DISABLE_PROGRESS_BARS=1``).
+
+    A fetch of the same name, revision and ``download_path`` that :func:`prefetch` started
+    in this process is joined rather than started again.
 
     Returns:
         The directory holding the files.
@@ -66,37 +73,70 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
         PosixPath('/root/.cache/hubloader/models/hf--google-bert--bert-base-uncased/snapshots/...')
     """
-    from ..names import validate_download_path
     from . import distributed
     from .locate import locate
+    from .inflight import ambient_cancel, join
 
     validate_download_path(download_path)
-    if download_path is not None and "://" not in os.fspath(model_name):
-        from ..names import safe_join
-
-        # FlagAI's layout: the name is joined to download_path, never used as a path itself
-        safe_join(download_path, os.fspath(model_name).strip())
+    if download_path is not None:
+        found = _flagai_in_place(model_name, download_path, revision=revision)
+        if found is not None:
+            return found
+    if ambient_cancel() is None:  # not itself the prefetch's thread
+        joined = join(model_name, revision=revision, download_path=download_path,
+                      allow_patterns=allow_patterns, offline=offline)
+        if joined is not None:
+            return joined
     target = locate(model_name, revision=revision)
-    if download_path is not None and not isinstance(target, ModelRef):
-        from ..names import safe_join
-
-        in_place = safe_join(download_path, target.name)
-        if (in_place / constants.CONFIG_NAME).is_file() and not (
-                Path(download_path) / ".hubloader" / target.name).is_dir():
-            return in_place  # files put there by hand (FlagAI's layout): no network
     if isinstance(target, ModelRef):
         if not target.path.is_dir():
             raise ModelNotFoundError(f"{target.path} is not a directory; give a model directory "
                                      "holding config.json and weights, a card name or a URI")
         return target.path
-    patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
-    kwargs = dict(download_path=download_path, allow_patterns=patterns, progress=progress)
+    from .request import SnapshotRequest
+    from .sources import open_source
+
+    request = SnapshotRequest(
+        open_source(target.uri), revision=target.revision, card_files=target.card_files,
+        allow_patterns=[allow_patterns] if isinstance(allow_patterns, str) else allow_patterns,
+        progress=progress, download_path=download_path, name=target.name)
     if constants.is_offline(offline) or not distributed.active():
-        return _download(target, offline=offline, **kwargs)
-    return distributed.once_per_node(lambda: _download(target, offline=offline, **kwargs),
-                                     lambda: _download(target, offline=True, **kwargs),
+        return _download(request, offline=offline)
+    return distributed.once_per_node(lambda: _download(request, offline=offline),
+                                     lambda: _download(request, offline=True),
                                      what=target.uri,
-                                     request=f"{target.revision} {download_path} {patterns}")
+                                     request=f"{target.revision} {download_path} "
+                                             f"{request.allow_patterns}")
+
+
+def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.PathLike, *,
+                     revision: str | None) -> Path | None:
+    """FlagAI's rule for ``download_path``: the folder ``<download_path>/<name>/`` is used in
+    place, with no network, when it holds a ``config.json`` that hubloader did not fetch (it
+    keeps no ``<download_path>/.hubloader/<name>/`` for it). A folder hubloader fetched is
+    checked at its source like any cached snapshot. ``<name>`` is the name as given or, for
+    a card, the card's own spelling.
+
+    Raises:
+        InvalidModelNameError: a name that would escape ``download_path``.
+    """
+    from ..cards import find_card
+    from .locate import folder_name
+
+    if "://" not in os.fspath(model_name):
+        # the name is joined to download_path, never used as a path itself
+        safe_join(download_path, os.fspath(model_name).strip())
+    ref = parse_model_name(model_name, revision=revision)
+    if ref.kind == "local" or ref.scheme == "file":
+        return None
+    names = [folder_name(ref)] if ref.kind == "uri" else [ref.name]
+    card = find_card(ref.name) if ref.kind == "card" else None
+    for name in dict.fromkeys(names + ([card.name] if card else [])):
+        folder = safe_join(download_path, name)
+        if (folder / constants.CONFIG_NAME).is_file() and \
+                not (Path(download_path) / ".hubloader" / name).is_dir():
+            return folder
+    return None
 
 
 def flush() -> None:
@@ -111,65 +151,36 @@ def flush() -> None:
     wait_for_flushes()
 
 
-def _download(target, *, download_path, allow_patterns, offline, progress) -> Path:
-    from . import cache, durability
+def _download(request: SnapshotRequest, *, offline: bool | None) -> Path:
+    from . import durability
     from .locking import can_write, job_lock, shared_wait, wait_while_held
     from .snapshot import (adopt_snapshot, cached_snapshot, fetch_snapshot, offline_snapshot,
                            warm_snapshot)
-    from .sources import open_source
 
-    source = open_source(target.uri)
-    if download_path is not None:
-        def paths_for(rev: str) -> cache.SnapshotPaths:
-            return cache.flat_paths(download_path, target.name, rev)
-    else:
-        def paths_for(rev: str) -> cache.SnapshotPaths:
-            return cache.managed_paths(source.uri, rev)
-
-    def offline_paths() -> cache.SnapshotPaths:
-        label = target.revision or "main"
-        meta = paths_for("main").meta_dir
-        return paths_for(cache.read_ref(meta, label) or cache.revision_key(label))
-
-    if download_path is None:  # blobs a dead process left unflushed are settled first
+    if request.download_path is None:  # blobs a dead process left unflushed are settled first
         durability.recover()
-
-    def adopted() -> Path | None:  # huggingface_hub's cache holds it: no request
-        return adopt_snapshot(source, revision=target.revision, paths_for=paths_for,
-                              card_files=target.card_files, allow_patterns=allow_patterns)
-
     if constants.is_offline(offline):
-        paths = offline_paths()
-        found = cached_snapshot(paths, allow_patterns=allow_patterns,
-                                card_files=target.card_files) if paths else None
-        return found or adopted() or offline_snapshot(
-            paths, what=target.uri, allow_patterns=allow_patterns, card_files=target.card_files)
-
-    def warm() -> Path | None:  # pinned or fully hashed: the cache is the answer, no request
-        return warm_snapshot(source, revision=target.revision, paths_for=paths_for,
-                             offline_paths=offline_paths, card_files=target.card_files,
-                             allow_patterns=allow_patterns)
-
-    found = warm() or (adopted() if source.is_pinned(target.revision) else None)
+        found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
+                                card_files=request.card_files)
+        # huggingface_hub's cache may hold it: no request
+        return found or adopt_snapshot(request) or offline_snapshot(request)
+    # pinned or fully hashed: the cache is the answer, no request
+    found = warm_snapshot(request) or (
+        adopt_snapshot(request) if request.source.is_pinned(request.revision) else None)
     if found is not None:
         return found
     # One process at a time fetches a snapshot. The others wait for it to finish and, when the
     # card or a pinned revision settles it, take the finished snapshot without a client or a
     # request, all at once rather than one after another through the lock.
-    def fetch() -> Path:
-        return fetch_snapshot(source, revision=target.revision, paths_for=paths_for,
-                              offline_paths=offline_paths, card_files=target.card_files,
-                              allow_patterns=allow_patterns, progress=progress)
-
-    fetch_lock = offline_paths().fetch_lock
+    fetch_lock = request.offline_paths().fetch_lock
     if not can_write(fetch_lock):
         # a read-only shared cache: a complete, current snapshot is read without a lock;
         # anything to fetch raises ReadOnlyCacheError
-        return fetch()
+        return fetch_snapshot(request)
     with shared_wait():  # one HUBLOADER_LOCK_TIMEOUT for every lock this download waits on
-        waited = wait_while_held(fetch_lock, what=target.uri)
-        with job_lock(fetch_lock, what=target.uri, wait=not waited):  # after a wait: no queueing
-            found = warm()
+        waited = wait_while_held(fetch_lock, what=request.uri)
+        with job_lock(fetch_lock, what=request.uri, wait=not waited):  # after a wait: no queueing
+            found = warm_snapshot(request)
             if found is not None:
                 return found
-            return fetch()
+            return fetch_snapshot(request)

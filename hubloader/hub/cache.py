@@ -34,11 +34,12 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import constants
+from ..files import atomic_write_json as write_json_atomic  # re-exported
+from ..files import atomic_write_text
 from ..names import safe_join
 from .sources.base import RemoteFile
 
@@ -188,20 +189,6 @@ def flat_paths(download_path: str | os.PathLike, name: str, rev: str) -> Snapsho
     return SnapshotPaths(folder, meta, rev)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temp file beside ``path``, then ``os.replace`` it into place. Readers
-    see the old or the new content, never a mix. Not fsynced (see :func:`update_manifest`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a name no other writer has (another thread, process or host), whether or not locks hold
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_manifest(paths: SnapshotPaths) -> dict:
     """The snapshot's manifest (``{"files": {}, ...}`` when there is none or it is unreadable)."""
     try:
@@ -250,6 +237,4 @@ def write_ref(meta_dir: Path, label: str, rev: str) -> None:
     if read_ref(meta_dir, label) == rev:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(rev, encoding="utf-8")
-    os.replace(tmp, ref)
+    atomic_write_text(ref, rev)

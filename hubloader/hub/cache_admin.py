@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import InvalidModelNameError, LocalEntryNotFoundError
 from . import cache
-from .transfer import file_sha256
+from ..files import sha256_file
 
 __all__ = ["CachedSnapshot", "snapshot_files", "Problem", "PruneReport", "CacheUsage",
            "scan_cache", "verify_cache", "unverified_files", "prune_cache", "remove_from_cache",
@@ -266,7 +266,7 @@ def verify_cache(cache_dir: str | os.PathLike | None = None, *,
     def sha256_of(path: Path, st: os.stat_result) -> str:
         key = (st.st_dev, st.st_ino)
         if key not in hashed:
-            hashed[key] = file_sha256(path)
+            hashed[key] = sha256_file(path)
         return hashed[key]
 
     checked, problems = 0, []

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Callable, TypeVar
+from typing import Callable, TypeVar, cast
 
 from .. import constants
 from ..errors import LocalEntryNotFoundError

@@ -1,10 +1,10 @@
 """Write-behind durability for the blob store: a verified blob is usable at once, its bytes
 reach the disk in a background thread, and a mark makes a power loss before that detectable.
 
-Waiting for ``fsync`` before handing a file over costs a whole disk write of the file (0.4 to
-1.6 s for 512 MiB on a slow virtual disk) while the bytes are already verified and readable
-from the page cache. So a fetched blob is handed over first and flushed behind the caller's
-back, under this protocol::
+The hazard: after a power loss a blob can survive under its final name with its bytes never
+written, and a blob under its final name is trusted without hashing. Flushing before handing
+the file over would cost a whole disk write while the verified bytes are already readable from
+the page cache, so the flush happens behind the caller's back, under this protocol::
 
     pending/<sha256>.<boot id>.<pid>    beside blobs/: an empty file, its name the whole record
 
@@ -25,7 +25,7 @@ before anything in the cache is trusted:
   ``download`` fetches the file again.
 
 Where no boot id can be read (not Linux), nothing is deferred: blobs are flushed before
-they are handed over, as before.
+they are handed over.
 """
 
 from __future__ import annotations
@@ -159,10 +159,9 @@ def held() -> Iterator[None]:
 
     On ext4 (``data=ordered``) a flush's journal commit first writes out the blob's data, and
     every rename and link meanwhile waits for that commit: the files fetched after a flushed
-    one, their manifest entries and the snapshot's links queue behind the disk. A 4 x 128 MiB
-    download took 1.107 s with its shards flushed as they came and 0.959 s with the flushes
-    held to its end (8 interleaved runs each). The marks are on disk either way, so a crash
-    meanwhile is recovered as before.
+    one, their manifest entries and the snapshot's links queue behind the disk. Holding the
+    flushes to the snapshot's end keeps the transfers off that queue. The marks are on disk
+    either way, so a crash meanwhile is recovered the same way.
     """
     global _hold_depth
     with _state_lock:
@@ -284,9 +283,9 @@ def _settle(mark_path: Path, blobs_dir: Path, models_root: Path | None) -> None:
     if boot != this_boot:
         logger.info("re-checking blob %s: it was not known to be on disk before a restart",
                     sha[:12])
-        from .transfer import file_sha256  # only after a restart: not on the warm path
+        from ..files import sha256_file
 
-        actual = file_sha256(blob)
+        actual = sha256_file(blob)
         if actual != sha:
             logger.warning("blob %s lost its bytes before they reached the disk (a power loss "
                            "or crash of the system); removing it and its snapshot entries, "

@@ -11,7 +11,7 @@ from ..cards import find_card, model_info
 from ..errors import ModelNotFoundError
 from ..names import ModelRef, parse_model_name
 
-__all__ = ["Target", "locate"]
+__all__ = ["Target", "locate", "folder_name"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Target:
     card_files: dict[str, str | None] = field(default_factory=dict)
 
 
-def _last_component(ref: ModelRef) -> str:
+def folder_name(ref: ModelRef) -> str:
+    """The folder a URI's files get under ``download_path``: its last path component."""
     parts = [p for p in ref.location.split("/") if p]
     return parts[-1] if parts else ref.scheme or "model"
 
@@ -48,7 +49,7 @@ def locate(model_name: str | os.PathLike, *, revision: str | None = None) -> Tar
     if ref.kind == "local" or (ref.kind == "uri" and ref.scheme == "file"):
         return ref
     if ref.kind == "uri":
-        return Target(f"{ref.scheme}://{ref.location}", ref.revision, _last_component(ref))
+        return Target(f"{ref.scheme}://{ref.location}", ref.revision, folder_name(ref))
     card = find_card(ref.name)
     base = constants.endpoint()
     if card is None and base is None:
@@ -58,6 +59,8 @@ def locate(model_name: str | os.PathLike, *, revision: str | None = None) -> Tar
     rev = revision if revision is not None else (card.revision if card else None)
     if base is not None:
         return Target(base.rstrip("/") + "/" + name, rev, name, files)
+    if card is None:  # model_info above raises for an unknown name
+        raise ModelNotFoundError(f"no card named {ref.name!r}")
     if not card.source:
         raise ModelNotFoundError(
             f"card {card.name!r} names no source to fetch from; set HUBLOADER_ENDPOINT to a "

@@ -82,22 +82,22 @@ def _resolve(model_name, filename: str, revision: str | None):
     from ..names import ModelRef, safe_join
     from . import cache, durability
     from .locate import locate
+    from .request import SnapshotRequest
     from .sources import open_source
 
     target = locate(model_name, revision=revision)
     if isinstance(target, ModelRef):  # a local directory: in place
         path = safe_join(target.path, filename)
         return (path, ((str(path), _stamp(str(path))),)) if path.is_file() else (None, ())
-    uri = open_source(target.uri).uri  # canonical form; no client is built
+    source = open_source(target.uri)  # the canonical URI; no client is built
+    request = SnapshotRequest(source, revision=target.revision)
     durability.recover()  # blobs a dead process left unflushed are settled first
-    meta = cache.managed_paths(uri, "main").meta_dir
-    label = target.revision or "main"
-    ref = meta / "refs" / cache.revision_key(label)
-    paths = cache.managed_paths(uri, cache.read_ref(meta, label) or cache.revision_key(label))
+    paths = request.offline_paths()
     path = paths.file(filename)
     watched = [path]
-    if uri.startswith("hf://") and not open_source(uri).is_pinned(target.revision):
-        watched.append(ref)
+    if source.uri.startswith("hf://") and not source.is_pinned(target.revision):
+        watched.append(request.paths_for("main").meta_dir / "refs"
+                       / cache.revision_key(target.revision or "main"))
     guards = tuple((str(p), _stamp(str(p))) for p in watched)
     if guards[0][1] is None:
         return None, ()

@@ -119,7 +119,7 @@ def _others(paths: SnapshotPaths, file: RemoteFile, mine: Path | None = None) ->
     if not folder.is_dir():
         return []
     bases = {_base(p) for p in folder.glob(stem.name + ".*.incomplete*")}
-    bases.discard(mine)  # type: ignore[arg-type]
+    bases.discard(mine)
     return sorted(bases)
 
 

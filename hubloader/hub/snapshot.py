@@ -13,6 +13,7 @@ into its blob, then linked into the snapshot.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import errno
 import fnmatch
 import logging
@@ -23,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .. import constants
 from .._futures import results_or_cancel
@@ -32,11 +33,13 @@ from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundEr
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
+from .inflight import ambient_cancel
+from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file, verified_by
 
-__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "select_files", "DEFAULT_PATTERNS",
-           "adopt_snapshot"]
+__all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
+           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def _match(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
-def select_files(files: Sequence[RemoteFile], *, card_files: dict[str, str | None],
+def select_files(files: Sequence[RemoteFile], *, card_files: Mapping[str, str | None],
                  allow_patterns: Sequence[str] | None, where: str) -> list[RemoteFile]:
     """Choose which listed files to fetch.
 
@@ -126,7 +129,7 @@ def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
 
 
 def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
-                    card_files: dict[str, str | None] | None = None,
+                    card_files: Mapping[str, str | None] | None = None,
                     match_card_sha256: bool = False) -> Path | None:
     """The snapshot directory if a complete copy is cached (every file it recorded, or the
     card promises, is in place), else ``None``. Touches no network.
@@ -157,11 +160,7 @@ def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | Non
     return paths.snapshot_dir
 
 
-def warm_snapshot(source: Source, *, revision: str | None,
-                  paths_for: Callable[[str], SnapshotPaths],
-                  offline_paths: Callable[[], SnapshotPaths | None],
-                  card_files: dict[str, str | None],
-                  allow_patterns: Sequence[str] | None) -> Path | None:
+def warm_snapshot(request: SnapshotRequest) -> Path | None:
     """A complete cached snapshot that needs no re-check at the source, else ``None``.
     Touches no network.
 
@@ -170,19 +169,20 @@ def warm_snapshot(source: Source, *, revision: str | None,
     were verified against. A moving reference (``main``, a branch, an S3 or folder label)
     without such digests returns ``None``: the caller lists the source once.
     """
-    if source.is_pinned(revision):
-        found = cached_snapshot(paths_for(cache.revision_key(revision)),
+    revision, card_files = request.revision, request.card_files
+    allow_patterns = request.allow_patterns
+    if revision is not None and request.source.is_pinned(revision):
+        found = cached_snapshot(request.paths_for(cache.revision_key(revision)),
                                 allow_patterns=allow_patterns, card_files=card_files)
         if found:
-            logger.debug("%s@%s is pinned and cached: no request", source.uri, revision)
+            logger.debug("%s@%s is pinned and cached: no request", request.uri, revision)
             return found
     wanted = [p for p in card_files if not allow_patterns or _match(p, allow_patterns)]
     if wanted and all(card_files[p] for p in wanted):
-        paths = offline_paths()
-        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
-                                          card_files=card_files, match_card_sha256=True)
+        found = cached_snapshot(request.offline_paths(), allow_patterns=allow_patterns,
+                                card_files=card_files, match_card_sha256=True)
         if found:
-            logger.debug("%s: every file matches the card's sha256: no request", source.uri)
+            logger.debug("%s: every file matches the card's sha256: no request", request.uri)
             return found
     return None
 
@@ -266,6 +266,8 @@ def _store(paths: SnapshotPaths, verified: Path, sha256: str, path: str, *,
     ends up outside the blob store is flushed here, before its rename.
     """
     blob = paths.blob(sha256)
+    if blob is None:  # not a sha256: the caller's bug, never the user's input
+        raise ValueError(f"no blob path for {sha256!r}")
     blob.parent.mkdir(parents=True, exist_ok=True)
     pending = durability.mark(blob) if behind else None
     try:
@@ -431,21 +433,9 @@ class _Turn:
         self.release()
 
 
-def fetch_snapshot(source: Source, *, revision: str | None,
-                   paths_for: Callable[[str], SnapshotPaths],
-                   offline_paths: Callable[[], SnapshotPaths | None],
-                   card_files: dict[str, str | None], allow_patterns: Sequence[str] | None,
-                   progress: bool) -> Path:
-    """Bring ``source`` at ``revision`` into the cache and return the snapshot directory.
-
-    Args:
-        source: the backend.
-        revision: the revision asked for (``None``: default).
-        paths_for: revision key -> :class:`SnapshotPaths` (managed or ``download_path`` layout).
-        offline_paths: the paths a cache-only lookup would use (``None``: nothing known).
-        card_files: path -> sha256 promised by the card.
-        allow_patterns: shell patterns narrowing the files.
-        progress: byte bars on stderr.
+def fetch_snapshot(request: SnapshotRequest) -> Path:
+    """Bring ``request.source`` at ``request.revision`` into the cache and return the
+    snapshot directory.
 
     Raises:
         NetworkError: the source is unreachable and nothing usable is cached.
@@ -453,32 +443,30 @@ def fetch_snapshot(source: Source, *, revision: str | None,
         LockTimeoutError, DiskFullError: see :func:`hubloader.hub.transfer.fetch_file`.
         RemoteChangedError: the source changed under two listings in a row.
     """
+    source = request.source
     try:
-        listing = source.list_files(revision)
+        listing = source.list_files(request.revision)
     except NetworkError as err:
-        paths = offline_paths()
-        found = paths and cached_snapshot(paths, allow_patterns=allow_patterns,
-                                          card_files=card_files)
+        found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
+                                card_files=request.card_files)
         if found:
             logger.warning("%s is unreachable (%s); using the cached copy at %s",
                            source.uri, err, found)
             return found
         raise
-    kwargs = dict(revision=revision, paths_for=paths_for, card_files=card_files,
-                  allow_patterns=allow_patterns, progress=progress)
     try:
-        return _fetch_listed(source, listing, **kwargs)
+        return _fetch_listed(request, listing)
     except RemoteChangedError:
         logger.warning("%s changed while it was being fetched; listing it again", source.uri)
-    return _fetch_listed(source, source.list_files(revision), **kwargs)
+    return _fetch_listed(request, source.list_files(request.revision))
 
 
-def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
-                  paths_for: Callable[[str], SnapshotPaths], card_files: dict[str, str | None],
-                  allow_patterns: Sequence[str] | None, progress: bool) -> Path:
-    paths = paths_for(cache.revision_key(listing.revision))
-    chosen = select_files(listing.files, card_files=card_files, allow_patterns=allow_patterns,
-                          where=source.uri)
+def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
+    source, revision, card_files = request.source, request.revision, request.card_files
+    progress = request.progress
+    paths = request.paths_for(cache.revision_key(listing.revision))
+    chosen = select_files(listing.files, card_files=card_files,
+                          allow_patterns=request.allow_patterns, where=source.uri)
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     needs_ref = revision is not None or listing.revision != "main"
@@ -499,7 +487,8 @@ def _fetch_listed(source: Source, listing: Listing, *, revision: str | None,
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     network = threading.Semaphore(1)  # one file's transfer at a time
-    stop = threading.Event()  # set when the caller's thread is interrupted or a file failed
+    # set when the caller's thread is interrupted, a file failed, or a prefetch is cancelled
+    stop = ambient_cancel() or threading.Event()
 
     def fetch(file: RemoteFile) -> None:
         turn = _Turn(network)
@@ -569,15 +558,13 @@ class _LocalOnly(Source):
         raise LocalEntryNotFoundError(f"{self.describe(file.path)} has no verified local copy")
 
 
-def adopt_snapshot(source: Source, *, revision: str | None,
-                   paths_for: Callable[[str], SnapshotPaths],
-                   card_files: dict[str, str | None],
-                   allow_patterns: Sequence[str] | None) -> Path | None:
-    """The snapshot another cache on this machine holds for ``revision``
+def adopt_snapshot(request: SnapshotRequest) -> Path | None:
+    """The snapshot another cache on this machine holds for ``request.revision``
     (:meth:`Source.cached_listing`), brought into hubloader's cache from the local copies
     with no request; ``None`` when that cache lacks it, or lacks a file this load needs
     (config and weights unless a card or ``allow_patterns`` says which files)."""
-    listing = source.cached_listing(revision)
+    source, card_files, allow_patterns = request.source, request.card_files, request.allow_patterns
+    listing = source.cached_listing(request.revision)
     if listing is None:
         return None
     try:
@@ -591,22 +578,21 @@ def adopt_snapshot(source: Source, *, revision: str | None,
                 _match(n, ("*.safetensors", *_PICKLE_PATTERNS)) for n in names))):
         return None  # a partial copy (a config fetched alone): not a model to load
     try:
-        return _fetch_listed(_LocalOnly(source), Listing(listing.revision, tuple(chosen)),
-                             revision=revision, paths_for=paths_for, card_files=card_files,
-                             allow_patterns=allow_patterns, progress=False)
+        return _fetch_listed(dataclasses.replace(request, source=_LocalOnly(source), progress=False),
+                             Listing(listing.revision, tuple(chosen)))
     except LocalEntryNotFoundError as err:
         logger.info("%s: not taken from %s (%s)", source.uri, source.local_origin, err)
         return None
 
 
-def offline_snapshot(paths: SnapshotPaths | None, *, what: str,
-                     allow_patterns: Sequence[str] | None,
-                     card_files: dict[str, str | None]) -> Path:
+def offline_snapshot(request: SnapshotRequest) -> Path:
     """The cached snapshot, or :class:`LocalEntryNotFoundError` saying how to get one."""
-    found = paths and cached_snapshot(paths, allow_patterns=allow_patterns, card_files=card_files)
+    paths = request.offline_paths()
+    found = cached_snapshot(paths, allow_patterns=request.allow_patterns,
+                            card_files=request.card_files)
     if not found:
         raise LocalEntryNotFoundError(
-            f"{what} is not in the cache{f' ({paths.snapshot_dir})' if paths else ''} and offline "
+            f"{request.uri} is not in the cache ({paths.snapshot_dir}) and offline "
             "mode is on; run once online (unset HUBLOADER_OFFLINE / offline=False), or copy the "
             "files into a directory and pass its path"
         )

@@ -9,7 +9,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["check_token_ids", "check_same_shape", "check_pixel_values", "positions_from_mask"]
+__all__ = ["check_token_ids", "require_token_ids", "check_same_shape", "check_pixel_values",
+           "positions_from_mask"]
 
 
 def check_token_ids(name: str, value: Any, *, required: bool = False,
@@ -36,16 +37,27 @@ def check_token_ids(name: str, value: Any, *, required: bool = False,
                          f"[{int(value.min())}, {int(value.max())}]; is this the model's tokenizer?")
 
 
+def require_token_ids(name: str, value: Any, *, vocab_size: int | None = None) -> torch.Tensor:
+    """``value``, checked as :func:`check_token_ids` with ``required=True``.
+
+    Raises:
+        InputError: as :func:`check_token_ids`, or ``value`` is ``None``.
+    """
+    check_token_ids(name, value, required=True, vocab_size=vocab_size)
+    return value
+
+
 def check_same_shape(name: str, value: torch.Tensor | None, ref_name: str,
-                     ref: torch.Tensor) -> None:
-    if value is not None and tuple(value.shape) != tuple(ref.shape):
+                     ref: torch.Tensor | None) -> None:
+    if value is not None and ref is not None and tuple(value.shape) != tuple(ref.shape):
         raise InputError(f"{name} shape {tuple(value.shape)} differs from {ref_name} shape "
                          f"{tuple(ref.shape)}")
 
 
 def check_pixel_values(value: Any, *, num_channels: int,
-                       image_size: tuple[int, int] | None = None, size_hint: str = "") -> None:
-    """``value`` must be a float ``[batch, channels, height, width]`` tensor.
+                       image_size: tuple[int, int] | None = None,
+                       size_hint: str = "") -> torch.Tensor:
+    """``value`` must be a float ``[batch, channels, height, width]`` tensor; it is returned.
 
     Raises:
         InputError: wrong type, rank, dtype, channel count, or (when fixed) spatial size.
@@ -68,6 +80,7 @@ def check_pixel_values(value: Any, *, num_channels: int,
     if image_size is not None and tuple(value.shape[2:]) != tuple(image_size):
         raise InputError(f"pixel_values is {tuple(value.shape[2:])} pixels, the model expects "
                          f"{tuple(image_size)}; resize with the model's image processor{size_hint}")
+    return value
 
 
 def positions_from_mask(attention_mask: torch.Tensor | None, past_len: int, seq: int,

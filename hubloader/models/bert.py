@@ -24,7 +24,8 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_same_shape, check_token_ids, require_token_ids
+from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
 __all__ = ["BertConfig", "RobertaConfig", "BertBlock", "BertModel", "BertForSequenceClassification",
@@ -75,10 +76,7 @@ class BertConfig(ModelConfig):
             raise ConfigError(f"pooling must be 'mean', 'cls' or 'max', got {self.pooling!r}")
         if self.num_labels is None and isinstance(self.extra.get("class_num"), int):
             self.num_labels = self.extra["class_num"]  # FlagAI's name, in its configs
-        if self.num_labels is None:
-            self.num_labels = len(self.id2label) if self.id2label else 2
-        if self.num_labels <= 0:
-            raise ConfigError(f"num_labels must be positive, got {self.num_labels}")
+        self.num_labels = labels_count(self.num_labels, self.id2label)
         get_activation(self.hidden_act)
 
     @property
@@ -119,7 +117,7 @@ class BertEmbeddings(nn.Module):
         b, s = input_ids.shape
         if position_ids is None:
             if self.offset:  # RoBERTa: padding keeps position pad_token_id
-                keep = input_ids.ne(self.pad_token_id).int()
+                keep = input_ids.ne(self.pad_token_id or 0).int()
                 position_ids = (torch.cumsum(keep, dim=1) * keep).long() + (self.offset - 1)
             else:
                 position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0)
@@ -184,7 +182,7 @@ def _write_rules(prefix: str, mlm: tuple[tuple[str, str], ...]) -> tuple[tuple[s
     return invert_key_rules(_ENCODER_LAYOUT + mlm) + ((r"^backbone\.", f"{prefix}."),)
 
 
-_ENCODER_IGNORE = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
+_ENCODER_IGNORE: tuple[str, ...] = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$",
                    r"^cls\.predictions\.decoder\.bias$", r"^lm_head\.decoder\.bias$",
                    r"^cls\.seq_relationship\.")
 
@@ -216,7 +214,7 @@ def _flagai_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-class _BertBase(BaseModel):
+class _BertBase(BaseModel[BertConfig]):
     """Shared declarations of the BERT family."""
 
     config_class = BertConfig
@@ -280,7 +278,7 @@ class BertModel(_BertBase):
                 output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
         if token_type_ids is None:  # FlagAI's name for them
             token_type_ids = kwargs.get("segment_ids")
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=self.config.vocab_size)
+        input_ids = require_token_ids("input_ids", input_ids, vocab_size=self.config.vocab_size)
         check_token_ids("token_type_ids", token_type_ids, vocab_size=self.config.type_vocab_size)
         check_token_ids("attention_mask", attention_mask)
         for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
@@ -319,29 +317,19 @@ class _BertHead(_BertBase):
         return self.backbone(**inputs)
 
 
-def _classification_loss(config: BertConfig, logits: torch.Tensor, labels: torch.Tensor):
-    n = config.num_labels
-    if config.problem_type == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    if n == 1 or config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    return F.cross_entropy(logits.view(-1, n), labels.view(-1))
-
-
 class _BertLinearHead(_BertHead):
     """A head ending in dropout → ``classifier`` (hidden size → ``num_labels``)."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.drop = nn.Dropout(self._dropout())
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier: nn.Module = nn.Linear(config.hidden_size, num_labels(config))
 
 
 @register_model("bert", "text-classification")
 class BertForSequenceClassification(_BertLinearHead):
     """Pooler → dropout → linear. Tasks: classification, semantic-matching, text-classification."""
 
-    task = "text-classification"
     backbone_pooler = True
     ignore_checkpoint_keys = _ENCODER_IGNORE
     new_head_keys = (r"^classifier\.", r"^backbone\.pooler\.")
@@ -349,7 +337,7 @@ class BertForSequenceClassification(_BertLinearHead):
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.classifier(self.drop(enc["pooled"]))
-        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return self._outputs(logits, enc["hidden_states"], loss)
 
 
@@ -357,7 +345,6 @@ class BertForSequenceClassification(_BertLinearHead):
 class BertForTokenClassification(_BertLinearHead):
     """Dropout → linear on every token. Tasks: ner, sequence-labeling, token-classification."""
 
-    task = "token-classification"
     new_head_keys = (r"^classifier\.",)
 
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
@@ -365,7 +352,7 @@ class BertForTokenClassification(_BertLinearHead):
         logits = self.classifier(self.drop(enc["hidden_states"]))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
+            loss = F.cross_entropy(logits.view(-1, num_labels(self.config)), labels.view(-1),
                                    ignore_index=-100)
         return self._outputs(logits, enc["hidden_states"], loss)
 
@@ -386,7 +373,6 @@ class MaskedLMHead(nn.Module):
 class BertForMaskedLM(_BertHead):
     """Transform → norm → decoder tied to the word embeddings. Tasks: masklm, fill-mask."""
 
-    task = "fill-mask"
     new_head_keys = (r"^mlm_head\.",)
     tied_weights = {"mlm_head.decoder.weight": "backbone.embeddings.word_embeddings.weight"}
 
@@ -422,7 +408,6 @@ class BertForSentenceEmbedding(_BertHead):
     ``normalize_embeddings``. Output ``embeddings`` (also ``logits``). Tasks: embedding,
     feature-extraction."""
 
-    task = "feature-extraction"
 
     def forward(self, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
@@ -453,7 +438,7 @@ class RobertaClassificationHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.drop = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.out_proj = nn.Linear(config.hidden_size, num_labels(config))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.dense(self.drop(x[:, 0])))
@@ -474,7 +459,7 @@ class RobertaForSequenceClassification(BertForSequenceClassification):
     def forward(self, labels: torch.Tensor | None = None, **inputs: Any) -> dict[str, Any]:
         enc = self._encode(inputs)
         logits = self.classifier(enc["hidden_states"])
-        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return self._outputs(logits, enc["hidden_states"], loss)
 
 

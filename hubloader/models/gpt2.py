@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids, positions_from_mask
+from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import GenerationMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
@@ -115,7 +115,7 @@ _GPT2_IGNORE = (r"\.attn\.bias$", r"\.attn\.masked_bias$", r"(^|\.)attention\.bi
                 r"(^|\.)attention\.masked_bias$")
 
 
-class GPT2PreTrainedModel(BaseModel):
+class GPT2PreTrainedModel(BaseModel[GPT2Config]):
     """Shared declarations of the GPT-2 family."""
 
     config_class = GPT2Config
@@ -226,7 +226,7 @@ class GPT2Model(GPT2PreTrainedModel):
                              "attention_mask, position_ids, token_type_ids, past_key_values, "
                              "use_cache")
         c = self.config
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
+        input_ids = require_token_ids("input_ids", input_ids, vocab_size=c.vocab_size)
         past_len = past_key_values[0][0].shape[2] if past_key_values else 0
         seq = input_ids.shape[1]
         if past_key_values is not None and len(past_key_values) != c.n_layer:
@@ -276,7 +276,6 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
     """GPT-2 with the causal LM head (tied to ``wte``). Tasks: lm, text-generation,
     poetry-generation. ``forward(..., labels=)`` adds the shifted next-token loss."""
 
-    task = "text-generation"
     new_head_keys = (r"^lm_head\.",)
 
     def __init__(self, config: GPT2Config):

@@ -1,4 +1,4 @@
-"""Shared layers (seed 004's ``layer`` level): activations, attention, MLP, norms.
+"""Shared layers (FlagAI's ``layer`` level): activations, attention, MLP, norms.
 
 Blocks and models are assembled from these; every family reuses them.
 """

@@ -246,7 +246,7 @@ def _interleaved_to_half(weight: torch.Tensor, heads: int) -> torch.Tensor:
             .reshape(rows, cols))
 
 
-class LlamaPreTrainedModel(BaseModel):
+class LlamaPreTrainedModel(BaseModel[LlamaConfig]):
     """Shared declarations of the Llama family."""
 
     config_class: ClassVar[type[ModelConfig]] = LlamaConfig
@@ -370,7 +370,6 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
     """The decoder with the causal LM head (tied to ``embed_tokens`` when the config says so).
     Tasks: text-generation (lm). ``forward(..., labels=)`` adds the shifted next-token loss."""
 
-    task = "text-generation"
     backbone_class: ClassVar[type[LlamaModel]] = LlamaModel
 
     def __init__(self, config: LlamaConfig):
@@ -378,7 +377,7 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         self.backbone = self.backbone_class(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         # per instance: whether the head is tied depends on the checkpoint's config
-        self.tied_weights = ({"lm_head.weight": "backbone.embed_tokens.weight"}  # type: ignore[misc]
+        self.tied_weights = ({"lm_head.weight": "backbone.embed_tokens.weight"}
                              if config.tie_word_embeddings else {})
 
     def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,

@@ -21,7 +21,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
 from .layers import get_activation
-from .vit import classification_loss, labels_count
+from .heads import classification_loss, labels_count, num_labels
 
 __all__ = ["ResNetConfig", "ResNetBottleneckBlock", "ResNetBasicBlock", "ResNetModel",
            "ResNetForImageClassification"]
@@ -150,7 +150,7 @@ _RESNET_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ResNetPreTrainedModel(BaseModel):
+class ResNetPreTrainedModel(BaseModel[ResNetConfig]):
     """Shared declarations of the ResNet family."""
 
     config_class = ResNetConfig
@@ -210,7 +210,7 @@ class ResNetModel(ResNetPreTrainedModel):
         """
         if kwargs:
             raise InputError(f"ResNet got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
-        check_pixel_values(pixel_values, num_channels=self.config.num_channels)
+        pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels)
         x = self.stem(pixel_values.to(self.stem.conv.conv.weight.dtype))
         states = [x] if output_hidden_states else None
         for stage in self.stages:
@@ -228,13 +228,12 @@ class ResNetModel(ResNetPreTrainedModel):
 class ResNetForImageClassification(ResNetPreTrainedModel):
     """A linear classifier on the pooled features. Tasks: image-classification, classification."""
 
-    task = "image-classification"
     new_head_keys = (r"^classifier\.",)
 
     def __init__(self, config: ResNetConfig):
         super().__init__(config)
         self.backbone = ResNetModel(config)
-        self.classifier = nn.Linear(config.hidden_sizes[-1], config.num_labels)
+        self.classifier = nn.Linear(config.hidden_sizes[-1], num_labels(config))
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **kwargs: Any) -> dict[str, Any]:

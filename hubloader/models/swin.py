@@ -26,7 +26,8 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation
-from .vit import _pair, classification_loss, labels_count
+from .heads import classification_loss, labels_count
+from .vit import _pair
 
 __all__ = ["SwinConfig", "SwinBlock", "SwinModel", "SwinForImageClassification"]
 

@@ -19,7 +19,7 @@ from ..errors import ConfigError, InputError
 from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .generation import GenerationMixin
 from .layers import (FeedForward, GatedFeedForward, MultiHeadAttention, RelativePositionBias,
                      RMSNorm, additive_mask, get_activation)
@@ -123,7 +123,7 @@ class T5Block(nn.Module):
         self.self_norm = RMSNorm(d, eps)
         self.self_attention = attention(causal=decoder)
         self.cross_norm = RMSNorm(d, eps) if decoder else None
-        self.cross_attention = attention(causal=False) if decoder else None
+        self.cross_attention: nn.Module | None = attention(causal=False) if decoder else None
         self.mlp_norm = RMSNorm(d, eps)
         mlp_cls = GatedFeedForward if config.gated else FeedForward
         self.mlp = mlp_cls(d, config.d_ff, config.activation, bias=False, dropout=config.dropout_rate)
@@ -140,7 +140,7 @@ class T5Block(nn.Module):
         if use_cache:
             h, cache = h
         x = _clamp_fp16(x + self.drop(h))
-        if self.cross_attention is not None:
+        if self.cross_attention is not None and self.cross_norm is not None:
             cross_past = past[2:] if past is not None else None
             h = self.cross_attention(self.cross_norm(x), mask=context_mask, context=context,
                                      past=cross_past, use_cache=use_cache)
@@ -210,7 +210,7 @@ _T5_RULES: tuple[tuple[str, str], ...] = (
 _T5_IGNORE = (r"(^|\.)(encoder|decoder)\.embed_tokens\.weight$",)
 
 
-class T5PreTrainedModel(BaseModel):
+class T5PreTrainedModel(BaseModel[T5Config]):
     """Shared declarations of the T5 family."""
 
     config_class = T5Config
@@ -259,14 +259,14 @@ class T5Model(T5PreTrainedModel):
         self.encoder = T5Stack(config, decoder=False)
         self.decoder = T5Stack(config, decoder=True)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    def encode(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None
                ) -> torch.Tensor:
         """Encoder states ``[batch, seq, d_model]``.
 
         Raises:
             InputError: wrong types or shapes, ids outside the vocabulary.
         """
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=self.config.vocab_size)
+        input_ids = require_token_ids("input_ids", input_ids, vocab_size=self.config.vocab_size)
         if attention_mask is not None:
             check_token_ids("attention_mask", attention_mask)
             check_same_shape("attention_mask", attention_mask, "input_ids", input_ids)
@@ -300,8 +300,8 @@ class T5Model(T5PreTrainedModel):
             encoder_hidden_states = self.encode(input_ids, attention_mask)
         elif not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.dim() != 3:
             raise InputError("encoder_hidden_states must be a [batch, src, d_model] tensor")
-        check_token_ids("decoder_input_ids", decoder_input_ids, required=True,
-                        vocab_size=c.vocab_size)
+        decoder_input_ids = require_token_ids("decoder_input_ids", decoder_input_ids,
+                                              vocab_size=c.vocab_size)
         if decoder_input_ids.shape[0] != encoder_hidden_states.shape[0]:
             raise InputError(f"decoder_input_ids has batch {decoder_input_ids.shape[0]}, the "
                              f"source batch {encoder_hidden_states.shape[0]}")
@@ -328,7 +328,6 @@ class T5ForConditionalGeneration(GenerationMixin, T5PreTrainedModel):
     Tasks: seq2seq, title-generation, text2text-generation, summarization, translation.
     ``forward(..., labels=)`` shifts the labels right for the decoder and adds the loss."""
 
-    task = "text2text-generation"
     new_head_keys = (r"^lm_head\.",)
 
     def __init__(self, config: T5Config):

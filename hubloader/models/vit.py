@@ -21,30 +21,11 @@ from ..features import FeatureEntry
 from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
+from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, get_activation
 
 __all__ = ["ViTConfig", "ViTBlock", "ViTModel", "ViTForImageClassification",
            "classification_loss", "labels_count"]
-
-
-def labels_count(num_labels: int | None, id2label: dict | None) -> int:
-    """``num_labels`` from the config, else the size of ``id2label``, else 2."""
-    n = num_labels if num_labels is not None else (len(id2label) if id2label else 2)
-    if n <= 0:
-        raise ConfigError(f"num_labels must be positive, got {n}")
-    return n
-
-
-def classification_loss(config: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy, MSE (one label / regression) or BCE (multi-label), as transformers does."""
-    if not isinstance(labels, torch.Tensor):
-        raise InputError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    n = config.num_labels
-    if config.problem_type == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    if n == 1 or config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    return F.cross_entropy(logits.view(-1, n), labels.view(-1))
 
 
 def _pair(value: int | list[int]) -> tuple[int, int]:
@@ -117,7 +98,7 @@ class ViTEmbeddings(nn.Module):
         grid = tuple(patches.shape[2:])
         x = patches.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        pos = self.position_embeddings
+        pos: torch.Tensor = self.position_embeddings
         if interpolate and grid != self.grid:
             pos = self._resized_positions(grid)
         return self.drop(torch.cat([cls, x], dim=1) + pos)
@@ -164,7 +145,7 @@ _VIT_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ViTPreTrainedModel(BaseModel):
+class ViTPreTrainedModel(BaseModel[ViTConfig]):
     """Shared declarations of the ViT family."""
 
     config_class = ViTConfig
@@ -233,9 +214,10 @@ class ViTModel(ViTPreTrainedModel):
         if kwargs:
             raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
         c = self.config
-        check_pixel_values(pixel_values, num_channels=c.num_channels,
-                           image_size=None if interpolate_pos_encoding else _pair(c.image_size),
-                           size_hint=", or pass interpolate_pos_encoding=True")
+        pixel_values = check_pixel_values(
+            pixel_values, num_channels=c.num_channels,
+            image_size=None if interpolate_pos_encoding else _pair(c.image_size),
+            size_hint=", or pass interpolate_pos_encoding=True")
         (ph, pw) = _pair(c.patch_size)
         if pixel_values.shape[2] < ph or pixel_values.shape[3] < pw:
             raise InputError(f"pixel_values is {tuple(pixel_values.shape[2:])} pixels, smaller "
@@ -260,14 +242,13 @@ class ViTModel(ViTPreTrainedModel):
 class ViTForImageClassification(ViTPreTrainedModel):
     """A linear classifier on the class token. Tasks: image-classification, classification."""
 
-    task = "image-classification"
     new_head_keys = (r"^classifier\.",)
     ignore_checkpoint_keys = (r"^backbone\.pooler\.",)
 
     def __init__(self, config: ViTConfig):
         super().__init__(config)
         self.backbone = ViTModel(config, add_pooler=False)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size, num_labels(config))
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **kwargs: Any) -> dict[str, Any]:

@@ -19,9 +19,17 @@ from typing import Iterator
 
 from ...errors import SourceError
 
-__all__ = ["RemoteFile", "Listing", "Source", "RemoteChangedError", "CHUNK_SIZE"]
+__all__ = ["RemoteFile", "Listing", "Source", "RemoteChangedError", "CHUNK_SIZE", "range_header"]
 
 CHUNK_SIZE = 1 << 20  # bytes handed over per iteration of iter_bytes
+
+
+def range_header(start: int, end: int | None) -> str | None:
+    """The HTTP ``Range`` value for bytes ``[start, end)`` (``end=None``: to the end);
+    ``None`` for the whole object."""
+    if not start and end is None:
+        return None
+    return f"bytes={start}-" + ("" if end is None else str(end - 1))
 
 
 class RemoteChangedError(SourceError):

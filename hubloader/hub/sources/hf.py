@@ -23,9 +23,9 @@ from typing import Iterator
 from ... import constants
 from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, RevisionNotFoundError,
                        UnsupportedSourceError)
-from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
+from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
 
-__all__ = ["HfSource"]
+__all__ = ["HfSource", "translate_error"]
 
 logger = logging.getLogger(__name__)
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -40,7 +40,15 @@ def _hf():
     return huggingface_hub
 
 
-def _translate(err: Exception, where: str) -> Exception:
+def translate_error(err: Exception, where: str, *, writing: bool = False) -> Exception:
+    """The hubloader error for a huggingface_hub (or HTTP) exception, returned for
+    ``raise ... from err``; the one hub error map, for fetching and ``hubloader push``.
+
+    Args:
+        err: what huggingface_hub or its HTTP stack raised.
+        where: the ``hf://`` location, named in the message.
+        writing: the call wrote (a push): the advice differs.
+    """
     from huggingface_hub import errors as hf_errors
 
     if isinstance(err, hf_errors.RevisionNotFoundError):
@@ -49,20 +57,29 @@ def _translate(err: Exception, where: str) -> Exception:
     if isinstance(err, hf_errors.GatedRepoError):
         return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set HF_TOKEN")
     if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.RemoteEntryNotFoundError)):
+        if writing:
+            return RemoteNotFoundError(f"{where} does not exist and could not be created; check "
+                                       "the name and that your token may create repositories")
         return RemoteNotFoundError(f"{where} does not exist (or is private: set HF_TOKEN); "
                                    "check the repository id")
     if isinstance(err, hf_errors.HfHubHTTPError):
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status in (401, 403):
+            if writing:
+                return AccessDeniedError(f"the hub refused writing {where} (HTTP {status}); log "
+                                         "in (hf auth login) or pass token= with write access")
             return AccessDeniedError(f"access to {where} was refused (HTTP {status}); set HF_TOKEN")
-        if status == 404:
+        if status == 404 and not writing:
             return RemoteNotFoundError(f"{where} does not exist (HTTP 404)")
         return NetworkError(f"hub error for {where}: {err}")
     if isinstance(err, hf_errors.OfflineModeIsEnabled):
         return NetworkError(f"huggingface_hub is in offline mode (HF_HUB_OFFLINE=1): {where}")
-    if isinstance(err, OSError) or type(err).__module__.startswith(("httpx", "httpcore")):
-        return NetworkError(f"could not reach {where}: {err}; check the network and "
-                            "HUBLOADER_HF_ENDPOINT, or set HUBLOADER_OFFLINE=1 to use the cache")
+    # the HTTP stacks huggingface_hub runs on, whatever their major version (httpx2, urllib3)
+    if isinstance(err, OSError) or type(err).__module__.split(".")[0].rstrip("0123456789") in (
+            "httpx", "httpcore", "requests", "urllib"):
+        return NetworkError(f"could not reach {where}: {type(err).__name__}: {err}; check the "
+                            "network and the endpoint (HUBLOADER_HF_ENDPOINT / HF_ENDPOINT)"
+                            + ("" if writing else ", or set HUBLOADER_OFFLINE=1 to use the cache"))
     return err
 
 
@@ -82,7 +99,7 @@ class HfSource(Source):
 
     def is_pinned(self, revision: str | None) -> bool:
         """A full 40-hex commit sha is immutable; branches and tags move."""
-        return bool(revision) and bool(_COMMIT_RE.match(revision))
+        return revision is not None and bool(_COMMIT_RE.match(revision))
 
     local_origin = "hf-cache"
 
@@ -112,7 +129,7 @@ class HfSource(Source):
             info = api.model_info(self.repo_id, revision=revision or "main", files_metadata=True,
                                   timeout=constants.network_timeout())
         except Exception as err:
-            raise _translate(err, where) from err
+            raise translate_error(err, where) from err
         if not info.sha:
             raise RemoteNotFoundError(f"{where}: the hub named no commit for this revision")
         files = []
@@ -141,8 +158,9 @@ class HfSource(Source):
         headers = build_hf_headers(library_name="hubloader",
                                    library_version=constants.user_agent().partition("/")[2])
         headers["Accept-Encoding"] = "identity"
-        if start or end is not None:
-            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        ranged = range_header(start, end)
+        if ranged:
+            headers["Range"] = ranged
         try:
             with get_session().stream("GET", url, headers=headers, follow_redirects=True,
                                       timeout=constants.network_timeout()) as response:
@@ -160,4 +178,4 @@ class HfSource(Source):
         except (RemoteChangedError, NetworkError):
             raise
         except Exception as err:
-            raise _translate(err, where) from err
+            raise translate_error(err, where) from err

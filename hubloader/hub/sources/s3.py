@@ -1,4 +1,5 @@
-"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through botocore, imported lazily.
+"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through a boto3 client, imported
+lazily: the one S3 client of hubloader, for fetching here and for ``hubloader push``.
 
 ``s3://bucket/prefix/`` lists every object under the prefix; each object's ETag names its
 version. A plain (non-multipart) ETag is the object's MD5, which is then verified too. Before
@@ -7,14 +8,10 @@ fetching a file whose sha256 no card gives, one HEAD asks for the object's
 has) or the ``x-amz-meta-sha256`` that ``hubloader push`` writes: the download is verified
 against it, and identical bytes already cached are linked instead of fetched. An object
 uploaded in parts without either is verified against its CRC32/SHA checksum or its multipart
-ETag, recomputed over its parts (their sizes from ``HEAD ?partNumber=1``, or GetObjectAttributes),
-through the boto3 client; through :mod:`.s3_wire` it is stored unverified.
-Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...).
-With no credentials configured, requests go unsigned (public buckets).
-
-Two transports carry the requests: :mod:`.s3_wire` (botocore's signer and HTTP session, no
-service model: for a configured endpoint) and a boto3 client (AWS itself, or
-``HUBLOADER_S3_CLIENT=boto3``). Both raise their own errors; :func:`_translate` maps them.
+ETag, recomputed over its parts (their sizes from ``HEAD ?partNumber=1``, or GetObjectAttributes).
+Endpoint: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own (``AWS_ENDPOINT_URL_S3`` ...),
+addressed path-style. With no credentials configured, downloads go unsigned (public buckets).
+Proxies (``HTTP(S)_PROXY``), the CA bundle (``AWS_CA_BUNDLE``) and credentials are boto3's.
 """
 
 from __future__ import annotations
@@ -24,134 +21,105 @@ import binascii
 import logging
 import re
 from dataclasses import replace
-from typing import Iterator, cast
+from typing import Any, Iterator
 
 from ... import constants
-from ...errors import AccessDeniedError, NetworkError, RemoteNotFoundError, UnsupportedSourceError
+from ...errors import (AccessDeniedError, InvalidModelNameError, NetworkError,
+                       RemoteNotFoundError, UnsupportedSourceError)
+from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
 from .part_digests import MULTIPART_ETAG
-from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source
-from .s3_wire import Head, S3WireError, range_header
 
-__all__ = ["S3Source"]
+__all__ = ["S3Source", "make_client", "translate_error"]
 
 logger = logging.getLogger(__name__)
 
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEAD_MIN_SIZE = 1 << 20  # smaller files with an MD5 ETag get no HEAD for a stated sha256
+_LIST_PAGE = 1000  # keys per ListObjectsV2 page (S3's own maximum)
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
            "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem"}
 _CHANGED = {"PreconditionFailed", "412"}
-_NEEDS_BOTO3 = "s3:// sources need boto3 (and its botocore): pip install boto3"
+_BUSY = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}
 
 
-def _pool_size() -> int:
-    """Connections kept open: one per parallel range of a file, and two more."""
-    return max(10, constants.max_workers() + 2)
+def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
+                unsigned_if_anonymous: bool = True) -> Any:
+    """The boto3 S3 client every S3 request of hubloader goes through.
 
+    Args:
+        endpoint_url: the server (default: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own
+            lookup); a configured endpoint is addressed path-style.
+        attempts: attempts per request, the first included (botocore's standard retries).
+        unsigned_if_anonymous: with no credentials found, send unsigned requests (public
+            buckets) instead of failing with ``NoCredentialsError``.
 
-def _client():
+    Raises:
+        UnsupportedSourceError: boto3 is not installed.
+    """
     try:
         import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
     except ImportError as err:  # pragma: no cover - boto3 is a dependency
-        raise UnsupportedSourceError(_NEEDS_BOTO3) from err
+        raise UnsupportedSourceError("s3:// needs boto3 (and its botocore): "
+                                     "pip install boto3") from err
     session = boto3.session.Session()
-    endpoint = constants.s3_endpoint_url()
+    endpoint = endpoint_url or constants.s3_endpoint_url()
     timeout = constants.network_timeout()
-    options = dict(connect_timeout=timeout, read_timeout=timeout,
-                   retries={"max_attempts": 2, "mode": "standard"},
-                   max_pool_connections=_pool_size(),
-                   user_agent_extra=constants.user_agent())
+    options: dict[str, Any] = dict(
+        connect_timeout=timeout, read_timeout=timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
+        # one connection per parallel range of a file, and two more
+        max_pool_connections=max(10, constants.max_workers() + 2),
+        user_agent_extra=constants.user_agent())
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
-    if session.get_credentials() is None:
+    if unsigned_if_anonymous and session.get_credentials() is None:
         logger.info("no AWS credentials found: sending unsigned S3 requests")
         options["signature_version"] = UNSIGNED
     return session.client("s3", endpoint_url=endpoint,
                           region_name=session.region_name or "us-east-1", config=Config(**options))
 
 
-class _Boto3:
-    """The boto3 client as a transport, with :class:`.s3_wire.S3Wire`'s three methods."""
+def translate_error(err: Exception, where: str, *, writing: bool = False) -> Exception:
+    """The hubloader error for a boto3/botocore exception (returned, for ``raise ... from``).
 
-    def __init__(self):
-        self.s3 = _client()
+    Args:
+        err: what the client raised.
+        where: the ``s3://`` location, named in the message.
+        writing: the request wrote (``hubloader push``): the advice differs.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str | None]]:
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield obj["Key"], int(obj["Size"]), str(obj.get("ETag", "")).strip('"') or None
-
-    def head(self, bucket: str, key: str, *, if_match: str | None = None) -> Head:
-        head = self.head_object(bucket, key, if_match=if_match)
-        return Head(head.get("ChecksumSHA256"), head.get("ChecksumType"),
-                    (head.get("Metadata") or {}).get("sha256"))
-
-    def head_object(self, bucket: str, key: str, *, if_match: str | None = None) -> dict:
-        """The whole HEAD answer (``x-amz-checksum-mode: ENABLED``): every checksum, its
-        type, the user metadata."""
-        kwargs = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
-        if if_match:
-            kwargs["IfMatch"] = if_match
-        return self.s3.head_object(**kwargs)
-
-    def get(self, bucket: str, key: str, *, start: int = 0, end: int | None = None,
-            if_match: str | None = None):
-        kwargs = {"Bucket": bucket, "Key": key}
-        ranged = range_header(start, end)
-        if ranged:
-            kwargs["Range"] = ranged
-        if if_match:
-            kwargs["IfMatch"] = if_match
-        return self.s3.get_object(**kwargs)["Body"]
-
-
-def _transport():
-    endpoint = constants.s3_endpoint_url()
-    if endpoint and constants.s3_client() == "auto":
-        try:
-            import botocore  # noqa: F401
-        except ImportError as err:  # pragma: no cover - boto3 (and botocore) is a dependency
-            raise UnsupportedSourceError(_NEEDS_BOTO3) from err
-        from .s3_wire import S3Wire
-
-        return S3Wire(endpoint, timeout=constants.network_timeout(), max_pool=_pool_size())
-    return _Boto3()
-
-
-def _translate(err: Exception, where: str) -> Exception:
-    """Map a transport's exception to a hubloader error (returned, for ``raise ... from err``)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    code = status = None
+    verb = "write" if writing else "read"
+    if isinstance(err, NoCredentialsError):
+        return AccessDeniedError(f"no AWS credentials to {verb} {where}; set AWS_ACCESS_KEY_ID/"
+                                 "AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", ""))
         status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    elif isinstance(err, S3WireError):
-        code, status = err.code, str(err.status)
-    if code == "RangeIgnored":
-        return UnsupportedSourceError(f"{where}: the server ignores HTTP Range requests, which "
-                                      "parallel downloads and resuming need; set "
-                                      "HUBLOADER_PARALLEL_THRESHOLD_MB=0, or fix the server")
-    if code is not None:
         if code in _NOT_FOUND or status == "404":
+            if writing:
+                bucket = where.removeprefix("s3://").split("/")[0]
+                return RemoteNotFoundError(f"bucket {bucket!r} does not exist; create it first "
+                                           f"(aws s3 mb s3://{bucket})")
             return RemoteNotFoundError(f"{where} does not exist ({code}); check the bucket and "
                                        "prefix, or the card's source / HUBLOADER_ENDPOINT")
         if code in _DENIED or status == "403":
             return AccessDeniedError(f"access to {where} was refused ({code}); set AWS "
                                      "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
-                                     "AWS_PROFILE) that may read it")
+                                     f"AWS_PROFILE) that may {verb} it")
         if code in _CHANGED or status == "412":
             return RemoteChangedError(f"{where} changed while it was being fetched")
-        if status.startswith("5") or code in {"SlowDown", "RequestTimeout", "InternalError"}:
-            return NetworkError(f"server error reading {where}: {code} (HTTP {status})")
-        return NetworkError(f"S3 error reading {where}: {code} (HTTP {status}): {err}")
+        if status.startswith("5") or code in _BUSY:
+            return NetworkError(f"server error on {where}: {code} (HTTP {status})")
+        return NetworkError(f"S3 error on {where}: {code} (HTTP {status}): {err}")
     if isinstance(err, (BotoCoreError, OSError)):
         return NetworkError(f"could not reach {where}: {err}; check the network and "
-                            "HUBLOADER_S3_ENDPOINT_URL, or set HUBLOADER_OFFLINE=1 to use the cache")
+                            "HUBLOADER_S3_ENDPOINT_URL"
+                            + ("" if writing else ", or set HUBLOADER_OFFLINE=1 to use the cache"))
     # urllib3 errors escaping botocore's body reader (ProtocolError, ReadTimeoutError ...)
     if type(err).__module__.startswith(("urllib3", "botocore")):
         return NetworkError(f"transfer of {where} broke: {err}")
@@ -201,26 +169,31 @@ class S3Source(Source):
     def __init__(self, location: str):
         bucket, _, prefix = location.partition("/")
         if any(part in (".", "..") for part in prefix.split("/")):
-            from ...errors import InvalidModelNameError
-
             raise InvalidModelNameError(f"s3://{location}: '.' and '..' are not allowed in an "
                                         "S3 prefix; give the plain key prefix")
         self.bucket = bucket
         self.prefix = (prefix.strip("/") + "/") if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
-        self._api = None
+        self._client: Any = None
 
     @property
-    def api(self):
-        """The transport (made on first use: importing botocore is not free)."""
-        if self._api is None:
-            self._api = _transport()
-        return self._api
+    def client(self) -> Any:
+        """The boto3 client (made on first use: importing boto3 is not free)."""
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    def _objects(self) -> Iterator[tuple[str, int, str | None]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": _LIST_PAGE})
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"], int(obj["Size"]), str(obj.get("ETag", "")).strip('"') or None
 
     def list_files(self, revision: str | None) -> Listing:
         files = []
         try:
-            for key, size, etag in self.api.list_objects(self.bucket, self.prefix):
+            for key, size, etag in self._objects():
                 rel = key[len(self.prefix):]
                 if not key.startswith(self.prefix) or not rel or rel.endswith("/") \
                         or ".." in rel.split("/"):
@@ -228,7 +201,7 @@ class S3Source(Source):
                 md5 = etag if etag and _MD5_RE.match(etag) else None
                 files.append(RemoteFile(rel, size, etag, md5=md5))
         except Exception as err:
-            raise _translate(err, self.uri) from err
+            raise translate_error(err, self.uri) from err
         if not files:
             raise RemoteNotFoundError(f"no objects under {self.uri}; check the bucket and prefix "
                                       "(or the card's source / HUBLOADER_ENDPOINT)")
@@ -247,29 +220,31 @@ class S3Source(Source):
             return file
         if_match = f'"{file.etag}"' if file.etag else None
         try:
-            # the requests about parts go through the boto3 client (s3_wire sends none)
-            if MULTIPART_ETAG.match((file.etag or "").lower()) and isinstance(self.api, _Boto3):
+            if MULTIPART_ETAG.match((file.etag or "").lower()):
                 return self._multipart_digests(file, if_match)
-            head = self.api.head(self.bucket, self.prefix + file.path, if_match=if_match)
+            head = self._head_object(self.prefix + file.path, if_match=if_match)
         except RemoteChangedError:
             raise
         except Exception as err:
-            mapped = _translate(err, self.describe(file.path))
+            mapped = translate_error(err, self.describe(file.path))
             if isinstance(mapped, NetworkError):
                 logger.debug("no stated digests for %s: %s", file.path, mapped)
                 return file
             raise mapped from err
-        sha256 = _full_sha256(head.checksum_sha256, head.checksum_type) or _meta_sha256(
-            {"sha256": head.meta_sha256})
+        sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
+                  or _meta_sha256(head.get("Metadata")))
         return replace(file, sha256=sha256) if sha256 else file
 
-    def _s3(self):
-        """The boto3 client (the caller checked that the transport is one)."""
-        return cast(_Boto3, self.api).s3
+    def _head_object(self, key: str, *, if_match: str | None = None) -> dict:
+        """The whole HEAD answer (``x-amz-checksum-mode: ENABLED``): every checksum, its
+        type, the user metadata."""
+        kwargs = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        return self.client.head_object(**kwargs)
 
     def _multipart_digests(self, file: RemoteFile, if_match: str | None) -> RemoteFile:
-        head = cast(_Boto3, self.api).head_object(self.bucket, self.prefix + file.path,
-                                                  if_match=if_match)
+        head = self._head_object(self.prefix + file.path, if_match=if_match)
         sha256 = (_full_sha256(head.get("ChecksumSHA256"), head.get("ChecksumType"))
                   or _meta_sha256(head.get("Metadata")))
         if sha256:
@@ -301,7 +276,7 @@ class S3Source(Source):
     def _listed_parts(self, file: RemoteFile) -> list[int]:
         """Every part's size from GetObjectAttributes (``[]`` where the server does not
         list them, or a policy does not allow the request)."""
-        s3, key = self._s3(), self.prefix + file.path
+        s3, key = self.client, self.prefix + file.path
         sizes: list[int] = []
         marker = 0
         try:
@@ -328,7 +303,7 @@ class S3Source(Source):
         where the server refuses it or does not say). Sent without If-Match: some servers
         compare it with the part's own ETag; the GET's If-Match still pins the version."""
         try:
-            part = self._s3().head_object(Bucket=self.bucket, Key=key, PartNumber=number)
+            part = self.client.head_object(Bucket=self.bucket, Key=key, PartNumber=number)
         except Exception as err:
             logger.debug("HEAD of part %d of %s: %s", number, key, err)
             return 0, 0
@@ -337,17 +312,28 @@ class S3Source(Source):
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
         where = self.describe(file.path)
+        kwargs = {"Bucket": self.bucket, "Key": self.prefix + file.path}
+        ranged = range_header(start, end)
+        if ranged:
+            kwargs["Range"] = ranged
+        if file.etag:
+            kwargs["IfMatch"] = f'"{file.etag}"'
         try:
-            body = self.api.get(self.bucket, self.prefix + file.path, start=start, end=end,
-                                if_match=f'"{file.etag}"' if file.etag else None)
+            response = self.client.get_object(**kwargs)
         except Exception as err:
-            raise _translate(err, where) from err
+            raise translate_error(err, where) from err
+        body = response["Body"]
+        if ranged and response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 206:
+            body.close()
+            raise UnsupportedSourceError(f"{where}: the server ignores HTTP Range requests, "
+                                         "which parallel downloads and resuming need; set "
+                                         "HUBLOADER_PARALLEL_THRESHOLD_MB=0, or fix the server")
         try:
             while True:
                 try:
                     chunk = body.read(CHUNK_SIZE)
                 except Exception as err:
-                    raise _translate(err, where) from err
+                    raise translate_error(err, where) from err
                 if not chunk:
                     return
                 yield chunk

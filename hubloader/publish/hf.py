@@ -12,38 +12,23 @@ from __future__ import annotations
 
 import logging
 
-from .errors import AccessDeniedError, NetworkError, RemoteNotFoundError
+from .. import constants
+from ..errors import AccessDeniedError, NetworkError, RemoteNotFoundError
+from ..hub.sources.hf import translate_error
+from .local import LAST, LocalFile, PushResult, git_blob_sha1
 
 __all__ = ["push_hf"]
 
 logger = logging.getLogger(__name__)
 
 
-def _translate(err: Exception, where: str) -> Exception:
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
-    if isinstance(err, RepositoryNotFoundError):
-        return RemoteNotFoundError(f"{where} does not exist and could not be created; check "
-                                   "the name and that your token may create repositories")
-    if isinstance(err, HfHubHTTPError):
-        status = getattr(getattr(err, "response", None), "status_code", None)
-        if status in (401, 403):
-            return AccessDeniedError(f"the hub refused writing {where} (HTTP {status}); log in "
-                                     "(hf auth login) or pass token= with write access")
-        return NetworkError(f"the hub failed on {where}: {err}")
-    if isinstance(err, OSError) or type(err).__module__.split(".")[0].rstrip("0123456789") in (
-            "httpx", "httpcore", "requests", "urllib3"):
-        return NetworkError(f"could not reach the hub for {where}: {type(err).__name__}: {err}; "
-                            "check the endpoint (HF_ENDPOINT) and the network")
-    return err
-
-
-def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
-            token: str | None, commit_message: str | None, progress: bool):
+def push_hf(files: list[LocalFile], repo_id: str, *, revision: str | None,
+            endpoint: str | None, token: str | None, commit_message: str | None,
+            progress: bool) -> PushResult:
     """Upload ``files`` (from :func:`hubloader.publish.local_files`) to ``repo_id``.
 
     Returns:
-        A :class:`hubloader.publish.PushResult`.
+        A :class:`PushResult`.
 
     Raises:
         RemoteNotFoundError, AccessDeniedError, NetworkError.
@@ -52,13 +37,9 @@ def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
-    from .publish import _LAST, PushResult, git_blob_sha1
-
     branch = revision or "main"
     where = f"hf://{repo_id}@{branch}"
     result = PushResult(where)
-    from . import constants
-
     api = HfApi(endpoint=endpoint, token=token, library_name="hubloader",
                 library_version=constants.user_agent().partition("/")[2])
     try:
@@ -78,8 +59,8 @@ def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
             same = r is not None and r.size == f.size and (
                 r.lfs.sha256 == f.sha256 if r.lfs is not None else r.blob_id == git_blob_sha1(f.abspath))
             (result.skipped.append(f.path) if same else todo.append(f))
-        data = [f for f in todo if f.path not in _LAST]
-        last = [f for f in todo if f.path in _LAST]
+        data = [f for f in todo if f.path not in LAST]
+        last = [f for f in todo if f.path in LAST]
         message = commit_message or "Upload model with hubloader"
         for batch, suffix in ((data, " (files)"), (last, " (config and card)")):
             if not batch:
@@ -93,7 +74,7 @@ def push_hf(files, repo_id: str, *, revision: str | None, endpoint: str | None,
     except (RemoteNotFoundError, AccessDeniedError, NetworkError):
         raise
     except Exception as err:
-        raise _translate(err, where) from err
+        raise translate_error(err, where, writing=True) from err
     logger.info("pushed %s: %d uploaded, %d unchanged", where, len(result.uploaded),
                 len(result.skipped))
     return result

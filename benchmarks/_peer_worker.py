@@ -1,0 +1,163 @@
+"""One cold process against a peer loader; prints JSON on its last stdout line.
+
+    python benchmarks/_peer_worker.py MODE ARGS...
+
+S3 -> model ready (BERT, one model.safetensors); every mode builds the same hubloader
+``BertModel`` on the meta device and assigns the tensors it read (so only the reading differs):
+
+hubloader NAME              import the model class, then BertModel.from_pretrain(NAME)
+                            (card sha256s verified, cached): the fetch waits for torch
+hubloader-prefetch NAME     hubloader.prefetch(NAME) first: the fetch overlaps the import
+hubloader-auto NAME         AutoLoader("base", NAME): the fetch overlaps the import
+download NAME               hubloader.download(NAME) alone, no torch (the download's own time)
+torch                       import torch alone (the floor)
+runai S3URIS CONFIG         runai-model-streamer's SafetensorsStreamer (runai-model-streamer-s3)
+s3torch S3URIS CONFIG       s3torchconnector's S3Checkpoint reader, then safetensors.torch.load
+boto3 S3URIS CONFIG         boto3 get_object into memory, then safetensors.torch.load
+transformers S3URIS CONFIG  boto3 download_file of each file, then transformers' from_pretrained
+(S3URIS: the weight files' URIs, comma-separated, for a sharded checkpoint)
+
+The peers get config.json as a local file (a head start: hubloader fetches it from S3).
+
+hf:// snapshot into a local directory:
+
+hf-hubloader URI            hubloader.download("hf://org/repo")
+hf-snapshot REPO DEST       huggingface_hub.snapshot_download(REPO, local_dir=DEST)
+
+Reported: ``after_imports`` (seconds from the end of this mode's imports to ready) and
+``done_at`` (CLOCK_MONOTONIC at ready, for the parent's spawn-to-ready wall).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def _build(config_path: str, state: dict):
+    import torch
+
+    from hubloader.config import read_config_file
+    from hubloader.modeling import skip_init_on_meta
+    from hubloader.models import BertModel
+    from hubloader.weights import assign_state_dict
+
+    config = BertModel.config_class.from_dict(read_config_file(config_path))
+    with skip_init_on_meta():
+        model = BertModel(config)
+    assign_state_dict(model, state, strict=True, device="cpu", dtype=torch.float32)
+    return model.eval()
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def main() -> None:
+    mode, args = sys.argv[1], sys.argv[2:]
+    out: dict = {}
+    uris = args[0].split(",") if args else []
+    if mode == "hubloader":
+        import torch  # noqa: F401
+
+        from hubloader.models import BertModel
+
+        t0 = time.monotonic()
+        BertModel.from_pretrain(args[0])
+    elif mode == "hubloader-prefetch":
+        t0 = time.monotonic()
+        import hubloader
+
+        hubloader.prefetch(args[0])
+        from hubloader.models import BertModel
+
+        BertModel.from_pretrain(args[0])
+    elif mode == "hubloader-auto":
+        t0 = time.monotonic()
+        from hubloader import AutoLoader
+
+        AutoLoader("base", args[0]).get_model()
+    elif mode == "download":
+        import hubloader
+
+        t0 = time.monotonic()
+        hubloader.download(args[0], progress=False)
+    elif mode == "torch":
+        t0 = time.monotonic()
+        import torch  # noqa: F401
+    elif mode == "runai":
+        import torch  # noqa: F401
+        from runai_model_streamer import SafetensorsStreamer
+
+        t0 = time.monotonic()
+        with SafetensorsStreamer() as streamer:
+            streamer.stream_files(uris)
+            state = dict(streamer.get_tensors())
+            _build(args[1], state)  # inside the block: the tensors view the streamer's buffer
+    elif mode == "s3torch":
+        import torch  # noqa: F401
+        from safetensors.torch import load
+        from s3torchconnector import S3Checkpoint, S3ClientConfig
+
+        t0 = time.monotonic()
+        checkpoint = S3Checkpoint(region="us-east-1", endpoint=os.environ["AWS_ENDPOINT_URL"],
+                                  s3client_config=S3ClientConfig(force_path_style=True))
+        state = {}
+        for uri in uris:
+            with checkpoint.reader(uri) as reader:
+                state.update(load(reader.read()))
+        _build(args[1], state)
+    elif mode == "boto3":
+        import boto3
+        import torch  # noqa: F401
+        from botocore.config import Config
+        from safetensors.torch import load
+
+        t0 = time.monotonic()
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        state = {}
+        for uri in uris:
+            bucket, key = _split(uri)
+            state.update(load(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+        _build(args[1], state)
+    elif mode == "transformers":
+        import shutil
+        import tempfile
+
+        import boto3
+        import transformers
+        from botocore.config import Config
+
+        t0 = time.monotonic()
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        dest = tempfile.mkdtemp(prefix="bench-transformers-")
+        shutil.copy(args[1], dest)
+        for uri in uris + [u.rsplit("/", 1)[0] + "/model.safetensors.index.json"
+                           for u in uris[:1] if len(uris) > 1]:
+            bucket, key = _split(uri)
+            s3.download_file(bucket, key, os.path.join(dest, key.rsplit("/", 1)[1]))
+        transformers.BertModel.from_pretrained(dest)
+    elif mode == "hf-hubloader":
+        import hubloader
+
+        t0 = time.monotonic()
+        hubloader.download(args[0], progress=False)
+    elif mode == "hf-snapshot":
+        from huggingface_hub import snapshot_download
+
+        t0 = time.monotonic()
+        snapshot_download(args[0], local_dir=args[1])
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    done = time.monotonic()
+    out.update(after_imports=done - t0, done_at=done)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

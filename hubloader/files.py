@@ -1,0 +1,81 @@
+"""Local file primitives every writer shares: a file's sha256, temporary names beside a final
+path, and atomic text/JSON writes (temp file in the same directory, then ``os.replace``).
+
+A leaf module: it imports nothing from hubloader, so the hub, saving and publishing code can
+all use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = ["sha256_file", "temp_name", "atomic_write_text", "atomic_write_json"]
+
+_CHUNK = 8 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a whole local file.
+
+    Raises:
+        OSError: the file cannot be read.
+
+    Example:
+        >>> sha256_file("model.safetensors")
+        'e3b0c442...'
+    """
+    with open(path, "rb") as fh:
+        file_digest = getattr(hashlib, "file_digest", None)  # Python 3.11+
+        if file_digest is not None:
+            return file_digest(fh, "sha256").hexdigest()
+        h = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+        return h.hexdigest()
+
+
+def temp_name(final: str | os.PathLike) -> Path:
+    """A hidden name beside ``final`` that no other process or thread picks.
+
+    Being in the same directory, it is renamed over ``final`` atomically.
+
+    Example:
+        >>> temp_name(Path("out/config.json"))  # out/.config.json.<pid>.<random>.tmp
+    """
+    p = Path(final)
+    return p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``:
+    readers see the old or the new content, never a mix, and a failure leaves no temp file.
+
+    Not fsynced: callers that need the bytes on disk flush them themselves.
+
+    Raises:
+        OSError: the directory is missing or not writable, or the disk is full.
+    """
+    tmp = temp_name(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1) -> None:
+    """Write ``data`` as JSON (sorted keys, a final newline) to ``path`` atomically, creating
+    the parent directory. See :func:`atomic_write_text`.
+
+    Raises:
+        TypeError: ``data`` is not JSON-serialisable (nothing is written).
+        OSError: as :func:`atomic_write_text`.
+    """
+    text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)

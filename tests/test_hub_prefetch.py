@@ -1,0 +1,221 @@
+"""The fetch overlaps torch's import: ``hubloader.prefetch`` and ``AutoLoader`` start it in a
+background thread, ``from_pretrain``/``download`` join it (one transfer in all), its errors
+surface typed at the join, Ctrl-C during the overlapped import stops it and keeps the bytes for a
+resume, and offline mode still opens no socket. Each case runs in a fresh interpreter against
+SeaweedFS behind a counting proxy.
+
+Whether the transfer really runs while torch imports is checked without timing: the child's
+import of ``torch`` is held by a wrapper of ``__import__`` until the cache holds bytes of the weights, so a
+fetch that waited for the import would never start and the hook reports a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import hubloader
+from hub_helpers import WORKTREE, files_in, make_tiny_bert, run_py, upload_random_model
+
+URI = "s3://prefetch/tiny-bert"
+
+# Holds `import torch` until bytes of a download are on disk (or 60 s pass), and records
+# whether they came first. Prepended to each child's code.
+HOLD_TORCH = r'''
+import os, sys, time, glob
+HOME = os.environ["HUBLOADER_HOME"]
+SEEN = {}
+
+def bytes_on_disk():
+    for p in glob.glob(os.path.join(HOME, "models", "*", "partial", "*")) + \
+             glob.glob(os.path.join(HOME, "blobs", "*")):
+        try:
+            if os.path.getsize(p) > 0:
+                return True
+        except OSError:
+            pass
+    return False
+
+import builtins
+_import = builtins.__import__
+
+def hold_torch(name, *args, **kwargs):
+    # a wrapper of __import__, not a meta-path finder: finders run under the global import
+    # lock, which would stop every other thread's imports too
+    if name == "torch" and "torch" not in SEEN:
+        SEEN["torch"] = "waiting"
+        print("importing torch", flush=True)
+        deadline = time.monotonic() + float(os.environ.get("HOLD_S", "60"))
+        while not bytes_on_disk() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        SEEN["torch"] = "after bytes" if bytes_on_disk() else "timed out"
+    return _import(name, *args, **kwargs)
+
+builtins.__import__ = hold_torch
+'''
+
+
+@pytest.fixture(scope="module")
+def s3_tiny(weed, tmp_path_factory):
+    folder = make_tiny_bert(tmp_path_factory.mktemp("prefetch") / "tiny")
+    weed.upload_dir("prefetch", "tiny-bert", folder)
+    return folder
+
+
+def _child(code: str, **env) -> dict:
+    done = run_py(HOLD_TORCH + code, env={k: str(v) for k, v in env.items()}, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _weight_gets(proxy) -> list[str]:
+    return [line for line in proxy.get_lines() if "model.safetensors" in line]
+
+
+def test_prefetch_overlaps_the_import_and_from_pretrain_joins_it(proxy, s3_tiny):
+    proxy.throttle_bps = 40 << 10  # the weights take seconds: the join must wait for them
+    out = _child(f'''
+import json, hubloader
+handle = hubloader.prefetch({URI!r})
+assert "torch" not in sys.modules
+from hubloader.models import BertModel
+model = BertModel.from_pretrain({URI!r})
+print(json.dumps({{"torch": SEEN["torch"], "path": str(handle.result()),
+                   "n": model.num_parameters()}}))
+''')
+    assert out["torch"] == "after bytes", "the transfer did not run while torch imported"
+    assert len(_weight_gets(proxy)) == 1, proxy.get_lines()
+    assert files_in(hubloader.download(URI, offline=True)) == files_in(s3_tiny)
+    assert out["n"] > 0
+
+
+def test_autoloader_fetches_while_torch_imports(proxy, s3_tiny):
+    proxy.throttle_bps = 40 << 10
+    out = _child(f'''
+import json
+import os
+from hubloader import AutoLoader
+assert "torch" not in sys.modules, "importing AutoLoader imported torch"
+loader = AutoLoader("base", {URI!r})
+print(json.dumps({{"torch": SEEN["torch"], "dir": str(loader.model_dir)}}))
+''')
+    assert out["torch"] == "after bytes", "AutoLoader imported torch before fetching"
+    assert len(_weight_gets(proxy)) == 1, proxy.get_lines()
+
+
+def test_a_failed_prefetch_raises_typed_at_the_join(proxy, s3_tiny):
+    out = _child('''
+import json, hubloader
+handle = hubloader.prefetch("s3://prefetch/no-such-model")
+from hubloader.models import BertModel
+caught = {}
+for how, call in (("from_pretrain", lambda: BertModel.from_pretrain("s3://prefetch/no-such-model")),
+                  ("result", handle.result)):
+    try:
+        call()
+    except hubloader.HubLoaderError as err:
+        caught[how] = type(err).__name__
+print(json.dumps(caught))
+''', HOLD_S=0)
+    assert set(out) == {"from_pretrain", "result"}
+    assert out["from_pretrain"] == out["result"]
+    assert out["result"] in ("RemoteNotFoundError", "ModelNotFoundError")
+
+
+@pytest.fixture(scope="module")
+def s3_big(weed, tmp_path_factory):
+    return upload_random_model(weed, "prefetch", "big", tmp_path_factory.mktemp("big"),
+                               size=3 << 20, seed=7)
+
+
+def test_ctrl_c_during_the_overlapped_import_stops_the_fetch_and_it_resumes(proxy, s3_big):
+    proxy.throttle_bps = 256 << 10  # the weights would take 12 s
+    code = HOLD_TORCH + '''
+import hubloader
+hubloader.prefetch("s3://prefetch/big")
+from hubloader.models import BertModel
+time.sleep(600)
+'''
+    child = subprocess.Popen([sys.executable, "-c", code],
+                             env={**os.environ, "PYTHONPATH": str(WORKTREE), "HOLD_S": "600"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "importing torch", child.stderr.read()
+        deadline = time.monotonic() + 60
+        while _partial_bytes() < (1 << 20):  # the transfer runs while the import waits
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "no bytes arrived"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode in (130, -signal.SIGINT), child.stderr.read()
+    assert time.monotonic() - sent < 10
+    kept = _partial_bytes()
+    assert kept > 0, "the bytes fetched so far were thrown away"
+    proxy.reset()
+    proxy.throttle_bps = None
+    path = hubloader.download("s3://prefetch/big")
+    assert files_in(path) == files_in(s3_big)
+    assert proxy.range_headers(), "the resume started over"
+    assert proxy.down_bytes < (3 << 20)
+
+
+def _partial_bytes() -> int:
+    import glob
+
+    home = os.environ["HUBLOADER_HOME"]
+    total = 0
+    for p in glob.glob(os.path.join(home, "models", "*", "partial", "*")):
+        try:
+            if p.endswith(".ranges"):
+                total += sum(json.loads(open(p).read())["done"])
+            elif not p.endswith(".lock"):
+                total += os.path.getsize(p)
+        except (OSError, ValueError):  # caught mid-replace
+            pass
+    return total
+
+
+def test_offline_prefetch_opens_no_socket(proxy, s3_tiny):
+    hubloader.download(URI)
+    out = _child(f'''
+import json, socket
+class NoSocket(socket.socket):  # a class, so modules that subclass socket still import
+    def __init__(self, *a, **k):
+        raise OSError("network disabled by the test")
+def refuse(*a, **k):
+    raise OSError("network disabled by the test")
+socket.socket = NoSocket
+socket.create_connection = refuse
+import hubloader
+handle = hubloader.prefetch({URI!r})
+from hubloader import AutoLoader
+from hubloader.models import BertModel
+model = BertModel.from_pretrain({URI!r})
+loader = AutoLoader("base", {URI!r})
+print(json.dumps({{"path": str(handle.result()), "dir": str(loader.model_dir)}}))
+''', HUBLOADER_OFFLINE=1, HOLD_S=0)
+    assert out["path"] == out["dir"]
+
+
+def test_prefetch_twice_is_one_fetch_and_download_joins_it(proxy, s3_tiny):
+    proxy.throttle_bps = 200 << 10
+    first = hubloader.prefetch(URI)
+    assert hubloader.prefetch(URI) is first
+    path = hubloader.download(URI)
+    assert first.done() and first.result() == path
+    assert len(_weight_gets(proxy)) == 1
+    proxy.reset()
+    assert hubloader.download(URI) == path  # later calls use the cache as before
+    assert _weight_gets(proxy) == []
