@@ -118,6 +118,8 @@ class AutoLoader:
             self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
             overrides=config_overrides, load_weights=opts.load_weights,
             inference_mode=opts.inference_mode)
+        if card is not None:  # get_description() reads the card the model was loaded by
+            self._model.card_name = card.name
         if self.model_type == "glm":
             self._fill_glm_token_ids()
 

@@ -251,7 +251,12 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
                               trust_remote_code=trust_remote_code,
                               overrides=opts.config_overrides, load_weights=opts.load_weights,
-                              inference_mode=opts.inference_mode)
+                              inference_mode=opts.inference_mode, entry=entry)
+        if isinstance(model, BaseModel) and isinstance(model_name, str) and "://" not in model_name:
+            from .cards import find_card
+
+            card = find_card(model_name)
+            model.card_name = card.name if card is not None else None
         return cast("BaseModel", model)  # a code package's own module, as documented above
 
     @classmethod
@@ -259,11 +264,11 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                   device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
                   strict: bool = True, trust_remote_code: bool | str = False,
                   overrides: dict[str, Any] | None = None, load_weights: bool = True,
-                  inference_mode: bool = True) -> nn.Module:
+                  inference_mode: bool = True, entry: str | None = None) -> nn.Module:
         """Build the model in a local ``model_dir``: the package's own code when it carries
         some, else the class ``config.json`` resolves to (the one serving ``task`` if given).
         ``load_weights=False``: fresh weights (FlagAI's ``load_pretrain_params=False``);
-        ``inference_mode=False``: returned in train mode."""
+        ``inference_mode=False``: returned in train mode; ``entry``: the ``hubconf.py`` entry."""
         from .remote_code import find_code_entry, load_custom_model
 
         overrides = overrides or {}
@@ -286,11 +291,6 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                                          overrides=overrides, load_weights=load_weights)
         if not inference_mode:
             model.train()
-        if isinstance(model, BaseModel) and isinstance(model_name, str):
-            from .cards import find_card
-
-            card = find_card(model_name) if "://" not in model_name else None
-            model.card_name = card.name if card is not None else None
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
                     time.perf_counter() - t0)
         return model
@@ -369,7 +369,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                 text = readme.read_text(encoding="utf-8", errors="replace").strip()
                 if text:
                     return text
-        cfg = json.dumps(self.config.to_dict(), sort_keys=True)
+        import json
+
+        cfg = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
         return (f"{type(self).__name__} ({self.config.model_type}, {self.task}), "
                 f"{self.num_parameters():,} parameters; config: {cfg}")
 
