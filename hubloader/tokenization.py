@@ -704,6 +704,11 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
     kind = _kind(cfg, model_type)
     if not kind and (d / "vocab.txt").is_file():
         kind = "bert"
+    if kind == "qwen2" and backend.normalizer is None:
+        from tokenizers import normalizers
+
+        # transformers' Qwen2 tokenizer composes the text (NFC) whatever tokenizer.json says
+        backend.normalizer = normalizers.NFC()
     special: dict[str, str] = {}
     for source in (_DEFAULT_SPECIAL.get(kind, {}), _read_json(d / "special_tokens_map.json"), cfg):
         for key in SPECIAL_TOKENS_ATTRIBUTES:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from hubloader.errors import ChatTemplateError, TokenizerError
 from hubloader.tokenization import load_tokenizer
@@ -156,6 +156,8 @@ def test_padded_batches_equal_transformers(pair):
 @pytest.mark.parametrize("name", DIRS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
+@example(text="\uf900")  # a compatibility ideograph: NFC changes it
+@example(text="e\u0301")  # a combining accent: NFC composes it
 def test_any_text_encodes_like_transformers(request, name, text):
     d = request.getfixturevalue(name)
     ours, ref = _cached(d)
