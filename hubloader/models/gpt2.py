@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -26,6 +25,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import GenerationMixin
+from .heads import causal_lm_loss
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
 __all__ = ["GPT2Config", "GPT2Block", "GPT2Model", "GPT2LMHeadModel"]
@@ -296,10 +296,7 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
         logits = self.lm_head(enc["hidden_states"])
         loss = None
         if labels is not None:
-            check_token_ids("labels", labels)
-            check_same_shape("labels", labels, "input_ids", input_ids)
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = causal_lm_loss(logits, labels, input_ids)
         extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
         return self._outputs(logits, enc["hidden_states"], loss, **extra)
 

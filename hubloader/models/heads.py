@@ -1,5 +1,5 @@
-"""What the classification heads of every family share: the label count a config implies
-and the loss transformers computes for it."""
+"""What the heads of every family share: the label count a config implies and the losses
+transformers computes for classification and causal language modelling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["labels_count", "num_labels", "classification_loss"]
+__all__ = ["labels_count", "num_labels", "classification_loss", "causal_lm_loss"]
 
 
 def labels_count(num_labels: int | None, id2label: dict | None) -> int:
@@ -44,3 +44,19 @@ def classification_loss(config: Any, logits: torch.Tensor, labels: torch.Tensor)
     if n == 1 or config.problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
     return F.cross_entropy(logits.view(-1, n), labels.view(-1))
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
+                   input_ids: torch.Tensor | None) -> torch.Tensor:
+    """The next-token loss: position ``i`` predicts ``labels[i + 1]`` (-100 is ignored),
+    computed in float32 whatever the logits' dtype.
+
+    Raises:
+        InputError: ``labels`` are not token ids, or not shaped like ``input_ids``.
+    """
+    from ._inputs import check_same_shape, check_token_ids
+
+    check_token_ids("labels", labels)
+    check_same_shape("labels", labels, "input_ids", input_ids)
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                           labels[:, 1:].reshape(-1), ignore_index=-100)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -31,6 +30,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask
 from .generation import GenerationMixin
+from .heads import causal_lm_loss
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
                      get_activation, rope_scaling_kind)
 
@@ -391,10 +391,7 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         logits = self.lm_head(enc["hidden_states"])
         loss = None
         if labels is not None and input_ids is not None:
-            check_token_ids("labels", labels)
-            check_same_shape("labels", labels, "input_ids", input_ids)
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = causal_lm_loss(logits, labels, input_ids)
         extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
         return self._outputs(logits, enc["hidden_states"], loss, **extra)
 
