@@ -1,5 +1,5 @@
 """The fetch overlaps torch's import: ``hubloader.prefetch`` and ``AutoLoader`` start it in a
-background thread, ``from_pretrain``/``download`` join it (one transfer in all), its errors
+child process, ``from_pretrain``/``download`` join it (one transfer in all), its errors
 surface typed at the join, Ctrl-C during the overlapped import stops it and keeps the bytes for a
 resume, and offline mode still opens no socket. Each case runs in a fresh interpreter against
 SeaweedFS behind a counting proxy.
@@ -187,10 +187,13 @@ def _partial_bytes() -> int:
     return total
 
 
-def test_offline_prefetch_opens_no_socket(proxy, s3_tiny):
+def test_offline_prefetch_opens_no_socket(proxy, s3_tiny, tmp_path):
     hubloader.download(URI)
-    out = _child(f'''
-import json, socket
+    # the refusal sits in a sitecustomize, so the fetch's own process has it too
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text('''
+import socket
 class NoSocket(socket.socket):  # a class, so modules that subclass socket still import
     def __init__(self, *a, **k):
         raise OSError("network disabled by the test")
@@ -198,6 +201,10 @@ def refuse(*a, **k):
     raise OSError("network disabled by the test")
 socket.socket = NoSocket
 socket.create_connection = refuse
+''')
+    out = _child(f'''
+import json, socket
+assert socket.socket.__name__ == "NoSocket"
 import hubloader
 handle = hubloader.prefetch({URI!r})
 from hubloader import AutoLoader
@@ -205,8 +212,18 @@ from hubloader.models import BertModel
 model = BertModel.from_pretrain({URI!r})
 loader = AutoLoader("base", {URI!r})
 print(json.dumps({{"path": str(handle.result()), "dir": str(loader.model_dir)}}))
-''', HUBLOADER_OFFLINE=1, HOLD_S=0)
+''', HUBLOADER_OFFLINE=1, HOLD_S=0,
+        PYTHONPATH=os.pathsep.join([str(site), str(WORKTREE), os.environ.get("PYTHONPATH", "")]))
     assert out["path"] == out["dir"]
+    online = _child(f'''
+import json, hubloader
+try:
+    hubloader.prefetch("s3://prefetch/not-cached").result()
+except hubloader.HubLoaderError as err:
+    print(json.dumps(type(err).__name__))
+''', HOLD_S=0,
+        PYTHONPATH=os.pathsep.join([str(site), str(WORKTREE), os.environ.get("PYTHONPATH", "")]))
+    assert online == "NetworkError", "the fetch's process opened a socket"
 
 
 def test_prefetch_twice_is_one_fetch_and_download_joins_it(proxy, s3_tiny):

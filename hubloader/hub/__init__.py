@@ -75,18 +75,17 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     """
     from . import distributed
     from .locate import locate
-    from .inflight import ambient_cancel, join
+    from .inflight import join
 
     validate_download_path(download_path)
     if download_path is not None:
         found = _flagai_in_place(model_name, download_path, revision=revision)
         if found is not None:
             return found
-    if ambient_cancel() is None:  # not itself the prefetch's thread
-        joined = join(model_name, revision=revision, download_path=download_path,
-                      allow_patterns=allow_patterns, offline=offline)
-        if joined is not None:
-            return joined
+    joined = join(model_name, revision=revision, download_path=download_path,
+                  allow_patterns=allow_patterns, offline=offline)
+    if joined is not None:
+        return joined
     target = locate(model_name, revision=revision)
     if isinstance(target, ModelRef):
         if not target.path.is_dir():

@@ -1,47 +1,49 @@
-"""Fetches that run in the background of this process and are joined by name.
+"""Fetches that run beside this process and are joined by name.
 
 A cold process spends most of its start importing torch, and the user's first line imports a
-model class. :func:`prefetch` starts :func:`hubloader.hub.download` in a thread and returns at
-once, so the transfer runs while torch imports; :func:`hubloader.hub.download` (and so
-``from_pretrain`` and ``AutoLoader``) joins a fetch of the same name, revision and target that
-is in flight instead of starting another.
+model class. :func:`prefetch` starts :func:`hubloader.hub.download` in a child interpreter and
+returns at once, so the transfer runs while torch imports; :func:`hubloader.hub.download` (and
+so ``from_pretrain`` and ``AutoLoader``) joins a fetch of the same name, revision and target
+that is in flight instead of starting another.
 
     >>> import hubloader
     >>> handle = hubloader.prefetch("s3://bucket/llama/")          # returns at once
     >>> from hubloader.models import LlamaForCausalLM              # torch imports meanwhile
     >>> model = LlamaForCausalLM.from_pretrain("s3://bucket/llama/")  # joins the fetch
 
-A prefetch nobody joins by the time the interpreter exits is cancelled at its next chunk; the
-bytes on disk stay for a resume. Ctrl-C while a join waits cancels the fetch the same way.
+The fetch runs in a child process rather than a thread because importing torch holds the GIL
+for most of its length, and so does much of a download's Python work (botocore, urllib3): in
+one interpreter the two would take turns instead of running side by side. The child takes the
+same locks and writes the same cache as an in-process download, so exactly-once, offline mode
+and verification are those of :func:`hubloader.hub.download`; it answers with one line on its
+standard output as soon as the files are in place (its background flush then finishes on its
+own), and its errors are raised again, typed, at the join.
+
+A prefetch nobody joins by the time the interpreter exits is stopped (SIGINT, as Ctrl-C would);
+Ctrl-C while a join waits stops it the same way. The bytes on disk stay for a resume.
 """
 
 from __future__ import annotations
 
-import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
-import contextvars
+import atexit
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["Prefetch", "prefetch", "join", "ambient_cancel"]
+__all__ = ["Prefetch", "prefetch", "join"]
 
 logger = logging.getLogger(__name__)
 
-# The cancel event of the background fetch this thread runs for, if any: the snapshot fetch
-# stops at its next chunk once it is set.
-_AMBIENT_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "hubloader_prefetch_cancel", default=None)
-
-# How long the interpreter's exit waits for a cancelled fetch to let go of its files.
-_EXIT_GRACE_S = 5.0
-
-
-def ambient_cancel() -> threading.Event | None:
-    """The cancel event of the prefetch running in this thread (``None`` elsewhere)."""
-    return _AMBIENT_CANCEL.get()
+# How long a stopped fetch is given to let go of its files before it is killed.
+_STOP_GRACE_S = 5.0
+_CHILD_FLAG = "HUBLOADER_PREFETCH_CHILD"
 
 
 @dataclass(frozen=True)
@@ -64,92 +66,110 @@ def _patterns(allow_patterns: str | Sequence[str] | None) -> tuple[str, ...] | N
     return (allow_patterns,) if isinstance(allow_patterns, str) else tuple(allow_patterns)
 
 
+def _rebuild_error(answer: dict[str, Any]) -> BaseException:
+    """The child's error as the same hubloader class, with its message and fields."""
+    from .. import errors
+
+    cls = getattr(errors, str(answer.get("error")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.HubLoaderError)):
+        cls = errors.NetworkError
+    err = cls.__new__(cls)
+    Exception.__init__(err, str(answer.get("message", "")))
+    for field, value in (answer.get("fields") or {}).items():
+        setattr(err, field, value)
+    return err
+
+
 class Prefetch:
-    """A fetch running in a background thread; :meth:`result` joins it.
+    """A fetch running in a child process; :meth:`result` joins it.
 
     Errors of the fetch are raised, typed, by :meth:`result` (and by the ``download`` or
-    ``from_pretrain`` call that joins it), never in the background thread.
+    ``from_pretrain`` call that joins it).
     """
 
     def __init__(self, key: _Key, allow_patterns: tuple[str, ...] | None, progress: bool):
         self._key = key
         self.allow_patterns = allow_patterns
-        self._progress = progress
-        self._cancel = threading.Event()
-        self._finished = threading.Event()
-        self._path: Path | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="hubloader-prefetch",
-                                        daemon=True)
+        self._lock = threading.Lock()
+        self._answer: dict[str, Any] | None = None
+        request = {"model_name": key.name, "revision": key.revision,
+                   "download_path": key.download_path, "offline": key.offline,
+                   "allow_patterns": list(allow_patterns) if allow_patterns is not None else None,
+                   "progress": progress}
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, _CHILD_FLAG: "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                           os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from hubloader.hub.inflight import _child_main; _child_main()",
+             json.dumps(request)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, text=True)
 
     @property
     def name(self) -> str:
         return self._key.name
 
-    def _run(self) -> None:
-        from . import download
-
-        _AMBIENT_CANCEL.set(self._cancel)
-        try:
-            self._path = download(self._key.name, revision=self._key.revision,
-                                  download_path=self._key.download_path,
-                                  allow_patterns=list(self.allow_patterns)
-                                  if self.allow_patterns is not None else None,
-                                  offline=self._key.offline, progress=self._progress)
-        except BaseException as err:  # handed to whoever joins, typed as raised
-            self._error = err
-        finally:
-            self._finished.set()
-
     def done(self) -> bool:
-        """Whether the fetch has ended (successfully or not)."""
-        return self._finished.is_set()
+        """Whether the fetch has answered (successfully or not)."""
+        return self._answer is not None or self._proc.poll() is not None
 
     def cancel(self) -> None:
-        """Ask the fetch to stop at its next chunk; the bytes on disk stay for a resume."""
-        self._cancel.set()
+        """Stop the fetch as Ctrl-C would; the bytes on disk stay for a resume."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
-    def result(self, timeout: float | None = None) -> Path:
+    def _wait(self) -> dict[str, Any]:
+        with self._lock:
+            if self._answer is None:
+                assert self._proc.stdout is not None  # opened as a pipe above
+                line = self._proc.stdout.readline()
+                try:
+                    self._answer = json.loads(line) if line else None
+                except ValueError:
+                    self._answer = None
+                if self._answer is None:  # the child died without answering
+                    code = self._proc.wait()
+                    self._answer = {"error": "NetworkError",
+                                    "message": f"the background fetch of {self.name} ended "
+                                               f"(exit status {code}) without an answer; "
+                                               "run again to resume"}
+            return self._answer
+
+    def result(self) -> Path:
         """Wait for the fetch and return its directory, as :func:`download` would.
-
-        Args:
-            timeout: seconds to wait at most; ``None`` waits for the end.
 
         Raises:
             Whatever :func:`hubloader.hub.download` raises, typed (``SourceError`` and its
             subclasses, ``LocalEntryNotFoundError`` offline, ...).
-            LockTimeoutError: ``timeout`` passed first.
-            KeyboardInterrupt: Ctrl-C while waiting; the fetch is cancelled first.
+            KeyboardInterrupt: Ctrl-C while waiting; the fetch is stopped first.
         """
         try:
-            if not self._finished.wait(timeout):
-                from ..errors import LockTimeoutError
-
-                raise LockTimeoutError(f"the prefetch of {self.name} did not finish within "
-                                       f"{timeout} s; wait longer or call result() again")
+            answer = self._wait()
         except KeyboardInterrupt:
             self.cancel()
-            self._finished.wait(_EXIT_GRACE_S)
             raise
-        if self._error is not None:
-            raise self._error
-        assert self._path is not None  # a finished fetch without an error has a path
-        return self._path
+        if "path" in answer:
+            return Path(answer["path"])
+        raise _rebuild_error(answer)
 
     def __repr__(self) -> str:
-        state = "done" if self.done() else "running"
-        return f"<Prefetch {self.name!r} {state}>"
+        return f"<Prefetch {self.name!r} {'done' if self.done() else 'running'}>"
 
 
 _LOCK = threading.Lock()
 _INFLIGHT: dict[_Key, list[Prefetch]] = {}
+_STARTED: list[Prefetch] = []
 
 
 def prefetch(model_name: str | os.PathLike, *, revision: str | None = None,
              download_path: str | os.PathLike | None = None,
              allow_patterns: str | Sequence[str] | None = None, offline: bool | None = None,
              progress: bool = True) -> Prefetch:
-    """Start fetching ``model_name`` in a background thread and return a handle at once.
+    """Start fetching ``model_name`` in a child process and return a handle at once.
 
     Takes :func:`hubloader.hub.download`'s arguments. A later ``download``,
     ``from_pretrain`` or ``AutoLoader`` of the same name, revision and ``download_path`` in
@@ -172,8 +192,8 @@ def prefetch(model_name: str | os.PathLike, *, revision: str | None = None,
                 return running
         handle = Prefetch(key, patterns, progress)
         _INFLIGHT.setdefault(key, []).append(handle)
-    handle._thread.start()
-    logger.debug("prefetch of %s started", key.name)
+        _STARTED.append(handle)
+    logger.debug("prefetch of %s started (pid %d)", key.name, handle._proc.pid)
     return handle
 
 
@@ -187,7 +207,7 @@ def join(model_name: str | os.PathLike, *, revision: str | None,
     fetches every file (no ``allow_patterns``) or the same patterns. Each prefetch is handed to
     one join; later requests find the files in the cache.
     """
-    if not _INFLIGHT:  # the common case: nothing prefetched
+    if not _INFLIGHT or os.environ.get(_CHILD_FLAG):  # the common case: nothing prefetched
         return None
     key = _key(model_name, revision, download_path, offline)
     patterns = _patterns(allow_patterns)
@@ -203,17 +223,31 @@ def join(model_name: str | os.PathLike, *, revision: str | None,
     return found.result()
 
 
-def _cancel_all_at_exit() -> None:
+def _stop_unjoined_at_exit() -> None:
     with _LOCK:
-        pending = [h for handles in _INFLIGHT.values() for h in handles if not h.done()]
+        pending = [h for h in _STARTED if h._answer is None and h._proc.poll() is None]
     for handle in pending:
-        logger.info("cancelling the unjoined prefetch of %s at exit", handle.name)
+        logger.info("stopping the unjoined prefetch of %s at exit", handle.name)
         handle.cancel()
-    for handle in pending:
-        handle._finished.wait(_EXIT_GRACE_S)
 
 
-# At exit the interpreter joins thread pools' workers (the transfers) before atexit handlers
-# run, so the cancel goes through the same earlier hook; registered after concurrent.futures',
-# it runs before that join.
-threading._register_atexit(_cancel_all_at_exit)  # type: ignore[attr-defined]
+atexit.register(_stop_unjoined_at_exit)
+
+
+def _child_main() -> None:
+    """The child: one :func:`download`, answered as one JSON line on standard output."""
+    from ..errors import HubLoaderError
+    from . import download
+
+    request = json.loads(sys.argv[1])
+    try:
+        path = download(request.pop("model_name"), **request)
+        answer: dict[str, Any] = {"path": str(path)}
+    except HubLoaderError as err:
+        fields = {k: v for k, v in vars(err).items()
+                  if isinstance(v, (str, int, float, bool, type(None)))}
+        answer = {"error": type(err).__name__, "message": str(err), "fields": fields}
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()  # the parent goes on now; this process still flushes the blobs at exit

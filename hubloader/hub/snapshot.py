@@ -33,7 +33,6 @@ from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundEr
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
-from .inflight import ambient_cancel
 from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file, verified_by
@@ -487,8 +486,7 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
     logger.info("%s@%s: %d file(s), %d to fetch", source.uri, listing.revision, len(chosen),
                 len(todo))
     network = threading.Semaphore(1)  # one file's transfer at a time
-    # set when the caller's thread is interrupted, a file failed, or a prefetch is cancelled
-    stop = ambient_cancel() or threading.Event()
+    stop = threading.Event()  # set when the caller's thread is interrupted or a file failed
 
     def fetch(file: RemoteFile) -> None:
         turn = _Turn(network)
