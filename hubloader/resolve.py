@@ -73,7 +73,11 @@ def prefetch_model_dir(model_name: str | os.PathLike, *,
         found = _local_or_name(model_name, download_path=download_path, revision=revision)
     except HubLoaderError:  # resolve_model_dir raises it, in the caller's thread
         return
-    if isinstance(found, str):
+    from .hub import distributed
+
+    # under torch.distributed the ranks of a node agree through the process group's store on
+    # who fetches; a child process outside the group would not take part
+    if isinstance(found, str) and not distributed.active():
         from .hub import prefetch
 
         prefetch(found, revision=revision, download_path=download_path, offline=offline,
