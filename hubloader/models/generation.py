@@ -21,7 +21,7 @@ import torch
 
 from ..errors import GenerationArgumentError, InputError
 
-__all__ = ["GenerationMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
+__all__ = ["GenerationMixin", "CausalLMMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
            "read_generation_ids"]
 
 logger = logging.getLogger(__name__)
@@ -235,3 +235,38 @@ class GenerationMixin:
         if streamer is not None:
             streamer.end()
         return tokens
+
+
+class CausalLMMixin(GenerationMixin):
+    """A decoder ``self.backbone`` under a next-token head ``self.lm_head``: the forward with
+    its shifted loss, and the generation hooks over the backbone's KV cache."""
+
+    backbone: Any
+    lm_head: Any
+
+    def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **inputs: Any) -> dict[str, Any]:
+        """As the backbone's ``forward``; ``logits`` are ``[batch, seq, vocab]``.
+
+        Args:
+            labels: ``[batch, seq]`` target ids (usually ``input_ids``; -100 is ignored).
+        """
+        from .heads import causal_lm_loss
+
+        enc = self.backbone(input_ids, **inputs)
+        logits = self.lm_head(enc["hidden_states"])
+        loss = causal_lm_loss(logits, labels, input_ids) if labels is not None else None
+        extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
+        return self._outputs(logits, enc["hidden_states"], loss, **extra)  # type: ignore[attr-defined]
+
+    def _generation_begin(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        return input_ids, {"past": None, "mask": attention_mask}
+
+    def _generation_step(self, state: Any, step_ids: torch.Tensor):
+        mask = state["mask"]
+        if mask is not None and state["past"] is not None:
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], step_ids.shape[1])], dim=1)
+        enc = self.backbone(step_ids, attention_mask=mask, past_key_values=state["past"],
+                            use_cache=True)
+        logits = self.lm_head(enc["hidden_states"][:, -1])  # only the next token's logits
+        return logits, {"past": enc["past_key_values"], "mask": mask}

@@ -24,8 +24,7 @@ from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
-from .generation import GenerationMixin
-from .heads import causal_lm_loss
+from .generation import CausalLMMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
 
 __all__ = ["GPT2Config", "GPT2Block", "GPT2Model", "GPT2LMHeadModel"]
@@ -272,7 +271,7 @@ class GPT2Model(GPT2PreTrainedModel):
 
 
 @register_model("gpt2", "text-generation")
-class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
+class GPT2LMHeadModel(CausalLMMixin, GPT2PreTrainedModel):
     """GPT-2 with the causal LM head (tied to ``wte``). Tasks: lm, text-generation,
     poetry-generation. ``forward(..., labels=)`` adds the shifted next-token loss."""
 
@@ -284,29 +283,3 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.tied_weights = ({"lm_head.weight": "backbone.wte.weight"}
                              if config.tie_word_embeddings else {})
-
-    def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **inputs: Any) -> dict[str, Any]:
-        """As :meth:`GPT2Model.forward`; ``logits`` are ``[batch, seq, vocab]``.
-
-        Args:
-            labels: ``[batch, seq]`` target ids (usually ``input_ids``; -100 is ignored).
-        """
-        enc = self.backbone(input_ids, **inputs)
-        logits = self.lm_head(enc["hidden_states"])
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, input_ids)
-        extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
-        return self._outputs(logits, enc["hidden_states"], loss, **extra)
-
-    # -- generation hooks -------------------------------------------------------------------
-    def _generation_begin(self, input_ids, attention_mask):
-        return input_ids, {"past": None, "mask": attention_mask}
-
-    def _generation_step(self, state, step_ids):
-        mask = state["mask"]
-        if mask is not None and state["past"] is not None:
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], step_ids.shape[1])], dim=1)
-        out = self(step_ids, attention_mask=mask, past_key_values=state["past"], use_cache=True)
-        return out["logits"][:, -1], {"past": out["past_key_values"], "mask": mask}

@@ -29,8 +29,7 @@ from ..features import FeatureEntry, token_features
 from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask
-from .generation import GenerationMixin
-from .heads import causal_lm_loss
+from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
                      get_activation, rope_scaling_kind)
 
@@ -366,7 +365,7 @@ class LlamaModel(LlamaPreTrainedModel):
 
 
 @register_model("llama", "text-generation")
-class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
+class LlamaForCausalLM(CausalLMMixin, LlamaPreTrainedModel):
     """The decoder with the causal LM head (tied to ``embed_tokens`` when the config says so).
     Tasks: text-generation (lm). ``forward(..., labels=)`` adds the shifted next-token loss."""
 
@@ -379,34 +378,6 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         # per instance: whether the head is tied depends on the checkpoint's config
         self.tied_weights = ({"lm_head.weight": "backbone.embed_tokens.weight"}
                              if config.tie_word_embeddings else {})
-
-    def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **inputs: Any) -> dict[str, Any]:
-        """As :meth:`LlamaModel.forward`; ``logits`` are ``[batch, seq, vocab]``.
-
-        Args:
-            labels: ``[batch, seq]`` target ids (usually ``input_ids``; -100 is ignored).
-        """
-        enc = self.backbone(input_ids, **inputs)
-        logits = self.lm_head(enc["hidden_states"])
-        loss = None
-        if labels is not None and input_ids is not None:
-            loss = causal_lm_loss(logits, labels, input_ids)
-        extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
-        return self._outputs(logits, enc["hidden_states"], loss, **extra)
-
-    # -- generation hooks -------------------------------------------------------------------
-    def _generation_begin(self, input_ids, attention_mask):
-        return input_ids, {"past": None, "mask": attention_mask}
-
-    def _generation_step(self, state, step_ids):
-        mask = state["mask"]
-        if mask is not None and state["past"] is not None:
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], step_ids.shape[1])], dim=1)
-        enc = self.backbone(step_ids, attention_mask=mask, past_key_values=state["past"],
-                            use_cache=True)
-        logits = self.lm_head(enc["hidden_states"][:, -1])  # only the next token's logits
-        return logits, {"past": enc["past_key_values"], "mask": mask}
 
 
 # -- the other model types: the same modules, their own config defaults ------------------------
