@@ -26,7 +26,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .heads import classification_loss, labels_count, num_labels
-from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
+from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 
 __all__ = ["BertConfig", "RobertaConfig", "BertBlock", "BertModel", "BertForSequenceClassification",
            "BertForTokenClassification", "BertForMaskedLM", "BertForSentenceEmbedding",
@@ -230,19 +230,7 @@ class _BertBase(BaseModel[BertConfig]):
         return super().convert_checkpoint(_flagai_names(state))
 
     def init_module_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        init_standard(module, self.config.initializer_range)
 
     def feature_entries(self) -> list[FeatureEntry]:
         """The output of every encoder block: ``[batch, seq, hidden_size]``."""

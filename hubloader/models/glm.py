@@ -34,7 +34,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_token_ids
 from .generation import _check_args, select_next_tokens
-from .layers import FeedForward, MultiHeadAttention
+from .layers import FeedForward, MultiHeadAttention, init_standard
 
 __all__ = ["GLMConfig", "GLMBlock", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification"]
@@ -248,14 +248,7 @@ class _GLMBase(BaseModel):
         return {**{("model." if prefix else "") + k: v for k, v in named.items()}, **heads}
 
     def init_module_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, 0.0, std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        init_standard(module, self.config.initializer_range)
 
     def feature_entries(self) -> list[FeatureEntry]:
         """The output of every block: ``[batch, seq, hidden_size]``."""

@@ -25,7 +25,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import CausalLMMixin
-from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation
+from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 
 __all__ = ["GPT2Config", "GPT2Block", "GPT2Model", "GPT2LMHeadModel"]
 
@@ -166,16 +166,9 @@ class GPT2PreTrainedModel(BaseModel[GPT2Config]):
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, std)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, (MultiHeadAttention, FeedForward)):  # GPT-2's scaled residuals
+        if init_standard(module, std):
+            return
+        if isinstance(module, (MultiHeadAttention, FeedForward)):  # GPT-2's scaled residuals
             proj = module.out if isinstance(module, MultiHeadAttention) else module.fc_out
             nn.init.normal_(proj.weight, 0.0, std / math.sqrt(2 * self.config.n_layer))
 

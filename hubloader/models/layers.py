@@ -16,7 +16,7 @@ from ..errors import ConfigError
 
 __all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "GatedFeedForward", "RMSNorm",
            "RelativePositionBias", "RotaryEmbedding", "apply_rotary", "rope_scaling_kind",
-           "additive_mask"]
+           "additive_mask", "init_standard"]
 
 
 class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
@@ -340,3 +340,27 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
     (the half-split layout of Hugging Face checkpoints)."""
     cos, sin = cos[:, None], sin[:, None]
     return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def init_standard(module: nn.Module, std: float, *, truncated: bool = False) -> bool:
+    """transformers' initialisation of the common layers: Linear and Conv2d weights from a
+    normal (``truncated``: a truncated normal) of ``std`` with zero biases, Embedding rows from
+    a normal (the padding row zeroed), LayerNorm and RMSNorm reset. Returns whether ``module``
+    was one of them, so a family initialises only its own modules itself."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        (nn.init.trunc_normal_ if truncated else nn.init.normal_)(module.weight, 0.0, std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, RMSNorm):
+        module.reset_parameters()
+    else:
+        return False
+    return True

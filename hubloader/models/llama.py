@@ -31,7 +31,7 @@ from ..registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask
 from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
-                     get_activation, rope_scaling_kind)
+                     get_activation, rope_scaling_kind, init_standard)
 
 __all__ = ["LlamaConfig", "MistralConfig", "Qwen2Config", "AquilaConfig", "LlamaBlock",
            "LlamaModel", "LlamaForCausalLM", "MistralModel", "MistralForCausalLM",
@@ -273,15 +273,7 @@ class LlamaPreTrainedModel(BaseModel[LlamaConfig]):
         return out
 
     def init_module_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, std)
-        elif isinstance(module, RMSNorm):
-            module.reset_parameters()
+        init_standard(module, self.config.initializer_range)
 
     def feature_entries(self) -> list[FeatureEntry]:
         """The output of every block: ``[batch, seq, hidden_size]``."""

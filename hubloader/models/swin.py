@@ -25,7 +25,7 @@ from ..features import FeatureEntry
 from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
-from .layers import FeedForward, MultiHeadAttention, get_activation
+from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
 from .vit import _pair
 
@@ -289,14 +289,9 @@ class SwinPreTrainedModel(BaseModel):
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(module.weight, 0.0, std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, SwinBlock):
+        if init_standard(module, std, truncated=True):
+            return
+        if isinstance(module, SwinBlock):
             nn.init.trunc_normal_(module.relative_position_bias_table, 0.0, std)
         elif isinstance(module, SwinEmbeddings) and module.position_embeddings is not None:
             nn.init.trunc_normal_(module.position_embeddings, 0.0, std)

@@ -22,7 +22,7 @@ from ..modeling import BaseModel
 from ..registry import register_model
 from ._inputs import check_pixel_values
 from .heads import classification_loss, labels_count, num_labels
-from .layers import FeedForward, MultiHeadAttention, get_activation
+from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 
 __all__ = ["ViTConfig", "ViTBlock", "ViTModel", "ViTForImageClassification",
            "classification_loss", "labels_count"]
@@ -155,14 +155,9 @@ class ViTPreTrainedModel(BaseModel[ViTConfig]):
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(module.weight, 0.0, std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, ViTEmbeddings):
+        if init_standard(module, std, truncated=True):
+            return
+        if isinstance(module, ViTEmbeddings):
             nn.init.trunc_normal_(module.position_embeddings, 0.0, std)
             nn.init.trunc_normal_(module.cls_token, 0.0, std)
 
