@@ -38,10 +38,11 @@ def _instrument() -> None:
 
     def make_client(*args, **kwargs):
         marks["client_asked"] = _now()
-        # what make_client imports first, as it does (with the collector paused, if it pauses it)
+        # botocore, as make_client imports it (with the collector paused, where it pauses it);
+        # a make_client that also imports boto3 does so in the next phase
         with getattr(s3, "gc_paused", contextlib.nullcontext)():
-            import boto3  # noqa: F401
-            from botocore.config import Config  # noqa: F401
+            import botocore.config  # noqa: F401
+            import botocore.session  # noqa: F401
 
         marks["boto3_imported"] = _now()
         client = real_make_client(*args, **kwargs)

@@ -88,8 +88,10 @@ def phases(run: dict) -> dict[str, float]:
             m["fetch_modules_imported"] - m["hubloader_imported"],
         "download() up to the S3 client (card, locks, cache checks)":
             m["client_asked"] - m["download_start"],
-        "import boto3 / botocore": m["boto3_imported"] - m["client_asked"],
-        "S3 client creation": m["client_made"] - m["boto3_imported"],
+        "import botocore": m["boto3_imported"] - m["client_asked"],
+        "S3 client creation (and boto3's import, where make_client uses boto3)":
+            m["client_made"] - m["boto3_imported"],
+        "  import + client, together": m["client_made"] - m["client_asked"],
         "ListObjectsV2 (request -> answer)": listing["answered"] - listing["sent"],
         "HEAD requests (count)": len(heads),
         "HEAD requests (summed)": sum(r["answered"] - r["sent"] for r in heads),
