@@ -4,6 +4,11 @@ SeaweedFS on 127.0.0.1, through the counting proxy where requests are counted.""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import hubloader
@@ -55,6 +60,22 @@ def test_without_credentials_requests_go_unsigned_and_are_refused(proxy, odd_buc
     assert isinstance(info.value, PermissionError)
     requests = [r for r in proxy.requests if "list-type=2" in r]
     assert requests and not any("authorization:" in r.lower() for r in requests)
+
+
+def test_a_fetch_imports_botocore_but_not_boto3(proxy, odd_bucket):
+    """The client is botocore's, built without boto3's layer (whose import, s3transfer with
+    it, is a cold process's cost for nothing): a fresh process fetches and verifies the files
+    without importing either."""
+    code = ("import json, sys, hubloader\n"
+            f"path = hubloader.download({odd_bucket!r}, progress=False)\n"
+            "print(json.dumps([str(path), sorted(m for m in ('boto3', 's3transfer', 'botocore')"
+            " if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    path, imported = json.loads(out.splitlines()[-1])
+    assert imported == ["botocore"]
+    assert files_in(Path(path)) == ODD_KEYS
+    assert any("list-type=2" in r for r in proxy.requests)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through a boto3 client, imported
-lazily: the one S3 client of hubloader, for fetching here and for ``hubloader push``.
+"""S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph) through a botocore client (boto3's),
+imported lazily: the one S3 client of hubloader, for fetching here and for ``hubloader push``.
 
 ``s3://bucket/prefix/`` lists every object under the prefix; each object's ETag names its
 version. A plain (non-multipart) ETag is the object's MD5, which is then verified too. Before
@@ -46,7 +46,9 @@ _BUSY = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}
 
 def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
                 unsigned_if_anonymous: bool = True) -> Any:
-    """The boto3 S3 client every S3 request of hubloader goes through.
+    """The S3 client every S3 request of hubloader goes through: botocore's, as
+    ``boto3.client("s3")`` makes it, without boto3's layer (its import brings s3transfer and
+    its session adds resources, neither used here).
 
     Args:
         endpoint_url: the server (default: ``HUBLOADER_S3_ENDPOINT_URL``, else boto3's own
@@ -59,13 +61,13 @@ def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
         UnsupportedSourceError: boto3 is not installed.
     """
     try:
-        import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
+        from botocore.session import get_session
     except ImportError as err:  # pragma: no cover - boto3 is a dependency
         raise UnsupportedSourceError("s3:// needs boto3 (and its botocore): "
                                      "pip install boto3") from err
-    session = boto3.session.Session()
+    session = get_session()
     endpoint = endpoint_url or constants.s3_endpoint_url()
     timeout = constants.network_timeout()
     options: dict[str, Any] = dict(
@@ -79,8 +81,9 @@ def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
     if unsigned_if_anonymous and session.get_credentials() is None:
         logger.info("no AWS credentials found: sending unsigned S3 requests")
         options["signature_version"] = UNSIGNED
-    return session.client("s3", endpoint_url=endpoint,
-                          region_name=session.region_name or "us-east-1", config=Config(**options))
+    return session.create_client("s3", endpoint_url=endpoint,
+                                 region_name=session.get_config_variable("region") or "us-east-1",
+                                 config=Config(**options))
 
 
 def translate_error(err: Exception, where: str, *, writing: bool = False) -> Exception:
