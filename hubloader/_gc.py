@@ -1,4 +1,5 @@
-"""Pause Python's cyclic garbage collector while a model is built and its weights attached.
+"""Pause Python's cyclic garbage collector while a model is built and its weights attached
+(and while the S3 client is built, see :func:`hubloader.hub.sources.s3.make_client`).
 
 Building a model allocates thousands of long-lived objects (modules, parameters, their
 dicts). Those allocations trigger full (generation 2) collections, and each one walks every

@@ -89,3 +89,29 @@ def test_an_error_during_the_load_still_resumes_the_collector(tmp_path):
     with pytest.raises(Exception):
         BertModel.from_pretrain(str(tmp_path))  # no weights file
     assert gc.isenabled()
+
+
+def test_no_collection_while_the_s3_client_is_built():
+    """Building botocore's S3 client loads its service model (tens of thousands of dicts that
+    all live on): with the collector running, gen 0 and gen 1 collections walk them."""
+    from hubloader.hub.sources.s3 import make_client
+
+    seen = []
+
+    def count(phase, info):  # collections started inside _make_client
+        frame = sys._getframe(1)
+        while phase == "start" and frame is not None:
+            if frame.f_code.co_name == "_make_client":
+                seen.append(info["generation"])
+                return
+            frame = frame.f_back
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        client = make_client(endpoint_url="http://127.0.0.1:9")
+    finally:
+        gc.callbacks.remove(count)
+    assert seen == [] and gc.isenabled()
+    assert client.meta.service_model.service_name == "s3"
+    assert client.meta.config.s3 == {"addressing_style": "path"}

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any, Iterator
 
 from ... import constants
+from ..._gc import gc_paused
 from ...errors import (AccessDeniedError, InvalidModelNameError, NetworkError,
                        RemoteNotFoundError, UnsupportedSourceError)
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
@@ -60,6 +61,13 @@ def make_client(*, endpoint_url: str | None = None, attempts: int = 2,
     Raises:
         UnsupportedSourceError: boto3 is not installed.
     """
+    # building the client (the S3 service model: a large nest of dicts) creates long-lived
+    # objects only: a collection meanwhile walks them for nothing
+    with gc_paused():
+        return _make_client(endpoint_url, attempts, unsigned_if_anonymous)
+
+
+def _make_client(endpoint_url: str | None, attempts: int, unsigned_if_anonymous: bool) -> Any:
     try:
         from botocore import UNSIGNED
         from botocore.config import Config
