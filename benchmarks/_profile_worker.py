@@ -1,6 +1,11 @@
 """The prefetch child of hubloader, timed phase by phase; prints JSON on its last stdout line.
 
     python benchmarks/_profile_worker.py NAME
+    python benchmarks/_profile_worker.py --autoloader NAME
+
+``--autoloader``: the parent instead, ``AutoLoader("base", NAME).get_model()`` as scenario 9
+runs it: when it spawns the prefetch child, when it reaches the join (torch and the model
+classes imported) and leaves it, and when the model is ready.
 
 Does what ``hubloader.prefetch``'s child does (``from hubloader.hub.inflight import
 _child_main``, then ``hubloader.hub.download(NAME)``), with timestamps taken around the steps
@@ -126,7 +131,35 @@ def _answered(event_name, **_):
                 return
 
 
+def autoloader(name: str) -> None:
+    from hubloader.hub import inflight
+
+    spawn, result = inflight.Prefetch.__init__, inflight.Prefetch.result
+
+    def spawned(self, *args, **kwargs):
+        marks["child_spawned"] = _now()
+        spawn(self, *args, **kwargs)
+
+    def joined(self):
+        marks["join_start"] = _now()
+        try:
+            return result(self)
+        finally:
+            marks["join_end"] = _now()
+
+    inflight.Prefetch.__init__, inflight.Prefetch.result = spawned, joined
+    from hubloader import AutoLoader
+
+    AutoLoader("base", name).get_model()
+    marks["ready"] = _now()
+    import hubloader
+
+    print(json.dumps({"marks": marks, "hubloader": hubloader.__file__}))
+
+
 def main() -> None:
+    if sys.argv[1] == "--autoloader":
+        return autoloader(sys.argv[2])
     from hubloader.hub.inflight import _child_main  # noqa: F401  (the child's one import)
 
     marks["hubloader_imported"] = _now()
@@ -151,8 +184,8 @@ def main() -> None:
     marks["flushed"] = _now()
     import hubloader
 
-    print(json.dumps({"path": str(path), "marks": marks, "hubloader": hubloader.__file__, "requests": requests,
-                      "files": files}))
+    print(json.dumps({"path": str(path), "marks": marks, "hubloader": hubloader.__file__,
+                      "requests": requests, "files": files}))
     sys.stdout.flush()
 
 

@@ -1,13 +1,14 @@
 """Where the cold path's time goes: scenario 9's prefetch child, phase by phase.
 
-    python benchmarks/profile_cold.py [--runs 5] [--label NAME] [--shard-layers 64] [--beside-torch]
-                                      [--uri] [--baseline OTHER_CHECKOUT]
+    python benchmarks/profile_cold.py [--runs 5] [--label NAME] [--shard-layers 64]
+        [--beside-torch] [--uri] [--autoloader] [--baseline OTHER_CHECKOUT]
 
 Each run is a fresh process (benchmarks/_profile_worker.py) doing what ``hubloader.prefetch``'s
 child does, ``hubloader.hub.download(NAME)`` of BERT-base from SeaweedFS with the card's sha256s,
 into an empty cache (``--uri``: of its ``s3://`` URI, no card, so the digests come from the
-source's HEADs). ``--beside-torch`` starts ``import torch`` in another process at the same
-moment, as AutoLoader's parent does. The medians go into benchmarks/profile_cold.json under
+source's HEADs; ``--autoloader``: the parent of scenario 9 instead, ``AutoLoader`` spawning
+that child, up to the model ready). ``--beside-torch`` starts ``import torch`` in another
+process at the same moment, as AutoLoader's parent does. The medians go into benchmarks/profile_cold.json under
 ``--label`` (default: the current commit) and into the "Scenario 9: where the cold path's time
 goes" section of benchmarks/RESULTS.md, one column per saved label. ``--baseline`` measures
 another checkout (a ``git worktree`` of an older commit) in turn with this one, round by round.
@@ -43,14 +44,15 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_once(name: str, env: dict, beside_torch: bool, server_pid: int) -> dict:
+def _run_once(name: str, env: dict, beside_torch: bool, server_pid: int,
+              autoloader: bool = False) -> dict:
     torch_proc = None
     server_cpu = _cpu(server_pid)
     t0 = time.monotonic()
     if beside_torch:
         torch_proc = subprocess.Popen([sys.executable, "-c", "import torch"], env=env)
-    proc = subprocess.run([sys.executable, str(WORKER), name], capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run([sys.executable, str(WORKER), *(["--autoloader"] if autoloader else []),
+                           name], capture_output=True, text=True, env=env)
     exited = time.monotonic()
     server_cpu = _cpu(server_pid) - server_cpu
     if torch_proc is not None:
@@ -69,8 +71,19 @@ def _scale(row: str) -> int:
 
 def phases(run: dict) -> dict[str, float]:
     """One run's phases in seconds (keys are the table's rows, in order)."""
-    m, reqs, files = run["marks"], run["requests"], run["files"]
-    spawn = run["spawn"]
+    m, spawn = run["marks"], run["spawn"]
+    if "ready" in m:  # the AutoLoader parent
+        return {
+            "parent: spawn -> prefetch child spawned": m["child_spawned"] - spawn,
+            "parent: spawn -> join reached (torch, model classes imported)":
+                m["join_start"] - spawn,
+            "parent: waiting in the join (for the child's answer)":
+                m["join_end"] - m["join_start"],
+            "parent: join -> model ready (build, load)": m["ready"] - m["join_end"],
+            "parent: TOTAL spawn -> model ready": m["ready"] - spawn,
+            "CPU of SeaweedFS (spawn -> exit)": run["server_cpu"],
+        }
+    reqs, files = run["requests"], run["files"]
     weights = sorted((f for f in files if f.endswith((".safetensors", ".bin"))),
                      key=lambda f: files[f]["fetch_start"])
     listing = next(r for r in reqs if r["op"] == "ListObjectsV2")
@@ -132,8 +145,10 @@ def render(saved: dict) -> list[str]:
              "Written by `python benchmarks/profile_cold.py`: the prefetch child of scenario 9 "
              "(`hubloader.hub.download` of the model, card sha256s, empty cache), one fresh "
              "process per run, timed phase by phase (benchmarks/_profile_worker.py). Medians "
-             "in ms (counts as they are); one column per code version measured. Steps that overlap (hashing, the "
-             "transfer) are shown on their own, so the rows do not add up to the total.", ""]
+             "in ms (counts as they are); one column per code version measured. Steps that "
+             "overlap (hashing, the transfer) are shown on their own, so the rows do not add "
+             "up to the total. The AutoLoader tables time scenario 9's own process (`--autoloader`): whether it "
+             "waits for the child at the join.", ""]
     for model, by_label in saved.items():
         labels = list(by_label)[-_KEEP:]
         rows = list(dict.fromkeys(k for lab in labels for k in by_label[lab]["phases"]))
@@ -188,16 +203,18 @@ def profile(model: str, ckpt: Path, args, saved: dict) -> None:
             for label in order:
                 shutil.rmtree(home, ignore_errors=True)
                 os.sync()
-                run = _run_once(name, versions[label], args.beside_torch, bench.weed.proc.pid)
+                run = _run_once(name, versions[label], args.beside_torch, bench.weed.proc.pid,
+                                args.autoloader)
                 if not Path(run["hubloader"]).is_relative_to(roots[label]):
                     raise RuntimeError(f"{label}: measured {run['hubloader']}")
                 if i:
                     runs[label].append(phases(run))
         suffix = (" (s3:// URI, no card)" if args.uri else "") + (
             " (beside import torch)" if args.beside_torch else "")
+        table = f"{model}: the AutoLoader parent" if args.autoloader else model
         for label, done in runs.items():
             rows = {k: [r[k] for r in done] for k in done[0]}
-            saved.setdefault(model, {})[label + suffix] = {"runs": len(done), "phases": rows}
+            saved.setdefault(table, {})[label + suffix] = {"runs": len(done), "phases": rows}
         for row in runs[label][0]:
             print(f"{row[:70]:70s}" + "".join(
                 f" {_scale(row) * statistics.median([r[row] for r in done]):7.0f}"
@@ -216,6 +233,8 @@ def main(argv=None) -> int:
                         help="also the sharded BERT of scenario 9 (64 = 2 GB in 4 shards)")
     parser.add_argument("--beside-torch", action="store_true",
                         help="run `import torch` in another process at the same time")
+    parser.add_argument("--autoloader", action="store_true",
+                        help="time the AutoLoader parent (spawn, join, ready), not the child")
     parser.add_argument("--uri", action="store_true",
                         help="fetch the s3:// URI instead of the card name (no card sha256s)")
     parser.add_argument("--baseline", type=Path,
