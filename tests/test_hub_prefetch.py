@@ -313,3 +313,14 @@ def test_what_cannot_be_read_as_it_lands_fails_as_a_serial_load_does(proxy, weed
     with pytest.raises(hubloader.ConfigError) as serial:  # from the cache, no prefetch
         BertModel.from_pretrain(uri)
     assert str(joined.value) == str(serial.value) and "float8" in str(serial.value)
+
+
+def test_the_download_command_never_imports_torch(proxy, s3_tiny):
+    out = _child(f'''
+import json
+from hubloader.cli import main
+code = main(["download", {URI!r}, "--quiet"])
+print(json.dumps({{"code": code, "torch": "torch" in sys.modules}}))
+''', HOLD_S=0)
+    assert out == {"code": 0, "torch": False}
+    assert files_in(hubloader.download(URI, offline=True)) == files_in(s3_tiny)
