@@ -7,7 +7,10 @@ S3 -> model ready (BERT, one model.safetensors); every mode builds the same hubl
 
 hubloader NAME              import the model class, then BertModel.from_pretrain(NAME)
                             (card sha256s verified, cached): the fetch waits for torch
-hubloader-prefetch NAME     hubloader.prefetch(NAME) first: the fetch overlaps the import
+hubloader-prefetch NAME     hubloader.prefetch(NAME) first: the fetch overlaps the import, and
+                            from_pretrain reads the shards as they land
+hubloader-prefetch-join NAME  the same, but the fetch is joined before from_pretrain: the load
+                            reads every shard after the last byte
 hubloader-auto NAME         AutoLoader("base", NAME): the fetch overlaps the import
 download NAME               hubloader.download(NAME) alone, no torch (the download's own time)
 torch                       import torch alone (the floor)
@@ -24,6 +27,8 @@ hf:// snapshot into a local directory:
 hf-hubloader URI            hubloader.download("hf://org/repo")
 hf-snapshot REPO DEST       huggingface_hub.snapshot_download(REPO, local_dir=DEST)
 
+BENCH_LOAD_DTYPE=bfloat16 (say) loads the weights in that dtype in every mode.
+
 Reported: ``after_imports`` (seconds from the end of this mode's imports to ready) and
 ``done_at`` (CLOCK_MONOTONIC at ready, for the parent's spawn-to-ready wall).
 """
@@ -36,8 +41,13 @@ import sys
 import time
 
 
-def _build(config_path: str, state: dict):
+def _dtype():
     import torch
+
+    return getattr(torch, os.environ.get("BENCH_LOAD_DTYPE", "float32"))
+
+
+def _build(config_path: str, state: dict):
 
     from hubloader.config import read_config_file
     from hubloader.modeling import skip_init_on_meta
@@ -47,7 +57,7 @@ def _build(config_path: str, state: dict):
     config = BertModel.config_class.from_dict(read_config_file(config_path))
     with skip_init_on_meta():
         model = BertModel(config)
-    assign_state_dict(model, state, strict=True, device="cpu", dtype=torch.float32)
+    assign_state_dict(model, state, strict=True, device="cpu", dtype=_dtype())
     return model.eval()
 
 
@@ -66,20 +76,23 @@ def main() -> None:
         from hubloader.models import BertModel
 
         t0 = time.monotonic()
-        BertModel.from_pretrain(args[0])
-    elif mode == "hubloader-prefetch":
+        BertModel.from_pretrain(args[0], torch_dtype=_dtype())
+    elif mode in ("hubloader-prefetch", "hubloader-prefetch-join"):
         t0 = time.monotonic()
         import hubloader
 
-        hubloader.prefetch(args[0])
+        handle = hubloader.prefetch(args[0])
         from hubloader.models import BertModel
 
-        BertModel.from_pretrain(args[0])
+        if mode == "hubloader-prefetch-join":
+            handle.result()
+        model = BertModel.from_pretrain(args[0], torch_dtype=_dtype())
+        out["read_as_landed"] = len(model.load_report.read_as_landed)
     elif mode == "hubloader-auto":
         t0 = time.monotonic()
         from hubloader import AutoLoader
 
-        AutoLoader("base", args[0]).get_model()
+        AutoLoader("base", args[0], torch_dtype=os.environ.get("BENCH_LOAD_DTYPE")).get_model()
     elif mode == "download":
         import hubloader
 
@@ -141,7 +154,7 @@ def main() -> None:
                            for u in uris[:1] if len(uris) > 1]:
             bucket, key = _split(uri)
             s3.download_file(bucket, key, os.path.join(dest, key.rsplit("/", 1)[1]))
-        transformers.BertModel.from_pretrained(dest)
+        transformers.BertModel.from_pretrained(dest, dtype=_dtype())
     elif mode == "hf-hubloader":
         import hubloader
 

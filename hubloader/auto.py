@@ -69,7 +69,7 @@ class AutoLoader:
                     model_dir = _FLAGAI_MODEL_DIR
                     break
         patterns = None if opts.load_weights else list(constants.NO_WEIGHT_PATTERNS)
-        from .resolve import prefetch_model_dir, resolve_model_dir
+        from .resolve import fetch_for_load, prefetch_model_dir
 
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
@@ -81,9 +81,10 @@ class AutoLoader:
         if card is not None and card.architecture:  # a task the family cannot serve fails
             # before anything is fetched
             self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
-        self.model_dir: Path = resolve_model_dir(
-            model_name, download_path=model_dir, revision=revision, offline=offline,
-            allow_patterns=patterns)
+        self.model_dir: Path
+        self.model_dir, staged = fetch_for_load(
+            model_name, device=device, torch_dtype=torch_dtype, download_path=model_dir,
+            revision=revision, offline=offline, allow_patterns=patterns)
         self._tokenizer: Any = None
         self._processor: Any = None
         self._model_max_length = opts.model_max_length
@@ -98,7 +99,8 @@ class AutoLoader:
             self._model: Any = BaseModel._load_dir(
                 self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
                 trust_remote_code=trust_remote_code, overrides=config_overrides,
-                load_weights=opts.load_weights, inference_mode=opts.inference_mode)
+                load_weights=opts.load_weights, inference_mode=opts.inference_mode,
+                staged=staged)
             return
         config_path = self.model_dir / constants.CONFIG_NAME
         data = read_config_file(config_path)
@@ -117,7 +119,7 @@ class AutoLoader:
         self._model = self.model_class._load_dir(
             self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
             overrides=config_overrides, load_weights=opts.load_weights,
-            inference_mode=opts.inference_mode)
+            inference_mode=opts.inference_mode, staged=staged)
         if card is not None:  # get_description() reads the card the model was loaded by
             self._model.card_name = card.name
         if self.model_type == "glm":

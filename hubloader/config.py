@@ -15,12 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from .errors import ConfigError
 from .files import atomic_write_json
 
-__all__ = ["ModelConfig", "read_config_file"]
+__all__ = ["ModelConfig", "read_config_file", "declared_dtype"]
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -110,6 +110,12 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def declared_dtype(data: Mapping[str, Any]) -> Any:
+    """The weights' dtype a ``config.json`` declares: ``dtype`` (what transformers 5 writes)
+    wins over the older ``torch_dtype``."""
+    return data["dtype"] if data.get("dtype") is not None else data.get("torch_dtype")
+
+
 @dataclass
 class ModelConfig:
     """Fields every family shares. Subclasses add theirs and set ``model_type``.
@@ -139,9 +145,10 @@ class ModelConfig:
         """
         data = dict(data)
         file_type = data.pop("model_type", None)
-        if data.get("dtype") is not None:  # transformers 5's name wins over the older one
-            data["torch_dtype"] = data.pop("dtype")
+        declared = declared_dtype(data)
         data.pop("dtype", None)
+        if declared is not None:
+            data["torch_dtype"] = declared
         if cls.model_type and file_type is not None and str(file_type).lower() not in cls.accepted_types():
             raise ConfigError(
                 f"{where}: model_type {file_type!r} does not fit {cls.__name__} "

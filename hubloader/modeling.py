@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from .files import atomic_write_json
 from .registry import resolve_config
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
+
+if TYPE_CHECKING:
+    from .landing import Staging
 
 __all__ = ["BaseModel"]
 
@@ -236,7 +239,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
         from .flagai import split_autoloader_kwargs
-        from .resolve import resolve_model_dir
+        from .resolve import fetch_for_load
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
@@ -244,14 +247,15 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:
             raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
-        model_dir = resolve_model_dir(model_name, download_path=download_path,
-                                      revision=revision, offline=offline,
-                                      allow_patterns=None if opts.load_weights
-                                      else list(constants.NO_WEIGHT_PATTERNS))
+        model_dir, staged = fetch_for_load(model_name, device=device, torch_dtype=torch_dtype,
+                                           download_path=download_path, revision=revision,
+                                           offline=offline,
+                                           allow_patterns=None if opts.load_weights
+                                           else list(constants.NO_WEIGHT_PATTERNS))
         model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
                               trust_remote_code=trust_remote_code,
                               overrides=opts.config_overrides, load_weights=opts.load_weights,
-                              inference_mode=opts.inference_mode, entry=entry)
+                              inference_mode=opts.inference_mode, entry=entry, staged=staged)
         if isinstance(model, BaseModel) and isinstance(model_name, str) and "://" not in model_name:
             from .cards import find_card
 
@@ -264,11 +268,13 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                   device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
                   strict: bool = True, trust_remote_code: bool | str = False,
                   overrides: dict[str, Any] | None = None, load_weights: bool = True,
-                  inference_mode: bool = True, entry: str | None = None) -> nn.Module:
+                  inference_mode: bool = True, entry: str | None = None,
+                  staged: Staging | None = None) -> nn.Module:
         """Build the model in a local ``model_dir``: the package's own code when it carries
         some, else the class ``config.json`` resolves to (the one serving ``task`` if given).
         ``load_weights=False``: fresh weights (FlagAI's ``load_pretrain_params=False``);
-        ``inference_mode=False``: returned in train mode; ``entry``: the ``hubconf.py`` entry."""
+        ``inference_mode=False``: returned in train mode; ``entry``: the ``hubconf.py`` entry;
+        ``staged``: weight files already read as they landed (see :mod:`hubloader.landing`)."""
         from .remote_code import find_code_entry, load_custom_model
 
         overrides = overrides or {}
@@ -288,7 +294,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             else:
                 model = cls._load_native(model_dir, task=task, device=device,
                                          torch_dtype=torch_dtype, strict=strict,
-                                         overrides=overrides, load_weights=load_weights)
+                                         overrides=overrides, load_weights=load_weights,
+                                         staged=staged)
         if not inference_mode:
             model.train()
         logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
@@ -298,7 +305,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     @classmethod
     def _load_native(cls, model_dir: Path, *, task: str | None, device: str | torch.device,
                      torch_dtype: str | torch.dtype | None, strict: bool,
-                     overrides: dict[str, Any], load_weights: bool = True) -> "BaseModel":
+                     overrides: dict[str, Any], load_weights: bool = True,
+                     staged: Staging | None = None) -> "BaseModel":
         config_path = model_dir / constants.CONFIG_NAME
         target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
                                         task=task, name=model_dir.name, **overrides)
@@ -312,8 +320,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
         model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
                                       where=str(config_path))
-        state = read_state_dict(files)
-        report = LoadReport(files=[f.name for f in files.files])
+        state = read_state_dict(files, staged.take if staged is not None else None)
+        report = LoadReport(files=[f.name for f in files.files],
+                            read_as_landed=list(staged.served) if staged is not None else [])
         assign_state_dict(model, state, strict=strict, device=device,
                           dtype=dtype or torch.float32, report=report)
         model.load_report, model.model_dir = report, model_dir

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cards import find_card
 from .errors import HubLoaderError, ModelNotFoundError
 from .names import ModelRef, parse_model_name, safe_join, validate_download_path
 
-__all__ = ["resolve_model_dir", "prefetch_model_dir"]
+if TYPE_CHECKING:
+    import torch
+
+    from .landing import Staging
+
+__all__ = ["resolve_model_dir", "prefetch_model_dir", "fetch_for_load"]
 
 
 def _local_dir(ref: ModelRef) -> Path:
@@ -82,3 +88,34 @@ def prefetch_model_dir(model_name: str | os.PathLike, *,
 
         prefetch(found, revision=revision, download_path=download_path, offline=offline,
                  progress=progress, allow_patterns=allow_patterns)
+
+
+def fetch_for_load(model_name: str | os.PathLike, *, device: torch.device,
+                   torch_dtype: str | torch.dtype | None,
+                   download_path: str | os.PathLike | None = None, revision: str | None = None,
+                   offline: bool | None = None,
+                   allow_patterns: list[str] | None = None) -> tuple[Path, Staging | None]:
+    """:func:`resolve_model_dir` for a load onto ``device`` in ``torch_dtype``: a fetch that
+    :func:`prefetch_model_dir` started is followed file by file, and the weights that land
+    while the rest still travel are read meanwhile (see :mod:`hubloader.landing`); they come
+    back with the directory, for the load to take.
+
+    Raises:
+        What :func:`resolve_model_dir` raises.
+    """
+    try:
+        found = _local_or_name(model_name, download_path=download_path, revision=revision)
+    except HubLoaderError:
+        found = None  # resolve_model_dir reports it
+    if isinstance(found, str):
+        from .hub.inflight import claim
+
+        handle = claim(found, revision=revision, download_path=download_path,
+                       allow_patterns=allow_patterns, offline=offline)
+        if handle is not None:
+            from .landing import Staging
+
+            staging = Staging(device=device, torch_dtype=torch_dtype)
+            return staging.follow(handle), staging
+    return resolve_model_dir(model_name, download_path=download_path, revision=revision,
+                             offline=offline, allow_patterns=allow_patterns), None

@@ -19,7 +19,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
@@ -31,9 +31,9 @@ from .names import safe_join
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["WeightFiles", "LoadReport", "find_weight_files", "read_safetensors",
-           "read_torch_bin", "read_state_dict", "assign_state_dict", "resolve_dtype",
-           "resolve_device"]
+__all__ = ["WeightFiles", "LoadReport", "find_weight_files", "checkpoint_layout",
+           "shard_names", "read_safetensors", "read_torch_bin", "read_weight_file",
+           "read_state_dict", "assign_state_dict", "resolve_dtype", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class LoadReport:
     newly_initialized: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    #: the files read as they landed, while the fetch still brought the others
+    read_as_landed: list[str] = field(default_factory=list)
     num_tensors: int = 0
     num_bytes: int = 0
 
@@ -114,7 +116,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
-def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
+def shard_names(index: Path) -> list[str]:
+    """The shard files a ``*.index.json`` names, sorted.
+
+    Raises:
+        WeightsError: not a shard index.
+    """
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
         weight_map = data["weight_map"]
@@ -126,15 +133,33 @@ def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
     bad = [v for v in weight_map.values() if not isinstance(v, str)]
     if bad:
         raise WeightsError(f"{index}: shard names must be strings, got {bad[0]!r}")
-    names = sorted(set(weight_map.values()))
+    return sorted(set(weight_map.values()))
+
+
+def _shards_from_index(model_dir: Path, index: Path) -> tuple[Path, ...]:
     shards = []
-    for name in names:
+    for name in shard_names(index):
         path = safe_join(model_dir, name)
         if not path.is_file():
             raise WeightsNotFoundError(f"shard {name!r} listed in {index.name} is missing from "
                                        f"{model_dir}; download the model again")
         shards.append(path)
     return tuple(shards)
+
+
+#: where the weights are, in the order they are looked for: (format, the file, or the index
+#: naming the shards)
+_CHECKPOINT_LAYOUTS = (("safetensors", constants.SAFE_WEIGHTS_NAME, False),
+                       ("safetensors", constants.SAFE_WEIGHTS_INDEX_NAME, True),
+                       ("bin", constants.PT_WEIGHTS_NAME, False),
+                       ("bin", constants.PT_WEIGHTS_INDEX_NAME, True))
+
+
+def checkpoint_layout(names: Iterable[str]) -> tuple[str, str, bool] | None:
+    """Among a directory's file ``names``, the checkpoint a load reads: ``(format, file,
+    is_index)``, safetensors first; ``None`` without one."""
+    present = set(names)
+    return next((layout for layout in _CHECKPOINT_LAYOUTS if layout[1] in present), None)
 
 
 def find_weight_files(model_dir: str | Path) -> WeightFiles:
@@ -144,16 +169,13 @@ def find_weight_files(model_dir: str | Path) -> WeightFiles:
         WeightsNotFoundError: no known weight file is there.
     """
     d = Path(model_dir)
-    if (d / constants.SAFE_WEIGHTS_NAME).is_file():
-        return WeightFiles("safetensors", (d / constants.SAFE_WEIGHTS_NAME,))
-    if (d / constants.SAFE_WEIGHTS_INDEX_NAME).is_file():
-        idx = d / constants.SAFE_WEIGHTS_INDEX_NAME
-        return WeightFiles("safetensors", _shards_from_index(d, idx), idx)
-    if (d / constants.PT_WEIGHTS_NAME).is_file():
-        return WeightFiles("bin", (d / constants.PT_WEIGHTS_NAME,))
-    if (d / constants.PT_WEIGHTS_INDEX_NAME).is_file():
-        idx = d / constants.PT_WEIGHTS_INDEX_NAME
-        return WeightFiles("bin", _shards_from_index(d, idx), idx)
+    layout = checkpoint_layout(name for _, name, _ in _CHECKPOINT_LAYOUTS
+                               if (d / name).is_file())
+    if layout is not None:
+        fmt, name, is_index = layout
+        if is_index:
+            return WeightFiles(fmt, _shards_from_index(d, d / name), d / name)
+        return WeightFiles(fmt, (d / name,))
     raise WeightsNotFoundError(
         f"no weights in {d}: expected {constants.SAFE_WEIGHTS_NAME}, "
         f"{constants.SAFE_WEIGHTS_INDEX_NAME}, {constants.PT_WEIGHTS_NAME} or "
@@ -293,12 +315,20 @@ def read_torch_bin(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def read_state_dict(files: WeightFiles) -> dict[str, torch.Tensor]:
-    """Read every file of a checkpoint into one name → tensor dict."""
-    reader = read_safetensors if files.format == "safetensors" else read_torch_bin
+def read_weight_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    """One checkpoint file of format ``fmt`` (``"safetensors"`` or ``"bin"``)."""
+    return read_safetensors(path) if fmt == "safetensors" else read_torch_bin(path)
+
+
+def read_state_dict(files: WeightFiles,
+                    staged: Callable[[Path], dict[str, torch.Tensor] | None] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Read every file of a checkpoint into one name → tensor dict; ``staged(path)`` gives a
+    file's tensors already read (as it landed, see :mod:`hubloader.landing`), or ``None``."""
     state: dict[str, torch.Tensor] = {}
     for f in files.files:
-        state.update(reader(f))
+        early = staged(f) if staged is not None else None
+        state.update(early if early is not None else read_weight_file(f, files.format))
     return state
 
 

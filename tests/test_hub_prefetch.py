@@ -236,3 +236,91 @@ def test_prefetch_twice_is_one_fetch_and_download_joins_it(proxy, s3_tiny):
     proxy.reset()
     assert hubloader.download(URI) == path  # later calls use the cache as before
     assert _weight_gets(proxy) == []
+
+
+@pytest.fixture(scope="module")
+def s3_sharded(weed, tmp_path_factory):
+    """A BERT in at least four safetensors shards, saved from a seeded model."""
+    import torch
+
+    from hubloader.models import BertConfig, BertModel
+
+    torch.manual_seed(11)
+    cfg = BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=128)
+    folder = BertModel.from_config(cfg).save_pretrained(
+        tmp_path_factory.mktemp("sharded") / "m", max_shard_size="80KB")
+    assert len(list(folder.glob("model-*.safetensors"))) >= 4
+    weed.upload_dir("prefetch", "sharded", folder)
+    return folder
+
+
+def test_shards_are_read_as_they_land_with_the_weights_of_a_serial_load(proxy, s3_sharded):
+    proxy.throttle_bps = 160 << 10  # each shard takes about half a second
+    uri = "s3://prefetch/sharded"
+    out = _child(f'''
+import json, hubloader
+handle = hubloader.prefetch({uri!r})
+import torch
+from hubloader.models import BertModel
+import hubloader.landing as landing
+
+# each read as the shards land records which shards the snapshot holds at that moment
+reads, read = [], landing.read_weight_file
+def watched(path, fmt):
+    reads.append([path.name, sorted(p.name for p in path.parent.glob("model-*.safetensors"))])
+    return read(path, fmt)
+landing.read_weight_file = watched
+
+model = BertModel.from_pretrain({uri!r}, torch_dtype=torch.bfloat16)
+serial = BertModel.from_pretrain(str(model.model_dir), torch_dtype=torch.bfloat16)
+saved = BertModel.from_pretrain({str(s3_sharded)!r})
+a, b, c = model.state_dict(), serial.state_dict(), saved.state_dict()
+print(json.dumps({{
+    "reads": reads, "as_landed": model.load_report.read_as_landed,
+    "serial_as_landed": serial.load_report.read_as_landed,
+    "files": model.load_report.files,
+    "same_keys": a.keys() == b.keys() == c.keys(),
+    "same_as_serial": all(torch.equal(a[k], b[k]) for k in a),
+    "same_as_saved": all(torch.equal(a[k], c[k].to(torch.bfloat16)) for k in a),
+    "dtypes": sorted({{str(t.dtype) for t in a.values() if t.is_floating_point()}}),
+}}))
+''', HOLD_S=0)
+    shards = sorted(p.name for p in s3_sharded.glob("model-*.safetensors"))
+    assert sorted(out["as_landed"]) == shards == sorted(out["files"])
+    assert out["serial_as_landed"] == []
+    assert [name for name, _ in out["reads"]] == shards  # in order, each once
+    first, present = out["reads"][0]
+    assert shards[-1] not in present, "the first shard was read only after the last had landed"
+    assert out["same_keys"] and out["same_as_serial"] and out["same_as_saved"]
+    assert out["dtypes"] == ["torch.bfloat16"]
+    gets = [line for line in proxy.get_lines() if "safetensors" in line and "index" not in line]
+    assert len(gets) == len(shards), gets
+
+
+def test_what_cannot_be_read_as_it_lands_fails_as_a_serial_load_does(proxy, weed, tmp_path):
+    folder = make_tiny_bert(tmp_path / "bad-dtype")
+    config = json.loads((folder / "config.json").read_text())
+    config["dtype"] = "float8"
+    (folder / "config.json").write_text(json.dumps(config))
+    weed.upload_dir("prefetch", "bad-dtype", folder)
+    uri = "s3://prefetch/bad-dtype"
+    hubloader.prefetch(uri)
+    from hubloader.models import BertModel
+
+    with pytest.raises(hubloader.ConfigError) as joined:
+        BertModel.from_pretrain(uri)
+    with pytest.raises(hubloader.ConfigError) as serial:  # from the cache, no prefetch
+        BertModel.from_pretrain(uri)
+    assert str(joined.value) == str(serial.value) and "float8" in str(serial.value)
+
+
+def test_the_download_command_never_imports_torch(proxy, s3_tiny):
+    out = _child(f'''
+import json
+from hubloader.cli import main
+code = main(["download", {URI!r}, "--quiet"])
+print(json.dumps({{"code": code, "torch": "torch" in sys.modules}}))
+''', HOLD_S=0)
+    assert out == {"code": 0, "torch": False}
+    assert files_in(hubloader.download(URI, offline=True)) == files_in(s3_tiny)

@@ -11,6 +11,10 @@ that is in flight instead of starting another.
     >>> from hubloader.models import LlamaForCausalLM              # torch imports meanwhile
     >>> model = LlamaForCausalLM.from_pretrain("s3://bucket/llama/")  # joins the fetch
 
+While the fetch runs, the child reports each file as it lands in the snapshot;
+:meth:`Prefetch.landed` hands these on, so a load can read the weights that are in while the
+rest still travel (see :mod:`hubloader.landing`).
+
 The fetch runs in a child process rather than a thread because importing torch holds the GIL
 for most of its length, and so does much of a download's Python work (botocore, urllib3): in
 one interpreter the two would take turns instead of running side by side. The child takes the
@@ -35,9 +39,9 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-__all__ = ["Prefetch", "prefetch", "join"]
+__all__ = ["Prefetch", "Landed", "prefetch", "claim", "join"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +84,17 @@ def _rebuild_error(answer: dict[str, Any]) -> BaseException:
     return err
 
 
+@dataclass(frozen=True)
+class Landed:
+    """A file of the snapshot, verified and in place at ``snapshot_dir / path``."""
+
+    snapshot_dir: Path
+    path: str
+
+
 class Prefetch:
-    """A fetch running in a child process; :meth:`result` joins it.
+    """A fetch running in a child process; :meth:`result` joins it, :meth:`landed` follows it
+    file by file.
 
     Errors of the fetch are raised, typed, by :meth:`result` (and by the ``download`` or
     ``from_pretrain`` call that joins it).
@@ -92,6 +105,9 @@ class Prefetch:
         self.allow_patterns = allow_patterns
         self._lock = threading.Lock()
         self._answer: dict[str, Any] | None = None
+        self._snapshot_dir: Path | None = None
+        self._listing: tuple[str, ...] | None = None
+        self._landed: list[Landed] = []
         request = {"model_name": key.name, "revision": key.revision,
                    "download_path": key.download_path, "offline": key.offline,
                    "allow_patterns": list(allow_patterns) if allow_patterns is not None else None,
@@ -122,22 +138,61 @@ class Prefetch:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
 
+    @property
+    def listing(self) -> tuple[str, ...] | None:
+        """The files the fetch puts into the snapshot, once it has listed them (``None``
+        before, and for a fetch that needed no listing: a warm cache, offline)."""
+        return self._listing
+
+    def _read_one(self) -> None:
+        """Read the child's next line: a listing, a file landed, or its answer."""
+        assert self._proc.stdout is not None  # opened as a pipe above
+        line = self._proc.stdout.readline()
+        try:
+            message = json.loads(line) if line else None
+        except ValueError:
+            message = None
+        if isinstance(message, dict) and "listed" in message:
+            self._snapshot_dir = Path(message["dir"])
+            self._listing = tuple(message["listed"])  # again after a change at the source
+        elif isinstance(message, dict) and "landed" in message and self._snapshot_dir:
+            self._landed.append(Landed(self._snapshot_dir, message["landed"]))
+        elif isinstance(message, dict) and ("path" in message or "error" in message):
+            self._answer = message
+        else:  # the child died without answering
+            code = self._proc.wait()
+            self._answer = {"error": "NetworkError",
+                            "message": f"the background fetch of {self.name} ended "
+                                       f"(exit status {code}) without an answer; "
+                                       "run again to resume"}
+
     def _wait(self) -> dict[str, Any]:
         with self._lock:
-            if self._answer is None:
-                assert self._proc.stdout is not None  # opened as a pipe above
-                line = self._proc.stdout.readline()
-                try:
-                    self._answer = json.loads(line) if line else None
-                except ValueError:
-                    self._answer = None
-                if self._answer is None:  # the child died without answering
-                    code = self._proc.wait()
-                    self._answer = {"error": "NetworkError",
-                                    "message": f"the background fetch of {self.name} ended "
-                                               f"(exit status {code}) without an answer; "
-                                               "run again to resume"}
+            while self._answer is None:
+                self._read_one()
             return self._answer
+
+    def landed(self) -> Iterator[Landed]:
+        """Each file of the snapshot as it lands (verified, in place), until the fetch
+        answers; files already cached come first. Then :meth:`result` returns at once.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C while waiting; the fetch is stopped first.
+        """
+        seen = 0
+        while True:
+            with self._lock:
+                try:
+                    while seen >= len(self._landed) and self._answer is None:
+                        self._read_one()
+                except KeyboardInterrupt:
+                    self.cancel()
+                    raise
+                if seen >= len(self._landed):
+                    return
+                arrived = self._landed[seen]
+            seen += 1
+            yield arrived
 
     def result(self) -> Path:
         """Wait for the fetch and return its directory, as :func:`download` would.
@@ -197,15 +252,15 @@ def prefetch(model_name: str | os.PathLike, *, revision: str | None = None,
     return handle
 
 
-def join(model_name: str | os.PathLike, *, revision: str | None,
-         download_path: str | os.PathLike | None, allow_patterns: str | Sequence[str] | None,
-         offline: bool | None) -> Path | None:
-    """The directory of this process's prefetch covering the request, waiting for it; ``None``
-    when no prefetch covers it (the caller then downloads itself).
+def claim(model_name: str | os.PathLike, *, revision: str | None,
+          download_path: str | os.PathLike | None, allow_patterns: str | Sequence[str] | None,
+          offline: bool | None) -> Prefetch | None:
+    """This process's prefetch covering the request, handed to the caller (who joins it);
+    ``None`` when no prefetch covers it.
 
     A prefetch covers a request for the same name, revision and ``download_path`` when it
     fetches every file (no ``allow_patterns``) or the same patterns. Each prefetch is handed to
-    one join; later requests find the files in the cache.
+    one caller; later requests find the files in the cache.
     """
     if not _INFLIGHT or os.environ.get(_CHILD_FLAG):  # the common case: nothing prefetched
         return None
@@ -220,7 +275,17 @@ def join(model_name: str | os.PathLike, *, revision: str | None,
         if not candidates:
             del _INFLIGHT[key]
     logger.debug("joining the prefetch of %s", key.name)
-    return found.result()
+    return found
+
+
+def join(model_name: str | os.PathLike, *, revision: str | None,
+         download_path: str | os.PathLike | None, allow_patterns: str | Sequence[str] | None,
+         offline: bool | None) -> Path | None:
+    """The directory of this process's prefetch covering the request (see :func:`claim`),
+    waiting for it; ``None`` when no prefetch covers it (the caller then downloads itself)."""
+    found = claim(model_name, revision=revision, download_path=download_path,
+                  allow_patterns=allow_patterns, offline=offline)
+    return None if found is None else found.result()
 
 
 def _stop_unjoined_at_exit() -> None:
@@ -234,12 +299,33 @@ def _stop_unjoined_at_exit() -> None:
 atexit.register(_stop_unjoined_at_exit)
 
 
+class _Reporter:
+    """Tells the parent, one JSON line each, what the fetch lists and each file that lands."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # two transfer threads report
+
+    def _say(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
+
+    def listed(self, snapshot_dir: Path, files: Sequence[str]) -> None:
+        self._say({"listed": list(files), "dir": str(snapshot_dir)})
+
+    def landed(self, path: str) -> None:
+        self._say({"landed": path})
+
+
 def _child_main() -> None:
-    """The child: one :func:`download`, answered as one JSON line on standard output."""
+    """The child: one :func:`download`, reported as it goes and answered with one JSON line
+    on standard output."""
     from ..errors import HubLoaderError
     from . import download
+    from .snapshot import arrivals
 
     request = json.loads(sys.argv[1])
+    arrivals.set(_Reporter())
     try:
         path = download(request.pop("model_name"), **request)
         answer: dict[str, Any] = {"path": str(path)}

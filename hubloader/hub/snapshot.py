@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from .. import constants
 from .._futures import results_or_cancel
@@ -38,7 +38,7 @@ from .sources import Listing, RemoteChangedError, RemoteFile, Source
 from .transfer import fetch_file, verified_by
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
-           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS"]
+           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS", "Arrivals", "arrivals"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,25 @@ _PICKLE_PATTERNS = ("pytorch_model*.bin",)
 #: hard links, too many links): the file is copied or moved instead
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
             errno.EACCES, errno.ENOSYS}
+
+
+#: weight files are fetched after the others: the configs and the shard index a load needs
+#: first are then in place while the weights still travel
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class Arrivals(Protocol):
+    """Told what a fetch will put into its snapshot, then of each file as it lands there."""
+
+    def listed(self, snapshot_dir: Path, files: Sequence[str]) -> None: ...
+
+    def landed(self, path: str) -> None: ...
+
+
+#: who is told of the files of a snapshot fetch as they land (the prefetch child tells its
+#: parent, which reads the weights meanwhile; see :mod:`hubloader.landing`)
+arrivals: contextvars.ContextVar[Arrivals | None] = contextvars.ContextVar(
+    "hubloader_arrivals", default=None)
 
 
 def _match(path: str, patterns: Sequence[str]) -> bool:
@@ -468,6 +487,15 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                           allow_patterns=request.allow_patterns, where=source.uri)
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
+    # the configs and the index first, then the weights in name order (shard by shard)
+    todo.sort(key=lambda f: (f.path.endswith(_WEIGHT_SUFFIXES), f.path))
+    fetching = {f.path for f in todo}
+    watcher = arrivals.get()
+    if watcher is not None:
+        watcher.listed(paths.snapshot_dir, [f.path for f in chosen])
+        for f in chosen:
+            if f.path not in fetching:
+                watcher.landed(f.path)
     needs_ref = revision is not None or listing.revision != "main"
     if not todo and manifest.get("complete") and (
             not needs_ref or cache.read_ref(paths.meta_dir, revision or "main") == paths.rev):
@@ -476,7 +504,6 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
         return paths.snapshot_dir
     # every file's entry goes into the closing write: an entry lost to a concurrent writer of
     # the manifest (a lock that does not hold) is written again
-    fetching = {f.path for f in todo}
     entries = {f.path: manifest["files"][f.path] for f in chosen if f.path not in fetching}
     if todo:
         require_writable(paths.meta_dir, what=source.uri)
@@ -498,6 +525,8 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                 # another process did it
                 logger.debug("%s was fetched by another process", file.path)
                 entries[file.path] = recorded["files"][file.path]
+                if watcher is not None:
+                    watcher.landed(file.path)
                 return
             for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
                 if partials.writer_gone(orphan):
@@ -516,6 +545,8 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
             with file_lock(paths.manifest_lock):
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
+            if watcher is not None:
+                watcher.landed(file.path)
 
     with durability.held():  # the blobs go to disk once the snapshot is recorded
         if len(todo) > 1:
