@@ -135,19 +135,26 @@ def autoloader(name: str) -> None:
     from hubloader.hub import inflight
 
     spawn, result = inflight.Prefetch.__init__, inflight.Prefetch.result
+    landed = getattr(inflight.Prefetch, "landed", None)  # the shards read as they land
 
     def spawned(self, *args, **kwargs):
         marks["child_spawned"] = _now()
         spawn(self, *args, **kwargs)
 
     def joined(self):
-        marks["join_start"] = _now()
+        marks.setdefault("join_start", _now())
         try:
             return result(self)
         finally:
             marks["join_end"] = _now()
 
+    def following(self):
+        marks.setdefault("join_start", _now())
+        yield from landed(self)
+
     inflight.Prefetch.__init__, inflight.Prefetch.result = spawned, joined
+    if landed is not None:
+        inflight.Prefetch.landed = following
     from hubloader import AutoLoader
 
     AutoLoader("base", name).get_model()
@@ -173,7 +180,10 @@ def main() -> None:
 
     marks["fetch_modules_imported"] = _now()
     _instrument()
-    from hubloader.hub import download, flush
+    from hubloader.hub import download, flush, inflight, snapshot
+
+    if hasattr(inflight, "_Reporter"):  # the child reports each file as it lands
+        snapshot.arrivals.set(inflight._Reporter())
 
     marks["download_start"] = _now()
     path = download(sys.argv[1])

@@ -77,7 +77,7 @@ def phases(run: dict) -> dict[str, float]:
             "parent: spawn -> prefetch child spawned": m["child_spawned"] - spawn,
             "parent: spawn -> join reached (torch, model classes imported)":
                 m["join_start"] - spawn,
-            "parent: waiting in the join (for the child's answer)":
+            "parent: in the join (reading shards as they land, then the answer)":
                 m["join_end"] - m["join_start"],
             "parent: join -> model ready (build, load)": m["ready"] - m["join_end"],
             "parent: TOTAL spawn -> model ready": m["ready"] - spawn,
