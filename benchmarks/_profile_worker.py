@@ -192,6 +192,8 @@ def main() -> None:
     marks["cpu_user"], marks["cpu_sys"] = usage.ru_utime, usage.ru_stime
     flush()  # what the interpreter's exit waits for (atexit), timed here
     marks["flushed"] = _now()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    marks["cpu_flushed"] = usage.ru_utime + usage.ru_stime
     import hubloader
 
     print(json.dumps({"path": str(path), "marks": marks, "hubloader": hubloader.__file__,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ def _run_once(name: str, env: dict, beside_torch: bool, server_pid: int,
               autoloader: bool = False) -> dict:
     torch_proc = None
     server_cpu = _cpu(server_pid)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     if beside_torch:
         torch_proc = subprocess.Popen([sys.executable, "-c", "import torch"], env=env)
@@ -55,12 +57,15 @@ def _run_once(name: str, env: dict, beside_torch: bool, server_pid: int,
                            name], capture_output=True, text=True, env=env)
     exited = time.monotonic()
     server_cpu = _cpu(server_pid) - server_cpu
-    if torch_proc is not None:
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # (the worker's, it has ended)
+    worker_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if torch_proc is not None:  # (after the worker's rusage: not counted with it)
         torch_proc.wait()
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["spawn"], out["exited"], out["server_cpu"] = t0, exited, server_cpu
+    out["worker_cpu"] = worker_cpu
     return out
 
 
@@ -132,6 +137,9 @@ def phases(run: dict) -> dict[str, float]:
         "TOTAL spawn -> exit": run["exited"] - spawn,
         "CPU of the child up to the answer: user": m["cpu_user"],
         "CPU of the child up to the answer: system": m["cpu_sys"],
+        "CPU of the child after the answer: the flush": m["cpu_flushed"] - m["cpu_user"]
+            - m["cpu_sys"],
+        "CPU of the child after the answer: the exit": run["worker_cpu"] - m["cpu_flushed"],
         "CPU of SeaweedFS (spawn -> exit)": run["server_cpu"],
     }
     return out
