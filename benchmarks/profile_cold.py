@@ -8,10 +8,11 @@ child does, ``hubloader.hub.download(NAME)`` of BERT-base from SeaweedFS with th
 into an empty cache (``--uri``: of its ``s3://`` URI, no card, so the digests come from the
 source's HEADs; ``--autoloader``: the parent of scenario 9 instead, ``AutoLoader`` spawning
 that child, up to the model ready). ``--beside-torch`` starts ``import torch`` in another
-process at the same moment, as AutoLoader's parent does. The medians go into benchmarks/profile_cold.json under
-``--label`` (default: the current commit) and into the "Scenario 9: where the cold path's time
-goes" section of benchmarks/RESULTS.md, one column per saved label. ``--baseline`` measures
-another checkout (a ``git worktree`` of an older commit) in turn with this one, round by round.
+process at the same moment, as AutoLoader's parent does. The medians go into
+benchmarks/profile_cold.json under ``--label`` (default: the current commit) and into the
+"Scenario 9: where the cold path's time goes" section of benchmarks/RESULTS.md, one column per
+saved label. ``--baseline`` measures another checkout (a ``git worktree`` of an older commit)
+in turn with this one, round by round.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ def render(saved: dict) -> list[str]:
              "process per run, timed phase by phase (benchmarks/_profile_worker.py). Medians "
              "in ms (counts as they are); one column per code version measured. Steps that "
              "overlap (hashing, the transfer) are shown on their own, so the rows do not add "
-             "up to the total. The AutoLoader tables time scenario 9's own process (`--autoloader`): whether it "
-             "waits for the child at the join.", ""]
+             "up to the total. The AutoLoader tables time scenario 9's own process "
+             "(`--autoloader`): whether it waits for the child at the join.", ""]
     for model, by_label in saved.items():
         labels = list(by_label)[-_KEEP:]
         rows = list(dict.fromkeys(k for lab in labels for k in by_label[lab]["phases"]))
@@ -183,8 +184,8 @@ def write_section(saved: dict) -> None:
 
 def _label(root: Path) -> str:
     try:
-        return subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True,
-                              text=True, cwd=root, check=True).stdout.strip()[:60]
+        return "commit " + subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True,
+                                          text=True, cwd=root, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return str(root)
 
