@@ -28,6 +28,7 @@ from .config import ModelConfig, read_config_file
 from .errors import ConfigError, WeightsError
 from .features import FeaturesMixin
 from .files import atomic_write_json
+from .names import parse_model_name
 from .registry import resolve_config
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
@@ -256,10 +257,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                               trust_remote_code=trust_remote_code,
                               overrides=opts.config_overrides, load_weights=opts.load_weights,
                               inference_mode=opts.inference_mode, entry=entry, staged=staged)
-        if isinstance(model, BaseModel) and isinstance(model_name, str) and "://" not in model_name:
-            from .cards import find_card
+        if isinstance(model, BaseModel) and parse_model_name(model_name).kind == "card":
+            from .cards import find_card  # (a directory or URI names no card: no card index)
 
-            card = find_card(model_name)
+            card = find_card(os.fspath(model_name))
             model.card_name = card.name if card is not None else None
         return cast("BaseModel", model)  # a code package's own module, as documented above
 

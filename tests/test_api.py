@@ -35,6 +35,19 @@ def test_card_name_matches_folder_case_insensitively(hf_bert, tmp_path):
     assert isinstance(model, BertModel)
 
 
+def test_a_card_names_the_model_and_a_directory_reads_no_cards(hf_bert, tmp_path):
+    from hubloader import cards
+
+    _, path = hf_bert("BertModel")
+    shutil.copytree(path, tmp_path / "state" / "BERT-base-en")
+    by_card = BertModel.from_pretrain("bert-base-en", download_path=tmp_path / "state")
+    assert by_card.card_name == "BERT-base-en"
+    cards._INDEX.clear()
+    by_dir = BertModel.from_pretrain(str(tmp_path / "state" / "BERT-base-en"))
+    assert by_dir.card_name is None
+    assert not cards._INDEX, "a load from a directory parsed every model card"
+
+
 def test_init_from_json_with_overrides(hf_bert):
     _, path = hf_bert("BertModel")
     model = BertModel.init_from_json(path / "config.json", num_hidden_layers=1, hidden_dropout_prob=0.0)
