@@ -4,8 +4,10 @@
    fetch overlaps the import of torch; from_pretrain after the import) against
    runai-model-streamer (with runai-model-streamer-s3), s3torchconnector, a plain boto3
    get_object and transformers after boto3 downloads, on BERT-base in one file and a sharded
-   multi-GB BERT in SeaweedFS; import torch alone, the download alone and the load from a warm
-   cache give the bound the overlap is held to;
+   multi-GB BERT in SeaweedFS (also loaded as bfloat16); import torch alone, the download
+   alone and the load from a warm cache give the bound the overlap is held to; and reading
+   the shards as they land against joining the fetch before the load, A/B, both over the
+   local store and over a throttled link;
 10. a cold process, an hf:// snapshot into a local directory: hubloader against
    huggingface_hub.snapshot_download, on the project's hub test server (tests/servers.py).
 
@@ -93,6 +95,7 @@ def scenario_s3_model(args, results, verdicts):
         _s3_model(args, results, verdicts,
                   f"BERT {args.shard_layers} layers, 4 shards, loaded as bfloat16", sharded,
                   dtype="bfloat16")
+        _landing_over_a_link(args, results, verdicts, sharded)
 
 
 def _s3_model(args, results, verdicts, label: str, ckpt: Path, dtype: str = "float32") -> None:
@@ -153,6 +156,48 @@ def _s3_model(args, results, verdicts, label: str, ckpt: Path, dtype: str = "flo
                                 f"hubloader / (max(import torch, download alone) + load) = "
                                 f"{ours / bound:.2f} (target <= 1.15)", ours / bound <= 1.15))
     finally:
+        bench.close()
+
+
+#: per-connection rate of the link in _landing_over_a_link (the S3 GETs run several at once)
+_LINK_MIB_S = 40
+
+
+def _landing_over_a_link(args, results, verdicts, ckpt: Path) -> None:
+    """Reading the shards as they land, A/B, where the link and not the CPU sets the pace
+    (as with a remote store): SeaweedFS behind the test suite's throttling proxy, the sharded
+    checkpoint loaded as bfloat16, so the load has conversion work to overlap."""
+    bench = Bench()
+    proxy = servers.FaultProxy(int(bench.weed.endpoint.rsplit(":", 1)[1]))
+    proxy.throttle_bps = _LINK_MIB_S * (1 << 20)
+    try:
+        name = f"bench-{ckpt.name}"
+        bench.publish(name, {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()})
+        home = bench.tmp / "home"
+        env = {**bench.env(home=home, endpoint=proxy.url), "BENCH_LOAD_DTYPE": "bfloat16"}
+
+        def measure(mode: str):
+            def run() -> float:
+                shutil.rmtree(home, ignore_errors=True)
+                os.sync()
+                return _spawn([mode, name], env)[0]
+            return run
+
+        landing, joined = ("hubloader prefetch + from_pretrain (shards read as they land)",
+                           "hubloader prefetch, joined, then from_pretrain")
+        walls = interleave(args.runs, {landing: measure("hubloader-prefetch"),
+                                       joined: measure("hubloader-prefetch-join")})
+        label = (f"BERT {args.shard_layers} layers, 4 shards, as bfloat16, "
+                 f"{_LINK_MIB_S} MiB/s per connection")
+        for tool, vals in walls.items():
+            results.append(Series(f"9. cold process, S3 -> model ready: {label}",
+                                  f"{tool}: spawn -> model ready", "s", vals))
+        ratio = statistics.median(walls[landing]) / statistics.median(walls[joined])
+        verdicts.append(Verdict(f"9. read as shards land ({label})",
+                                f"prefetch + from_pretrain / the same joined before the load = "
+                                f"{ratio:.2f} (below 1: reading as they land pays)", ratio < 1.0))
+    finally:
+        proxy.close()
         bench.close()
 
 
