@@ -61,6 +61,9 @@ def _build(config_path: str, state: dict):
     return model.eval()
 
 
+_TEMP: list[str] = []  # removed once the figure is out: a sharded model is GBs a run
+
+
 def _split(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
@@ -149,6 +152,7 @@ def main() -> None:
         s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
                           config=Config(s3={"addressing_style": "path"}))
         dest = tempfile.mkdtemp(prefix="bench-transformers-")
+        _TEMP.append(dest)
         shutil.copy(args[1], dest)
         for uri in uris + [u.rsplit("/", 1)[0] + "/model.safetensors.index.json"
                            for u in uris[:1] if len(uris) > 1]:
@@ -170,6 +174,10 @@ def main() -> None:
     done = time.monotonic()
     out.update(after_imports=done - t0, done_at=done)
     print(json.dumps(out))
+    for path in _TEMP:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
