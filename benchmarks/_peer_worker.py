@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -141,7 +142,6 @@ def main() -> None:
             state.update(load(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
         _build(args[1], state)
     elif mode == "transformers":
-        import shutil
         import tempfile
 
         import boto3
@@ -175,8 +175,6 @@ def main() -> None:
     out.update(after_imports=done - t0, done_at=done)
     print(json.dumps(out))
     for path in _TEMP:
-        import shutil
-
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -27,6 +27,7 @@ import torch
 from . import constants
 from .config import declared_dtype, read_config_file
 from .errors import HubLoaderError
+from .remote_code import ENTRY_FIELDS, HUBCONF_NAME
 from .weights import checkpoint_layout, read_weight_file, resolve_dtype, shard_names
 
 if TYPE_CHECKING:
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Staging"]
 
 logger = logging.getLogger(__name__)
-
-_HUBCONF = "hubconf.py"  # a package with its own code reads its own weights
-_ENTRY_FIELDS = ("entry_file", "entry_module")
-
 
 def _identity(path: Path) -> tuple[int, int]:
     st = os.stat(path)
@@ -86,9 +83,10 @@ class Staging:
 
     def _take(self, listing: tuple[str, ...] | None, landed: Landed) -> None:
         if self._format is None:  # the first file: what the load will read
-            layout = checkpoint_layout(listing or ())
-            if layout is None or _HUBCONF in (listing or ()) or \
-                    constants.CONFIG_NAME not in (listing or ()):
+            names = listing or ()
+            layout = checkpoint_layout(names)
+            # a package with its own code reads its own weights
+            if layout is None or HUBCONF_NAME in names or constants.CONFIG_NAME not in names:
                 self._stop()
                 return
             self._format, name, is_index = layout
@@ -96,7 +94,7 @@ class Staging:
         at = landed.snapshot_dir / landed.path
         if landed.path == constants.CONFIG_NAME:
             data = read_config_file(at)
-            if any(f in data for f in _ENTRY_FIELDS):
+            if any(f in data for f in ENTRY_FIELDS):
                 self._stop()
                 return
             requested = self._requested if self._requested is not None else declared_dtype(data)
@@ -115,10 +113,8 @@ class Staging:
         assert self._format is not None and self._dtype is not None  # set before any read
         tensors = read_weight_file(path, self._format)
         for key, tensor in tensors.items():
-            if tensor.is_floating_point():
-                tensors[key] = tensor.to(device=self._device, dtype=self._dtype)
-            else:
-                tensors[key] = tensor.to(device=self._device)
+            tensors[key] = tensor.to(device=self._device, dtype=self._dtype
+                                     if tensor.is_floating_point() else tensor.dtype)
         self._tensors[_identity(path)] = (name, tensors)
         logger.debug("read %s as it landed (%d tensors)", name, len(tensors))
 

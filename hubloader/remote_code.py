@@ -50,6 +50,8 @@ __all__ = ["CodeEntry", "find_code_entry", "read_dependencies", "check_dependenc
 logger = logging.getLogger(__name__)
 
 HUBCONF_NAME = "hubconf.py"
+#: the config.json fields that name a package's code (exactly one of them)
+ENTRY_FIELDS = ("entry_file", "entry_module")
 DEFAULT_HUBCONF_ENTRY = "BIG_PRETRAINED_MODEL"
 _IMPORT_LOCK = threading.RLock()
 
@@ -107,7 +109,7 @@ def read_dependencies(hubconf: Path) -> tuple[str, ...]:
 
 
 def _config_entry(root: Path, data: dict[str, Any]) -> CodeEntry | None:
-    has_file, has_module = "entry_file" in data, "entry_module" in data
+    has_file, has_module = (field in data for field in ENTRY_FIELDS)
     if not (has_file or has_module):
         return None
     where = root / constants.CONFIG_NAME

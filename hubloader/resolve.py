@@ -107,6 +107,8 @@ def fetch_for_load(model_name: str | os.PathLike, *, device: torch.device,
         found = _local_or_name(model_name, download_path=download_path, revision=revision)
     except HubLoaderError:
         found = None  # resolve_model_dir reports it
+    if isinstance(found, Path):
+        return found, None
     if isinstance(found, str):
         from .hub.inflight import claim
 

@@ -155,11 +155,14 @@ _CHECKPOINT_LAYOUTS = (("safetensors", constants.SAFE_WEIGHTS_NAME, False),
                        ("bin", constants.PT_WEIGHTS_INDEX_NAME, True))
 
 
+def _first_layout(present: Callable[[str], bool]) -> tuple[str, str, bool] | None:
+    return next((layout for layout in _CHECKPOINT_LAYOUTS if present(layout[1])), None)
+
+
 def checkpoint_layout(names: Iterable[str]) -> tuple[str, str, bool] | None:
     """Among a directory's file ``names``, the checkpoint a load reads: ``(format, file,
     is_index)``, safetensors first; ``None`` without one."""
-    present = set(names)
-    return next((layout for layout in _CHECKPOINT_LAYOUTS if layout[1] in present), None)
+    return _first_layout(set(names).__contains__)
 
 
 def find_weight_files(model_dir: str | Path) -> WeightFiles:
@@ -169,8 +172,7 @@ def find_weight_files(model_dir: str | Path) -> WeightFiles:
         WeightsNotFoundError: no known weight file is there.
     """
     d = Path(model_dir)
-    layout = checkpoint_layout(name for _, name, _ in _CHECKPOINT_LAYOUTS
-                               if (d / name).is_file())
+    layout = _first_layout(lambda name: (d / name).is_file())
     if layout is not None:
         fmt, name, is_index = layout
         if is_index:

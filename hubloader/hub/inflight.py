@@ -149,15 +149,17 @@ class Prefetch:
         assert self._proc.stdout is not None  # opened as a pipe above
         line = self._proc.stdout.readline()
         try:
-            message = json.loads(line) if line else None
+            message = json.loads(line) if line else {}
         except ValueError:
-            message = None
-        if isinstance(message, dict) and "listed" in message:
+            message = {}
+        if not isinstance(message, dict):
+            message = {}
+        if "listed" in message:
             self._snapshot_dir = Path(message["dir"])
             self._listing = tuple(message["listed"])  # again after a change at the source
-        elif isinstance(message, dict) and "landed" in message and self._snapshot_dir:
+        elif "landed" in message and self._snapshot_dir:
             self._landed.append(Landed(self._snapshot_dir, message["landed"]))
-        elif isinstance(message, dict) and ("path" in message or "error" in message):
+        elif "path" in message or "error" in message:
             self._answer = message
         else:  # the child died without answering
             code = self._proc.wait()
