@@ -30,6 +30,7 @@ from .. import constants
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
                       RemoteNotFoundError)
+from ..files import regular_size
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
@@ -140,10 +141,8 @@ def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
         return False  # the card now promises other bytes: fetch (and verify) again
     if file.size is not None and entry.get("size") != file.size:
         return False
-    try:
-        return paths.file(file.path).stat().st_size == entry.get("size")
-    except FileNotFoundError:
-        return False
+    # a link planted as the entry is not the verified file (and is never read through)
+    return regular_size(paths.file(file.path)) == entry.get("size")
 
 
 def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
@@ -170,10 +169,7 @@ def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | Non
             return None
         if match_card_sha256 and entry.get("sha256") != (card_files or {}).get(path):
             return None
-        try:
-            if paths.file(path).stat().st_size != entry.get("size"):
-                return None
-        except FileNotFoundError:
+        if regular_size(paths.file(path)) != entry.get("size"):
             return None
     return paths.snapshot_dir
 
@@ -234,9 +230,8 @@ def _reusable_blob(paths: SnapshotPaths, file: RemoteFile, sha256: str | None) -
     blob = paths.blob(sha256)
     if blob is None or file.size is None:
         return None
-    try:
-        size = blob.stat().st_size
-    except FileNotFoundError:
+    size = regular_size(blob)
+    if size is None:
         return None
     if size != file.size:  # an unknown size is no proof either: fetch
         logger.warning("blob %s has %d bytes where %s has %d; fetching the file instead",
@@ -254,7 +249,7 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
-            os.link(blob, tmp)
+            os.link(blob, tmp, follow_symlinks=False)
         except FileNotFoundError:
             return False
         except OSError as err:
@@ -307,8 +302,9 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     try:
         os.link(verified, blob)  # fails rather than replace: an existing blob is kept
     except FileExistsError:
-        if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
-            logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
+        if regular_size(blob) != verified.stat().st_size:  # a damaged blob, or a link: replace it
+            logger.warning("blob %s has the wrong size or is not a file; replacing it with "
+                           "verified bytes", blob)
             tmp = blob.with_name(f".{blob.name}.{partials.new_owner()}.tmp")
             tmp.unlink(missing_ok=True)
             os.link(verified, tmp)
