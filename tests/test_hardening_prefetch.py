@@ -77,10 +77,11 @@ def _no_leaks(model_dir: Path, count: int) -> None:
 
 
 def test_prefetches_started_and_joined_leave_no_zombie_nor_descriptor(model_dir):
-    _no_leaks(model_dir, 48)
+    _no_leaks(model_dir, 16)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_two_thousand_prefetches_leave_no_zombie_nor_descriptor(model_dir):
     _no_leaks(model_dir, 2000)
 
@@ -101,7 +102,8 @@ def test_an_unjoined_prefetch_never_blocks_on_its_progress(hub_env):
     still finish on its own."""
     src = hub_env / "many"
     src.mkdir()
-    names = [f"{i:04d}-{'x' * 180}.json" for i in range(500)]
+    # long names: the listing and the landing lines together pass a pipe's 64 KiB
+    names = [f"{i:04d}-{'x' * 235}.json" for i in range(300)]
     for name in names:
         (src / name).write_text("{}")
     write_card(hub_env / "cards", "many", source=src.as_uri())
@@ -171,8 +173,8 @@ def test_a_join_with_a_timeout_gives_up_typed(model_dir):
 ])
 @pytest.mark.parametrize("call", [hubloader.prefetch, hubloader.download])
 def test_wrong_argument_types_are_typed_before_any_child(hub_env, call, kwargs):
-    before = _children()
+    assert _settled(lambda: _children() == (0, 0))  # earlier tests' children are gone
     with pytest.raises((InputError, hubloader.InvalidModelNameError)) as info:
         call(**kwargs)
     assert isinstance(info.value, (TypeError, ValueError))
-    assert _children() == before
+    assert _children() == (0, 0)

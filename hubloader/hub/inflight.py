@@ -223,7 +223,9 @@ class Prefetch:
                     f"the background fetch of {self.name} (pid {self._proc.pid}) did not finish "
                     f"within {timeout:g} s; it goes on: join again, or cancel() it")
             self._cond.wait(_POLL_S if left is None else min(_POLL_S, left))
-            if not ready() and self._stopped():
+            if ready() or (deadline is not None and time.monotonic() >= deadline):
+                continue
+            if self._stopped():
                 self._cond.release()
                 try:
                     self.cancel()
