@@ -122,7 +122,7 @@ class AutoLoader:
             inference_mode=opts.inference_mode, staged=staged)
         if card is not None:  # get_description() reads the card the model was loaded by
             self._model.card_name = card.name
-        if self.model_type == "glm":
+        if self.model_type in ("glm", "alm"):
             self._fill_glm_token_ids()
 
     def _fill_glm_token_ids(self) -> None:

@@ -26,7 +26,11 @@ _FLAGAI_TASKS: dict[tuple[str, str], str] = {
     ("bert", "lm"): "base",
     ("roberta", "lm"): "base",
     ("glm", "lm"): "base",
+    ("alm", "lm"): "base",
     ("gpt2", "seq2seq"): "text-generation",
+    ("cpm", "seq2seq"): "text-generation",
+    ("opt", "seq2seq"): "text-generation",
+    ("galactica", "seq2seq"): "text-generation",
     ("t5", "lm"): "text2text-generation",
 }
 

@@ -123,6 +123,13 @@ def _byte_level_bpe(model_dir: Path, cfg: dict):
             ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), add_prefix_space=prefix)
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    bos = _token_str(cfg.get("bos_token"))
+    if cfg.get("add_bos_token") is True and not roberta and bos in vocab:
+        # OPT's GPT2Tokenizer: every sequence starts with the BOS token (</s> for OPT)
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, vocab[bos])])])
     names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token",
              "cls_token")
     special = [_token_str(cfg.get(k)) for k in names]
@@ -294,6 +301,7 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
     "roberta": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    "cpm": {"eos_token": "<eod>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
 # transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
 # for batched generation
@@ -679,7 +687,7 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
     if model_type is None:
         model_type = _read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
-    if model_type == "glm":
+    if model_type in ("glm", "alm"):  # ALM: GLM's command tokens over an Arabic spiece.model
         from .glm_tokenization import load_glm_tokenizer
 
         return load_glm_tokenizer(d)
@@ -692,6 +700,10 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
         except Exception as err:  # the Rust side raises plain Exception on bad files
             raise TokenizerError(f"{d / 'tokenizer.json'} is corrupt ({err}); download the model "
                                  "again") from err
+    elif model_type == "cpm" and (d / "spiece.model").is_file():
+        from .cpm_tokenization import cpm_backend
+
+        backend = cpm_backend(d / "spiece.model")
     else:
         for required, builder in reversed(_BUILDERS):
             if all((d / f).is_file() for f in required):
@@ -754,6 +766,6 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
 _NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
-                             "aquila"})
+                             "aquila", "opt", "galactica", "cpm"})
 
 from . import sentencepiece_bpe  # noqa: E402,F401  (registers the tokenizer.model builder)

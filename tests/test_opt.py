@@ -1,0 +1,137 @@
+"""OPT and Galactica against transformers' OPTForCausalLM on the same weights (logits, greedy
+ids, padded batches, save → transformers loads it back), FlagAI's OPT layout against FlagAI's
+OPTModel, and contrastive search against a step-by-step reference run on transformers' model.
+
+transformers 5 serves contrastive search only from the hub (``custom_generate``
+``transformers-community/contrastive-search``), which a test cannot fetch; the reference here
+is that algorithm written out without a cache: at every step, every candidate's full sequence
+goes through transformers' model, and the candidate with the best
+``(1 - alpha) * p - alpha * max cos(h_candidate, h_context)`` is kept.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from _flagai import flagai_config, max_diff, perturb, save_flagai
+from hubloader import AutoLoader
+from hubloader.errors import GenerationArgumentError
+from hubloader.models import GalacticaForCausalLM, OPTForCausalLM, OPTModel
+
+TINY = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, ffn_dim=32,
+            max_position_embeddings=48, num_attention_heads=2, pad_token_id=1, bos_token_id=2,
+            eos_token_id=2, init_std=0.3)
+
+
+def _hf_opt(tmp_path, seed=0, **extra):
+    torch.manual_seed(seed)
+    ref = transformers.OPTForCausalLM(transformers.OPTConfig(**{**TINY, **extra})).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    return ref, tmp_path / "hf"
+
+
+@pytest.mark.parametrize("extra", [{}, {"word_embed_proj_dim": 8}, {"do_layer_norm_before": False},
+                                   {"enable_bias": False, "layer_norm_elementwise_affine": False}],
+                         ids=["opt", "projected", "post-norm", "galactica-no-bias"])
+def test_opt_logits_and_greedy_ids_equal_transformers(tmp_path, extra):
+    ref, path = _hf_opt(tmp_path, **extra)
+    cls = GalacticaForCausalLM if "enable_bias" in extra else OPTForCausalLM
+    ours = cls.from_pretrain(str(path), strict=True)
+    ids = torch.randint(3, 60, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7])
+    with torch.no_grad():
+        assert max_diff(ref(ids).logits, ours(ids)["logits"]) < 1e-5
+        assert max_diff(ref(ids, attention_mask=mask).logits[mask.bool()],
+                        ours(ids, attention_mask=mask)["logits"][mask.bool()]) < 1e-5
+    for m in (None, mask):
+        want = ref.generate(ids, attention_mask=m, max_new_tokens=12, do_sample=False,
+                            eos_token_id=None, pad_token_id=1)
+        assert ours.generate(ids, attention_mask=m, max_new_tokens=12, eos_token_id=[]).tolist() \
+            == want.tolist()
+    back = transformers.OPTForCausalLM.from_pretrained(ours.save_pretrained(tmp_path / "ours")).eval()
+    with torch.no_grad():
+        assert max_diff(back(ids).logits, ref(ids).logits) == 0
+    base = OPTModel.from_pretrain(str(path), strict=True)  # the head's checkpoint, backbone only
+    with torch.no_grad():
+        assert max_diff(base(ids)["hidden_states"], ref.model(ids).last_hidden_state) < 1e-5
+
+
+def test_flagai_opt_layout_equals_flagai_opt_model(tmp_path):
+    """FlagAI's OPTModel (its GPT-2 stack, fused c_attn) saved as FlagAI's trainer does."""
+    from flagai.model.opt_model import OPTModel as FlagAIOPT  # test-only oracle
+
+    cfg = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, ffn_dim=32,
+               max_position_embeddings=32, num_attention_heads=2, activation_function="relu",
+               word_embed_proj_dim=16, do_layer_norm_before=True, checkpoint_activations=False)
+    torch.manual_seed(0)
+    ref = perturb(FlagAIOPT(flagai_config(cfg)))
+    ref.lm_head.weight = ref.transformer.wte.weight  # FlagAI ties the head when it loads
+    save_flagai(ref, cfg, tmp_path, "opt-125m-en")
+    loader = AutoLoader("lm", "opt-125m-en", str(tmp_path))
+    ours = loader.get_model()
+    assert type(ours) is OPTForCausalLM and ours.load_report.discarded == []
+    ids = torch.randint(3, 60, (2, 9))  # FlagAI takes id 0 for padding
+    with torch.no_grad():
+        assert max_diff(ref(input_ids=ids)["logits"], ours(ids)["logits"]) < 1e-5
+
+
+# -- contrastive search ---------------------------------------------------------------------
+def _reference_contrastive(model, ids, *, alpha, k, steps, mask=None):
+    """transformers' contrastive search, step by step without a cache (see the module doc)."""
+    ids = ids.clone()
+    mask = torch.ones_like(ids) if mask is None else mask.clone()
+    for _ in range(steps):
+        out = model(ids, attention_mask=mask, output_hidden_states=True)
+        probs = out.logits[:, -1].float().softmax(-1)
+        top_p, top_ids = probs.topk(k, dim=-1)
+        chosen = []
+        for row in range(ids.shape[0]):
+            cand = torch.cat([ids[row].expand(k, -1), top_ids[row][:, None]], 1)
+            cmask = torch.cat([mask[row], mask.new_ones(1)]).expand(k, -1)
+            h = model(cand, attention_mask=cmask, output_hidden_states=True).hidden_states[-1]
+            ctx, nxt = h[:, :-1], h[:, -1:]
+            cos = torch.nn.functional.cosine_similarity(ctx, nxt, dim=-1, eps=0.0)
+            cos = cos.masked_fill(cmask[:, :-1] == 0, -2.0)
+            score = (1 - alpha) * top_p[row] - alpha * cos.max(-1).values
+            chosen.append(top_ids[row, score.argmax()])
+        ids = torch.cat([ids, torch.stack(chosen)[:, None]], 1)
+        mask = torch.cat([mask, mask.new_ones(ids.shape[0], 1)], 1)
+    return ids
+
+
+@pytest.mark.parametrize("alpha,k", [(0.6, 4), (0.3, 6)])
+def test_contrastive_search_ids_equal_the_reference_on_transformers_model(tmp_path, alpha, k):
+    ref, path = _hf_opt(tmp_path, seed=3, vocab_size=40)
+    ours = OPTForCausalLM.from_pretrain(str(path), strict=True)
+    ids = torch.randint(3, 40, (2, 5), generator=torch.Generator().manual_seed(2))
+    mask = torch.tensor([[0, 1, 1, 1, 1], [1] * 5])
+    with torch.no_grad():
+        for m in (None, mask):
+            want = _reference_contrastive(ref, ids, alpha=alpha, k=k, steps=10, mask=m)
+            got = ours.generate(ids, attention_mask=m, max_new_tokens=10, penalty_alpha=alpha,
+                                top_k=k, eos_token_id=[])
+            assert got.tolist() == want.tolist()
+            greedy = ours.generate(ids, attention_mask=m, max_new_tokens=10, eos_token_id=[])
+    assert got.tolist() != greedy.tolist()  # the penalty changes the choice on this model
+
+
+def test_contrastive_search_on_gpt2_and_its_arguments(tmp_path):
+    from hubloader.models import GPT2LMHeadModel
+
+    torch.manual_seed(4)
+    cfg = transformers.GPT2Config(vocab_size=40, n_positions=40, n_embd=16, n_layer=2, n_head=2,
+                                  initializer_range=0.3)
+    ref = transformers.GPT2LMHeadModel(cfg).eval()
+    ref.save_pretrained(tmp_path / "g")
+    ours = GPT2LMHeadModel.from_pretrain(str(tmp_path / "g"), strict=True)
+    ids = torch.randint(0, 40, (1, 6), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = _reference_contrastive(ref, ids, alpha=0.6, k=3, steps=8)
+    assert ours.generate(ids, max_new_tokens=8, penalty_alpha=0.6, top_k=3,
+                         eos_token_id=[]).tolist() == want.tolist()
+    for bad in (dict(penalty_alpha=1.5, top_k=3), dict(penalty_alpha=0.5),
+                dict(penalty_alpha=0.5, top_k=3, do_sample=True)):
+        with pytest.raises(GenerationArgumentError):
+            ours.generate(ids, max_new_tokens=2, **bad)
