@@ -19,9 +19,6 @@ if TYPE_CHECKING:  # torch imports while the files are fetched, not before
 
 __all__ = ["AutoLoader"]
 
-# where FlagAI's AutoLoader keeps models when no model_dir is given
-_FLAGAI_MODEL_DIR = "./checkpoints/"
-
 
 class AutoLoader:
     """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader, argument
@@ -33,6 +30,9 @@ class AutoLoader:
         model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
             Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
+        *flagai_args: FlagAI's positional arguments after ``model_dir``, in its order:
+            ``only_download_config, device, torch_dtype, low_cpu_mem_usage, lora_dir,
+            qlora_dir, inference_mode, model_max_length, all_devices``.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
@@ -42,6 +42,7 @@ class AutoLoader:
 
     Raises:
         UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+        UnsupportedModelError: FlagAI's AltDiffusion and CPM-3 models, with what to use.
         ConfigError: an argument hubloader cannot honour, named.
 
     Example:
@@ -50,26 +51,32 @@ class AutoLoader:
     """
 
     def __init__(self, task_name: str = "lm", model_name: str | os.PathLike | None = None,
-                 model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
+                 model_dir: str | os.PathLike | None = None, *flagai_args: Any,
+                 revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .flagai import flagai_task, infer_model_type, split_autoloader_kwargs
+        from .flagai import (flagai_task, infer_model_type, name_positional_args,
+                             refuse_out_of_scope, split_autoloader_kwargs)
 
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        refuse_out_of_scope(task_name, model_name)
+        if flagai_args:  # FlagAI's signature: only_download_config, device, torch_dtype, ...
+            named = name_positional_args(flagai_args, kwargs)
+            device = named.pop("device", device)
+            torch_dtype = named.pop("torch_dtype", torch_dtype)
+            kwargs.update(named)
         opts = split_autoloader_kwargs(kwargs)
         config_overrides = opts.config_overrides
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
-        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
-            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-                if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
-                    model_dir = _FLAGAI_MODEL_DIR
-                    break
+        from .resolve import fetch_for_load, flagai_default_dir, prefetch_model_dir
+
+        if model_dir is None:  # FlagAI's default model_dir, if it holds the model
+            model_dir = flagai_default_dir(model_name, revision=revision)
         patterns = None if opts.load_weights else list(constants.NO_WEIGHT_PATTERNS)
-        from .resolve import fetch_for_load, prefetch_model_dir
 
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,

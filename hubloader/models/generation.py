@@ -220,7 +220,7 @@ class GenerationMixin:
             hook = (None if repetition_penalty == 1.0 else
                     lambda lg, seen: penalize_repetition(lg, seen, float(repetition_penalty)))
             return contrastive_search(self, input_ids, penalty_alpha=float(penalty_alpha),
-                                      top_k=int(top_k), max_new_tokens=max_new_tokens, eos=eos,
+                                      top_k=int(top_k or 1), max_new_tokens=max_new_tokens, eos=eos,
                                       pad_token_id=pad_token_id, attention_mask=attention_mask,
                                       logits_hook=hook, streamer=streamer)
         tokens, state = self._generation_begin(input_ids, attention_mask)
