@@ -17,7 +17,7 @@ import torch
 
 from _flagai import TINY_FLAGAI_BERT, TINY_GLM, flagai_config, max_diff, perturb, save_flagai
 from hubloader import AutoLoader
-from hubloader.cards import find_card
+from hubloader.catalogue.cards import find_card
 from hubloader.errors import UnsupportedModelError
 
 from flagai.auto_model.auto_loader import ALL_TASK, MODEL_DICT  # test-only oracle

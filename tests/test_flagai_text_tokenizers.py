@@ -10,8 +10,8 @@ import pytest
 import sentencepiece as spm
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hubloader.tokenization import load_tokenizer
-from hubloader.glm_tokenization import load_glm_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
+from hubloader.text.glm import load_glm_tokenizer
 
 ZH = ["北京是中国的首都，也是一座历史悠久的城市。", "今天天气很好，我们去公园散步吧。\n下一行 有空格"]
 EN = ["Hello world, this is a test.", "the quick  brown fox\njumps over"]

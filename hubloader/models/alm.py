@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..registry import register_model
+from ..load.registry import register_model
 from .glm import GLMConfig, GLMForSeq2Seq, GLMModel
 
 __all__ = ["ALMConfig", "ALMModel", "ALMForSeq2Seq"]

@@ -1,6 +1,6 @@
 """CPM (Tsinghua's Chinese Pretrained Model, FlagAI's ``CPM-large-ch``): the GPT-2
 architecture under its own ``model_type``, so that its tokenizer is CPM's (jieba words, then
-SentencePiece: :mod:`hubloader.cpm_tokenization`).
+SentencePiece: :mod:`hubloader.text.cpm`).
 
 FlagAI's checkpoints (its GPT-2 module names, no ``model_type``) and transformers' (``gpt2``
 layout, ``model_type: gpt2``) both load: the weights are GPT-2's.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..registry import register_model
+from ..load.registry import register_model
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 __all__ = ["CPMConfig", "CPMModel", "CPMLMHeadModel"]
