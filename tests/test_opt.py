@@ -135,3 +135,36 @@ def test_contrastive_search_on_gpt2_and_its_arguments(tmp_path):
                 dict(penalty_alpha=0.5, top_k=3, do_sample=True)):
         with pytest.raises(GenerationArgumentError):
             ours.generate(ids, max_new_tokens=2, **bad)
+
+
+def test_predictor_contrastive_search_with_flagai_arguments(tmp_path):
+    """FlagAI's ``predict_generate_contrastive_search(text, input_max_length, out_max_length,
+    beam_size)`` on OPT: the new text of the reference's contrastive search (alpha 0.6, as
+    FlagAI fixes it)."""
+    import json
+
+    from hubloader import Predictor
+    from test_flagai_text_tokenizers import _byte_level_files
+
+    (tmp_path / "opt").mkdir()
+    d = _byte_level_files(tmp_path / "opt")
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPT2Tokenizer", "add_bos_token": True, "bos_token": "</s>",
+         "eos_token": "</s>", "unk_token": "</s>", "pad_token": "<pad>"}))
+    vocab = len(json.loads((d / "vocab.json").read_text()))
+    torch.manual_seed(6)
+    ref = transformers.OPTForCausalLM(transformers.OPTConfig(**{**TINY, "vocab_size": vocab})).eval()
+    ref.save_pretrained(d)
+    loader = AutoLoader("lm", str(d))
+    tok = loader.get_tokenizer()
+    text = "the quick brown fox"
+    prompt = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        want = _reference_contrastive(ref, prompt, alpha=0.6, k=3, steps=6)
+    got = Predictor(loader.get_model(), tok).predict_generate_contrastive_search(
+        text, 256, 6, 3)
+    new = want[0, prompt.shape[1]:].tolist()
+    if ref.config.eos_token_id in new:
+        new = new[:new.index(ref.config.eos_token_id)]
+    assert got == tok.decode(new)
+    assert len(new) > 0
