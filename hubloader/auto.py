@@ -118,6 +118,9 @@ class AutoLoader:
         if not isinstance(model_type, str):
             raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
                               f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
+        if card is not None and card.architecture and model_type.lower() in \
+                get_model_class(card.architecture).config_class.accepted_types():
+            model_type = card.architecture  # CPM-Generate's "gpt2" is CPM, with CPM's tokenizer
         self.model_type = model_type.lower()
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card

@@ -193,3 +193,27 @@ def test_from_pretrain_looks_in_flagai_checkpoints_first(tmp_path, monkeypatch):
     theirs, ours = _inputs("glm", "glm_seq2seq")
     with torch.no_grad():
         assert max_diff(ref(**theirs)["logits"], model(**ours)["logits"]) < 1e-4
+
+
+def test_cpm_from_its_public_layout_gets_cpm_class_and_tokenizer(tmp_path):
+    """CPM-Generate on the hub: transformers' GPT-2 files (``model_type: gpt2``) plus
+    ``spiece.model``; the card makes it CPM, so the tokenizer is CPM's."""
+    import transformers
+
+    from hubloader.models import CPMLMHeadModel
+    from test_flagai_text_tokenizers import _train
+
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=200, n_positions=32, n_embd=16, n_layer=2, n_head=2)).eval()
+    d = tmp_path / "CPM-large-ch"
+    hf.save_pretrained(d)
+    _train(d / "spiece.model", ["北京是中国的首都", "今天天气很好 我们去公园散步吧"], 60)
+    loader = AutoLoader("lm", "CPM-large-ch", str(tmp_path))
+    assert type(loader.get_model()) is CPMLMHeadModel
+    tok = loader.get_tokenizer()
+    ids = tok("今天 天气", return_tensors="pt")["input_ids"]
+    assert "\u2582" in tok.convert_ids_to_tokens(ids[0].tolist())  # CPM's space piece
+    assert tok.decode(ids[0]) == "今天 天气"
+    with torch.no_grad():
+        assert max_diff(hf(ids).logits, loader.get_model()(ids)["logits"]) < 1e-5

@@ -443,7 +443,7 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
         except Exception as err:  # the Rust side raises plain Exception on bad files
             raise TokenizerError(f"{d / 'tokenizer.json'} is corrupt ({err}); download the model "
                                  "again") from err
-    elif model_type == "cpm" and (d / "spiece.model").is_file():
+    elif "cpm" in (model_type, _kind(cfg, model_type)) and (d / "spiece.model").is_file():
         from .cpm import cpm_backend
 
         backend = cpm_backend(d / "spiece.model")
