@@ -12,6 +12,7 @@ goes through transformers' model, and the candidate with the best
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 import torch
 import transformers
 
@@ -168,3 +169,42 @@ def test_predictor_contrastive_search_with_flagai_arguments(tmp_path):
         new = new[:new.index(ref.config.eos_token_id)]
     assert got == tok.decode(new)
     assert len(new) > 0
+
+
+def test_contrastive_search_refuses_encoder_decoders():
+    from hubloader.models import T5Config, T5ForConditionalGeneration
+
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=30, d_model=8, d_kv=4, d_ff=16,
+                                             num_layers=1, num_heads=2)).eval()
+    with pytest.raises(GenerationArgumentError, match="decoder-only"):
+        t5.generate(torch.tensor([[3, 4]]), max_new_tokens=2, penalty_alpha=0.5, top_k=2)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(k=st.integers(1, 70), rows=st.integers(1, 3), pad=st.integers(0, 3),
+       alpha=st.sampled_from([0.0, 0.25, 1.0]))
+def test_contrastive_search_properties(opt_tiny, k, rows, pad, alpha):
+    """Any top_k (beyond the vocabulary too), batches with left padding: the prompt is kept,
+    new ids lie in the vocabulary, alpha 0 is greedy, and a padded row decodes as it does
+    alone."""
+    g = torch.Generator().manual_seed(k * 7 + rows)
+    ids = torch.randint(3, 40, (rows, 6), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :pad] = 0
+    out = opt_tiny.generate(ids, attention_mask=mask, max_new_tokens=4, penalty_alpha=alpha,
+                            top_k=k, eos_token_id=[])
+    assert out.shape == (rows, 10) and torch.equal(out[:, :6], ids)
+    assert int(out.min()) >= 0 and int(out.max()) < 40
+    if alpha == 0.0:
+        assert torch.equal(out, opt_tiny.generate(ids, attention_mask=mask, max_new_tokens=4,
+                                                  eos_token_id=[]))
+    alone = opt_tiny.generate(ids[:1, pad:], max_new_tokens=4, penalty_alpha=alpha, top_k=k,
+                              eos_token_id=[])
+    assert torch.equal(out[0, 6:], alone[0, 6 - pad:])
+
+
+@pytest.fixture(scope="module")
+def opt_tiny(tmp_path_factory):
+    _, path = _hf_opt(tmp_path_factory.mktemp("opt"), seed=9, vocab_size=40)
+    return OPTForCausalLM.from_pretrain(str(path), strict=True)

@@ -28,7 +28,7 @@ def check_contrastive_args(model: Any, penalty_alpha: Any, top_k: Any, do_sample
 
     Raises:
         GenerationArgumentError: ``penalty_alpha`` outside [0, 1], no ``top_k``, sampling
-            asked for, or a model without a causal backbone and LM head.
+            asked for, or a model that is not a decoder-only LM (``decoder_only``).
     """
     if isinstance(penalty_alpha, bool) or not isinstance(penalty_alpha, (int, float)) \
             or not 0 <= penalty_alpha <= 1:
@@ -40,9 +40,9 @@ def check_contrastive_args(model: Any, penalty_alpha: Any, top_k: Any, do_sample
     if do_sample:
         raise GenerationArgumentError("contrastive search is deterministic: drop do_sample=True "
                                       "or penalty_alpha=")
-    if not (hasattr(model, "backbone") and hasattr(model, "lm_head")):
-        raise GenerationArgumentError(f"{type(model).__name__} has no causal backbone and LM "
-                                      "head; contrastive search serves decoder-only models")
+    if not getattr(model, "decoder_only", False):
+        raise GenerationArgumentError(f"{type(model).__name__} is not a decoder-only language "
+                                      "model; contrastive search serves those (GPT-2, OPT, Llama...)")
 
 
 def _map_cache(cache: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:

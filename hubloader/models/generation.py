@@ -255,6 +255,7 @@ class CausalLMMixin(GenerationMixin):
 
     backbone: Any
     lm_head: Any
+    decoder_only = True  # what contrastive search needs: next-token logits over the backbone
 
     def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **inputs: Any) -> dict[str, Any]:
