@@ -51,12 +51,16 @@ def test_opt_logits_and_greedy_ids_equal_transformers(tmp_path, extra):
                             eos_token_id=None, pad_token_id=1)
         assert ours.generate(ids, attention_mask=m, max_new_tokens=12, eos_token_id=[]).tolist() \
             == want.tolist()
-    back = transformers.OPTForCausalLM.from_pretrained(ours.save_pretrained(tmp_path / "ours")).eval()
+    back = transformers.AutoModelForCausalLM.from_pretrained(ours.save_pretrained(tmp_path / "ours")).eval()
+    assert type(back) is transformers.OPTForCausalLM
     with torch.no_grad():
         assert max_diff(back(ids).logits, ref(ids).logits) == 0
     base = OPTModel.from_pretrain(str(path), strict=True)  # the head's checkpoint, backbone only
     with torch.no_grad():
         assert max_diff(base(ids)["hidden_states"], ref.model(ids).last_hidden_state) < 1e-5
+    bare = transformers.OPTModel.from_pretrained(base.save_pretrained(tmp_path / "bare")).eval()
+    with torch.no_grad():  # a bare decoder is saved under transformers' decoder.* names
+        assert max_diff(bare(ids).last_hidden_state, ref.model(ids).last_hidden_state) == 0
 
 
 def test_flagai_opt_layout_equals_flagai_opt_model(tmp_path):

@@ -9,6 +9,7 @@ layout, ``model_type: gpt2``) both load: the weights are GPT-2's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..load.registry import register_model
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
@@ -25,6 +26,10 @@ class CPMConfig(GPT2Config):
     @classmethod
     def accepted_types(cls) -> set[str]:
         return {"cpm", "gpt2"}
+
+    def to_dict(self) -> dict[str, Any]:
+        # saved as CPM-Generate is published, so that transformers' AutoModel loads it
+        return {**super().to_dict(), "model_type": "gpt2"}
 
 
 @register_model("cpm", "base")

@@ -98,6 +98,10 @@ class GalacticaConfig(OPTConfig):
     def accepted_types(cls) -> set[str]:
         return {"galactica", "opt"}
 
+    def to_dict(self) -> dict[str, Any]:
+        # saved as Meta publishes Galactica, so that transformers' AutoModel loads it
+        return {**super().to_dict(), "model_type": "opt"}
+
 
 # -- block level ----------------------------------------------------------------------------
 class OPTBlock(nn.Module):
