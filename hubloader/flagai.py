@@ -54,10 +54,14 @@ def infer_model_type(name: str | None) -> str | None:
 def flagai_config(data: dict[str, Any], model_type: str) -> dict[str, Any]:
     """A FlagAI ``config.json`` (no ``model_type``) with FlagAI's meaning made explicit:
     FlagAI's T5 keeps its LM head apart from the embeddings and unscaled, whatever
-    ``tie_word_embeddings`` says."""
+    ``tie_word_embeddings`` says; FlagAI's vision and CLIP configs use timm's and OpenAI's
+    field names (:mod:`hubloader.flagai_vision`)."""
     if model_type.lower() == "t5":
         return {**data, "tie_word_embeddings": False}
-    return data
+    from .flagai_vision import VISION_CONFIGS
+
+    translate = VISION_CONFIGS.get(model_type.lower())
+    return translate(data) if translate is not None else data
 
 
 def flagai_task(task: str, model_type: str) -> str:
@@ -86,8 +90,8 @@ def split_autoloader_kwargs(kwargs: dict[str, Any]) -> AutoLoaderOptions:
     """FlagAI's keyword arguments → :class:`AutoLoaderOptions`; what remains are config
     overrides (validated later by the config class, which names any it does not know).
 
-    ``class_num`` and ``target_size`` are ``num_labels``; ``load_pretrain_params=False`` and
-    ``only_download_config=True`` build fresh weights from the config; ``use_cache`` and
+    ``class_num``, ``target_size`` and ``num_classes`` (FlagAI's vision models) are
+    ``num_labels``; ``load_pretrain_params=False`` and ``only_download_config=True`` build fresh weights from the config; ``use_cache`` and
     ``low_cpu_mem_usage`` are what hubloader does anyway (generation always caches, loading
     always goes through the meta device).
 
@@ -118,7 +122,8 @@ def split_autoloader_kwargs(kwargs: dict[str, Any]) -> AutoLoaderOptions:
             raise ConfigError(f"AutoLoader: {name} is not supported by hubloader (no adapters or "
                               "quantization); load the base model and apply it with its own library")
         kw.pop(name, None)
-    labels = {n: kw.pop(n) for n in ("class_num", "target_size", "num_labels") if n in kw}
+    labels = {n: kw.pop(n) for n in ("class_num", "target_size", "num_classes", "num_labels")
+              if n in kw}
     if len(set(map(repr, labels.values()))) > 1:
         raise ConfigError(f"AutoLoader: {', '.join(f'{k}={v!r}' for k, v in labels.items())} "
                           "disagree; give the label count once")

@@ -7,6 +7,8 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
 from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
                           RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
                           RobertaForSequenceLabelingGP)
+from .clip import (AltCLIPConfig, AltCLIPModel, CLIPConfig, CLIPModel, EVACLIPConfig,
+                   EVACLIPModel)
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
@@ -24,6 +26,8 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
            "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "CLIPConfig", "CLIPModel", "EVACLIPConfig", "EVACLIPModel", "AltCLIPConfig",
+           "AltCLIPModel",
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",

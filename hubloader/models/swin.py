@@ -12,6 +12,7 @@ feature the downstream-platform interface captures) has the per-sample shape
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from ..registry import register_model
 from ._inputs import check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
-from .vit import _pair
+from .vit import _pair, split_qkv
 
 __all__ = ["SwinConfig", "SwinBlock", "SwinModel", "SwinForImageClassification"]
 
@@ -275,6 +276,36 @@ _SWIN_LAYOUT: tuple[tuple[str, str], ...] = (
 )
 
 
+# Microsoft's / timm's names (FlagAI's ``swinv1-*`` checkpoints) → transformers'
+_MS_RULES = tuple((re.compile(p), r) for p, r in (
+    (r"^patch_embed\.proj\.", "swin.embeddings.patch_embeddings.projection."),
+    (r"^patch_embed\.norm\.", "swin.embeddings.norm."),
+    (r"^absolute_pos_embed$", "swin.embeddings.position_embeddings"),
+    (r"^layers\.", "swin.encoder.layers."),
+    (r"\.norm1\.", ".layernorm_before."),
+    (r"\.norm2\.", ".layernorm_after."),
+    (r"\.attn\.relative_position_bias_table$", ".attention.self.relative_position_bias_table"),
+    (r"\.attn\.relative_position_index$", ".attention.self.relative_position_index"),
+    (r"\.attn\.proj\.", ".attention.output.dense."),
+    (r"\.attn\.qkv\.", ".attention.self.qkv."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+    (r"^norm\.", "swin.layernorm."),
+    (r"^head\.", "classifier."),
+))
+
+
+def from_microsoft_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Microsoft's / FlagAI's Swin checkpoint → transformers' names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for pattern, repl in _MS_RULES:
+            key = pattern.sub(repl, key)
+        if not split_qkv(key, value, out):
+            out[key] = value
+    return out
+
+
 class SwinPreTrainedModel(BaseModel):
     """Shared declarations of the Swin family."""
 
@@ -283,9 +314,16 @@ class SwinPreTrainedModel(BaseModel):
     base_model_prefix = "backbone"
     checkpoint_key_rules = _SWIN_ALIASES + _SWIN_LAYOUT
     checkpoint_write_rules = invert_key_rules(_SWIN_LAYOUT) + ((r"^backbone\.", "swin."),)
-    ignore_checkpoint_keys = (r"relative_position_index$", r"embeddings\.mask_token$")
+    ignore_checkpoint_keys = (r"relative_position_index$", r"embeddings\.mask_token$",
+                              r"\.attn_mask$", r"relative_coords_table$")
     hierarchical_features = True
     input_rank = 4
+
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "patch_embed.proj.weight" in state:  # Microsoft's layout (FlagAI's swinv1-*)
+            state = from_microsoft_swin(state)
+        return super().convert_checkpoint(state)
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
