@@ -17,6 +17,7 @@ from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, L
                     Qwen2ForCausalLM, Qwen2Model)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .swin import SwinConfig, SwinForImageClassification, SwinModel
+from .swinv2 import Swinv2Config, Swinv2ForImageClassification, Swinv2Model
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -37,4 +38,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification",
-           "SwinConfig", "SwinModel", "SwinForImageClassification"]
+           "SwinConfig", "SwinModel", "SwinForImageClassification",
+           "Swinv2Config", "Swinv2Model", "Swinv2ForImageClassification"]

@@ -288,6 +288,11 @@ _MS_RULES = tuple((re.compile(p), r) for p, r in (
     (r"\.attn\.relative_position_index$", ".attention.self.relative_position_index"),
     (r"\.attn\.proj\.", ".attention.output.dense."),
     (r"\.attn\.qkv\.", ".attention.self.qkv."),
+    # Swin V2's attention
+    (r"\.attn\.q_bias$", ".attention.self.query.bias"),
+    (r"\.attn\.v_bias$", ".attention.self.value.bias"),
+    (r"\.attn\.logit_scale$", ".attention.self.logit_scale"),
+    (r"\.attn\.cpb_mlp\.", ".attention.self.continuous_position_bias_mlp."),
     (r"\.mlp\.fc1\.", ".intermediate.dense."),
     (r"\.mlp\.fc2\.", ".output.dense."),
     (r"^norm\.", "swin.layernorm."),
@@ -296,7 +301,8 @@ _MS_RULES = tuple((re.compile(p), r) for p, r in (
 
 
 def from_microsoft_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Microsoft's / FlagAI's Swin checkpoint → transformers' names."""
+    """Microsoft's / FlagAI's Swin (V1 or V2) checkpoint → transformers' names (``swin.``
+    prefixed; Swin V2 reads that prefix too)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         for pattern, repl in _MS_RULES:
