@@ -294,12 +294,16 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
     "roberta": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    "clip": {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
 }
+_DEFAULT_SPECIAL["xlmroberta"] = _DEFAULT_SPECIAL["roberta"]
 # transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
 # for batched generation
 _DEFAULT_SIDE = {("padding_side", "llama"): "left"}
 _TOKENIZER_CLASSES = {"bert": "BertTokenizer", "gpt2": "GPT2Tokenizer",
-                      "roberta": "RobertaTokenizer", "t5": "T5Tokenizer"}
+                      "roberta": "RobertaTokenizer", "t5": "T5Tokenizer",
+                      "clip": "CLIPTokenizer", "xlmroberta": "XLMRobertaTokenizer"}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length",
             False: None, "do_not_pad": None}
 _TRUNCATION = {True: "longest_first", "longest_first": "longest_first",
@@ -659,7 +663,7 @@ def _kind(cfg: dict[str, Any], model_type: str) -> str:
         name = cls.lower().removesuffix("fast").removesuffix("tokenizer")
         if name:
             return name
-    return {"mt5": "t5"}.get(model_type, model_type)
+    return {"mt5": "t5", "eva_clip": "clip", "altclip": "xlmroberta"}.get(model_type, model_type)
 
 
 def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> Any:
@@ -754,6 +758,7 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
 _NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
-                             "aquila"})
+                             "aquila", "clip", "eva_clip", "xlmroberta", "altclip"})
 
 from . import sentencepiece_bpe  # noqa: E402,F401  (registers the tokenizer.model builder)
+from . import clip_tokenization  # noqa: E402,F401  (registers CLIP's and XLM-R's builders)
