@@ -31,10 +31,18 @@ _FLAGAI_TASKS: dict[tuple[str, str], str] = {
 }
 
 
+# FlagAI's model-hub name prefixes (its MODEL_DICT) → family, for the names without a card
+_FLAGAI_NAME_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("vit-", "vit"), ("swinv1-", "swin"), ("swinv2-", "swinv2"), ("clip-", "clip"),
+    ("altclip-", "altclip"), ("eva-clip", "eva_clip"),
+)
+
+
 def infer_model_type(name: str | None) -> str | None:
     """The family of a model whose ``config.json`` has no ``model_type``: the card of
     ``name``, or of its longest prefix naming a card (FlagAI's fine-tuned ``<model>-<task>``
-    folders); ``None`` when no card tells.
+    folders), else the family FlagAI's own name table gives the name's prefix (``vit-large-
+    p32-384``); ``None`` when neither tells.
 
     The config's fields are not guessed from: a wrong guess would load weights into the wrong
     family, and the error says to add ``model_type``.
@@ -48,7 +56,9 @@ def infer_model_type(name: str | None) -> str | None:
         card = find_card("-".join(parts[:end]))
         if card is not None:
             return card.architecture
-    return None
+    lowered = name.strip().lower()  # FlagAI's model-hub names without a card of their own
+    return next((family for prefix, family in _FLAGAI_NAME_FAMILIES
+                 if lowered.startswith(prefix)), None)
 
 
 def flagai_config(data: dict[str, Any], model_type: str) -> dict[str, Any]:

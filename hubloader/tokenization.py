@@ -430,6 +430,23 @@ class Tokenizer:
         self._check_text(text)
         return self.backend.encode(text, text_pair, add_special_tokens=add_special_tokens).tokens
 
+    def tokenize_as_tensor(self, texts: str | Sequence[str], context_length: int = 77) -> Any:
+        """FlagAI's CLIP call: each text with its special tokens, cut to ``context_length``
+        and padded with id 0, as one ``[texts, context_length]`` LongTensor.
+
+        Raises:
+            TokenizerError: a text that is not a string.
+        """
+        import torch
+
+        items = [texts] if isinstance(texts, str) else list(texts)
+        out = torch.zeros(len(items), context_length, dtype=torch.long)
+        for row, text in enumerate(items):
+            self._check_text(text)
+            ids = self.backend.encode(text).ids[:context_length]
+            out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
     # -- encoding -------------------------------------------------------------------------
     @staticmethod
     def _check_text(text: Any) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -433,6 +433,40 @@ class _CLIPBase(BaseModel[CLIPConfig]):
             InputError: missing or malformed ``pixel_values`` (the configured size).
         """
         return self.visual_projection(self.vision_model(pixel_values)[1])
+
+    def zero_shot(self, pixel_values: Any, labels: Sequence[str], tokenizer: Any, *,
+                  template: str = "This is a photo of {}.") -> torch.Tensor:
+        """Zero-shot image classification: each label put in ``template``, scored against each
+        image (transformers' pipeline does the same with the same default template).
+
+        Args:
+            pixel_values: ``[images, 3, H, W]`` from the model's image processor.
+            labels: the candidate labels.
+            tokenizer: the model's tokenizer (called as transformers' are).
+
+        Returns:
+            ``[images, labels]`` probabilities (softmax over the labels).
+
+        Raises:
+            InputError: no labels, or a template without ``{}``.
+        """
+        labels = list(labels)
+        if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+            raise InputError(f"zero-shot classification needs non-empty label strings, got "
+                             f"{labels!r}")
+        if "{}" not in template:
+            raise InputError(f"the template must hold '{{}}' where the label goes, got "
+                             f"{template!r}")
+        max_len = getattr(self.config.text, "max_position_embeddings", None)
+        if isinstance(self, AltCLIPModel):  # XLM-R counts positions from pad + 1
+            max_len = max_len - self.config.text.position_offset
+        enc = tokenizer([template.format(x) for x in labels], padding=True, truncation=True,
+                        max_length=max_len, return_tensors="pt")
+        with torch.no_grad():
+            out = self(input_ids=enc["input_ids"].to(self.device),
+                       attention_mask=enc["attention_mask"].to(self.device),
+                       pixel_values=pixel_values)
+        return out["logits_per_image"].float().softmax(dim=-1)
 
     # FlagAI's names for the same
     def encode_text(self, text: Any) -> torch.Tensor:
