@@ -308,7 +308,7 @@ _CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
     (r"\.layers\.(\d+)\.mlp\.fc1\.", r".layers.\1.mlp.fc_in."),
     (r"\.layers\.(\d+)\.mlp\.fc2\.", r".layers.\1.mlp.fc_out."),
 )
-_CLIP_IGNORE = (r"position_ids$",)
+_CLIP_IGNORE: tuple[str, ...] = (r"position_ids$",)
 
 # OpenAI's original names (FlagAI's CLIP and EVA-CLIP) → transformers'
 _OPENAI_BLOCK = (
@@ -570,7 +570,8 @@ class AltCLIPModel(_CLIPBase):
     config_class = AltCLIPConfig
     checkpoint_key_rules = _ALTCLIP_ALIASES + _ALTCLIP_LAYOUT
     checkpoint_write_rules = invert_key_rules(_ALTCLIP_LAYOUT)
-    ignore_checkpoint_keys = _CLIP_IGNORE + _ENCODER_IGNORE + (r"^text_model\.roberta\.pooler\.",)
+    ignore_checkpoint_keys = (_CLIP_IGNORE + _ENCODER_IGNORE
+                              + (r"^text_model\.roberta\.pooler\.",))
 
     def __init__(self, config: AltCLIPConfig):
         self.text_width = int(config.text.extra.get("project_dim", 768))

@@ -110,6 +110,22 @@ def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     return x * mask / keep
 
 
+def shift_mask(h: int, w: int, window: int, shift: int, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """``[windows, 1, n, n]``: -100 between positions that the cyclic shift made neighbours
+    but that come from different regions of the map."""
+    regions = torch.zeros(1, h, w, 1, device=device, dtype=dtype)
+    cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for hs in cuts:
+        for ws in cuts:
+            regions[:, hs, ws, :] = label
+            label += 1
+    ids = _window_partition(regions, window).squeeze(-1)  # [windows, n]
+    mask = ids[:, None, :] - ids[:, :, None]
+    return mask.masked_fill(mask != 0, -100.0).unsqueeze(1)
+
+
 # -- block level ----------------------------------------------------------------------------
 class SwinBlock(nn.Module):
     """Window attention (shifted by half a window in every other block) and an MLP, both
@@ -146,20 +162,6 @@ class SwinBlock(nn.Module):
         bias = table[self._relative_index(self.window).to(table.device)]
         return bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # [1, heads, n, n]
 
-    def _shift_mask(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """``[windows, 1, n, n]``: -100 between positions that the cyclic shift made neighbours
-        but that come from different regions of the map."""
-        regions = torch.zeros(1, h, w, 1, device=device, dtype=dtype)
-        cuts = (slice(0, -self.window), slice(-self.window, -self.shift), slice(-self.shift, None))
-        label = 0
-        for hs in cuts:
-            for ws in cuts:
-                regions[:, hs, ws, :] = label
-                label += 1
-        ids = _window_partition(regions, self.window).squeeze(-1)  # [windows, n]
-        mask = ids[:, None, :] - ids[:, :, None]
-        return mask.masked_fill(mask != 0, -100.0).unsqueeze(1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         # a map no larger than one window is attended whole, so a shift would change nothing
@@ -173,7 +175,7 @@ class SwinBlock(nn.Module):
         windows = _window_partition(y, self.window)
         mask = None
         if shift:
-            per_window = self._shift_mask(hp, wp, x.device, x.dtype)
+            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
             mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
                 -1, 1, *per_window.shape[-2:])
         attended = self.attention(windows, bias=self._position_bias(), mask=mask)

@@ -28,7 +28,7 @@ from ._inputs import check_pixel_values
 from .heads import classification_loss
 from .layers import FeedForward
 from .swin import (SwinBlock, SwinConfig, SwinEmbeddings, SwinPreTrainedModel, _drop_path,
-                   _window_partition, _window_reverse)
+                   _window_partition, _window_reverse, shift_mask)
 from .vit import _pair
 
 __all__ = ["Swinv2Config", "Swinv2Block", "Swinv2Model", "Swinv2ForImageClassification"]
@@ -86,7 +86,7 @@ class Swinv2Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def _position_bias(self) -> torch.Tensor:
-        weight = self.cpb_mlp[0].weight
+        weight = cast(nn.Linear, self.cpb_mlp[0]).weight
         table = self.cpb_mlp(_coords_table(self.window, self.pretrained_window).to(
             device=weight.device, dtype=weight.dtype))  # [(2w-1)^2, heads]
         n = self.window * self.window
@@ -115,8 +115,6 @@ class Swinv2Block(nn.Module):
     """``x + norm1(attn(x))`` then ``x + norm2(mlp(x))`` on a ``[batch, H, W, C]`` map, the
     attention in (shifted) windows padded to whole windows."""
 
-    _shift_mask = SwinBlock._shift_mask
-
     def __init__(self, config: Swinv2Config, dim: int, heads: int, *, resolution: int,
                  shift: bool, drop_path: float, pretrained_window: int):
         super().__init__()
@@ -140,7 +138,7 @@ class Swinv2Block(nn.Module):
         mask = None
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            per_window = self._shift_mask(hp, wp, x.device, x.dtype)
+            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
             mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
                 -1, 1, *per_window.shape[-2:])
         y = self.attention(_window_partition(y, self.window), mask)
