@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hubloader.clip_tokenization import _CLIP_SPLIT, _byte_symbols
+from hubloader.text.clip import _CLIP_SPLIT, _byte_symbols
 
 # English, Chinese, Arabic and emoji text (the languages the tokenizers must agree on)
 TEXTS = ["A photo of a cat, sitting on the mat!", "北京是中国的首都", "مرحبا بالعالم، كيف حالك؟",

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from _clip import (CLIP_PREPROCESSOR, TEXTS, write_clip_vocab, write_image, write_xlmr_vocab)
 from _flagai import perturb, save_flagai
 from hubloader.errors import InputError
-from hubloader.modeling import BaseModel
+from hubloader.load.modeling import BaseModel
 from hubloader.models.clip import AltCLIPModel, CLIPModel, EVACLIPModel
-from hubloader.preprocessing import load_image_processor
-from hubloader.tokenization import load_tokenizer
+from hubloader.vision.preprocessing import load_image_processor
+from hubloader.text.tokenizer import load_tokenizer
 
 import transformers as tf  # noqa: E402  (test-only oracle)
 

@@ -144,7 +144,7 @@ def _write_altclip(root, name: str):
 
     folder = root / name
     write_xlmr_vocab(folder)
-    from hubloader.tokenization import load_tokenizer
+    from hubloader.text.tokenizer import load_tokenizer
 
     text = dict(vocab_size=len(load_tokenizer(folder)), hidden_size=32, intermediate_size=37,
                 num_hidden_layers=2, num_attention_heads=4, project_dim=24,

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules
-from ..config import ModelConfig
+from ..load.checkpoint_keys import invert_key_rules
+from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_pixel_values, check_same_shape, check_token_ids, require_token_ids
 from .bert import _ENCODER_IGNORE, _ENCODER_LAYOUT, RobertaConfig, RobertaModel
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules
+from ..load.checkpoint_keys import invert_key_rules
 from ..errors import ConfigError, InputError
-from ..registry import register_model
+from ..load.registry import register_model
 from ._inputs import check_pixel_values
 from .heads import classification_loss
 from .layers import FeedForward
