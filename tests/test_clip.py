@@ -17,7 +17,8 @@ from _clip import (CLIP_PREPROCESSOR, TEXTS, write_clip_vocab, write_image, writ
 from _flagai import perturb, save_flagai
 from hubloader.errors import InputError
 from hubloader.load.modeling import BaseModel
-from hubloader.models.clip import AltCLIPModel, CLIPModel, EVACLIPModel
+from hubloader.models.altclip import AltCLIPModel
+from hubloader.models.clip import CLIPModel, EVACLIPModel
 from hubloader.vision.preprocessing import load_image_processor
 from hubloader.text.tokenizer import load_tokenizer
 

@@ -7,8 +7,8 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
 from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
                           RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
                           RobertaForSequenceLabelingGP)
-from .clip import (AltCLIPConfig, AltCLIPModel, CLIPConfig, CLIPModel, EVACLIPConfig,
-                   EVACLIPModel)
+from .altclip import AltCLIPConfig, AltCLIPModel
+from .clip import CLIPConfig, CLIPModel, EVACLIPConfig, EVACLIPModel
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model

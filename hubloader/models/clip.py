@@ -1,5 +1,5 @@
-"""CLIP, EVA-CLIP and AltCLIP: an image tower and a text tower projected into one embedding
-space, scored by scaled cosine similarity (zero-shot image classification, image-text matching).
+"""CLIP and EVA-CLIP: an image tower and a text tower projected into one embedding space,
+scored by scaled cosine similarity (zero-shot image classification, image-text matching).
 
 - ``CLIPModel`` loads transformers' layout (``openai/clip-vit-*``:
   ``text_model.encoder.layers.N.self_attn.q_proj.weight``...) through ``checkpoint_key_rules``,
@@ -9,9 +9,7 @@ space, scored by scaled cosine similarity (zero-shot image classification, image
 - ``EVACLIPModel`` is EVA-CLIP as FlagAI publishes it: OpenAI's text tower and a BEiT-style
   image tower (no norm before the blocks, a query/value bias without key bias, optional layer
   scale, a biased head).
-- ``AltCLIPModel`` is BAAI's AltCLIP as transformers has it: an XLM-R text tower (hubloader's
-  RoBERTa encoder) with a linear ``transformation`` of its normed first token, and CLIP's image
-  tower.
+- :mod:`hubloader.models.altclip` builds BAAI's AltCLIP on the same image tower and scoring.
 
 ``forward(input_ids=..., pixel_values=...)`` returns ``logits_per_image`` ``[images, texts]``
 (also as ``logits``), ``logits_per_text``, the normalized ``image_embeds``/``text_embeds`` and,
@@ -28,18 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..load.checkpoint_keys import invert_key_rules
 from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
 from ._inputs import check_pixel_values, check_same_shape, check_token_ids, require_token_ids
-from .bert import _ENCODER_IGNORE, _ENCODER_LAYOUT, RobertaConfig, RobertaModel
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 from .vit import _pair
 
 __all__ = ["CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "CLIPModel", "EVACLIPConfig",
-           "EVACLIPModel", "AltCLIPConfig", "AltCLIPModel", "contrastive_loss"]
+           "EVACLIPModel", "CLIPPreTrainedModel", "CLIP_LAYOUT", "CLIP_IGNORE", "sub_config",
+           "contrastive_loss"]
 
 
 # -- configs ----------------------------------------------------------------------------------
@@ -116,7 +113,7 @@ def _divisible(size: int, heads: int, where: str) -> None:
                           f"num_attention_heads {heads}")
 
 
-def _sub_config(cls: type[ModelConfig], data: Any, where: str) -> Any:
+def sub_config(cls: type[ModelConfig], data: Any, where: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -141,35 +138,16 @@ class CLIPConfig(ModelConfig):
         if self.projection_dim <= 0:
             raise ConfigError(f"projection_dim must be positive, got {self.projection_dim}")
         self.text = self._text_config()
-        self.vision: CLIPVisionConfig = _sub_config(CLIPVisionConfig, self.vision_config,
+        self.vision: CLIPVisionConfig = sub_config(CLIPVisionConfig, self.vision_config,
                                                     "vision_config")
 
     def _text_config(self) -> Any:
-        return _sub_config(CLIPTextConfig, self.text_config, "text_config")
+        return sub_config(CLIPTextConfig, self.text_config, "text_config")
 
 
 @dataclass
 class EVACLIPConfig(CLIPConfig):
     model_type = "eva_clip"
-
-
-@dataclass
-class AltCLIPConfig(CLIPConfig):
-    """transformers' AltCLIP config: an XLM-R ``text_config`` with ``project_dim``."""
-
-    model_type = "altclip"
-    projection_dim: int = 768
-
-    def _text_config(self) -> Any:
-        text = _sub_config(RobertaConfig, {"vocab_size": 250002, "hidden_size": 1024,
-                                           "num_hidden_layers": 24, "num_attention_heads": 16,
-                                           "intermediate_size": 4096, **(self.text_config or {})},
-                           "text_config")
-        project_dim = text.extra.get("project_dim", 768)
-        if not isinstance(project_dim, int) or isinstance(project_dim, bool) or project_dim <= 0:
-            raise ConfigError(f"text_config: project_dim must be a positive int, got "
-                              f"{project_dim!r}")
-        return text
 
 
 # -- layer and block level ---------------------------------------------------------------------
@@ -300,7 +278,7 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
 
 # -- checkpoint layouts ------------------------------------------------------------------------
 # transformers' names → ours (inverted to save): only the attention and MLP projections differ
-_CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
+CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
     (r"\.layers\.(\d+)\.self_attn\.q_proj\.", r".layers.\1.self_attn.query."),
     (r"\.layers\.(\d+)\.self_attn\.k_proj\.", r".layers.\1.self_attn.key."),
     (r"\.layers\.(\d+)\.self_attn\.v_proj\.", r".layers.\1.self_attn.value."),
@@ -308,7 +286,7 @@ _CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
     (r"\.layers\.(\d+)\.mlp\.fc1\.", r".layers.\1.mlp.fc_in."),
     (r"\.layers\.(\d+)\.mlp\.fc2\.", r".layers.\1.mlp.fc_out."),
 )
-_CLIP_IGNORE: tuple[str, ...] = (r"position_ids$",)
+CLIP_IGNORE: tuple[str, ...] = (r"position_ids$",)
 
 # OpenAI's original names (FlagAI's CLIP and EVA-CLIP) → transformers'
 _OPENAI_BLOCK = (
@@ -370,12 +348,12 @@ def _from_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # -- model level ---------------------------------------------------------------------------------
-class _CLIPBase(BaseModel[CLIPConfig]):
+class CLIPPreTrainedModel(BaseModel[CLIPConfig]):
     """What the CLIP family shares: projections, logit scale, scoring and loss."""
 
     config_class = CLIPConfig
-    checkpoint_key_rules = _CLIP_LAYOUT
-    ignore_checkpoint_keys = _CLIP_IGNORE
+    checkpoint_key_rules = CLIP_LAYOUT
+    ignore_checkpoint_keys = CLIP_IGNORE
     projection_bias = False
 
     text_model: nn.Module
@@ -457,16 +435,17 @@ class _CLIPBase(BaseModel[CLIPConfig]):
         if "{}" not in template:
             raise InputError(f"the template must hold '{{}}' where the label goes, got "
                              f"{template!r}")
-        max_len = getattr(self.config.text, "max_position_embeddings", None)
-        if isinstance(self, AltCLIPModel):  # XLM-R counts positions from pad + 1
-            max_len = max_len - self.config.text.position_offset
         enc = tokenizer([template.format(x) for x in labels], padding=True, truncation=True,
-                        max_length=max_len, return_tensors="pt")
+                        max_length=self._max_text_length(), return_tensors="pt")
         with torch.no_grad():
             out = self(input_ids=enc["input_ids"].to(self.device),
                        attention_mask=enc["attention_mask"].to(self.device),
                        pixel_values=pixel_values)
         return out["logits_per_image"].float().softmax(dim=-1)
+
+    def _max_text_length(self) -> int:
+        """The most tokens the text tower takes."""
+        return int(self.config.text.max_position_embeddings)
 
     # FlagAI's names for the same
     def encode_text(self, text: Any) -> torch.Tensor:
@@ -517,7 +496,7 @@ class _CLIPBase(BaseModel[CLIPConfig]):
 
 @register_model("clip", "zero-shot-image-classification")
 @register_model("clip", "base")
-class CLIPModel(_CLIPBase):
+class CLIPModel(CLIPPreTrainedModel):
     """OpenAI's CLIP (transformers' ``CLIPModel``; FlagAI's ``clip-*`` names)."""
 
     def __init__(self, config: CLIPConfig):
@@ -538,52 +517,3 @@ class EVACLIPModel(CLIPModel):
 
     config_class = EVACLIPConfig
     projection_bias = True
-
-
-# BAAI's checkpoints name the image tower's blocks ``encoder.layers``, transformers 5 saves
-# ``encoder.layer``; both read, BAAI's is written
-_ALTCLIP_ALIASES = ((r"^vision_model\.encoder\.layer\.(\d+)\.", r"vision_model.encoder.layers.\1."),)
-_ALTCLIP_LAYOUT = _CLIP_LAYOUT + tuple(
-    (rf"^text_model\.roberta\.{p}", rf"text_model.roberta.{r}") for p, r in _ENCODER_LAYOUT)
-
-
-class AltCLIPTextModel(nn.Module):
-    """XLM-R, then ``transformation(pre_LN(states)[:, 0])`` (BAAI's text tower)."""
-
-    def __init__(self, cfg: RobertaConfig):
-        super().__init__()
-        self.roberta = RobertaModel(cfg, add_pooler=False)
-        self.transformation = nn.Linear(cfg.hidden_size, cfg.extra.get("project_dim", 768))
-        self.pre_LN = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.roberta(input_ids, attention_mask=attention_mask, **kwargs)["hidden_states"]
-        return states, self.transformation(self.pre_LN(states)[:, 0])
-
-
-@register_model("altclip", "zero-shot-image-classification")
-@register_model("altclip", "base")
-class AltCLIPModel(_CLIPBase):
-    """BAAI's AltCLIP (transformers' ``AltCLIPModel``; FlagAI's ``altclip-xlmr-l``)."""
-
-    config_class = AltCLIPConfig
-    checkpoint_key_rules = _ALTCLIP_ALIASES + _ALTCLIP_LAYOUT
-    checkpoint_write_rules = invert_key_rules(_ALTCLIP_LAYOUT)
-    ignore_checkpoint_keys = (_CLIP_IGNORE + _ENCODER_IGNORE
-                              + (r"^text_model\.roberta\.pooler\.",))
-
-    def __init__(self, config: AltCLIPConfig):
-        self.text_width = int(config.text.extra.get("project_dim", 768))
-        super().__init__(config)
-        self.text_model = AltCLIPTextModel(config.text)
-
-    def _text_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                     **kwargs: Any) -> torch.Tensor:
-        return self.text_model(input_ids, attention_mask, **kwargs)[1]
-
-    def init_module_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Embedding):
-            init_standard(module, self.config.text.initializer_range)
-            return
-        super().init_module_weights(module)
