@@ -175,6 +175,38 @@ def test_flagai_layout_equals_flagai(oracle, quick, layer_scale, tmp_path):
                 "loss"].item()) < TOL
         assert torch.allclose(mine["logits_per_text"],
                               mine["text_embeds"] @ mine["image_embeds"].t() * scale)
+    if oracle == "CLIP":  # FlagAI's CLIP, saved, is transformers' CLIPModel
+        ours.save_pretrained(tmp_path / "hf")
+        hf = tf.CLIPModel.from_pretrained(str(tmp_path / "hf")).eval()
+        with torch.no_grad():
+            out = hf(input_ids=text, pixel_values=image)
+            mine = ours(input_ids=text, pixel_values=image)
+            assert (out.logits_per_image - mine["logits_per_image"]).abs().max() < TOL
+
+
+def test_bad_input_and_configs_raise_typed_errors(clip_dir, tmp_path):
+    from hubloader.errors import ConfigError
+
+    model = CLIPModel.from_pretrain(str(clip_dir))
+    ids = load_tokenizer(clip_dir)(["a cat"], return_tensors="pt")["input_ids"]
+    with pytest.raises(InputError, match="pixel_values"):
+        model(input_ids=ids, pixel_values=torch.randn(1, 3, 16, 16))
+    with pytest.raises(InputError, match="at most 24"):
+        model.get_text_features(torch.zeros(1, 30, dtype=torch.long))
+    with pytest.raises(InputError, match="unexpected"):
+        model(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32), labels=ids)
+    with pytest.raises(InputError, match="label"):
+        model.zero_shot(torch.randn(1, 3, 32, 32), [], load_tokenizer(clip_dir))
+    folder = tmp_path / "clip-base-p32-224"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(
+        {"embed_dim": 16, "vision_cfg": {"timm_model_name": "resnet50"}, "text_cfg": {}}))
+    with pytest.raises(ConfigError, match="timm"):
+        CLIPModel.init_from_json(folder / "config.json")
+    (folder / "config.json").write_text(json.dumps(
+        {"embed_dim": 16, "vision_cfg": {"width": "wide"}, "text_cfg": {}}))
+    with pytest.raises(ConfigError, match="width"):
+        CLIPModel.init_from_json(folder / "config.json")
 
 
 def test_clip_tokenizers_equal_transformers_and_flagai(tmp_path):
