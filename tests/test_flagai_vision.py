@@ -222,3 +222,17 @@ def test_flagai_all_task_entries_load_and_run(entry, task, name, tmp_path, monke
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert (ref(images=x)["logits"] - loader.get_model()(x)["logits"]).abs().max() < TOL
+
+
+def test_swinv2_oblong_images_equal_transformers_or_are_refused(tmp_path):
+    torch.manual_seed(0)
+    cfg = tf.Swinv2Config(image_size=[32, 64], patch_size=4, embed_dim=16, depths=[2, 2],
+                          num_heads=[2, 4], window_size=4, num_labels=3)
+    ref = perturb(tf.Swinv2ForImageClassification(cfg))
+    ref.save_pretrained(str(tmp_path / "hf"))
+    ours = Swinv2ForImageClassification.from_pretrain(str(tmp_path / "hf"))
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        assert (ref(pixel_values=x).logits - ours(x)["logits"]).abs().max() < TOL
+    with pytest.raises(ConfigError, match="oblong"):
+        Swinv2ForImageClassification.from_pretrain(str(tmp_path / "hf"), image_size=[16, 64])

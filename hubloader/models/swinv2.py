@@ -54,6 +54,13 @@ class Swinv2Config(SwinConfig):
             self.pretrained_window_sizes = [0] * n
         if min(self.pretrained_window_sizes) < 0:
             raise ConfigError("pretrained_window_sizes must not be negative")
+        gh, gw = self.grid
+        for i in range(n):  # a window shrinks to a smaller map; transformers and Microsoft
+            h, w = gh // 2 ** i, gw // 2 ** i  # shrink it differently when the map is oblong
+            if h != w and min(h, w) < self.window_size:
+                raise ConfigError(f"image_size {self.image_size}: stage {i}'s {h}x{w} map is "
+                                  f"oblong and narrower than the {self.window_size} "
+                                  "window; use a square image_size or a smaller window_size")
 
 
 @functools.lru_cache(maxsize=None)
