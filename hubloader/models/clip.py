@@ -114,6 +114,11 @@ def _divisible(size: int, heads: int, where: str) -> None:
 
 
 def sub_config(cls: type[ModelConfig], data: Any, where: str) -> Any:
+    """``data`` (a ``text_config``/``vision_config`` dict, or ``None``) as a validated ``cls``.
+
+    Raises:
+        ConfigError: not an object, or a field ``cls`` refuses.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
