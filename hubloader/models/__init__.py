@@ -8,6 +8,8 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
 from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
                           RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
                           RobertaForSequenceLabelingGP)
+from .altclip import AltCLIPConfig, AltCLIPModel
+from .clip import CLIPConfig, CLIPModel, EVACLIPConfig, EVACLIPModel
 from .cpm import CPMConfig, CPMLMHeadModel, CPMModel
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
@@ -19,6 +21,7 @@ from .opt import (GalacticaConfig, GalacticaForCausalLM, GalacticaModel, OPTConf
                   OPTForCausalLM, OPTModel)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .swin import SwinConfig, SwinForImageClassification, SwinModel
+from .swinv2 import Swinv2Config, Swinv2ForImageClassification, Swinv2Model
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -28,6 +31,8 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
            "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "CLIPConfig", "CLIPModel", "EVACLIPConfig", "EVACLIPModel", "AltCLIPConfig",
+           "AltCLIPModel",
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel", "CPMConfig", "CPMModel", "CPMLMHeadModel",
@@ -40,4 +45,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification",
-           "SwinConfig", "SwinModel", "SwinForImageClassification"]
+           "SwinConfig", "SwinModel", "SwinForImageClassification",
+           "Swinv2Config", "Swinv2Model", "Swinv2ForImageClassification"]
