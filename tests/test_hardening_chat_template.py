@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubloader.chat_template import render_chat_template
+from hubloader.text.chat_template import render_chat_template
 from hubloader.errors import ChatTemplateError
 
 MESSAGES = [{"role": "user", "content": "Hi"}]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from hubloader.checkpoints import STATE_JSON, STATE_PT, TrainerState, load_checkpoint, save_checkpoint
+from hubloader.training.checkpoints import STATE_JSON, STATE_PT, TrainerState, load_checkpoint, save_checkpoint
 from hubloader.errors import ConfigError, HubLoaderError, WeightsError
 from hub_helpers import run_py
 
@@ -72,7 +72,7 @@ def test_a_save_past_the_file_size_limit_is_disk_full(last):
     code = f"""
 import resource, signal, torch
 from torch import nn
-from hubloader.checkpoints import TrainerState, save_checkpoint
+from hubloader.training.checkpoints import TrainerState, save_checkpoint
 from hubloader.errors import DiskFullError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 model = nn.Linear(512, 512)

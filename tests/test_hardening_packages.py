@@ -12,8 +12,8 @@ import zipfile
 import pytest
 
 from hubloader.errors import PackageError, UntrustedCodeError
-from hubloader.packaging import extract_zip
-from hubloader.remote_code import (check_dependencies, code_digest, find_code_entry,
+from hubloader.packages.packaging import extract_zip
+from hubloader.load.remote_code import (check_dependencies, code_digest, find_code_entry,
                                    import_entry)
 
 

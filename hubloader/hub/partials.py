@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import constants
+from .. import settings
 from ..files import regular_size
 from .cache import SnapshotPaths
 from .sources.base import RemoteFile
@@ -101,7 +101,7 @@ def writer_gone(partial: Path, *, lifetime: float | None = None) -> bool:
             times.append(p.lstat().st_mtime)
         except FileNotFoundError:
             pass
-    limit = constants.lock_lifetime() if lifetime is None else lifetime
+    limit = settings.lock_lifetime() if lifetime is None else lifetime
     return bool(times) and time.time() - max(times) > limit
 
 
@@ -237,7 +237,7 @@ class Heartbeat:
 
     def __init__(self, partial: Path):
         self.partial = partial
-        self._interval = constants.lock_lifetime() / 3
+        self._interval = settings.lock_lifetime() / 3
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hubloader-heartbeat",
                                         daemon=True)
