@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["sha256_file", "temp_name", "atomic_write_text", "atomic_write_json", "open_regular",
-           "regular_size", "read_regular"]
+           "regular_size", "read_regular", "copy_verified"]
 
 _CHUNK = 8 << 20
 
@@ -123,3 +123,28 @@ def read_regular(path: str | os.PathLike) -> bytes:
     (see :func:`open_regular`)."""
     with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
         return fh.read()
+
+
+_FICLONE = 0x40049409  # Linux: share the source's extents copy-on-write (btrfs, XFS)
+
+
+def copy_verified(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy ``src`` to the new file ``dst`` and return the sha256 of what ``dst`` holds.
+
+    The copy is a file of its own, so a later write to ``src`` never changes it. Where the
+    filesystem can, it is a copy-on-write clone (no bytes written, no space used until one of
+    them changes); elsewhere the bytes are copied. Either way the digest is taken from ``dst``,
+    so the caller compares it with the digest it trusts and knows what it kept.
+
+    Raises:
+        OSError: ``src`` cannot be read or ``dst`` created (an existing ``dst`` is refused).
+    """
+    import fcntl
+    import shutil
+
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        except OSError:
+            shutil.copyfileobj(fin, fout, _CHUNK)
+    return sha256_file(dst)

@@ -30,7 +30,7 @@ from .. import settings
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
                       RemoteNotFoundError)
-from ..files import regular_size
+from ..files import copy_verified, regular_size
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
@@ -345,8 +345,8 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     known = _known_sha256(file, card_sha256)
     # a copy outside the cache (huggingface_hub's) is used, verified, unless a blob has it
     local = None if _reusable_blob(paths, file, known) else source.local_copy(file)
-    if local is not None and (known is None or known == local[1]):
-        _adopt(paths, local[0], local[1], file.path)
+    if local is not None and (known is None or known == local[1]) and \
+            _adopt(paths, local[0], local[1], file.path):
         logger.info("%s: taken from %s (%s), not fetched", file.path, source.local_origin,
                     local[0])
         return _Stored(local[1], source.local_origin, verified_by(file, known))
@@ -390,27 +390,27 @@ def _warn_unverified(source: Source, file: RemoteFile) -> None:
                    source.uri, file.path)
 
 
-def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> None:
-    """Put verified bytes that another cache owns into the snapshot: hard-linked into the
-    blob store (copied where no hard link can be made), never moved or changed."""
+def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> bool:
+    """Put verified bytes that another cache owns into the snapshot as a file of hubloader's
+    own: cloned or copied into the blob store, never linked, moved or changed, so a later
+    write to the other cache's file cannot change them. The copy is hashed again; ``False``
+    (nothing kept) when it no longer has ``sha256``."""
     blob = paths.blob(sha256)
     target = blob if blob is not None else paths.file(path)
-    if blob is None or not blob.exists():
+    if blob is None or regular_size(blob) is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{partials.new_owner()}.adopt")
         try:
-            try:
-                os.link(local, tmp)
-            except OSError as err:
-                if err.errno not in _NO_LINK:
-                    raise
-                shutil.copyfile(local, tmp)
-                durability.fdatasync(tmp)
+            if copy_verified(local, tmp) != sha256:
+                logger.warning("%s changed while it was copied; fetching %s instead", local, path)
+                return False
+            durability.fdatasync(tmp)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     if blob is not None and not _link_into_snapshot(paths, blob, path):
-        _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
+        return _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
+    return True
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:
