@@ -140,11 +140,14 @@ def copy_verified(src: str | os.PathLike, dst: str | os.PathLike) -> str:
         OSError: ``src`` cannot be read or ``dst`` created (an existing ``dst`` is refused).
     """
     import fcntl
-    import shutil
 
     with open(src, "rb") as fin, open(dst, "xb") as fout:
         try:
             fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
         except OSError:
-            shutil.copyfileobj(fin, fout, _CHUNK)
-    return sha256_file(dst)
+            digest = hashlib.sha256()  # one pass: each block is hashed as it is written
+            while block := fin.read(_CHUNK):
+                fout.write(block)
+                digest.update(block)
+            return digest.hexdigest()
+    return sha256_file(dst)  # a clone: its bytes were never read, so read them now
