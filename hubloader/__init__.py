@@ -43,6 +43,11 @@ _LAZY = {
     "push": ".publish",
     "PushResult": ".publish",
     "Trainer": ".trainer",
+    "Config": ".mm",
+    "MODELS": ".mm",
+    "get_model": ".mm",
+    "inference_model": ".mm",
+    "get_flops": ".mm",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
@@ -51,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .auto import AutoLoader
     from .cards import ModelCard, list_models, model_info
     from .hub import Prefetch, cached_file, download, prefetch
+    from .mm import MODELS, Config, get_flops, get_model, inference_model
     from .modeling import BaseModel
     from .names import ModelRef, parse_model_name
     from .predictor import Predictor
