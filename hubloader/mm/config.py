@@ -25,6 +25,7 @@ import copy
 import json
 import operator
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -297,6 +298,11 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not,
 }
 _CONTAINERS = {"dict": dict, "list": list, "tuple": tuple}
+#: pure builtins real configs call (``[round(x) for x in bgr_mean]``); nothing else is callable
+_PURE: dict[str, Callable[..., Any]] = {
+    "round": round, "min": min, "max": max, "abs": abs, "int": int, "float": float,
+    "str": str, "bool": bool, "len": len, "sum": sum, "sorted": sorted, "range": range,
+}
 
 
 class _Reader:
@@ -441,7 +447,67 @@ class _Reader:
                 raise self.fail(node, f"no item {key!r} ({type(err).__name__})") from None
         if isinstance(node, ast.Attribute):
             return self.attribute(node)
+        if isinstance(node, (ast.ListComp, ast.DictComp)):
+            return self.comprehension(node)
+        if isinstance(node, ast.JoinedStr):
+            return self.fstring(node)
         raise self.fail(node, f"a {type(node).__name__} expression is not allowed")
+
+    def fstring(self, node: ast.JoinedStr) -> str:
+        """``f"{name}-{size:>4}"`` over data; a format width is bounded."""
+        out = []
+        for part in node.values:
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                out.append(part.value)
+                continue
+            if not isinstance(part, ast.FormattedValue):
+                raise self.fail(node, "this f-string part is not allowed")
+            value = self.value(part.value)
+            if not isinstance(value, (int, float, str, bool, type(None), list, tuple, dict)):
+                raise self.fail(node, "an f-string formats data only")
+            value = {ord("r"): repr, ord("s"): str, ord("a"): ascii}.get(part.conversion,
+                                                                         lambda v: v)(value)
+            spec = self.fstring(part.format_spec) if part.format_spec is not None else ""
+            if any(len(run) > 4 for run in re.findall(r"\d+", spec)):
+                raise self.fail(node, "an f-string width above 9999 is not allowed")
+            try:
+                out.append(format(value, spec))
+            except (TypeError, ValueError) as err:
+                raise self.fail(node, f"f-string: {err}") from None
+        return "".join(out)
+
+    def comprehension(self, node: ast.ListComp | ast.DictComp) -> Any:
+        """``[f(x) for x in xs if c]`` / ``{k: v for ...}`` over data, names scoped to it."""
+        saved = dict(self.names)
+        items: list = []
+        out: dict = {}
+
+        def loop(i: int) -> None:
+            if i == len(node.generators):
+                if isinstance(node, ast.ListComp):
+                    items.append(self.value(node.elt))
+                else:
+                    out[self.hashable(self.value(node.key), node.key)] = self.value(node.value)
+                if len(items) + len(out) > _MAX_SEQUENCE:
+                    raise self.fail(node, "the comprehension is too long")
+                return
+            gen = node.generators[i]
+            if gen.is_async:
+                raise self.fail(node, "async comprehensions are not allowed")
+            source = self.value(gen.iter)
+            if not isinstance(source, (list, tuple, str, dict)):
+                raise self.fail(gen.iter, "a comprehension iterates over a list, tuple, string "
+                                          "or dict only")
+            for item in list(source):
+                self.assign(gen.target, item)
+                if all(self.value(cond) for cond in gen.ifs):
+                    loop(i + 1)
+
+        try:
+            loop(0)
+        finally:
+            self.names = saved
+        return items if isinstance(node, ast.ListComp) else out
 
     def sequence(self, elts: list[ast.expr], node: ast.AST) -> list:
         out: list = []
@@ -505,6 +571,8 @@ class _Reader:
 
     def call(self, node: ast.Call) -> Any:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in _PURE and func.id not in self.names:
+            return self.pure_call(node, func.id)
         if not (isinstance(func, ast.Name) and func.id in _CONTAINERS):
             name = ast.unparse(func) if hasattr(ast, "unparse") else "a function"
             raise self.fail(node, f"calling {name}(...) is not allowed")
@@ -535,6 +603,29 @@ class _Reader:
         if not isinstance(args[0], (list, tuple, str, dict)):
             raise self.fail(node, f"{kind}() needs a list, tuple, string or dict")
         return _CONTAINERS[kind](args[0])
+
+    def pure_call(self, node: ast.Call, name: str) -> Any:
+        args = self.sequence(node.args, node)
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg not in ("ndigits", "reverse", "default", "start"):
+                raise self.fail(node, f"{name}() keyword arguments other than ndigits, reverse, "
+                                      "default and start are not allowed")
+            kwargs[kw.arg] = self.value(kw.value)
+        for a in args:
+            if not isinstance(a, (int, float, str, bool, list, tuple, dict, type(None))):
+                raise self.fail(node, f"{name}() takes data only")
+        try:
+            result = _PURE[name](*args, **kwargs)
+            if isinstance(result, range):
+                if len(result) > _MAX_SEQUENCE:
+                    raise self.fail(node, "the range is too long")
+                result = list(result)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise self.fail(node, f"{name}(): {err}") from None
+        if isinstance(result, int) and not isinstance(result, bool) and abs(result) > _MAX_NUMBER:
+            raise self.fail(node, "the number is too large")
+        return result
 
     def binop(self, op: ast.operator, left: Any, right: Any, node: ast.AST) -> Any:
         fn = _BINOPS.get(type(op))

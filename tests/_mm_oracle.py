@@ -1,0 +1,67 @@
+"""mmpretrain 1.2.0 with mmengine 0.10.7 as a test-only oracle.
+
+mmpretrain imports torchvision and OpenCV (mmcv's image helpers) at import time, only for
+datasets, transforms and metrics these tests never run; the torchvision wheel does not load
+against the CPU torch, and OpenCV is a large native dependency. Stand-in modules take their
+place in ``sys.modules`` before mmpretrain is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+import warnings
+
+_STUBBED = ("torchvision", "cv2")
+
+
+class _Stub(types.ModuleType):
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {})
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in _STUBBED:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _Stub(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def load():
+    """``(mmpretrain MODELS, mmengine Config, mmengine load_checkpoint, save_checkpoint,
+    get_model_complexity_info)``."""
+    for name in _STUBBED:
+        real = sys.modules.get(name)
+        if real is not None and not isinstance(real, _Stub):
+            raise RuntimeError(f"a real {name} is imported; the oracle needs its stand-in")
+    if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _StubFinder())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mmpretrain.models  # noqa: F401  (registers the components)
+        from mmengine.analysis import get_model_complexity_info
+        from mmengine.config import Config
+        from mmengine.runner import load_checkpoint, save_checkpoint
+        from mmpretrain.registry import MODELS
+    return MODELS, Config, load_checkpoint, save_checkpoint, get_model_complexity_info
+
+
+def configs_dir():
+    """mmpretrain's own config tree, shipped in its wheel."""
+    from pathlib import Path
+
+    import mmpretrain
+
+    return Path(mmpretrain.__file__).parent / ".mim" / "configs"
