@@ -157,7 +157,7 @@ def _load_tree(file: Path, top: Path, chain: tuple[Path, ...]) -> dict:
         tree = _parse(text, file)
         bases_raw, base_line = _find_base(tree, file)
     else:
-        own = _load_data(text, file)
+        own = _load_data(_BASE_REF.sub(lambda m: f'"{_REF_MARK}{m.group(1)}"', text), file)
         bases_raw, base_line = own.pop(BASE_KEY, None), 1
     base_files = _base_paths(bases_raw, file, top, base_line)
 
@@ -238,18 +238,19 @@ def merge_configs(child: dict, base: dict, *, where: str = "config") -> dict:
     return out
 
 
+#: ``{{_base_.a.b}}`` in JSON/YAML text, quoted or not, as mmengine finds it
+_BASE_REF = re.compile(r"['\"]?\{\{\s*_base_\.([\w.]+)\s*\}\}['\"]?")
+_REF_MARK = "__hubloader_base_ref__:"
+
+
 def _substitute_base_refs(value: Any, base: dict, file: Path) -> Any:
-    """``"{{_base_.a.b}}"`` strings in JSON/YAML configs, as mmengine substitutes them."""
+    """The placeholders of ``{{_base_.a.b}}`` in JSON/YAML configs → the bases' values."""
     if isinstance(value, dict):
         return {k: _substitute_base_refs(v, base, file) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute_base_refs(v, base, file) for v in value]
-    if isinstance(value, str):
-        s = value.strip()
-        if s.startswith("{{") and s.endswith("}}"):
-            ref = s[2:-2].strip()
-            if ref.startswith(BASE_KEY + "."):
-                return _lookup(base, ref.split(".")[1:], file, 1)
+    if isinstance(value, str) and value.startswith(_REF_MARK):
+        return _lookup(base, value[len(_REF_MARK):].split("."), file, 1)
     return value
 
 
