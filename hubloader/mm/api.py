@@ -48,11 +48,10 @@ def build_config(model: Any) -> tuple[Config, Any]:
         text = os.fspath(model)
         if Path(text).suffix in (".py", ".json", ".yaml", ".yml") and Path(text).exists():
             return Config.fromfile(text), None
-        entry = find_model_index_entry(text) if isinstance(model, str) else None
-        if entry is None:
-            if Path(text).suffix in (".py", ".json", ".yaml", ".yml"):
-                raise ConfigError(f"config file {text} does not exist")
-            model_index_info(text)  # raises ModelNotFoundError with close names
+        if find_model_index_entry(text) is None and \
+                Path(text).suffix in (".py", ".json", ".yaml", ".yml"):
+            raise ConfigError(f"config file {text} does not exist")
+        entry = model_index_info(text)  # ModelNotFoundError names close ones
         return Config.fromfile(entry.config), entry
     raise InputError(f"model must be a model-index name, a config path, a Config or a dict, "
                      f"got {type(model).__name__}")
@@ -173,6 +172,7 @@ def inference_model(model: nn.Module, image: Any) -> dict[str, Any]:
     """
     if not isinstance(model, nn.Module) or not hasattr(model, "predict"):
         raise InputError("inference_model takes a model from hubloader.get_model")
+    classifier: Any = model
     pixels = apply_pipeline(image, _pipeline(model))[None]
     param = next(model.parameters(), None)
     if param is not None:
@@ -180,7 +180,7 @@ def inference_model(model: nn.Module, image: Any) -> dict[str, Any]:
     with torch.no_grad():
         dp = getattr(model, "data_preprocessor", None)
         inputs = dp(pixels, rgb_input=True) if dp is not None else pixels
-        pred = model.predict(inputs)[0]
+        pred = classifier.predict(inputs)[0]
     scores = pred["pred_score"].float().cpu()
     label = int(pred["pred_label"].item())
     classes = (getattr(model, "dataset_meta", None) or {}).get("classes")

@@ -116,9 +116,12 @@ class ResNet(nn.Module):
         cfg = ResNetConfig(layer_type=kind, downsample_in_bottleneck=(style == "caffe"))
         self.stem = _Stem(in_channels, stem_channels, deep=bool(deep_stem), cifar=self._cifar)
         self.stages = nn.ModuleList()
+        self.style, self.stem_channels = style, stem_channels
+        self.stage_widths = [base_channels * 2 ** i * expansion for i in range(num_stages)]
+        self.stage_depths = list(blocks[:num_stages])
+        self.stage_strides = list(strides[:num_stages])
         width = stem_channels
-        for i in range(num_stages):
-            out = base_channels * 2 ** i * expansion
+        for i, out in enumerate(self.stage_widths):
             self.stages.append(ResNetStage(cfg, width, out, strides[i], blocks[i]))
             width = out
         self.out_channels = width
@@ -390,6 +393,7 @@ class SwinTransformer(nn.Module):
             raise InputError("SwinTransformer takes a [batch, channels, height, width] tensor")
         x = self.embeddings(x)
         outs = []
+        stage: Any
         for i, stage in enumerate(self.stages):
             h, w = x.shape[1:3]
             if min(h, w) < self.window:

@@ -49,7 +49,8 @@ def read_mm_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
                            "delete it and download again") from err
     meta: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        found = obj.get("meta")
+        meta = found if isinstance(found, dict) else {}
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or \
             not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):

@@ -23,6 +23,9 @@ class ClsDataPreprocessor(nn.Module):
     mmpretrain.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  pad_size_divisor: int = 1, pad_value: float = 0, to_rgb: bool = False,
                  to_onehot: bool = False, num_classes: int | None = None,
@@ -127,9 +130,10 @@ class ImageClassifier(nn.Module):
             x = self.neck(x)
         if stage == "neck":
             return x
-        if self.head is None or not hasattr(self.head, "pre_logits"):
+        head: Any = self.head
+        if head is None or not hasattr(head, "pre_logits"):
             raise InputError("stage='pre_logits' needs a head with pre_logits")
-        return self.head.pre_logits(x)
+        return head.pre_logits(x)
 
     def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = "tensor") -> Any:
         """See the class docstring.
@@ -143,12 +147,13 @@ class ImageClassifier(nn.Module):
             return self.head(feats) if self.head is not None else feats
         if mode not in ("predict", "loss"):
             raise InputError(f"mode must be 'tensor', 'predict' or 'loss', got {mode!r}")
-        if self.head is None:
+        head: Any = self.head
+        if head is None:
             raise InputError(f"mode={mode!r} needs a head; this classifier has none")
         feats = self.extract_feat(inputs)
         if mode == "loss":
-            return self.head.loss(feats, data_samples)
-        return self.head.predict(feats, data_samples)
+            return head.loss(feats, data_samples)
+        return head.predict(feats, data_samples)
 
     def loss(self, inputs: torch.Tensor, data_samples: Any) -> dict[str, torch.Tensor]:
         return self.forward(inputs, data_samples, mode="loss")

@@ -299,6 +299,7 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not,
 }
 _CONTAINERS = {"dict": dict, "list": list, "tuple": tuple}
+_CONVERSIONS: dict[int, Callable[[Any], str]] = {ord("r"): repr, ord("s"): str, ord("a"): ascii}
 #: pure builtins real configs call (``[round(x) for x in bgr_mean]``); nothing else is callable
 _PURE: dict[str, Callable[..., Any]] = {
     "round": round, "min": min, "max": max, "abs": abs, "int": int, "float": float,
@@ -426,10 +427,10 @@ class _Reader:
             return result
         if isinstance(node, ast.Compare):
             left = self.value(node.left)
-            for op, right_node in zip(node.ops, node.comparators):
+            for cmp, right_node in zip(node.ops, node.comparators):
                 right = self.value(right_node)
                 try:
-                    if not _COMPARE[type(op)](left, right):
+                    if not _COMPARE[type(cmp)](left, right):
                         return False
                 except TypeError as err:
                     raise self.fail(node, str(err)) from None
@@ -466,9 +467,14 @@ class _Reader:
             value = self.value(part.value)
             if not isinstance(value, (int, float, str, bool, type(None), list, tuple, dict)):
                 raise self.fail(node, "an f-string formats data only")
-            value = {ord("r"): repr, ord("s"): str, ord("a"): ascii}.get(part.conversion,
-                                                                         lambda v: v)(value)
-            spec = self.fstring(part.format_spec) if part.format_spec is not None else ""
+            convert = _CONVERSIONS.get(part.conversion)
+            if convert is not None:
+                value = convert(value)
+            spec = ""
+            if isinstance(part.format_spec, ast.JoinedStr):
+                spec = self.fstring(part.format_spec)
+            elif part.format_spec is not None:
+                raise self.fail(node, "this f-string format is not allowed")
             if any(len(run) > 4 for run in re.findall(r"\d+", spec)):
                 raise self.fail(node, "an f-string width above 9999 is not allowed")
             try:

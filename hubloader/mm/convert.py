@@ -34,7 +34,8 @@ def _family(model: Any) -> tuple[Any, dict]:
     from ..models.swin import SwinForImageClassification
     from ..models.vit import ViTForImageClassification
 
-    b, head = model.backbone, model.head
+    b: Any = model.backbone
+    head: Any = model.head
     if isinstance(head, VisionTransformerClsHead) and head.hidden_dim is not None:
         raise ConfigError("a VisionTransformerClsHead with hidden_dim has no Hugging Face "
                           "counterpart; convert the backbone with head=None")
@@ -45,27 +46,24 @@ def _family(model: Any) -> tuple[Any, dict]:
     if isinstance(b, ResNet_CIFAR):
         raise ConfigError("ResNet_CIFAR's stem has no Hugging Face counterpart")
     if isinstance(b, ResNet):
-        if b.out_indices != (b.num_stages - 1,) or hasattr(b.stem, "convs"):
-            raise ConfigError("only a plain ResNet (last stage out, no deep stem) converts")
-        widths = [stage.blocks[0].shortcut.conv.out_channels if hasattr(stage.blocks[0].shortcut,
-                                                                        "conv")
-                  else stage.blocks[-1].convs[-1].conv.out_channels for stage in b.stages]
+        if b.out_indices != (b.num_stages - 1,) or hasattr(b.stem, "convs") or \
+                b.stage_strides != [1] + [2] * (b.num_stages - 1):
+            raise ConfigError("only a plain ResNet (last stage out, no deep stem, strides "
+                              "(1, 2, 2, 2)) converts")
         kind = "basic" if b.depth < 50 else "bottleneck"
         return ResNetForImageClassification, dict(
-            model_type="resnet", embedding_size=b.stem.conv.conv.out_channels,
-            hidden_sizes=widths, depths=[len(s.blocks) for s in b.stages], layer_type=kind,
-            downsample_in_bottleneck=bool(kind == "bottleneck" and
-                                          b.stages[0].blocks[0].convs[0].conv.stride[0] != 1
-                                          or False), **labels)
+            model_type="resnet", embedding_size=b.stem_channels, hidden_sizes=b.stage_widths,
+            depths=b.stage_depths, layer_type=kind,
+            downsample_in_bottleneck=b.style == "caffe", **labels)
     if isinstance(b, VisionTransformer):
         if b.out_type != "cls_token" or not b.final_norm:
             raise ConfigError("only a ViT with out_type='cls_token' and final_norm converts")
-        c = b.config
+        vc = b.config
         return ViTForImageClassification, dict(
-            model_type="vit", hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-            num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-            layer_norm_eps=1e-6, image_size=c.image_size, patch_size=c.patch_size,
-            num_channels=c.num_channels, qkv_bias=c.qkv_bias, **labels)
+            model_type="vit", hidden_size=vc.hidden_size, num_hidden_layers=vc.num_hidden_layers,
+            num_attention_heads=vc.num_attention_heads, intermediate_size=vc.intermediate_size,
+            layer_norm_eps=1e-6, image_size=vc.image_size, patch_size=vc.patch_size,
+            num_channels=vc.num_channels, qkv_bias=vc.qkv_bias, **labels)
     if isinstance(b, SwinTransformer):
         c = b.config
         if b.out_indices != (len(c.depths) - 1,):

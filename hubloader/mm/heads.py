@@ -175,10 +175,12 @@ class VisionTransformerClsHead(ClsHead):
         token = feat[-1] if isinstance(feat, list) else feat
         if self.hidden_dim is None:
             return token
-        return self.layers.act(self.layers.pre_logits(token))
+        layers: Any = self.layers
+        return layers.act(layers.pre_logits(token))
 
     def forward(self, feats: Any) -> torch.Tensor:
-        return self.layers.head(self.pre_logits(feats))
+        layers: Any = self.layers
+        return layers.head(self.pre_logits(feats))
 
 
 def _reduce(loss: torch.Tensor, weight: torch.Tensor | None, reduction: str,
