@@ -23,7 +23,7 @@ from hubloader.cli import main
 from hubloader.errors import CardError, InputError, IntegrityError, LocalEntryNotFoundError, \
     ModelNotFoundError
 from hubloader.mm import save_mm_checkpoint
-from hubloader.model_index import ModelIndexEntry, read_model_index
+from hubloader.catalogue.model_index import ModelIndexEntry, read_model_index
 
 TINY = """
 model = dict(

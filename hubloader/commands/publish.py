@@ -58,8 +58,8 @@ def _pack(args) -> int:
     from pathlib import Path
 
     from ..errors import PackageError
-    from ..packaging import pack
-    from ..validation import validate
+    from ..packages.packaging import pack
+    from ..packages.validation import validate
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -81,7 +81,7 @@ def _pack(args) -> int:
 
 
 def _convert(args) -> int:
-    from ..convert import convert
+    from ..tools.convert import convert
 
     if args.mm_config or args.to_mmpretrain:
         from ..errors import ConfigError

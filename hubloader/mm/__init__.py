@@ -2,7 +2,7 @@
 (:mod:`.registry`), ``ImageClassifier`` and its components over hubloader's own layers
 (:mod:`.classifier`, :mod:`.backbones`, :mod:`.heads`), mmpretrain checkpoints in and out
 (:mod:`.checkpoint`), ``get_model``/``inference_model`` (:mod:`.api`) and FLOPs (:mod:`.flops`).
-The model-index catalogue lives beside the model cards (:mod:`hubloader.model_index`).
+The model-index catalogue lives beside the model cards (:mod:`hubloader.catalogue.model_index`).
 """
 
 from . import backbones, classifier, heads  # noqa: F401  (registers the components)

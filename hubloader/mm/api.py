@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError, IntegrityError
-from ..model_index import find_model_index_entry, model_index_info
+from ..catalogue.model_index import find_model_index_entry, model_index_info
 from .checkpoint import load_mm_checkpoint
 from .config import Config, merge_configs
 from .pipeline import apply_pipeline

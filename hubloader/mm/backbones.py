@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint_keys import KeyRules
+from ..load.checkpoint_keys import KeyRules
 from ..errors import ConfigError, InputError, WeightsMismatchError
 from ..models.resnet import ConvNormAct, ResNetConfig, ResNetStage
 from ..models.swin import SwinBlock, SwinConfig, SwinEmbeddings, SwinStage

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules, rename_keys
+from ..load.checkpoint_keys import invert_key_rules, rename_keys
 from ..errors import UnsafeWeightsError, WeightsError, WeightsMismatchError
 from ..files import temp_name
 

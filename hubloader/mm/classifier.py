@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint_keys import KeyRules
+from ..load.checkpoint_keys import KeyRules
 from ..errors import ConfigError, InputError
 from .registry import MODELS
 

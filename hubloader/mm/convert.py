@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint_keys import rename_keys
+from ..load.checkpoint_keys import rename_keys
 from ..errors import ConfigError
 from .backbones import ResNet, ResNet_CIFAR, SwinTransformer, VisionTransformer
 from .checkpoint import save_mm_checkpoint

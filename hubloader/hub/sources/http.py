@@ -12,7 +12,7 @@ import urllib.request
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from ... import constants
+from ... import settings
 from ...errors import AccessDeniedError, InvalidModelNameError, NetworkError, RemoteNotFoundError
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
 
@@ -37,9 +37,9 @@ class HttpSource(Source):
 
     def _request(self, method: str, headers: dict[str, str] | None = None):
         req = urllib.request.Request(self.url, method=method, headers={
-            "User-Agent": constants.user_agent(), **(headers or {})})
+            "User-Agent": settings.user_agent(), **(headers or {})})
         try:
-            return urllib.request.urlopen(req, timeout=constants.network_timeout())
+            return urllib.request.urlopen(req, timeout=settings.network_timeout())
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 raise RemoteNotFoundError(f"{self.url} does not exist (HTTP 404); check the "
