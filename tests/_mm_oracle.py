@@ -42,19 +42,38 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def load():
     """``(mmpretrain MODELS, mmengine Config, mmengine load_checkpoint, save_checkpoint,
     get_model_complexity_info)``."""
-    for name in _STUBBED:
-        real = sys.modules.get(name)
-        if real is not None and not isinstance(real, _Stub):
-            raise RuntimeError(f"a real {name} is imported; the oracle needs its stand-in")
-    if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _StubFinder())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mmpretrain.models  # noqa: F401  (registers the components)
+    if "mmpretrain.registry" in sys.modules:
         from mmengine.analysis import get_model_complexity_info
         from mmengine.config import Config
         from mmengine.runner import load_checkpoint, save_checkpoint
         from mmpretrain.registry import MODELS
+
+        return MODELS, Config, load_checkpoint, save_checkpoint, get_model_complexity_info
+    for name in _STUBBED:
+        if name in sys.modules:
+            raise RuntimeError(f"a real {name} is imported; the oracle needs its stand-in")
+    # transformers caches whether torchvision is installed: ask before a stand-in can answer
+    from transformers.utils import import_utils
+
+    import_utils.is_torchvision_available()
+    finder = _StubFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import mmpretrain.models  # noqa: F401  (registers the components)
+            import mmpretrain.structures  # noqa: F401
+            from mmengine.analysis import get_model_complexity_info
+            from mmengine.config import Config
+            from mmengine.runner import load_checkpoint, save_checkpoint
+            from mmpretrain.registry import MODELS
+    finally:
+        # the stand-ins must not outlive the import: transformers asks whether torchvision
+        # is installed, and a stand-in would say yes
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n.split(".")[0] in _STUBBED]:
+            if isinstance(sys.modules[name], _Stub):
+                del sys.modules[name]
     return MODELS, Config, load_checkpoint, save_checkpoint, get_model_complexity_info
 
 
