@@ -183,6 +183,10 @@ def test_a_neck_registered_by_decorator_builds_into_a_classifier():
             neck=dict(type=name, scale=2.0),
             head=dict(type="LinearClsHead", num_classes=3, in_channels=128)))
         assert isinstance(model.neck, TestMaxPoolNeck) and model.neck.scale == 2.0
+        # build() is recursive: a nested dict naming a registered type arrives built
+        nested = MODELS.build(dict(type="ClsHead", loss=dict(type="LabelSmoothLoss",
+                                                             label_smooth_val=0.1)))
+        assert type(nested.loss_module).__name__ == "LabelSmoothLoss"
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
         with pytest.raises(RegistryError, match="already registered"):
@@ -230,6 +234,8 @@ def test_build_errors_name_the_config_path():
     assert "model.backbone.style" in bad(backbone__style="tf")
     assert "model.neck" in bad(neck=["GlobalAveragePooling"])
     assert "'type'" in bad(head__type=None)
+    assert "model.head.loss.label_smooth_val" in bad(
+        head__loss=dict(type="LabelSmoothLoss", label_smooth_val=2))
     with pytest.raises(ConfigError, match="model.backbone.arch"):
         MODELS.build(dict(type="VisionTransformer", arch="gigantic"), path="model.backbone")
     with pytest.raises(ConfigError, match="feedforward_channels"):

@@ -4,8 +4,10 @@ A ``.py`` config is parsed with :mod:`ast` and evaluated by a small interpreter 
 only what real mmpretrain configs contain: literals, ``dict(...)``/``list(...)``/``tuple(...)``,
 names bound earlier in the file or inherited from ``_base_``, mmengine's ``{{_base_.x}}``
 placeholders, attribute access into a dict bound earlier (``_base_.model``, ``model.head``),
-subscripts, comprehension-free arithmetic on constants and the conditional expression.
-Anything else — an import, a call of any other function, a lambda — is a
+subscripts and slices, arithmetic, comparisons and the conditional expression, list and dict
+comprehensions and f-strings over that data, and a few pure builtins (``round``, ``min``,
+``max``, ``len``, ``range``...). Anything else — an import, a call of any other function or
+method, a lambda — is a
 :class:`~hubloader.errors.ConfigError` naming the file and line; nothing of the file runs.
 
 ``_base_`` (a path or a list of paths relative to the file) is merged the way mmengine merges:

@@ -157,6 +157,7 @@ def build_from_cfg(cfg: Any, registry: Registry, *, path: str = "model",
         cls = kind
     else:
         raise ConfigError(f"{path}.type must be a registered name or a class, got {kind!r}")
+    args = {k: _build_nested(v, registry, f"{path}.{k}") for k, v in args.items()}
     _check_arguments(cls, args, path)
     try:
         return cls(**args, _cfg_path=path) if _takes_path(cls) else cls(**args)
@@ -164,6 +165,19 @@ def build_from_cfg(cfg: Any, registry: Registry, *, path: str = "model",
         raise
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"{path} ({getattr(cls, '__name__', cls)}): {err}") from err
+
+
+def _build_nested(value: Any, registry: Registry, path: str) -> Any:
+    """A nested ``dict(type=<registered name>, ...)`` (or a list of them) built first; other
+    dicts (``norm_cfg=dict(type='BN')``, ``init_cfg``) stay data for the component to read."""
+    if isinstance(value, Mapping) and isinstance(value.get("type"), str) \
+            and value["type"] in registry:
+        return build_from_cfg(value, registry, path=path)
+    if isinstance(value, list) and value and all(
+            isinstance(v, Mapping) and isinstance(v.get("type"), str) and v["type"] in registry
+            for v in value):
+        return [build_from_cfg(v, registry, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def _takes_path(cls: Any) -> bool:
