@@ -5,7 +5,8 @@ aten op one forward runs). Two conventions are mmengine's: a multiply-add counts
 counts two, so the total is halved), and the normalisations and pooling that mmengine's
 handles count too — batch norm ``2 * numel`` with an affine part, layer norm ``5 * numel``,
 a global average ``numel`` — added through ``custom_mapping`` (as doubled counts, halved with
-the rest).
+the rest). torch's CPU attention kernel, absent from its registry, counts as the two matrix
+products it computes.
 """
 
 from __future__ import annotations
@@ -39,9 +40,20 @@ def _average(x_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> 
     return 2 * _numel(x_shape)
 
 
+def _sdpa_cpu(q_shape: Any, k_shape: Any, v_shape: Any, *args: Any, out_shape: Any = None,
+              **kwargs: Any) -> int:
+    """torch's CPU attention kernel, which its flop registry leaves out: the two batched
+    matrix products (``q @ k^T`` and ``attn @ v``)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return int(sdpa_flop_count(q_shape, k_shape, v_shape))
+
+
 def _mapping() -> dict[Any, Any]:
     aten = torch.ops.aten
     out: dict[Any, Any] = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        out[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu
     for name in ("native_batch_norm", "_native_batch_norm_legit",
                  "_native_batch_norm_legit_no_training"):
         if hasattr(aten, name):
