@@ -147,6 +147,16 @@ def test_pretrained_path_and_bad_inputs(zoo, tmp_path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference.eval()(x))
+    # a file:// URL goes through the verified cache too, its name's digest checked
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    named = path.rename(tmp_path / f"tiny-{digest}.pth")
+    via_url = get_model("tiny-resnet_in3", pretrained=named.as_uri())
+    with torch.no_grad():
+        torch.testing.assert_close(via_url(x), model(x))
+    wrong = tmp_path / "tiny-abcdef12.pth"
+    wrong.write_bytes(named.read_bytes())
+    with pytest.raises(IntegrityError):
+        get_model("tiny-resnet_in3", pretrained=wrong.as_uri())
     with pytest.raises(ModelNotFoundError, match="tiny-resnet_in3"):
         get_model("tiny-resnet_in4")
     with pytest.raises(InputError):
@@ -178,6 +188,10 @@ def test_catalogue_lists_and_describes_entries(zoo, capsys):
     assert "tiny-resnet_in3" in capsys.readouterr().out
     assert main(["flops", "tiny-resnet_in3", "--shape", "3", "32", "32", "--json"]) == 0
     assert '"params"' in capsys.readouterr().out
+    assert main(["flops", "tiny-resnet_in3", "--shape", "3", "0", "32"]) == 1
+    assert "input_shape" in capsys.readouterr().err
+    assert main(["info", "tiny-resnet_in9"]) == 1
+    assert "tiny-resnet_in3" in capsys.readouterr().err  # the close name
 
 
 def test_every_shipped_entry_builds_from_its_config():
