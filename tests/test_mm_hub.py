@@ -242,3 +242,35 @@ def test_convert_cli_between_mmpretrain_and_hugging_face(tmp_path):
         torch.testing.assert_close(back(x), want)
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "x.pth"),
                  "--to-mmpretrain"]) == 1
+
+
+@pytest.mark.parametrize("backbone, head, size", [
+    (dict(type="VisionTransformer", arch=dict(embed_dims=32, num_layers=2, num_heads=4,
+                                              feedforward_channels=64), img_size=32,
+          patch_size=8), dict(type="VisionTransformerClsHead", in_channels=32), 32),
+    (dict(type="SwinTransformer", arch="tiny", img_size=224),
+     dict(type="LinearClsHead", in_channels=768), 224),
+])
+def test_convert_vit_and_swin_match_transformers(tmp_path, backbone, head, size):
+    transformers = pytest.importorskip("transformers")
+    from hubloader.mm.convert import hf_to_mm, mm_to_hf
+
+    cfg = dict(model=dict(type="ImageClassifier", backbone=backbone,
+                          neck=dict(type="GlobalAveragePooling") if "Swin" in backbone["type"]
+                          else None, head=dict(head, num_classes=4)))
+    model = get_model(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t) * 0.05)
+    save_mm_checkpoint(model, tmp_path / "mm.pth")
+    hf_dir = mm_to_hf(cfg, tmp_path / "mm.pth", tmp_path / "hf")
+    hf = transformers.AutoModelForImageClassification.from_pretrained(hf_dir).eval()
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        want = model.eval()(x)
+        torch.testing.assert_close(hf(pixel_values=x).logits, want, atol=1e-4, rtol=1e-4)
+    back = get_model(cfg, pretrained=hf_to_mm(hf_dir, cfg, tmp_path / "back.pth"))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), want)
