@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, InvalidModelNameError, UnsupportedSourceError
+from .errors import ConfigError, InputError, InvalidModelNameError, UnsupportedSourceError
 
 __all__ = ["ModelRef", "parse_model_name", "safe_join", "validate_fetch_arguments", "validate_card_name",
            "validate_download_path", "SCHEMES"]
@@ -97,6 +97,7 @@ def validate_fetch_arguments(model_name: object, *, revision: object, allow_patt
 
     Raises:
         InputError: with the type each argument takes.
+        ConfigError: ``offline`` is not a bool or ``None``.
     """
     if not isinstance(model_name, (str, os.PathLike)) or \
             not isinstance(os.fspath(model_name), str):
@@ -110,9 +111,10 @@ def validate_fetch_arguments(model_name: object, *, revision: object, allow_patt
             and all(isinstance(p, str) for p in allow_patterns)):
         raise InputError("allow_patterns must be a str or a list of str (shell patterns like "
                          f"'*.json'), got {allow_patterns!r}")
-    for name, value in (("offline", offline), ("progress", progress)):
-        if value is not None and not isinstance(value, bool):
-            raise InputError(f"{name} must be True, False or None, got {value!r}")
+    if offline is not None and not isinstance(offline, bool):  # as settings.is_offline says
+        raise ConfigError(f"offline must be True, False or None, got {offline!r}")
+    if not isinstance(progress, bool):
+        raise InputError(f"progress must be True or False, got {progress!r}")
 
 
 def safe_join(base: str | os.PathLike, name: str) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import hubloader
-from hubloader.errors import InputError, PrefetchError, PrefetchTimeoutError
+from hubloader.errors import ConfigError, InputError, PrefetchError, PrefetchTimeoutError
 from hubloader.hub import inflight
 from hub_helpers import write_card
 
@@ -174,7 +174,7 @@ def test_a_join_with_a_timeout_gives_up_typed(model_dir):
 @pytest.mark.parametrize("call", [hubloader.prefetch, hubloader.download])
 def test_wrong_argument_types_are_typed_before_any_child(hub_env, call, kwargs):
     assert _settled(lambda: _children() == (0, 0))  # earlier tests' children are gone
-    with pytest.raises((InputError, hubloader.InvalidModelNameError)) as info:
+    with pytest.raises((InputError, ConfigError, hubloader.InvalidModelNameError)) as info:
         call(**kwargs)
     assert isinstance(info.value, (TypeError, ValueError))
     assert _children() == (0, 0)
