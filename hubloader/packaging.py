@@ -14,6 +14,7 @@ limits (headers can lie); running out of space midway is a :class:`DiskFullError
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -25,10 +26,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import constants
-from .errors import DiskFullError, PackageError
+from .errors import DiskFullError, ModelNotFoundError, PackageError
 from .files import temp_name
 
-__all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root"]
+__all__ = ["ZipSummary", "pack", "check_zip", "extract_zip", "package_root", "local_package"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,3 +285,65 @@ def package_root(extracted: str | os.PathLike) -> Path:
     if len(entries) == 1 and entries[0].is_dir() and not (root / constants.CONFIG_NAME).exists():
         return entries[0]
     return root
+
+
+def local_package(path: str | os.PathLike) -> Path:
+    """The absolute, real directory of a local model package, however it was given.
+
+    Every entry point that takes a package (``from_pretrain``, ``AutoLoader``,
+    ``model_downstream_interface.load_model``, ``hubloader validate``, the AlphaMed
+    ``AutoModel``) asks here, so a relative path, ``./``, ``~``, a symlink and a ``.zip`` all
+    behave as the absolute folder would: imported code keeps a stable root whatever the
+    working directory, and a zip is checked (:func:`check_zip`), extracted once into
+    ``<hub_home>/packages/<sha256 of the zip>/`` (temp folder, then an atomic rename) and
+    loaded as that folder.
+
+    Args:
+        path: a package directory or a ``.zip`` package.
+
+    Returns:
+        The package directory (inside the extraction for a zip, see :func:`package_root`).
+
+    Raises:
+        ModelNotFoundError: ``path`` does not exist, or is a file that is not a ``.zip``.
+        PackageError, DiskFullError: the zip failed a check (nothing is kept).
+
+    Example:
+        >>> local_package("./swin-transformer.zip")
+        PosixPath('/home/me/.cache/hubloader/packages/3f2a.../swin-transformer')
+    """
+    given = Path(path).expanduser()
+    try:
+        real = given.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError) as err:  # missing, or a symlink loop
+        raise ModelNotFoundError(f"{path} does not exist; give a model package folder or "
+                                 ".zip (relative to {Path.cwd()})") from err
+    if real.is_dir():
+        return real
+    if real.is_file() and real.suffix.lower() == ".zip":
+        return package_root(_unpacked(real))
+    raise ModelNotFoundError(f"{path} is neither a directory nor a .zip package; give a model "
+                             "package folder or a zip made by 'hubloader pack'")
+
+
+def _unpacked(zip_path: Path) -> Path:
+    digest = hashlib.sha256()
+    with open(zip_path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    target = constants.hub_home().expanduser().resolve() / "packages" / digest.hexdigest()
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    try:
+        extract_zip(zip_path, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process extracted the same zip first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("extracted %s into %s", zip_path, target)
+    return target

@@ -110,9 +110,15 @@ def read_dependencies(hubconf: Path) -> tuple[str, ...]:
 
 def _config_entry(root: Path, data: dict[str, Any]) -> CodeEntry | None:
     has_file, has_module = (field in data for field in ENTRY_FIELDS)
-    if not (has_file or has_module):
-        return None
     where = root / constants.CONFIG_NAME
+    if not (has_file or has_module):
+        half = [k for k in ("entry_class", "param_file") if k in data]
+        if half and "model_type" not in data:  # an AlphaMed config missing its entry
+            raise ConfigError(f"{where} has {' and '.join(half)} but neither 'entry_file' nor "
+                              "'entry_module': an AlphaMed package needs exactly one of them "
+                              "(the .py file or the dotted module holding 'entry_class'), plus "
+                              "'entry_class' and 'param_file'")
+        return None
     if has_file == has_module:
         raise ConfigError(f"{where}: give exactly one of 'entry_file' and 'entry_module', not both")
     for key in ("entry_class", "param_file"):
@@ -152,7 +158,9 @@ def find_code_entry(model_dir: str | os.PathLike) -> CodeEntry | None:
         ConfigError: ``config.json`` names both or neither-but-half of the entry fields.
         PackageError: the entry file is missing or ``hubconf.py`` does not parse.
     """
-    root = Path(model_dir)
+    from .packaging import local_package
+
+    root = local_package(model_dir)
     hubconf = root / HUBCONF_NAME
     if hubconf.is_file():
         return CodeEntry("hubconf", root, hubconf, "hubconf",
@@ -355,7 +363,8 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
     """Build the model a code-carrying package declares.
 
     Args:
-        model_dir: the package directory.
+        model_dir: the package: a directory (relative, ``~``, a symlink) or a ``.zip``
+            (see :func:`hubloader.packaging.local_package`).
         trust_remote_code: see :func:`import_entry`.
         entry_name: for ``hubconf.py``, the callable to use (default ``BIG_PRETRAINED_MODEL``).
         entry_args: positional arguments for the hubconf entry.
@@ -397,7 +406,7 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         raise PackageError(f"the entry of {entry.path} returned {type(model).__name__}, "
                            "not a torch.nn.Module")
     model = model.to(device).eval()
-    setattr(model, "model_dir", Path(model_dir))
+    setattr(model, "model_dir", entry.root)
     return model
 
 

@@ -25,13 +25,17 @@ __all__ = ["resolve_model_dir", "prefetch_model_dir", "fetch_for_load"]
 
 def _local_dir(ref: ModelRef) -> Path:
     path = ref.path
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from .packaging import local_package
+
+        return local_package(path)
     if not path.is_dir():
         hint = ""
         if ref.kind == "local" and "/" not in ref.name.strip("./") and find_card(ref.name.strip("./")):
             hint = f" (a card named {ref.name.strip('./')!r} exists: pass the name without './')"
         raise ModelNotFoundError(f"{path} is not a directory{hint}; give a model directory "
                                  "holding config.json and weights, a card name or a URI")
-    return path
+    return path.resolve()  # package code imports against a root that no chdir moves
 
 
 def _local_or_name(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,

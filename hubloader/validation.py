@@ -68,7 +68,7 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     Example:
         >>> print("\\n".join(validate("model.zip").lines()))
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     report = ValidationReport(p)
     if p.is_file() and p.suffix.lower() == ".zip":
         from .packaging import extract_zip, package_root
@@ -90,7 +90,9 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     if not p.is_dir():
         raise ModelNotFoundError(f"{p} is neither a model directory nor a card file "
                                  "(nor a .zip package)")
-    _validate_dir(p, report, trust_remote_code=trust_remote_code,
+    from .packaging import local_package
+
+    _validate_dir(local_package(p), report, trust_remote_code=trust_remote_code,
                   require_card=bool(require_card), entry=entry, input_shape=input_shape)
     return report
 
