@@ -359,7 +359,7 @@ def _instantiate(cls: type, config: dict[str, Any]):
 def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
                       entry_name: str | None = None, entry_args: tuple = (),
                       device: "str | torch.device" = "cpu", strict: bool = True,
-                      **kwargs: Any):
+                      entry_kwargs: dict[str, Any] | None = None, **kwargs: Any):
     """Build the model a code-carrying package declares.
 
     Args:
@@ -370,10 +370,15 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         entry_args: positional arguments for the hubconf entry.
         device: where the model goes.
         strict: for ``entry_*`` packages, require ``param_file`` keys to match exactly.
+        entry_kwargs: for an AlphaMed ``AutoModel`` entry class, passed to it with
+            ``resource_dir``.
         **kwargs: passed to the hubconf entry.
 
     Returns:
-        The ``torch.nn.Module`` in eval mode, with ``model_dir`` set.
+        The ``torch.nn.Module`` in eval mode, with ``model_dir`` set; for an entry class
+        marked ``hubloader_resource_dir_init`` (AlphaMed's ``AutoModel``), the instance
+        ``entry_class(resource_dir=<package>, **entry_kwargs)``, which loads its own
+        ``param_file``.
 
     Raises:
         UntrustedCodeError, PackageError, ConfigError, WeightsError, WeightsMismatchError.
@@ -400,6 +405,9 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         if not isinstance(cls, type):
             raise PackageError(f"{entry.path} defines no class {entry.entry_class!r} "
                                "(config.json 'entry_class')")
+        if getattr(cls, "hubloader_resource_dir_init", False):
+            # AlphaMed's AutoModel wraps its network and reads its own param_file
+            return cls(resource_dir=entry.root, **(entry_kwargs or {}))
         model = _instantiate(cls, entry.config)
         model = _load_param_file(model, entry, strict=strict)
     if not isinstance(model, nn.Module):
