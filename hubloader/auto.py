@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import constants
-from .cards import find_card
-from .config import ModelConfig, read_config_file
+from . import settings
+from .catalogue.cards import find_card
+from .load.config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .names import parse_model_name
-from .registry import get_model_class, import_families, resolve_task
+from .load.registry import get_model_class, import_families, resolve_task
 
 if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     import torch
@@ -37,7 +37,7 @@ class AutoLoader:
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
             ``load_pretrain_params``, ``only_download_config``, ``inner_dim``, ``use_cache``,
-            ``model_max_length``, ``inference_mode``...; see :mod:`hubloader.flagai`), then
+            ``model_max_length``, ``inference_mode``...; see :mod:`hubloader.load.flagai_rules`), then
             validated config changes (e.g. ``num_labels=3``).
 
     Raises:
@@ -54,7 +54,7 @@ class AutoLoader:
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .flagai import flagai_task, infer_model_type, split_autoloader_kwargs
+        from .load.flagai_rules import flagai_task, infer_model_type, split_autoloader_kwargs
 
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
@@ -65,17 +65,17 @@ class AutoLoader:
         card = find_card(ref.name) if ref.kind == "card" else None
         if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
             for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-                if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
+                if (Path(_FLAGAI_MODEL_DIR) / name / settings.CONFIG_NAME).is_file():
                     model_dir = _FLAGAI_MODEL_DIR
                     break
-        patterns = None if opts.load_weights else list(constants.NO_WEIGHT_PATTERNS)
-        from .resolve import fetch_for_load, prefetch_model_dir
+        patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
+        from .load.resolve import fetch_for_load, prefetch_model_dir
 
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
                            offline=offline, allow_patterns=patterns)
         import_families()
-        from .weights import resolve_device  # needs torch: checked once it is imported
+        from .load.weights import resolve_device  # needs torch: checked once it is imported
 
         device = resolve_device(device)
         if card is not None and card.architecture:  # a task the family cannot serve fails
@@ -88,13 +88,13 @@ class AutoLoader:
         self._tokenizer: Any = None
         self._processor: Any = None
         self._model_max_length = opts.model_max_length
-        from .remote_code import find_code_entry
+        from .load.remote_code import find_code_entry
 
         if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
             self.task, self.card, self.model_class = resolve_task(task_name), card, None
             self.model_type = None
             # the from_pretrain path: it refuses what the package's code cannot be given
-            from .modeling import BaseModel
+            from .load.modeling import BaseModel
 
             self._model: Any = BaseModel._load_dir(
                 self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
@@ -102,7 +102,7 @@ class AutoLoader:
                 load_weights=opts.load_weights, inference_mode=opts.inference_mode,
                 staged=staged)
             return
-        config_path = self.model_dir / constants.CONFIG_NAME
+        config_path = self.model_dir / settings.CONFIG_NAME
         data = read_config_file(config_path)
         model_type = data.get("model_type")
         if model_type is None:  # FlagAI's configs: the card of the name tells
@@ -167,7 +167,7 @@ class AutoLoader:
             raise TokenizerError(f"{type(self._model).__name__} takes images, not text: use "
                                  "get_processor() for its image processor")
         if self._tokenizer is None:
-            from .tokenization import load_tokenizer
+            from .text.tokenizer import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_dir, model_type=self.model_type)
             if self._model_max_length is not None:
@@ -202,14 +202,14 @@ class AutoLoader:
             ConfigError: a vision model without a valid ``preprocessor_config.json``.
             TokenizerError: a text model without usable tokenizer files.
         """
-        from .preprocessing import PREPROCESSOR_NAME
+        from .vision.preprocessing import PREPROCESSOR_NAME
 
         # a code package (AlphaMed's, the downstream platform's) names no class, so its
         # preprocessor_config.json is what says it takes images
         if not self.is_vision and not (self.model_dir / PREPROCESSOR_NAME).is_file():
             return self.get_tokenizer()
         if self._processor is None:
-            from .preprocessing import load_image_processor
+            from .vision.preprocessing import load_image_processor
 
             self._processor = load_image_processor(self.model_dir)
         return self._processor

@@ -6,9 +6,6 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
-# stdlib-only, so this module stays a leaf
-from model_downstream_interface.model_abc import LayerIndexNotFoundException
-
 from .redaction import redact
 
 __all__ = [
@@ -28,7 +25,6 @@ __all__ = [
     "ChatTemplateError",
     "InputError",
     "GenerationArgumentError",
-    "LayerIndexNotFoundError",
     "FeatureShapeError",
     "FeaturesNotCapturedError",
     "SourceError",
@@ -125,11 +121,6 @@ class InputError(HubLoaderError, TypeError):
 
 class GenerationArgumentError(InputError, ValueError):
     """A ``generate()`` argument is out of range (``max_new_tokens <= 0``, ``top_p > 1``...)."""
-
-
-class LayerIndexNotFoundError(HubLoaderError, IndexError, LayerIndexNotFoundException):
-    """A feature layer index is out of range (also the downstream-platform interface's
-    ``LayerIndexNotFoundException``)."""
 
 
 class FeatureShapeError(InputError, ValueError):

@@ -42,8 +42,8 @@ def load_model(dir: str | os.PathLike, model: str = "BIG_PRETRAINED_MODEL", *arg
         (197, 768)
     """
     from hubloader.errors import PackageError
-    from hubloader.packaging import local_package
-    from hubloader.remote_code import HUBCONF_NAME, load_custom_model
+    from hubloader.hub.zips import local_package
+    from hubloader.load.remote_code import HUBCONF_NAME, load_custom_model
 
     dir = local_package(dir)  # relative, ~, a symlink or a .zip: the same real folder
     if not os.path.isfile(os.path.join(dir, HUBCONF_NAME)):

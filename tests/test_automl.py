@@ -169,7 +169,7 @@ def test_an_alphamed_package_runs_once_trusted(tmp_path, monkeypatch):
         "width": 2, "id2label": {"0": "benign", "1": "malignant"}}))
     torch.save({"weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "bias": torch.zeros(2)},
                pkg / "my_model.pt")
-    from hubloader.packaging import pack
+    from hubloader.packages.packaging import pack
 
     (pkg / "README.md").write_text("---\nname: my-pkg\ntasks: [image-classification]\n"
                                    "license: mit\nauthor: t\nframework: PyTorch\n---\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hubloader import ModelNotFoundError
-from hubloader.packaging import local_package, pack
+from hubloader.packages.packaging import local_package, pack
 from publish_helpers import write_entry_package, write_hubconf_package
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ _SCRIPT = textwrap.dedent("""
     import json, sys, torch
     import model_downstream_interface
     from hubloader import AutoLoader, BaseModel
-    from hubloader.validation import validate
+    from hubloader.packages.validation import validate
 
     hub, entry = sys.argv[1], sys.argv[2]
     x4, x3 = torch.ones(1, 4), torch.ones(1, 3)

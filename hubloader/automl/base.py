@@ -124,7 +124,7 @@ class AutoModel(ABC):
 
     def read_config(self) -> dict[str, Any]:
         """The package's ``config.json`` (data; nothing in it is run)."""
-        from ..config import read_config_file
+        from ..load.config import read_config_file
 
         return read_config_file(self.resource_dir / "config.json")
 

@@ -311,8 +311,7 @@ def federate(model: str | os.PathLike, data_dirs: Sequence[str | os.PathLike], *
             carries its log); ``recover=True`` resumes.
         DatasetError: a data directory lacks ``train/``.
     """
-    from ..packaging import local_package
-    from ..resolve import resolve_model_dir
+    from ..load.resolve import resolve_model_dir
 
     if rounds < 1 or local_epochs < 1:
         raise FederatedError("rounds and local_epochs must be at least 1")
@@ -320,9 +319,7 @@ def federate(model: str | os.PathLike, data_dirs: Sequence[str | os.PathLike], *
     if not dirs:
         raise FederatedError("give at least one data directory (--data DIR)")
     labels = union_labels(dirs)
-    model_dir = resolve_model_dir(model)
-    if model_dir.suffix == ".zip":  # pragma: no cover - resolve extracts zips already
-        model_dir = local_package(model_dir)
+    model_dir = resolve_model_dir(model)  # a folder, however given (zips are extracted)
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     need = min_clients if min_clients is not None else max(1, len(dirs) - 1)

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -53,6 +53,14 @@ _CHECKPOINT = ".checkpoint.safetensors"
 #: builds the model for a Flower context; with ``node_config["data-dir"]`` its dataset is
 #: initialised (a data owner), without it the model is the aggregator's
 Factory = Callable[[Context], AutoFedAvgModel]
+
+
+def _state(content: RecordDict) -> dict[str, Any]:
+    return dict(content.array_records["arrays"].to_torch_state_dict())
+
+
+def _number(record: Any, key: str) -> float:
+    return float(cast(float, record[key]))
 
 
 def _cfg(context: Context, key: str, default: Any) -> Any:
@@ -92,8 +100,8 @@ def build_client_app(factory: Factory = default_factory) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         proxy = factory(context)
-        epochs = int(msg.content["config"].get("local-epochs", 1))
-        state = msg.content["arrays"].to_torch_state_dict()
+        epochs = int(cast(int, msg.content.config_records["config"].get("local-epochs", 1)))
+        state = _state(msg.content)
         update = AutoFedAvgScheduler(proxy, max_rounds=1, merge_epochs=epochs).train_round(state)
         metrics = MetricRecord({"num-examples": update.samples, "train_loss": update.loss})
         return Message(RecordDict({"arrays": ArrayRecord(update.state), "metrics": metrics}),
@@ -102,7 +110,7 @@ def build_client_app(factory: Factory = default_factory) -> ClientApp:
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         proxy = factory(context)
-        proxy.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        proxy.load_state_dict(_state(msg.content))
         loader = proxy.testing_loader
         if loader is None:  # an owner without test/ reports nothing to weigh
             metrics = MetricRecord({"num-examples": 0, "eval_loss": 0.0, "eval_acc": 0.0})
@@ -196,22 +204,22 @@ class _JournaledFedAvg(FedAvg):
                 f"least {self.min_train_nodes} must. Restart the owners and resume with "
                 "recover=True (--recover)")
         contents = [m.content for m in valid]
-        weights = [float(c["metrics"][self.weighted_by_key]) for c in contents]
-        self.state = fedavg([c["arrays"].to_torch_state_dict() for c in contents], weights)
+        weights = [_number(c.metric_records["metrics"], self.weighted_by_key) for c in contents]
+        self.state = fedavg([_state(c) for c in contents], weights)
         metrics = self.train_metrics_aggr_fn(contents, self.weighted_by_key)
         self.journal.record_train(rnd, self.state, {
             "clients": len(valid), "failed": len(errors), "samples": int(sum(weights)),
-            "train_loss": float(metrics["train_loss"]) if metrics else None})
+            "train_loss": _number(metrics, "train_loss") if metrics else None})
         return ArrayRecord(self.state), metrics
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
         replies = [m for m in replies
-                   if m.has_error() or int(m.content["metrics"]["num-examples"]) > 0]
+                   if m.has_error() or _number(m.content.metric_records["metrics"], "num-examples") > 0]
         metrics = super().aggregate_evaluate(server_round, replies)
         if metrics is not None:
             self.journal.record_evaluate(server_round + self.offset, {
-                "eval_loss": float(metrics["eval_loss"]), "accuracy": float(metrics["eval_acc"]),
+                "eval_loss": _number(metrics, "eval_loss"), "accuracy": _number(metrics, "eval_acc"),
                 "eval_clients": sum(not m.has_error() for m in replies)})
         return metrics
 

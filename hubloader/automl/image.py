@@ -29,10 +29,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import constants
+from .. import settings
 from ..errors import ConfigError, DatasetError, InputError
 from ..files import atomic_write_json, temp_name
-from ..preprocessing import PREPROCESSOR_NAME, ImageProcessor, load_image_processor
+from ..vision.preprocessing import PREPROCESSOR_NAME, ImageProcessor, load_image_processor
 from .base import AutoFedAvgModel, DatasetMode, LogCallback, Preprocessor
 
 __all__ = ["AutoImageClassifier", "ImagePreprocessor", "ImageFolderDataset", "list_labels",
@@ -104,8 +104,8 @@ class AutoImageClassifier(AutoFedAvgModel):
                  lr: float = 1e-3, epochs: int = 5, seed: int = 0, device: str = "cpu",
                  log_callback: LogCallback | None = None, **kwargs: Any) -> None:
         super().__init__(resource_dir, log_callback=log_callback)
-        from ..modeling import BaseModel
-        from ..registry import get_model_class
+        from ..load.modeling import BaseModel
+        from ..load.registry import get_model_class
 
         if batch_size < 1 or lr <= 0 or epochs < 1:
             raise ConfigError("batch_size and epochs must be >= 1 and lr > 0")
@@ -333,7 +333,7 @@ class AutoImageClassifier(AutoFedAvgModel):
             meta["test"] = {"loss": loss, "accuracy": acc}
             self.push_log(f"test: avg_loss={loss:.4f} correct_rate={acc:.4f}")
         target = Path(result_dir) if result_dir is not None else (
-            constants.hub_home() / "fine_tuned" / task_id / id)
+            settings.hub_home() / "fine_tuned" / task_id / id)
         return self.save_fine_tuned(target, meta=meta)
 
     def save_fine_tuned(self, directory: str | os.PathLike, *,
@@ -381,7 +381,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _default_processor(config: dict[str, Any]) -> ImageProcessor:
-    size = config.get("image_size") if isinstance(config.get("image_size"), int) else 224
+    given = config.get("image_size")
+    size = given if isinstance(given, int) else 224
     return ImageProcessor(size={"height": size, "width": size})
 
 

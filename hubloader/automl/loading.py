@@ -39,10 +39,10 @@ def register_auto_model(model_type: str, factory: Callable[..., AutoModel], *,
 def load_auto_model(name_or_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
                     **kwargs: Any) -> AutoModel:
     """See :meth:`hubloader.automl.AutoModel.from_pretrain`."""
-    from ..config import read_config_file
-    from ..registry import served_tasks
-    from ..remote_code import find_code_entry, load_custom_model
-    from ..resolve import resolve_model_dir
+    from ..load.config import read_config_file
+    from ..load.registry import served_tasks
+    from ..load.remote_code import find_code_entry, load_custom_model
+    from ..load.resolve import resolve_model_dir
 
     root = resolve_model_dir(name_or_dir)
     entry = find_code_entry(root)

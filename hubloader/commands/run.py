@@ -62,7 +62,7 @@ def _generate(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
         gen = torch.Generator(device=model.device).manual_seed(opts["seed"])
     streamer = None
     if opts.get("on_text") is not None:
-        from ..streaming import TextStreamer
+        from ..text.streaming import TextStreamer
 
         streamer = TextStreamer(tok, opts["on_text"])
     ids = model.generate(enc["input_ids"].to(model.device),

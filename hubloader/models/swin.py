@@ -18,12 +18,12 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules
-from ..config import ModelConfig
+from ..load.checkpoint_keys import invert_key_rules
+from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
-from ..features import FeatureEntry
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count

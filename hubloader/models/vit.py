@@ -3,7 +3,7 @@ model), and the image classification head on the class token.
 
 Hugging Face checkpoints (``vit.encoder.layer.N.attention.attention.query.weight``...) load
 directly through ``checkpoint_key_rules``. Inputs are ``pixel_values`` of the configured size
-(see :mod:`hubloader.preprocessing`).
+(see :mod:`hubloader.vision.preprocessing`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
-from ..features import FeatureEntry
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_pixel_values
 from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
