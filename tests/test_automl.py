@@ -184,3 +184,7 @@ def test_an_alphamed_package_runs_once_trusted(tmp_path, monkeypatch):
         assert model.forward(torch.tensor([[0.2, 0.9]])) == "malignant"
     assert model.fine_tune(id="n", task_id="t7", dataset_dir=str(tmp_path)) == (True, "ok")
     assert logs == [f"fine-tuning t7 on {tmp_path}"]
+    from hubloader.packages.validation import validate
+
+    lines = validate("my_pkg.zip", trust_remote_code=True).lines()
+    assert "AutoModel ok: MyAutoNet built by the package's code from my_model.pt" in lines
