@@ -117,7 +117,7 @@ def test_a_data_owner_dying_mid_run(owners, tmp_path):
         def run():
             try:
                 box["result"] = federate(base, dirs, rounds=3, out_dir=out, min_clients=2,
-                                         lr=0.03, fraction_evaluate=0, round_timeout=30,
+                                         lr=0.03, fraction_evaluate=0, round_timeout=60,
                                          federation=fed)
             except Exception as err:  # handed to the test thread
                 box["error"] = err
@@ -142,16 +142,16 @@ def test_a_data_owner_dying_mid_run(owners, tmp_path):
     out2 = tmp_path / "out2"
     with LocalFederation(dirs[:2], workdir=tmp_path / "fed2") as fed2:
         first = federate(base, dirs[:2], rounds=1, out_dir=out2, min_clients=2, lr=0.03,
-                         fraction_evaluate=0, round_timeout=20, federation=fed2)
+                         fraction_evaluate=0, round_timeout=120, federation=fed2)
         assert [r["round"] for r in first.rounds] == [1]
         fed2.kill_owner(1)
         with pytest.raises(FederatedError, match="at least 2"):
             federate(base, dirs[:2], rounds=3, out_dir=out2, min_clients=2, lr=0.03,
-                     fraction_evaluate=0, round_timeout=20, recover=True, federation=fed2)
+                     fraction_evaluate=0, round_timeout=30, recover=True, federation=fed2)
     # the owner is back: recover resumes after round 1
     with LocalFederation(dirs[:2], workdir=tmp_path / "fed3") as fed3:
         resumed = federate(base, dirs[:2], rounds=3, out_dir=out2, min_clients=2, lr=0.03,
-                           fraction_evaluate=0, round_timeout=60, recover=True, federation=fed3)
+                           fraction_evaluate=0, round_timeout=120, recover=True, federation=fed3)
     assert [r["round"] for r in resumed.rounds] == [1, 2, 3]
     assert resumed.rounds[0] == first.rounds[0]
     assert _flower_processes(tmp_path) == []

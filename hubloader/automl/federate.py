@@ -82,36 +82,33 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _stop_tree(proc: subprocess.Popen, grace: float = 10) -> None:
-    pids = [proc.pid] + _descendants(proc.pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
+def _alive(pid: int) -> bool:
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    for pid in pids:
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
-                "Z" not in _state(pid):
-            time.sleep(0.1)
-        try:
-            if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
-                os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if proc.poll() is None:
-        proc.wait()
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return "Z"
+        return False
+    return state != "Z"
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _stop_tree(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM ``proc`` and its descendants (collected first: a child outliving its parent
+    is reparented out of reach), SIGKILL whatever still runs after ``grace`` seconds."""
+    pids = [proc.pid] + _descendants(proc.pid)
+    _signal(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        proc.poll()  # reaps our own child, so it stops counting as alive
+        time.sleep(0.1)
+    _signal([p for p in pids if _alive(p)], signal.SIGKILL)
+    proc.wait()
 
 
 class LocalFederation:

@@ -216,8 +216,8 @@ def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote
         model = load_custom_model(d, trust_remote_code=trust_remote_code, entry_name=entry)
         if getattr(type(model), "hubloader_resource_dir_init", False):
             # AlphaMed's AutoModel wraps its network; the platform interface is not its contract
-            net = getattr(model, "model", None)
-            n = sum(p.numel() for p in net.parameters()) if hasattr(net, "parameters") else 0
+            params = getattr(getattr(model, "model", None), "parameters", None)
+            n = sum(p.numel() for p in params()) if callable(params) else 0
             report.checks.append(f"AutoModel ok: {type(model).__name__} built by the package's "
                                  f"code from {code.param_file}"
                                  + (f", {n:,} parameters" if n else ""))
