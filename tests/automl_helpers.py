@@ -53,3 +53,27 @@ def image_dataset(root: Path, *, train: dict[str, int], test: dict[str, int] | N
     if test:
         write_images(root / "test", test, seed=seed + 2000)
     return root
+
+
+def tiny_vision_dir(root: Path, family: str, *, seed: int = 0) -> Path:
+    """A small random ViT or Swin image classifier (16x16 input), saved with a
+    preprocessor_config.json, labels cat/dog."""
+    import torch
+
+    from hubloader.models import (SwinConfig, SwinForImageClassification, ViTConfig,
+                                  ViTForImageClassification)
+
+    torch.manual_seed(seed)
+    id2label = {"0": "cat", "1": "dog"}
+    if family == "vit":
+        model = ViTForImageClassification.from_config(ViTConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            image_size=16, patch_size=8, id2label=id2label))
+    else:
+        model = SwinForImageClassification.from_config(SwinConfig(
+            image_size=16, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+            window_size=2, drop_path_rate=0.0, id2label=id2label))
+    model.save_pretrained(root)
+    (root / "preprocessor_config.json").write_text(json.dumps({
+        "size": {"height": 16, "width": 16}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    return root

@@ -188,3 +188,51 @@ def test_an_alphamed_package_runs_once_trusted(tmp_path, monkeypatch):
 
     lines = validate("my_pkg.zip", trust_remote_code=True).lines()
     assert "AutoModel ok: MyAutoNet built by the package's code from my_model.pt" in lines
+
+
+@pytest.mark.parametrize("family", ["vit", "swin"])
+def test_vit_and_swin_get_the_built_in_auto_model(tmp_path, family):
+    from automl_helpers import tiny_vision_dir
+
+    base = tiny_vision_dir(tmp_path / family, family)
+    data = image_dataset(tmp_path / "data", train={c: 4 for c in LABELS},
+                         test={c: 2 for c in LABELS})
+    model = AutoModel.from_pretrain(base)
+    assert isinstance(model, AutoImageClassifier) and model.labels == ["cat", "dog"]
+    out = model.fine_tune(id="n", task_id="t", dataset_dir=data, epochs=1,
+                          result_dir=tmp_path / "tuned")
+    images = sorted((data / "test").rglob("*.png"))
+    reloaded = AutoModel.from_pretrain(out)
+    assert reloaded.labels == sorted(LABELS)
+    assert [reloaded.forward(str(p)) for p in images] == [model.forward(str(p)) for p in images]
+    logits = model.logits(torch.stack([model.processor.preprocess_one(p) for p in images]))
+    assert torch.allclose(reloaded.logits(torch.stack(
+        [reloaded.processor.preprocess_one(p) for p in images])), logits, atol=1e-5)
+
+
+def test_a_registered_factory_serves_another_family(tmp_path):
+    """The hook mmpretrain's ImageClassifier uses: a factory per model_type."""
+    from hubloader import ConfigError
+    from hubloader.automl import register_auto_model
+    from hubloader.automl.loading import _FACTORIES
+
+    class Fake(AutoModel):
+        def train(self): ...
+        def eval(self): ...
+        def forward(self, x): return "fake"
+        def init_dataset(self, d): return True, ""
+        def fine_tune(self, id, task_id, dataset_dir, is_initiator=False, recover=False, **kw):
+            return None
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "fake_mm_classifier"}))
+    with pytest.raises(ConfigError, match="no built-in AutoModel for model_type"):
+        AutoModel.from_pretrain(tmp_path)
+    register_auto_model("fake_mm_classifier", lambda root, **kw: Fake(root, **kw))
+    try:
+        with pytest.raises(ConfigError, match="registered already"):
+            register_auto_model("fake_mm_classifier", lambda root, **kw: Fake(root, **kw))
+        model = AutoModel.from_pretrain(tmp_path)
+        assert isinstance(model, Fake) and model.forward(None) == "fake"
+        assert model.resource_dir == tmp_path.resolve()
+    finally:
+        _FACTORIES.pop("fake_mm_classifier")
