@@ -188,6 +188,12 @@ def test_an_alphamed_package_runs_once_trusted(tmp_path, monkeypatch):
 
     lines = validate("my_pkg.zip", trust_remote_code=True).lines()
     assert "AutoModel ok: MyAutoNet built by the package's code from my_model.pt" in lines
+    from hubloader import AutoLoader, BaseModel
+
+    x = torch.tensor([[0.9, 0.1]])
+    assert BaseModel.from_pretrain("my_pkg.zip", trust_remote_code=True).forward(x) == "benign"
+    loader = AutoLoader("image-classification", model_name="./my_pkg", trust_remote_code=True)
+    assert loader.get_model().forward(x) == "benign"
 
 
 @pytest.mark.parametrize("family", ["vit", "swin"])
