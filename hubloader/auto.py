@@ -19,9 +19,6 @@ if TYPE_CHECKING:  # torch imports while the files are fetched, not before
 
 __all__ = ["AutoLoader"]
 
-# where FlagAI's AutoLoader keeps models when no model_dir is given
-_FLAGAI_MODEL_DIR = "./checkpoints/"
-
 
 class AutoLoader:
     """Load the model serving ``task_name`` for ``model_name`` (FlagAI's AutoLoader, argument
@@ -33,6 +30,9 @@ class AutoLoader:
         model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
             Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
+        *flagai_args: FlagAI's positional arguments after ``model_dir``, in its order:
+            ``only_download_config, device, torch_dtype, low_cpu_mem_usage, lora_dir,
+            qlora_dir, inference_mode, model_max_length, all_devices``.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
@@ -42,6 +42,7 @@ class AutoLoader:
 
     Raises:
         UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+        UnsupportedModelError: FlagAI's AltDiffusion and CPM-3 models, with what to use.
         ConfigError: an argument hubloader cannot honour, named.
 
     Example:
@@ -50,26 +51,32 @@ class AutoLoader:
     """
 
     def __init__(self, task_name: str = "lm", model_name: str | os.PathLike | None = None,
-                 model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
+                 model_dir: str | os.PathLike | None = None, *flagai_args: Any,
+                 revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .load.flagai_rules import flagai_task, infer_model_type, split_autoloader_kwargs
+        from .load.flagai_rules import (flagai_task, infer_model_type, name_positional_args,
+                                        refuse_out_of_scope, split_autoloader_kwargs)
 
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        refuse_out_of_scope(task_name, model_name)
+        if flagai_args:  # FlagAI's signature: only_download_config, device, torch_dtype, ...
+            named = name_positional_args(flagai_args, kwargs)
+            device = named.pop("device", device)
+            torch_dtype = named.pop("torch_dtype", torch_dtype)
+            kwargs.update(named)
         opts = split_autoloader_kwargs(kwargs)
         config_overrides = opts.config_overrides
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
-        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
-            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-                if (Path(_FLAGAI_MODEL_DIR) / name / settings.CONFIG_NAME).is_file():
-                    model_dir = _FLAGAI_MODEL_DIR
-                    break
+        from .load.resolve import fetch_for_load, flagai_default_dir, prefetch_model_dir
+
+        if model_dir is None:  # FlagAI's default model_dir, if it holds the model
+            model_dir = flagai_default_dir(model_name, revision=revision)
         patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
-        from .load.resolve import fetch_for_load, prefetch_model_dir
 
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
@@ -111,6 +118,9 @@ class AutoLoader:
         if not isinstance(model_type, str):
             raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
                               f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
+        if card is not None and card.architecture and model_type.lower() in \
+                get_model_class(card.architecture).config_class.accepted_types():
+            model_type = card.architecture  # CPM-Generate's "gpt2" is CPM, with CPM's tokenizer
         self.model_type = model_type.lower()
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
@@ -122,7 +132,7 @@ class AutoLoader:
             inference_mode=opts.inference_mode, staged=staged)
         if card is not None:  # get_description() reads the card the model was loaded by
             self._model.card_name = card.name
-        if self.model_type == "glm":
+        if self.model_type in ("glm", "alm"):
             self._fill_glm_token_ids()
 
     def _fill_glm_token_ids(self) -> None:

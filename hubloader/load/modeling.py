@@ -215,6 +215,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             model_name: a card name (``"bert-base-en"``), a directory, or an ``s3://``,
                 ``hf://`` or ``file://`` URI.
             download_path: FlagAI's layout: files live in ``<download_path>/<model_name>/``.
+                Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
             revision: a revision to fetch (URIs and cards with a versioned source).
             offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
             device: where the weights go (``"cpu"``, ``"cuda:0"``...).
@@ -239,11 +240,14 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
-        from .flagai_rules import split_autoloader_kwargs
-        from .resolve import fetch_for_load
+        from .flagai_rules import refuse_out_of_scope, split_autoloader_kwargs
+        from .resolve import fetch_for_load, flagai_default_dir
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
+        refuse_out_of_scope(None, model_name)
+        if download_path is None:  # FlagAI's default download_path, if it holds the model
+            download_path = flagai_default_dir(model_name, revision=revision)
         device = resolve_device(device)
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:

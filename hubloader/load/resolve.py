@@ -21,7 +21,28 @@ if TYPE_CHECKING:
 
     from .landing import Staging
 
-__all__ = ["resolve_model_dir", "prefetch_model_dir", "fetch_for_load"]
+__all__ = ["resolve_model_dir", "prefetch_model_dir", "fetch_for_load", "FLAGAI_MODEL_DIR",
+           "flagai_default_dir"]
+
+# where FlagAI's from_pretrain and AutoLoader keep models when no directory is given
+FLAGAI_MODEL_DIR = "./checkpoints/"
+
+
+def flagai_default_dir(model_name: str | os.PathLike, *,
+                       revision: str | None = None) -> str | None:
+    """FlagAI's default ``download_path``, ``./checkpoints/``, when it holds the model named
+    ``model_name`` (as spelt, or as its card spells it: ``<dir>/<name>/config.json``); else
+    ``None``, and the name goes to the cache and its source."""
+    from ..settings import CONFIG_NAME
+
+    ref = parse_model_name(model_name, revision=revision)
+    if ref.kind != "card":
+        return None
+    card = find_card(ref.name)
+    for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
+        if (Path(FLAGAI_MODEL_DIR) / name / CONFIG_NAME).is_file():
+            return FLAGAI_MODEL_DIR
+    return None
 
 
 def _local_dir(ref: ModelRef) -> Path:

@@ -47,6 +47,7 @@ _DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     "clip": {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
              "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    "cpm": {"eos_token": "<eod>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
 _DEFAULT_SPECIAL["xlmroberta"] = _DEFAULT_SPECIAL["roberta"]
 # transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
@@ -451,7 +452,7 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
     if model_type is None:
         model_type = read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
-    if model_type == "glm":
+    if model_type in ("glm", "alm"):  # ALM: GLM's command tokens over an Arabic spiece.model
         from .glm import load_glm_tokenizer
 
         return load_glm_tokenizer(d)
@@ -464,6 +465,10 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
         except Exception as err:  # the Rust side raises plain Exception on bad files
             raise TokenizerError(f"{d / 'tokenizer.json'} is corrupt ({err}); download the model "
                                  "again") from err
+    elif "cpm" in (model_type, _kind(cfg, model_type)) and (d / "spiece.model").is_file():
+        from .cpm import cpm_backend
+
+        backend = cpm_backend(d / "spiece.model")
     else:
         for required, builder in builders():
             if all((d / f).is_file() for f in required):
@@ -526,4 +531,5 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
 
 # families whose forward takes no token_type_ids (transformers' model_input_names)
 _NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
-                             "aquila", "clip", "eva_clip", "xlmroberta", "altclip"})
+                             "aquila", "opt", "galactica", "cpm", "clip", "eva_clip", "xlmroberta",
+                             "altclip"})
