@@ -197,10 +197,28 @@ class LocalFederation:
                 pass
         proc.wait()
 
+    def _tagged(self) -> list[int]:
+        """Live processes carrying this federation's private FLWR_HOME: ours alone, found even
+        when a parent died first and they were reparented out of the tree."""
+        tag = f"FLWR_HOME={self.workdir / 'flwr-home'}\0".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if tag in (entry / "environ").read_bytes() and _alive(int(entry.name)):
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
     def stop(self) -> None:
         """Stop every process this federation started, children included."""
         for proc in self.supernodes + ([self.superlink] if self.superlink else []):
             _stop_tree(proc)
+        deadline = time.monotonic() + 10
+        while (left := self._tagged()) and time.monotonic() < deadline:
+            _signal(left, signal.SIGKILL)  # one spawned while the tree was being stopped
+            time.sleep(0.2)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
