@@ -17,6 +17,7 @@ Comparing a heartbeat from another host assumes the hosts' clocks agree to well 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from .. import settings
-from ..files import regular_size
+from ..files import read_regular, regular_size
 from .cache import SnapshotPaths
 from .sources.base import RemoteFile
 
@@ -130,10 +131,23 @@ def resumable_bytes(paths: SnapshotPaths, file: RemoteFile) -> int:
     return max(map(held_bytes, _others(paths, file)), default=0)
 
 
+def range_files(partial: Path) -> tuple[Path, Path, Path]:
+    """A parallel transfer's data file, its progress sidecar and the sidecar's temp file."""
+    data, sidecar, tmp = (partial.with_name(partial.name + suffix)
+                          for suffix in (PARALLEL, RANGES, RANGES_TMP))
+    return data, sidecar, tmp
+
+
+def saved_bytes(partial: Path) -> int:
+    """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
+    try:
+        return sum(json.loads(read_regular(range_files(partial)[1]))["done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def held_bytes(partial: Path) -> int:
     """Bytes of the file ``partial``'s transfer has on disk (verified, whole or in ranges)."""
-    from .transfer import saved_bytes
-
     verified, base = partial.with_name(partial.name + VERIFIED), partial
     for p in (verified, base):
         size = regular_size(p)

@@ -28,7 +28,7 @@ from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
 from ..files import open_regular, read_regular, regular_size
 from ..files import sha256_file as file_sha256  # re-exported
-from .partials import PARALLEL, RANGES, RANGES_TMP, Heartbeat, fresh_name
+from .partials import Heartbeat, fresh_name, range_files, saved_bytes
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
 from .sources.part_digests import PartDigest, expected_digest
@@ -200,20 +200,8 @@ class _Ranges:
         self._persisted = 0.0
         self._load()
 
-    @staticmethod
-    def files(partial: Path) -> tuple[Path, Path, Path]:
-        """The data file, the progress sidecar and the sidecar's temp file of ``partial``."""
-        data, sidecar, tmp = (partial.with_name(partial.name + suffix)
-                              for suffix in (PARALLEL, RANGES, RANGES_TMP))
-        return data, sidecar, tmp
-
-    @classmethod
-    def saved_bytes(cls, partial: Path) -> int:
-        """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
-        try:
-            return sum(json.loads(read_regular(cls.files(partial)[1]))["done"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+    files = staticmethod(range_files)
+    saved_bytes = staticmethod(saved_bytes)
 
     def _load(self) -> None:
         try:
@@ -354,11 +342,6 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
     os.replace(ranges.data, partial)  # complete: now an ordinary whole temp file
     ranges.discard()
     return digests
-
-
-def saved_bytes(partial: Path) -> int:
-    """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
-    return _Ranges.saved_bytes(partial)
 
 
 def _partial_bytes(partial: Path) -> int:
