@@ -27,6 +27,8 @@ _LAZY = {
     "AutoLoader": ".auto",
     "Predictor": ".predictor",
     "Tokenizer": ".tokenization",
+    "AutoTokenizer": ".tokenization",
+    "GenerationConfig": ".models.generation_config",
     "TextStreamer": ".streaming",
     "list_models": ".cards",
     "model_info": ".cards",
@@ -57,7 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .publish import PushResult, push
     from .registry import get_model_class, register_model
     from .streaming import TextStreamer
-    from .tokenization import Tokenizer
+    from .models.generation_config import GenerationConfig
+    from .tokenization import AutoTokenizer, Tokenizer
     from .trainer import Trainer
     from .weights import LoadReport
 
