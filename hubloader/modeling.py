@@ -110,6 +110,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         self.load_report: LoadReport | None = None
         self.model_dir: Path | None = None
         self.card_name: str | None = None  # the card it was loaded by, if any
+        self.merged_adapter: list[str] = []  # weights a LoRA adapter changed, if one was merged
 
     # -- hooks families may override ------------------------------------------------------
     @classmethod
@@ -208,6 +209,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                       offline: bool | None = None, device: str | torch.device = "cpu",
                       torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                       trust_remote_code: bool | str = False, entry: str | None = None,
+                      adapter: str | os.PathLike | None = None,
                       **config_overrides: Any) -> "BaseModel":
         """Load a pretrained model by card name, local directory or URI.
 
@@ -226,6 +228,12 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.remote_code`.
             entry: the ``hubconf.py`` entry point to build (default ``BIG_PRETRAINED_MODEL``).
+            adapter: a LoRA adapter saved by ``peft`` for the transformers model of the same
+                family (a directory, card name or URI), merged into the weights (see
+                :mod:`hubloader.adapters`); default: the card's ``adapter`` field, if any.
+                transformers' ``dtype``, ``torch_dtype="auto"``, ``device_map``,
+                ``local_files_only`` and ``attn_implementation`` are read as transformers
+                reads them (see :mod:`hubloader.hf_args`).
             **config_overrides: config fields to change (validated), and FlagAI's arguments:
                 ``class_num``/``target_size`` (= ``num_labels``), ``load_pretrain_params=False``
                 or ``only_download_config=True`` (config and tokenizer files only, fresh
@@ -240,7 +248,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
         from .flagai import split_autoloader_kwargs
-        from .resolve import fetch_for_load
+        from .resolve import fetch_for_load, resolve_model_dir
 
         from .hf_args import dispatch_over_devices, take_load_spellings
 
@@ -268,6 +276,16 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
             card = find_card(os.fspath(model_name))
             model.card_name = card.name if card is not None else None
+            if adapter is None and card is not None:
+                adapter = card.adapter
+        if adapter is not None:
+            from .adapters import merge_adapter
+
+            if not isinstance(model, BaseModel):
+                raise ConfigError(f"{model_name}: a package with its own code cannot take an "
+                                  "adapter; apply it with peft to the returned model")
+            adapter_dir = resolve_model_dir(adapter, revision=None, offline=offline)
+            model.merged_adapter = merge_adapter(model, adapter_dir)
         if spell.device_map is not None:
             model = dispatch_over_devices(model, spell.device_map)
         return cast("BaseModel", model)  # a code package's own module, as documented above
