@@ -11,6 +11,8 @@ argument hubloader cannot honour to fail, named, as a config override it does no
   uses the one device there is, and with several GPUs places the model over them through
   ``accelerate`` as transformers does; a ``{module: device}`` map goes through
   ``accelerate.dispatch_model``;
+- ``quantization_config`` (``BitsAndBytesConfig``, ``TorchAoConfig``) is hubloader's
+  ``quantization=`` (see :mod:`hubloader.quantization`);
 - ``local_files_only=True`` is hubloader's ``offline=True``; ``attn_implementation`` accepts
   ``"sdpa"`` (what hubloader runs) and ``"eager"`` (the same arithmetic).
 """
@@ -42,6 +44,7 @@ class LoadSpellings:
     torch_dtype: str | torch.dtype | None = None  # may be "auto"
     offline: bool | None = None
     device_map: Any = None  # what accelerate places after loading, else None
+    quantization: Any = None  # transformers' quantization_config (see hubloader.quantization)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,6 +93,8 @@ def take_load_spellings(kwargs: dict[str, Any], *, device: str | torch.device,
             raise ConfigError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give "
                               "one (dtype is transformers 5's name)")
         out.torch_dtype = dtype if dtype is not None else torch_dtype
+    if kwargs.get("quantization_config") is not None:
+        out.quantization = kwargs.pop("quantization_config")
     if "local_files_only" in kwargs:
         only = kwargs.pop("local_files_only")
         if only:

@@ -209,7 +209,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                       offline: bool | None = None, device: str | torch.device = "cpu",
                       torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                       trust_remote_code: bool | str = False, entry: str | None = None,
-                      adapter: str | os.PathLike | None = None,
+                      adapter: str | os.PathLike | None = None, quantization: Any = None,
                       **config_overrides: Any) -> "BaseModel":
         """Load a pretrained model by card name, local directory or URI.
 
@@ -231,6 +231,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             adapter: a LoRA adapter saved by ``peft`` for the transformers model of the same
                 family (a directory, card name or URI), merged into the weights (see
                 :mod:`hubloader.adapters`); default: the card's ``adapter`` field, if any.
+            quantization: ``"int8"``, ``"int4"`` (torchao, weight-only), a torchao config
+                object, or ``"bnb-int8"``/``"bnb-nf4"`` (CUDA): the linear weights are
+                quantized module by module right after loading (see
+                :mod:`hubloader.quantization`).
                 transformers' ``dtype``, ``torch_dtype="auto"``, ``device_map``,
                 ``local_files_only`` and ``attn_implementation`` are read as transformers
                 reads them (see :mod:`hubloader.hf_args`).
@@ -286,6 +290,11 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                                   "adapter; apply it with peft to the returned model")
             adapter_dir = resolve_model_dir(adapter, revision=None, offline=offline)
             model.merged_adapter = merge_adapter(model, adapter_dir)
+        quantization = quantization if quantization is not None else spell.quantization
+        if quantization is not None:
+            from .quantization import quantize_model
+
+            quantize_model(model, quantization, device=device)
         if spell.device_map is not None:
             model = dispatch_over_devices(model, spell.device_map)
         return cast("BaseModel", model)  # a code package's own module, as documented above

@@ -335,3 +335,36 @@ def test_push_to_hub_over_hubloader_push(models, tmp_path, monkeypatch):
             assert torch.equal(a, b), name
     finally:
         server.close()
+
+
+def test_readme_lines_run(gpt2_dir, tmp_path, capsys):
+    """The README's "Coming from transformers" block, run as written (CUDA lines on the CPU
+    where there is none), and its ids equal transformers' for the same lines."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Coming from transformers"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    if not torch.cuda.is_available():
+        code = code.replace('device_map="cuda:0"', 'device_map="cpu"')
+    scope = {"name": str(gpt2_dir), "out_dir": str(tmp_path / "out")}
+    torch.manual_seed(0)
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["model"].dtype == torch.float32  # line 3 (auto) came last
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    tok, model, inputs = scope["tok"], scope["model"], scope["inputs"]
+    ref_tok = transformers.AutoTokenizer.from_pretrained(str(gpt2_dir), padding_side="left")
+    ref_tok.pad_token = ref_tok.eos_token
+    ref_inputs = ref_tok(["Hello", "Hi there"], padding=True, return_tensors="pt")
+    assert torch.equal(inputs["input_ids"], ref_inputs["input_ids"])
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(gpt2_dir), torch_dtype="auto",
+                                                            device_map="auto")
+    assert torch.equal(model.generate(**inputs, max_new_tokens=50),
+                       ref.generate(**ref_inputs, max_new_tokens=50))
+    assert model.generation_config.max_new_tokens == 64  # line 9
+    kw = dict(num_beams=4, num_return_sequences=2, max_new_tokens=10)
+    assert torch.equal(model.generate(**inputs, **kw), ref.generate(**ref_inputs, **kw))
+    assert capsys.readouterr().out  # the streamer wrote the text
+    assert tok.batch_decode(scope["out"], skip_special_tokens=True) == ref_tok.batch_decode(
+        scope["out"], skip_special_tokens=True)
