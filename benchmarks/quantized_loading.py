@@ -59,7 +59,7 @@ def _child(mode: str, d: str) -> None:
     import torch  # noqa: F401  (imports outside the timed load: torchao's takes over a second)
     import torchao.quantization  # noqa: F401
 
-    from hubloader.quantization import parameter_bytes
+    from hubloader.load.quantization import parameter_bytes
 
     t0 = time.perf_counter()
     model = _load(mode, d)

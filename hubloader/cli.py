@@ -25,7 +25,7 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubloader",
                                      description="Load pretrained PyTorch models by name.")
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v info, -vv debug)")

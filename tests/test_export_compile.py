@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hubloader.errors import InputError
-from hubloader.registry import _REGISTRY, import_families
+from hubloader.load.registry import _REGISTRY, import_families
 
 VOCAB = 50
 TINY = {
@@ -26,8 +26,24 @@ TINY = {
                  window_size=4, num_labels=3),
     "glm": dict(vocab_size=VOCAB, hidden_size=16, num_layers=1, num_attention_heads=2,
                 max_sequence_length=32),
+    "opt": dict(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, ffn_dim=32,
+                max_position_embeddings=48, num_attention_heads=2, pad_token_id=1),
+    "clip": dict(text_config=dict(vocab_size=VOCAB, hidden_size=16, intermediate_size=32,
+                                  num_hidden_layers=1, num_attention_heads=2,
+                                  max_position_embeddings=24, bos_token_id=VOCAB - 2,
+                                  eos_token_id=VOCAB - 1, pad_token_id=VOCAB - 1),
+                 vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                    num_attention_heads=2, image_size=16, patch_size=8),
+                 projection_dim=8),
+    "altclip": dict(text_config=dict(vocab_size=VOCAB, hidden_size=16, intermediate_size=32,
+                                     num_hidden_layers=1, num_attention_heads=2, project_dim=8,
+                                     max_position_embeddings=40),
+                    vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, image_size=16, patch_size=8),
+                    projection_dim=8),
 }
-FAMILY = {"roberta": "bert", "mistral": "llama", "qwen2": "llama", "aquila": "llama", "mt5": "t5"}
+FAMILY = {"roberta": "bert", "mistral": "llama", "qwen2": "llama", "aquila": "llama", "mt5": "t5",
+          "galactica": "opt", "cpm": "gpt2", "alm": "glm", "swinv2": "swin", "eva_clip": "clip"}
 
 
 def _classes():
@@ -46,6 +62,10 @@ def _build(model_type, cls):
     extra = {"type_vocab_size": 2} if "Seq2seq" in cls.__name__ else {}  # two segments
     model = cls.from_config(cls.config_class(**TINY[fam], **extra)).eval()
     g = torch.Generator().manual_seed(1)
+    if fam in ("clip", "altclip"):
+        size = model.config.vision_config["image_size"]
+        return model, {"input_ids": torch.randint(3, VOCAB - 2, (2, 5), generator=g),
+                       "pixel_values": torch.randn(2, 3, size, size, generator=g)}
     if fam in ("vit", "resnet", "swin"):
         size = getattr(model.config, "image_size", 32)
         return model, {"pixel_values": torch.randn(2, 3, size, size, generator=g)}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hubloader import BaseModel
-from hubloader.adapters import AdapterError
+from hubloader.load.adapters import AdapterError
 from hubloader.models import (BertForSequenceClassification, GPT2LMHeadModel, LlamaForCausalLM,
                               LlamaModel)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hubloader.models import LlamaForCausalLM
-from hubloader.quantization import QuantizationError, parameter_bytes
+from hubloader.load.quantization import QuantizationError, parameter_bytes
 
 import transformers  # noqa: E402  (test-only oracle)
 

@@ -14,7 +14,7 @@ import torch
 from hubloader import AutoTokenizer, GenerationConfig, Tokenizer
 from hubloader.errors import ConfigError, GenerationArgumentError, TokenizerError
 from hubloader.models import GPT2LMHeadModel, LlamaForCausalLM
-from hubloader.saving import parse_size
+from hubloader.load.saving import parse_size
 
 import transformers  # noqa: E402  (test-only oracle)
 
@@ -123,7 +123,7 @@ def test_device_map_on_one_device(models, gpt2_dir):
 def test_device_map_placement_through_accelerate(gpt2_dir):
     """A {module: device} map goes through accelerate's dispatch_model (here all on the CPU)."""
     pytest.importorskip("accelerate")
-    from hubloader.hf_args import dispatch_over_devices
+    from hubloader.load.hf_args import dispatch_over_devices
 
     ours = GPT2LMHeadModel.from_pretrained(str(gpt2_dir))
     ids = torch.tensor([[5, 6, 7, 8]])

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..cards import list_models, model_info
+from ..catalogue.cards import list_models, model_info
 
 __all__ = ["register", "validate_path"]
 
@@ -49,7 +49,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _ls(args) -> int:
-    from ..registry import resolve_task
+    from ..load.registry import resolve_task
 
     if args.task:
         resolve_task(args.task)  # unknown task: a clear error
@@ -97,12 +97,12 @@ def validate_path(path: str | Path, *, trust_remote_code: bool | str = False,
                   entry: str | None = None,
                   input_shape: tuple[int, ...] | None = None) -> list[str]:
     """Check a card file, a model directory or a ``.zip`` package; return the report's lines
-    (see :func:`hubloader.validation.validate`).
+    (see :func:`hubloader.packages.validation.validate`).
 
     Raises:
         HubLoaderError: the first problem found.
     """
-    from ..validation import validate
+    from ..packages.validation import validate
 
     return validate(path, trust_remote_code=trust_remote_code, entry=entry,
                     input_shape=input_shape).lines()

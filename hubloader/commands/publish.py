@@ -53,8 +53,8 @@ def _pack(args) -> int:
     from pathlib import Path
 
     from ..errors import PackageError
-    from ..packaging import pack
-    from ..validation import validate
+    from ..packages.packaging import pack
+    from ..packages.validation import validate
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -76,7 +76,7 @@ def _pack(args) -> int:
 
 
 def _convert(args) -> int:
-    from ..convert import convert
+    from ..tools.convert import convert
 
     result = convert(args.src, args.dst, dtype=args.dtype, max_shard_size=args.max_shard_size,
                      model_type=args.model_type, raw=args.raw)

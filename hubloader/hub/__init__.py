@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .. import constants
+from .. import settings
 from ..errors import ModelNotFoundError
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
@@ -99,7 +99,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         open_source(target.uri), revision=target.revision, card_files=target.card_files,
         allow_patterns=[allow_patterns] if isinstance(allow_patterns, str) else allow_patterns,
         progress=progress, download_path=download_path, name=target.name)
-    if constants.is_offline(offline) or not distributed.active():
+    if settings.is_offline(offline) or not distributed.active():
         return _download(request, offline=offline)
     return distributed.once_per_node(lambda: _download(request, offline=offline),
                                      lambda: _download(request, offline=True),
@@ -119,7 +119,7 @@ def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.Path
     Raises:
         InvalidModelNameError: a name that would escape ``download_path``.
     """
-    from ..cards import find_card
+    from ..catalogue.cards import find_card
     from .locate import folder_name
 
     if "://" not in os.fspath(model_name):
@@ -132,7 +132,7 @@ def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.Path
     card = find_card(ref.name) if ref.kind == "card" else None
     for name in dict.fromkeys(names + ([card.name] if card else [])):
         folder = safe_join(download_path, name)
-        if (folder / constants.CONFIG_NAME).is_file() and \
+        if (folder / settings.CONFIG_NAME).is_file() and \
                 not (Path(download_path) / ".hubloader" / name).is_dir():
             return folder
     return None
@@ -158,7 +158,7 @@ def _download(request: SnapshotRequest, *, offline: bool | None) -> Path:
 
     if request.download_path is None:  # blobs a dead process left unflushed are settled first
         durability.recover()
-    if constants.is_offline(offline):
+    if settings.is_offline(offline):
         found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
                                 card_files=request.card_files)
         # huggingface_hub's cache may hold it: no request

@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 import torch
 
 from ..errors import ConfigError, GenerationArgumentError, InputError
+from .contrastive import check_contrastive_args, contrastive_search
 
 __all__ = ["GenerationMixin", "CausalLMMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
            "read_generation_ids"]
@@ -184,7 +185,7 @@ class GenerationMixin:
                  generator: torch.Generator | None = None, repetition_penalty: float | None = None,
                  streamer: TokenStreamer | None = None, stop_strings: str | list[str] | None = None,
                  tokenizer: Any = None, stopping_criteria: Any = None,
-                 **unsupported: Any) -> torch.Tensor:
+                 penalty_alpha: float | None = None, **unsupported: Any) -> torch.Tensor:
         """Generate token ids; every argument not given comes from ``generation_config`` (the
         argument, else :attr:`generation_config`), as in transformers.
 
@@ -220,6 +221,8 @@ class GenerationMixin:
             stop_strings: stop a row once its text ends in one of these (needs ``tokenizer``).
             stopping_criteria: callables ``(input_ids, scores) -> bool [batch]`` (transformers'
                 ``StoppingCriteriaList`` works); a row stops once one says so.
+            penalty_alpha: contrastive search (with the ``top_k`` given here as the candidates
+                per step), as transformers runs it: see :mod:`hubloader.models.contrastive`.
 
         Returns:
             ``[batch * num_return_sequences, total]`` LongTensor: prompt plus new tokens for
@@ -242,6 +245,7 @@ class GenerationMixin:
             return value if value is not None else getattr(gen, name, None)
 
         cfg = getattr(self, "config", None)
+        top_k_given = top_k
         max_new_tokens = pick(max_new_tokens, "max_new_tokens")
         do_sample, num_beams = bool(pick(do_sample, "do_sample")), pick(num_beams, "num_beams") or 1
         temperature = pick(temperature, "temperature")
@@ -289,6 +293,15 @@ class GenerationMixin:
             pad_token_id = getattr(cfg, "pad_token_id", None)
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
+        if penalty_alpha is not None:  # its own arguments, as given (top_k is required)
+            check_contrastive_args(self, penalty_alpha, top_k_given, do_sample)
+            hook = (None if repetition_penalty == 1.0 else
+                    lambda lg, seen: penalize_repetition(lg, seen, float(repetition_penalty)))
+            return contrastive_search(self, input_ids, penalty_alpha=float(penalty_alpha),
+                                      top_k=int(top_k_given or 1), max_new_tokens=max_new_tokens,
+                                      eos=eos, pad_token_id=pad_token_id,
+                                      attention_mask=attention_mask, logits_hook=hook,
+                                      streamer=streamer)
         min_new = _as_int("min_new_tokens", pick(min_new_tokens, "min_new_tokens") or 0, minimum=0)
         min_total = _as_int("min_length", pick(min_length, "min_length") or 0, minimum=0)
         from .stopping import any_stop, build_stop_checks
@@ -362,6 +375,7 @@ class CausalLMMixin(GenerationMixin):
 
     backbone: Any
     lm_head: Any
+    decoder_only = True  # what contrastive search needs: next-token logits over the backbone
 
     def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **inputs: Any) -> dict[str, Any]:
