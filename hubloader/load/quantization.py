@@ -154,8 +154,23 @@ def quantize_model(model: nn.Module, spec: Any, *, device: torch.device) -> nn.M
             raise QuantizationError(f"torchao cannot quantize {name} ({type(err).__name__}: "
                                     f"{err}); try quantization='int8'") from err
         count += 1
+        _release_freed_memory()
     logger.info("quantized %d linear layers with %s", count, type(config).__name__)
     return model
+
+
+def _release_freed_memory() -> None:
+    """Hand the quantizer's freed temporaries back to the system (glibc keeps large freed
+    blocks on its heap, so the process would otherwise hold about a float copy more)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name and "libc" in name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+            pass
 
 
 def parameter_bytes(model: nn.Module) -> int:
