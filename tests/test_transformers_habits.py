@@ -368,3 +368,39 @@ def test_readme_lines_run(gpt2_dir, tmp_path, capsys):
     assert capsys.readouterr().out  # the streamer wrote the text
     assert tok.batch_decode(scope["out"], skip_special_tokens=True) == ref_tok.batch_decode(
         scope["out"], skip_special_tokens=True)
+
+
+def test_max_shard_size_parses_as_transformers_for_generated_sizes():
+    from hypothesis import given, settings, strategies as st
+    from transformers.utils.hub import convert_file_size_to_int
+
+    units = st.sampled_from(["GB", "MB", "KB", "GiB", "MiB", "KiB", "Gb", "Mb", "Kb", "gb", "mib"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(n=st.integers(1, 10**6), unit=units)
+    def check(n, unit):
+        assert parse_size(f"{n}{unit}") == convert_file_size_to_int(f"{n}{unit}")
+
+    check()
+
+
+def test_device_map_values_are_a_device_or_a_typed_error():
+    from hypothesis import given, settings, strategies as st
+
+    from hubloader.load.hf_args import take_load_spellings
+
+    values = st.one_of(st.text(max_size=8), st.integers(-3, 3), st.booleans(), st.none(),
+                       st.dictionaries(st.text(max_size=4), st.sampled_from(["cpu", "disk", 0]),
+                                       max_size=3), st.floats(allow_nan=False))
+
+    @settings(max_examples=200, deadline=None)
+    @given(value=values)
+    def check(value):
+        try:
+            spell = take_load_spellings({"device_map": value}, device="cpu", torch_dtype=None,
+                                        offline=None)
+        except ConfigError:
+            return
+        assert spell.device_map is not None or isinstance(spell.device, (str, torch.device))
+
+    check()

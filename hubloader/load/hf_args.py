@@ -59,12 +59,12 @@ def _one_device(value: Any) -> str | torch.device | None:
     if isinstance(value, str):
         return None if value in _AUTO_MAPS else value
     if isinstance(value, dict):
-        devices = {_one_device(v) if not isinstance(v, str) or v not in ("disk",) else "disk"
-                   for v in value.values()}
-        if "disk" in devices:
+        if "disk" in value.values():
             raise ConfigError("device_map: offloading to 'disk' is not supported; place every "
                               "module on a device")
-        if len(devices) == 1:
+        devices = {str(torch.device(d)) if d is not None else None
+                   for d in map(_one_device, value.values())}
+        if len(devices) == 1 and None not in devices:
             return next(iter(devices))
         return None
     raise ConfigError(f"device_map must be a device, 'auto' or a dict, got "
