@@ -404,3 +404,26 @@ def test_device_map_values_are_a_device_or_a_typed_error():
         assert spell.device_map is not None or isinstance(spell.device, (str, torch.device))
 
     check()
+
+
+def test_t5_beam_search_and_max_length_match_transformers(tmp_path):
+    """Encoder-decoder: beams reorder the decoder cache and keep the encoder output per row;
+    max_length counts the decoder ids (start token included)."""
+    from hubloader.models import T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = transformers.T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                                num_heads=2, decoder_start_token_id=0, pad_token_id=0,
+                                eos_token_id=1)
+    hf = transformers.T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        hf.lm_head.weight.mul_(20)
+    hf.save_pretrained(str(tmp_path))
+    ours = T5ForConditionalGeneration.from_pretrain(str(tmp_path))
+    src = torch.randint(2, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(src)
+    for kw in (dict(max_new_tokens=8, num_beams=3),
+               dict(max_new_tokens=8, num_beams=3, num_return_sequences=2, eos_token_id=5),
+               dict(max_length=6)):
+        assert torch.equal(ours.generate(src, attention_mask=mask, **kw),
+                           hf.generate(input_ids=src, attention_mask=mask, **kw)), kw
