@@ -155,6 +155,12 @@ def quantize_model(model: nn.Module, spec: Any, *, device: torch.device) -> nn.M
                                     f"{err}); try quantization='int8'") from err
         count += 1
         _release_freed_memory()
+    # the weights left in float (embeddings, norms) still view the checkpoint's memory map,
+    # which keeps the whole file mapped: a copy of them lets the mapping go
+    with torch.no_grad():
+        for p in model.parameters():
+            if type(p.data) is torch.Tensor:
+                p.data = p.data.clone()
     logger.info("quantized %d linear layers with %s", count, type(config).__name__)
     return model
 
