@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 REQUIRED = ("name", "tasks", "license", "author")
 KNOWN = set(REQUIRED) | {"architecture", "display-name", "framework", "source", "revision",
                          "files", "tags", "datasets", "is-federated", "language", "description",
-                         "input-shape"}
+                         "input-shape", "adapter"}
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -64,6 +64,7 @@ class ModelCard:
     description: str = ""
     is_federated: bool = False
     input_shape: tuple[int, ...] | None = None
+    adapter: str | None = None  # a peft LoRA adapter (name, directory or URI) merged on load
     path: Path | None = field(default=None, compare=False)
 
     def file(self, name: str) -> CardFile | None:
@@ -166,6 +167,10 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
     source = meta.get("source")
     if source is not None and not isinstance(source, str):
         raise CardError(f"{where}: 'source' must be a URI string")
+    adapter = meta.get("adapter")
+    if adapter is not None and (not isinstance(adapter, str) or not adapter.strip()):
+        raise CardError(f"{where}: 'adapter' must name a peft LoRA adapter (a card name, a "
+                        f"directory or a URI), got {adapter!r}")
     return ModelCard(
         name=meta["name"],
         tasks=tuple(t.lower() for t in tasks),
@@ -182,6 +187,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
         description=body.strip(),
         is_federated=federated,
         input_shape=tuple(shape) if shape is not None else None,
+        adapter=adapter,
         path=path,
     )
 

@@ -53,6 +53,8 @@ def parse_size(size: int | str) -> int:
             raise ConfigError(f"size {size!r} is not understood; use bytes or a number with "
                               f"a unit such as '500MB' or '2GiB'")
         value = int(float(match.group(1)) * _UNITS[unit])
+        if match.group(2)[-1:] == "b" and unit in ("KB", "MB", "GB", "TB"):
+            value //= 8  # "5Gb" is gigabits, as transformers reads max_shard_size
     if value <= 0:
         raise ConfigError(f"size must be positive, got {size!r}")
     return value
