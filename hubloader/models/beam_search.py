@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .logits import penalize_repetition
 from .stopping import StopCheck, any_stop
 
 __all__ = ["beam_search"]
@@ -41,7 +42,6 @@ def beam_search(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tenso
                 num_return_sequences: int, repetition_penalty: float,
                 stop_checks: list[StopCheck]) -> torch.Tensor:
     """``[batch * num_return_sequences, len]`` ids: the best finished beams of each row."""
-    from .generation import penalize_repetition
 
     batch = input_ids.shape[0]
     input_ids = input_ids.repeat_interleave(num_beams, dim=0)

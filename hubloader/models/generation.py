@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigError, GenerationArgumentError, InputError
 from .contrastive import check_contrastive_args, contrastive_search
+from .logits import penalize_repetition
 
 __all__ = ["GenerationMixin", "CausalLMMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
            "read_generation_ids"]
@@ -75,15 +76,6 @@ class TokenStreamer(Protocol):
     def put(self, value: torch.Tensor) -> None: ...
 
     def end(self) -> None: ...
-
-
-def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL's repetition penalty, as transformers applies it: the logit of every token already
-    in ``seen`` (``[batch, len]``) is divided by ``penalty`` when positive, multiplied when
-    negative."""
-    scores = logits.gather(-1, seen)
-    scores = torch.where(scores < 0, scores * penalty, scores / penalty)
-    return logits.scatter(-1, seen, scores)
 
 
 def select_next_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0,
