@@ -208,3 +208,29 @@ def test_a_killed_node_is_named_on_every_rank(four_nodes):
     # the killed node's received bytes stay as its temp file, for a resume
     assert any(p.stat().st_size > 0
                for p in homes[1].glob("models/s3--fan--killed/partial/*.incomplete"))
+
+
+@pytest.mark.slow
+def test_cli_download_under_torchrun(weed, fan_models, tmp_path):
+    """``hubloader download`` as torchrun's program on two nodes: one copy in all."""
+    proxy = servers.FaultProxy(weed.s3_port)
+    homes = [tmp_path / "node0", tmp_path / "node1"]
+    rdzv = f"127.0.0.1:{servers.free_port()}"
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--rdzv-backend=c10d",
+         f"--rdzv-endpoint={rdzv}", "--rdzv-id=fancli", "--local-addr=127.0.0.1",
+         "--nproc_per_node=1", "--no-python", sys.executable, "-c",
+         "import sys; from hubloader.cli import main; sys.exit(main())",
+         "download", "-q", "s3://fan/plain"],
+        env=_env(proxy, HUBLOADER_HOME=str(home)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True) for home in homes]
+    try:
+        outs = [run.communicate(timeout=180) for run in runs]
+    finally:
+        _stop(runs)
+        proxy.close()
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert len(_weight_gets(proxy, "plain")) == 1
+    for home in homes:
+        assert (next(home.glob("models/s3--fan--plain/snapshots/*")) /
+                "model-00001-of-00001.safetensors").stat().st_size == 1 << 20

@@ -30,6 +30,7 @@ its neighbours' transfers fail at once rather than at a timeout.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import datetime
 import gc
@@ -51,7 +52,7 @@ from .request import SnapshotRequest
 from .snapshot import select_files
 from .sources.base import Listing, RemoteFile, Source
 
-__all__ = ["across_nodes"]
+__all__ = ["across_nodes", "job_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,29 @@ def across_nodes(request: SnapshotRequest, download: Callable[[SnapshotRequest],
     if plan.node == 0:
         return _root(plan, request, download)
     return _receive(plan, request, download)
+
+
+@contextlib.contextmanager
+def job_group():
+    """Join the job's process group for the block when this process was started by
+    ``torchrun`` and none is initialized yet (the ``hubloader download`` command), so that
+    a node's ranks fetch once and the nodes once in all; elsewhere, do nothing."""
+    env = os.environ
+    if not (env.get("TORCHELASTIC_RUN_ID") and env.get("MASTER_ADDR")
+            and env.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")):
+        yield
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        _drain()  # the children of this node are served before the group goes
+        dist.destroy_process_group()
 
 
 # -- the store ------------------------------------------------------------------------------
