@@ -50,10 +50,10 @@ def _dtype():
 
 def _build(config_path: str, state: dict):
 
-    from hubloader.config import read_config_file
-    from hubloader.modeling import skip_init_on_meta
+    from hubloader.load.config import read_config_file
+    from hubloader.load.modeling import skip_init_on_meta
     from hubloader.models import BertModel
-    from hubloader.weights import assign_state_dict
+    from hubloader.load.weights import assign_state_dict
 
     config = BertModel.config_class.from_dict(read_config_file(config_path))
     with skip_init_on_meta():

@@ -70,7 +70,7 @@ def _preimport(lib: str):
 
     if lib == "hubloader":
         import hubloader.models  # noqa: F401
-        import hubloader.modeling  # noqa: F401
+        import hubloader.load.modeling  # noqa: F401
     else:
         import safetensors.torch  # noqa: F401
         from transformers import BertConfig, BertModel  # noqa: F401

@@ -17,49 +17,57 @@ from typing import TYPE_CHECKING
 from .errors import *  # noqa: F401,F403  (errors are leaves: cheap)
 from .errors import __all__ as _error_names
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
-    "BaseModel": ".modeling",
+    "BaseModel": ".load.modeling",
     "AutoLoader": ".auto",
-    "Predictor": ".predictor",
-    "Tokenizer": ".tokenization",
-    "TextStreamer": ".streaming",
-    "list_models": ".cards",
-    "model_info": ".cards",
-    "ModelCard": ".cards",
+    "Predictor": ".flagai.predictor",
+    "Tokenizer": ".text.tokenizer",
+    "TextStreamer": ".text.streaming",
+    "list_models": ".catalogue.cards",
+    "model_info": ".catalogue.cards",
+    "ModelCard": ".catalogue.cards",
     "parse_model_name": ".names",
     "ModelRef": ".names",
     "download": ".hub",
     "cached_file": ".hub",
     "prefetch": ".hub",
     "Prefetch": ".hub",
-    "register_model": ".registry",
-    "get_model_class": ".registry",
-    "LoadReport": ".weights",
+    "register_model": ".load.registry",
+    "get_model_class": ".load.registry",
+    "LoadReport": ".load.weights",
     "push": ".publish",
     "PushResult": ".publish",
-    "Trainer": ".trainer",
+    "Trainer": ".training.trainer",
+    "LayerIndexNotFoundError": ".load.platform",
+    "Config": ".mm",
+    "MODELS": ".mm",
+    "get_model": ".mm",
+    "inference_model": ".mm",
+    "get_flops": ".mm",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from .auto import AutoLoader
-    from .cards import ModelCard, list_models, model_info
+    from .catalogue.cards import ModelCard, list_models, model_info
     from .hub import Prefetch, cached_file, download, prefetch
-    from .modeling import BaseModel
+    from .load.modeling import BaseModel
+    from .mm import MODELS, Config, get_flops, get_model, inference_model
+    from .load.platform import LayerIndexNotFoundError
     from .names import ModelRef, parse_model_name
-    from .predictor import Predictor
+    from .flagai.predictor import Predictor
     from .publish import PushResult, push
-    from .registry import get_model_class, register_model
-    from .streaming import TextStreamer
-    from .tokenization import Tokenizer
-    from .trainer import Trainer
-    from .weights import LoadReport
+    from .load.registry import get_model_class, register_model
+    from .text.streaming import TextStreamer
+    from .text.tokenizer import Tokenizer
+    from .training.trainer import Trainer
+    from .load.weights import LoadReport
 
 
 def __getattr__(name: str):

@@ -7,20 +7,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import constants
-from .cards import find_card
-from .config import ModelConfig, read_config_file
+from . import settings
+from .catalogue.cards import find_card
+from .load.config import ModelConfig, read_config_file
 from .errors import ConfigError
 from .names import parse_model_name
-from .registry import get_model_class, import_families, resolve_task
+from .load.registry import get_model_class, import_families, resolve_task
 
 if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     import torch
 
 __all__ = ["AutoLoader"]
-
-# where FlagAI's AutoLoader keeps models when no model_dir is given
-_FLAGAI_MODEL_DIR = "./checkpoints/"
 
 
 class AutoLoader:
@@ -33,15 +30,19 @@ class AutoLoader:
         model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
             Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
+        *flagai_args: FlagAI's positional arguments after ``model_dir``, in its order:
+            ``only_download_config, device, torch_dtype, low_cpu_mem_usage, lora_dir,
+            qlora_dir, inference_mode, model_max_length, all_devices``.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
             ``load_pretrain_params``, ``only_download_config``, ``inner_dim``, ``use_cache``,
-            ``model_max_length``, ``inference_mode``...; see :mod:`hubloader.flagai`), then
+            ``model_max_length``, ``inference_mode``...; see :mod:`hubloader.load.flagai_rules`), then
             validated config changes (e.g. ``num_labels=3``).
 
     Raises:
         UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+        UnsupportedModelError: FlagAI's AltDiffusion and CPM-3 models, with what to use.
         ConfigError: an argument hubloader cannot honour, named.
 
     Example:
@@ -50,32 +51,38 @@ class AutoLoader:
     """
 
     def __init__(self, task_name: str = "lm", model_name: str | os.PathLike | None = None,
-                 model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
+                 model_dir: str | os.PathLike | None = None, *flagai_args: Any,
+                 revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .flagai import flagai_task, infer_model_type, split_autoloader_kwargs
+        from .load.flagai_rules import (flagai_task, infer_model_type, name_positional_args,
+                                        refuse_out_of_scope, split_autoloader_kwargs)
 
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        refuse_out_of_scope(task_name, model_name)
+        if flagai_args:  # FlagAI's signature: only_download_config, device, torch_dtype, ...
+            named = name_positional_args(flagai_args, kwargs)
+            device = named.pop("device", device)
+            torch_dtype = named.pop("torch_dtype", torch_dtype)
+            kwargs.update(named)
         opts = split_autoloader_kwargs(kwargs)
         config_overrides = opts.config_overrides
         resolve_task(task_name)  # an unknown task fails before anything is fetched
         ref = parse_model_name(model_name, revision=revision)
         card = find_card(ref.name) if ref.kind == "card" else None
-        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
-            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-                if (Path(_FLAGAI_MODEL_DIR) / name / constants.CONFIG_NAME).is_file():
-                    model_dir = _FLAGAI_MODEL_DIR
-                    break
-        patterns = None if opts.load_weights else list(constants.NO_WEIGHT_PATTERNS)
-        from .resolve import fetch_for_load, prefetch_model_dir
+        from .load.resolve import fetch_for_load, flagai_default_dir, prefetch_model_dir
+
+        if model_dir is None:  # FlagAI's default model_dir, if it holds the model
+            model_dir = flagai_default_dir(model_name, revision=revision)
+        patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
 
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
                            offline=offline, allow_patterns=patterns)
         import_families()
-        from .weights import resolve_device  # needs torch: checked once it is imported
+        from .load.weights import resolve_device  # needs torch: checked once it is imported
 
         device = resolve_device(device)
         if card is not None and card.architecture:  # a task the family cannot serve fails
@@ -88,13 +95,13 @@ class AutoLoader:
         self._tokenizer: Any = None
         self._processor: Any = None
         self._model_max_length = opts.model_max_length
-        from .remote_code import find_code_entry
+        from .load.remote_code import find_code_entry
 
         if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
             self.task, self.card, self.model_class = resolve_task(task_name), card, None
             self.model_type = None
             # the from_pretrain path: it refuses what the package's code cannot be given
-            from .modeling import BaseModel
+            from .load.modeling import BaseModel
 
             self._model: Any = BaseModel._load_dir(
                 self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
@@ -102,7 +109,7 @@ class AutoLoader:
                 load_weights=opts.load_weights, inference_mode=opts.inference_mode,
                 staged=staged)
             return
-        config_path = self.model_dir / constants.CONFIG_NAME
+        config_path = self.model_dir / settings.CONFIG_NAME
         data = read_config_file(config_path)
         model_type = data.get("model_type")
         if model_type is None:  # FlagAI's configs: the card of the name tells
@@ -111,6 +118,9 @@ class AutoLoader:
         if not isinstance(model_type, str):
             raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
                               f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
+        if card is not None and card.architecture and model_type.lower() in \
+                get_model_class(card.architecture).config_class.accepted_types():
+            model_type = card.architecture  # CPM-Generate's "gpt2" is CPM, with CPM's tokenizer
         self.model_type = model_type.lower()
         self.task = resolve_task(flagai_task(task_name, model_type), model_type)
         self.card = card
@@ -122,7 +132,7 @@ class AutoLoader:
             inference_mode=opts.inference_mode, staged=staged)
         if card is not None:  # get_description() reads the card the model was loaded by
             self._model.card_name = card.name
-        if self.model_type == "glm":
+        if self.model_type in ("glm", "alm"):
             self._fill_glm_token_ids()
 
     def _fill_glm_token_ids(self) -> None:
@@ -167,7 +177,7 @@ class AutoLoader:
             raise TokenizerError(f"{type(self._model).__name__} takes images, not text: use "
                                  "get_processor() for its image processor")
         if self._tokenizer is None:
-            from .tokenization import load_tokenizer
+            from .text.tokenizer import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_dir, model_type=self.model_type)
             if self._model_max_length is not None:
@@ -193,6 +203,43 @@ class AutoLoader:
                             out / "preprocessor_config.json")
         return Path(self._model.save_pretrained(out, **kwargs))
 
+    @property
+    def is_multimodal(self) -> bool:
+        """Whether the model takes both text and images (CLIP's family)."""
+        return self.task == "zero-shot-image-classification"
+
+    def get_image_processor(self):
+        """The image processor: ``preprocessor_config.json``'s, else, for a FlagAI CLIP folder
+        (which has none), CLIP's preprocessing at the model's image size.
+
+        Raises:
+            ConfigError: no valid ``preprocessor_config.json`` and no CLIP model to size one.
+        """
+        if self._processor is None:
+            from .vision.preprocessing import PREPROCESSOR_NAME, clip_image_processor, \
+                load_image_processor
+
+            vision = getattr(self.get_config(), "vision", None)
+            if not (self.model_dir / PREPROCESSOR_NAME).is_file() and vision is not None:
+                size = vision.image_size
+                self._processor = clip_image_processor(size if isinstance(size, int) else size[0])
+            else:
+                self._processor = load_image_processor(self.model_dir)
+        return self._processor
+
+    def get_transform(self):
+        """FlagAI's ``get_transform()``: for CLIP and EVA-CLIP a callable turning one image into
+        a ``[3, H, W]`` tensor (FlagAI's ``clip_transform``); for other models the image
+        processor (``transform(image)["pixel_values"]``, as FlagAI's AltCLIP processor).
+
+        Raises:
+            ConfigError: as :meth:`get_image_processor`.
+        """
+        processor = self.get_image_processor()
+        if self.model_type in ("clip", "eva_clip"):
+            return processor.preprocess_one
+        return processor
+
     def get_processor(self):
         """What turns raw input into model input: the image processor (from
         ``preprocessor_config.json``) for vision models, else the tokenizer.
@@ -203,8 +250,4 @@ class AutoLoader:
         """
         if not self.is_vision:
             return self.get_tokenizer()
-        if self._processor is None:
-            from .preprocessing import load_image_processor
-
-            self._processor = load_image_processor(self.model_dir)
-        return self._processor
+        return self.get_image_processor()

@@ -19,13 +19,14 @@ COMMAND_MODULES = (
     "hubloader.commands.publish",  # push, pack, convert
     "hubloader.commands.hub",      # download, cache ls|verify|prune|rm
     "hubloader.commands.run",      # run TASK MODEL INPUT
+    "hubloader.commands.mm",       # flops
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubloader",
                                      description="Load pretrained PyTorch models by name.")
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v info, -vv debug)")

@@ -6,14 +6,12 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
-# stdlib-only, so this module stays a leaf
-from model_downstream_interface.model_abc import LayerIndexNotFoundException
-
 from .redaction import redact
 
 __all__ = [
     "HubLoaderError",
     "ModelNotFoundError",
+    "UnsupportedModelError",
     "UnknownTaskError",
     "InvalidModelNameError",
     "ConfigError",
@@ -26,7 +24,6 @@ __all__ = [
     "ChatTemplateError",
     "InputError",
     "GenerationArgumentError",
-    "LayerIndexNotFoundError",
     "FeatureShapeError",
     "FeaturesNotCapturedError",
     "SourceError",
@@ -59,6 +56,11 @@ class HubLoaderError(Exception):
 # -- names, cards, registry -------------------------------------------------------------
 class ModelNotFoundError(HubLoaderError, LookupError):
     """A model name matches no card, no local directory and no registered class."""
+
+
+class UnsupportedModelError(ModelNotFoundError, NotImplementedError):
+    """A model hubloader knows of and deliberately does not load (another library's job, or
+    hardware it cannot run on); the message says why and what to use."""
 
 
 class UnknownTaskError(HubLoaderError, KeyError):
@@ -123,11 +125,6 @@ class InputError(HubLoaderError, TypeError):
 
 class GenerationArgumentError(InputError, ValueError):
     """A ``generate()`` argument is out of range (``max_new_tokens <= 0``, ``top_p > 1``...)."""
-
-
-class LayerIndexNotFoundError(HubLoaderError, IndexError, LayerIndexNotFoundException):
-    """A feature layer index is out of range (also the downstream-platform interface's
-    ``LayerIndexNotFoundException``)."""
 
 
 class FeatureShapeError(InputError, ValueError):

@@ -41,7 +41,7 @@ def load_model(dir: str | os.PathLike, model: str = "BIG_PRETRAINED_MODEL", *arg
         (197, 768)
     """
     from hubloader.errors import PackageError
-    from hubloader.remote_code import HUBCONF_NAME, load_custom_model
+    from hubloader.load.remote_code import HUBCONF_NAME, load_custom_model
 
     if not os.path.isfile(os.path.join(os.fspath(dir), HUBCONF_NAME)):
         raise PackageError(f"{dir} has no {HUBCONF_NAME}; load_model takes a downstream-platform "

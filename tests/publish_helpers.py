@@ -27,7 +27,7 @@ def sha256(data: bytes) -> str:
 def card(name: str, **extra) -> str:
     meta = {"name": name, "tasks": ["base"], "license": "mit", "author": "tests",
             "architecture": "custom", **extra}
-    from hubloader.cards import card_text
+    from hubloader.catalogue.cards import card_text
 
     return card_text(meta, "test package\n")
 

@@ -36,7 +36,7 @@ def test_card_name_matches_folder_case_insensitively(hf_bert, tmp_path):
 
 
 def test_a_card_names_the_model_and_a_directory_reads_no_cards(hf_bert, tmp_path):
-    from hubloader import cards
+    from hubloader.catalogue import cards
 
     _, path = hf_bert("BertModel")
     shutil.copytree(path, tmp_path / "state" / "BERT-base-en")
@@ -66,7 +66,7 @@ def test_save_and_reload_round_trip(tmp_path, batch):
     model = BertForSequenceClassification.from_config(cfg).eval()
     out = model.save_pretrained(tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    from hubloader.cards import load_card
+    from hubloader.catalogue.cards import load_card
 
     card = load_card(out)
     assert {f.path for f in card.files} == {"config.json", "model.safetensors"}

@@ -203,7 +203,7 @@ def test_card_with_broken_yaml(tmp_path, monkeypatch, caplog):
     (tmp_path / "bad.md").write_text("---\nname: [unclosed\ntasks: x\n---\nbody\n")
     monkeypatch.setenv("HUBLOADER_CARDS_PATH", str(tmp_path))
     from hubloader import list_models
-    from hubloader.cards import load_card
+    from hubloader.catalogue.cards import load_card
 
     assert "BERT-base-en" in list_models()  # skipped with a warning (tests/test_cards_path.py)
     assert "bad.md" in caplog.text and "not valid YAML" in caplog.text
@@ -222,7 +222,7 @@ def test_card_with_broken_yaml(tmp_path, monkeypatch, caplog):
      "files:\n  - path: a\n    sha256: abc\n---\n", "64 hex"),
 ])
 def test_card_schema_errors(tmp_path, text, needle):
-    from hubloader.cards import load_card
+    from hubloader.catalogue.cards import load_card
 
     (tmp_path / "c.md").write_text(text)
     with pytest.raises(CardError, match=needle):
@@ -230,7 +230,7 @@ def test_card_schema_errors(tmp_path, text, needle):
 
 
 def test_card_unknown_keys_warn(tmp_path, caplog):
-    from hubloader.cards import load_card
+    from hubloader.catalogue.cards import load_card
 
     (tmp_path / "c.md").write_text("---\nname: x\ntasks: [ner]\nlicense: MIT\nauthor: me\n"
                                    "architecture: bert\ncolour: blue\n---\n")
@@ -256,7 +256,7 @@ def test_forward_mask_shape_mismatch(hf_bert):
 
 
 def test_tokenizer_missing_and_corrupt(minilm_dir, tmp_path):
-    from hubloader.tokenization import load_tokenizer
+    from hubloader.text.tokenizer import load_tokenizer
 
     with pytest.raises(TokenizerError, match="no tokenizer files"):
         load_tokenizer(tmp_path)

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from hubloader import CardError, ConfigError
-from hubloader.cards import parse_card
-from hubloader.validation import validate
+from hubloader.catalogue.cards import parse_card
+from hubloader.packages.validation import validate
 from publish_helpers import tiny_bert
 
 # AlphaMed's example card, as its developer manual prints it

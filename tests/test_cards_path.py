@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from hubloader import cli, list_models, model_info
-from hubloader.cards import find_card
+from hubloader.catalogue.cards import find_card
 from hub_helpers import write_card
 
 BROKEN = {
@@ -35,12 +35,12 @@ def cards_dir(tmp_path, monkeypatch):
 
 
 def test_broken_cards_are_skipped_with_a_warning_naming_each(cards_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="hubloader.cards"):
+    with caplog.at_level(logging.WARNING, logger="hubloader.catalogue.cards"):
         names = list_models()
     assert "extra-good" in names and "BERT-base-en" in names
     assert model_info("bert-base-en").architecture == "bert"
     assert find_card("extra-good") is not None
-    warned = [r.getMessage() for r in caplog.records if r.name == "hubloader.cards"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "hubloader.catalogue.cards"]
     for name in [*BROKEN, "dir.md"]:
         assert any(str(cards_dir / name) in m for m in warned), name
 

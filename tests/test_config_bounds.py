@@ -14,7 +14,7 @@ import torch
 
 from hubloader import AutoLoader, ConfigError, HubLoaderError, WeightsError
 from hubloader.models import BertConfig, BertModel
-from hubloader.sizing import available_memory, parameter_bytes
+from hubloader.load.sizing import available_memory, parameter_bytes
 
 from conftest import write_json
 

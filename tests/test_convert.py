@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from hubloader import BaseModel, UnsafeWeightsError, WeightsMismatchError
-from hubloader.cards import load_card
+from hubloader.catalogue.cards import load_card
 from hubloader.commands.models import validate_path
-from hubloader.convert import convert
+from hubloader.tools.convert import convert
 from publish_helpers import TINY, run_cli
 
 

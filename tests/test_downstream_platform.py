@@ -13,8 +13,8 @@ import torch
 
 import model_downstream_interface
 from hubloader import PackageError
-from hubloader.cards import parse_card
-from hubloader.packaging import extract_zip, pack
+from hubloader.catalogue.cards import parse_card
+from hubloader.packages.packaging import extract_zip, pack
 from model_downstream_interface.utils import get_pyramid_feature_layer_indexes
 from publish_helpers import run_cli
 
@@ -172,7 +172,7 @@ def test_entry_by_name_and_bad_entries(tmp_path, monkeypatch, capsys):
 
 def test_interface_mismatch_is_reported(tmp_path):
     """A package whose declared shapes lie fails validation with the per-layer table."""
-    from hubloader.validation import validate
+    from hubloader.packages.validation import validate
 
     pkg = _vit(tmp_path / "src")
     exported = pkg / "vision_transformer_tiny_t16" / "exported_model.py"
@@ -192,7 +192,7 @@ def test_interface_mismatch_is_reported(tmp_path):
 def test_untrusted_pack_runs_nothing_and_the_card_shape_is_used(tmp_path):
     import sys
 
-    from hubloader.validation import validate
+    from hubloader.packages.validation import validate
 
     pkg = _write_package(tmp_path / "src" / "vit-untrusted", folder="vit_untrusted_t16",
                          base="ViTModel", hf_model=transformers.ViTModel(transformers.ViTConfig(
@@ -216,7 +216,7 @@ def test_untrusted_pack_runs_nothing_and_the_card_shape_is_used(tmp_path):
 
 
 def test_a_package_folder_named_like_an_installed_module_is_refused(tmp_path):
-    from hubloader.validation import validate
+    from hubloader.packages.validation import validate
 
     pkg = tmp_path / "clash"
     (pkg / "json").mkdir(parents=True)  # the spec asks for a unique name; json is taken

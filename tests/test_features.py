@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hubloader.errors import (ConfigError, FeaturesNotCapturedError, FeatureShapeError, InputError,
-                              LayerIndexNotFoundError)
+from hubloader import LayerIndexNotFoundError
+from hubloader.errors import ConfigError, FeaturesNotCapturedError, FeatureShapeError, InputError
 from model_downstream_interface import BigModel4DownstreamInterface, LayerIndexNotFoundException
 from hubloader.models import (LlamaConfig, LlamaForCausalLM, BertConfig, BertForSequenceClassification, BertModel, GPT2Config,
                               GPT2LMHeadModel, ResNetConfig, ResNetForImageClassification,
@@ -213,7 +213,7 @@ def test_pyramid_layers():
 
 def test_validate_interface_run_on_every_family(family):
     """validate's interface run (one random input, declared vs fetched) passes every family."""
-    from hubloader.downstream import check_interface
+    from hubloader.packages.downstream import check_interface
 
     model, batch_shape, _, depth, hier = family
     report = check_interface(model, batch_shape[1:])

@@ -174,7 +174,7 @@ def test_bert_seq2seq_beam_search_equals_flagai(tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     from hubloader.models import BertForSeq2seq
-    from hubloader.tokenization import load_tokenizer
+    from hubloader.text.tokenizer import load_tokenizer
 
     model, tok = BertForSeq2seq.from_pretrain(str(path)), load_tokenizer(path, model_type="bert")
     text = "w3 w17 w4 w9 w30"

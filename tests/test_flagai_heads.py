@@ -135,8 +135,8 @@ _CRF_GP = {"sequence-labeling-crf": "BertForSequenceLabelingCRF",
 def test_every_flagai_task_of_hubloader_families_resolves():
     from flagai.auto_model.auto_loader import ALL_TASK
 
-    from hubloader.flagai import flagai_task
-    from hubloader.registry import get_model_class, resolve_task
+    from hubloader.load.flagai_rules import flagai_task
+    from hubloader.load.registry import get_model_class, resolve_task
 
     checked = 0
     for key, (_, flagai_cls) in ALL_TASK.items():

@@ -204,7 +204,7 @@ HEADERS = st.one_of(
 @given(header=HEADERS, data_len=st.integers(0, 80), claimed=st.one_of(st.none(), st.integers(0, 2**64 - 1)))
 def test_safetensors_headers(in_arena, header, data_len, claimed):
     _count("safetensors")
-    from hubloader.weights import read_safetensors
+    from hubloader.load.weights import read_safetensors
 
     n = len(header) if claimed is None else claimed
     path = in_arena / "cwd" / "model.safetensors"
@@ -233,7 +233,7 @@ def test_shard_index_files(in_arena, index, fmt):
     _count("indexes")
     from safetensors.torch import save_file
 
-    from hubloader.weights import find_weight_files, read_state_dict
+    from hubloader.load.weights import find_weight_files, read_state_dict
 
     import torch
 
@@ -264,7 +264,7 @@ MEMBERS = st.lists(st.tuples(_member, st.binary(max_size=64),
 @given(members=MEMBERS)
 def test_zip_members(in_arena, members):
     _count("zips")
-    from hubloader.packaging import extract_zip
+    from hubloader.packages.packaging import extract_zip
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:

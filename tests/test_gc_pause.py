@@ -18,7 +18,7 @@ def tiny(tmp_path_factory):
     return make_tiny_bert(tmp_path_factory.mktemp("gc") / "tiny")
 
 
-BUILDING = {"_load_from_dir", "from_config"}  # hubloader.modeling: where the model is built
+BUILDING = {"_load_from_dir", "from_config"}  # hubloader.load.modeling: where the model is built
 
 
 @pytest.fixture

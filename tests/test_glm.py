@@ -229,7 +229,7 @@ def test_blank_infilling_of_text_equals_flagai_glm_generate_sample(glm_dir, tmp_
     from flagai.model.predictor.utils import glm_generate_sample
 
     from _flagai import write_sentencepiece
-    from hubloader.glm_tokenization import load_glm_tokenizer
+    from hubloader.text.glm import load_glm_tokenizer
 
     ref, path = glm_dir
     write_sentencepiece(tmp_path / "spiece.model")

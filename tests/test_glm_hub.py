@@ -13,7 +13,7 @@ import torch
 
 from _flagai import TINY_GLM, TOL, flagai_config, max_diff, perturb, write_sentencepiece
 from hubloader import AutoLoader
-from hubloader.glm_tokenization import GLMTokenizer
+from hubloader.text.glm import GLMTokenizer
 
 import flagai.model.glm_model as fg  # test-only oracle (see pyproject's test extra)
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from _flagai import EN_VOCAB, write_sentencepiece, write_wordpiece
 from hubloader.errors import TokenizerError
-from hubloader.glm_tokenization import GLMTokenizer, load_glm_tokenizer
-from hubloader.tokenization import load_tokenizer
+from hubloader.text.glm import GLMTokenizer, load_glm_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
 
 import flagai.data.tokenizer as ftok  # test-only oracle (see pyproject's test extra)
 

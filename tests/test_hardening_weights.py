@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from hubloader.errors import HubLoaderError, WeightsError
-from hubloader.weights import read_safetensors
+from hubloader.load.weights import read_safetensors
 
 
 def _write(path, entries: dict, data_len: int):

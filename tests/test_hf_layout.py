@@ -156,7 +156,7 @@ def test_convert_of_a_transformers_checkpoint_loads_in_both(family, name, auto, 
     from safetensors.torch import load_file
 
     import hubloader.models as H
-    from hubloader.convert import convert
+    from hubloader.tools.convert import convert
 
     model = _hubloader_model(family, name)
     inputs = _inputs(family)
@@ -215,7 +215,7 @@ def test_bf16_checkpoint_keeps_its_dtype_both_ways(tmp_path):
     """transformers 5 writes ``dtype``; a bf16 checkpoint loads as bf16 in both libraries, and
     an older ``torch_dtype`` file still loads as bf16."""
     import hubloader.models as H
-    from hubloader.convert import convert
+    from hubloader.tools.convert import convert
 
     model = _hubloader_model("bert", "BertForMaskedLM")
     model.save_pretrained(tmp_path / "fp32")
@@ -241,7 +241,7 @@ def test_push_to_seaweedfs_and_download_back_loads_in_transformers(weed, hub_env
     """Every family and head, pushed to a real SeaweedFS and fetched back through hubloader's
     cache: transformers loads the downloaded directory with no key problems, same outputs."""
     import hubloader
-    from hubloader.resolve import resolve_model_dir
+    from hubloader.load.resolve import resolve_model_dir
 
     weed.ensure_bucket("hflayout")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", weed.endpoint)
@@ -258,7 +258,7 @@ def test_push_to_seaweedfs_and_download_back_loads_in_transformers(weed, hub_env
 
 
 def test_key_rules_invert_and_refuse_what_cannot_be():
-    from hubloader.checkpoint_keys import invert_key_rules, rename_keys
+    from hubloader.load.checkpoint_keys import invert_key_rules, rename_keys
     from hubloader.errors import WeightsError
 
     rules = ((r"^bert\.", "backbone."),

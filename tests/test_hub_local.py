@@ -107,7 +107,7 @@ def test_download_path_layout(folder_hub, hub_env):
     assert not (hub_env / "home").exists(), "download_path bypasses the managed cache"
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
 
-    from hubloader.resolve import resolve_model_dir
+    from hubloader.load.resolve import resolve_model_dir
 
     shutil.rmtree(folder_hub)  # in place now: no source needed any more
     assert resolve_model_dir("tiny-bert", download_path=target) == path

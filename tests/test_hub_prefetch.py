@@ -263,7 +263,7 @@ import json, hubloader
 handle = hubloader.prefetch({uri!r})
 import torch
 from hubloader.models import BertModel
-import hubloader.landing as landing
+import hubloader.load.landing as landing
 
 # each read as the shards land records which shards the snapshot holds at that moment
 reads, read = [], landing.read_weight_file

@@ -14,9 +14,9 @@ import torch
 
 from hubloader.commands.run import run_task
 from hubloader.models import LlamaForCausalLM
-from hubloader.registry import get_model_class
-from hubloader.streaming import TextStreamer
-from hubloader.tokenization import load_tokenizer
+from hubloader.load.registry import get_model_class
+from hubloader.text.streaming import TextStreamer
+from hubloader.text.tokenizer import load_tokenizer
 
 import transformers  # noqa: E402  (test-only oracle)
 
@@ -113,8 +113,8 @@ def test_task_table(task, model_type, cls_name):
                                                ("TinyLlama-1.1B-Chat-v1.0", "Apache-2.0"),
                                                ("Aquila-7B", "BAAI Aquila")])
 def test_cards_name_their_licence_and_are_served(monkeypatch, name, license_word):
-    from hubloader.cards import model_info
-    from hubloader.registry import resolve_task
+    from hubloader.catalogue.cards import model_info
+    from hubloader.load.registry import resolve_task
 
     monkeypatch.setenv("HUBLOADER_CARDS_PATH", str(REPO / "model_cards"))
     card = model_info(name)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from hubloader.errors import ChatTemplateError, TokenizerError
-from hubloader.tokenization import load_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
 
 import transformers  # noqa: E402  (test-only oracle)
 

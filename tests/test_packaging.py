@@ -12,7 +12,7 @@ import pytest
 
 from hubloader import PackageError
 from hubloader.commands.models import validate_path
-from hubloader.packaging import extract_zip, pack
+from hubloader.packages.packaging import extract_zip, pack
 from publish_helpers import run_cli, tiny_bert
 
 
@@ -123,7 +123,7 @@ def test_card_required_for_packages_not_plain_dirs(tmp_path, monkeypatch, capsys
     rc, out, err = run_cli(["pack", d, "-o", tmp_path / "carded.zip"], monkeypatch, capsys)
     assert rc == 0, err
     assert not (d / "README.md").exists()
-    from hubloader.cards import parse_card
+    from hubloader.catalogue.cards import parse_card
 
     card = parse_card(zipfile.ZipFile(tmp_path / "carded.zip").read("README.md").decode())
     assert card.architecture == "bert" and card.tasks == ("base",)

@@ -64,7 +64,7 @@ def test_sampling_is_reproducible_top1_is_greedy_and_penalty_stops_repeats(gpt2)
     assert draw[0] == draw[1]
     greedy = pred.predict_generate_beamsearch("the quick", out_max_length=10, beam_size=1)
     assert pred.predict_generate_randomsample("the quick", out_max_length=10, top_k=1) == greedy
-    from hubloader.predictor import sample
+    from hubloader.flagai.predictor import sample
 
     favourite = torch.zeros(1, 30).index_fill_(1, torch.tensor([4, 9]), 5.0)
     ids = sample(lambda out: favourite, max_length=6, end_id=-1, top_k=1, repetition_penalty=10.0)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from _families import max_diff
 from hubloader.errors import ConfigError, InputError
-from hubloader.preprocessing import load_image_processor
+from hubloader.vision.preprocessing import load_image_processor
 
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
 from transformers.models.convnext.image_processing_pil_convnext import ConvNextImageProcessorPil  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hubloader import AutoLoader
-from hubloader.tokenization import load_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
 
 SENTENCES = ["A man is eating food.", "The quick brown fox jumps over the lazy dog.",
              "Zoë's café serves crème brûlée — 美味しい!", "hi", ""]

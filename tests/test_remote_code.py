@@ -12,8 +12,8 @@ import torch
 
 from hubloader import (AutoLoader, BaseModel, ConfigError, PackageError, UntrustedCodeError)
 from hubloader.commands.models import validate_path
-from hubloader.packaging import pack
-from hubloader.remote_code import code_digest, _code_files
+from hubloader.packages.packaging import pack
+from hubloader.load.remote_code import code_digest, _code_files
 from publish_helpers import run_cli, write_entry_package, write_hubconf_package
 
 

@@ -10,7 +10,7 @@ import torch
 from hubloader import AutoLoader, BaseModel, ConfigError, ModelNotFoundError, UnknownTaskError
 from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Model,
                               RobertaConfig, RobertaModel)
-from hubloader.registry import resolve_config
+from hubloader.load.registry import resolve_config
 from publish_helpers import write_entry_package
 
 _BERT = {"model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
@@ -84,7 +84,7 @@ def test_code_package_refuses_what_its_code_cannot_take(tmp_path, kwargs, named)
 
 
 def test_each_class_task_is_the_one_it_is_registered_for():
-    from hubloader.registry import get_model_class, model_types, served_tasks
+    from hubloader.load.registry import get_model_class, model_types, served_tasks
 
     seen: dict[type, list[str]] = {}
     for model_type in model_types():

@@ -13,8 +13,8 @@ from PIL import Image
 
 from hubloader.commands import run as run_cmd
 from hubloader.errors import InputError, UnknownTaskError
-from hubloader.registry import get_model_class, resolve_task
-from hubloader.tokenization import load_tokenizer
+from hubloader.load.registry import get_model_class, resolve_task
+from hubloader.text.tokenizer import load_tokenizer
 
 import transformers  # noqa: E402  (test-only oracle)
 
@@ -90,7 +90,7 @@ def test_run_json_sampling_is_seeded(gpt2_dir, capsys):
 
 def test_run_image_classification(vit_dir, capsys):
     from hubloader.models import ViTForImageClassification
-    from hubloader.preprocessing import load_image_processor
+    from hubloader.vision.preprocessing import load_image_processor
 
     assert _cli(["run", "classification", str(vit_dir), str(vit_dir / "photo.png"),
                  "--top-k", "2"]) == 0
@@ -166,8 +166,8 @@ FAMILY_CARDS = ["gpt2", "t5-small", "vit-base-patch16-224", "resnet-50", "GPT2-b
 
 
 def test_family_cards_parse_and_are_served(repo_cards):
-    from hubloader.cards import model_info
-    from hubloader.registry import model_types
+    from hubloader.catalogue.cards import model_info
+    from hubloader.load.registry import model_types
 
     for name in FAMILY_CARDS:
         card = model_info(name)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hubloader import BaseModel, CardError, ConfigError, IntegrityError
-from hubloader.cards import load_card
+from hubloader.catalogue.cards import load_card
 from hubloader.commands.models import validate_path
 from publish_helpers import run_cli, sha256, tiny_bert
 

@@ -105,7 +105,7 @@ def test_autoloader_and_roundtrip(hf_swin, tmp_path):
 
 def test_swin_tiny_card_shapes():
     """The card's 224 px layout: 12 blocks, pyramid at [1, 3, 9, 11] (built on meta, no weights)."""
-    from hubloader.cards import model_info
+    from hubloader.catalogue.cards import model_info
     from hubloader.models import SwinConfig
 
     assert model_info("swin-tiny-patch4-window7-224").architecture == "swin"

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hubloader.errors import TokenizerError
-from hubloader.tokenization import load_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
 from test_tokenizers_families import bpe_dir, spm_dir  # noqa: F401  (fixtures)
 
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from hubloader.errors import TokenizerError
-from hubloader.tokenization import load_tokenizer
+from hubloader.text.tokenizer import load_tokenizer
 
 import transformers  # noqa: E402  (test-only oracle)
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hubloader import AutoLoader, BaseModel, ConfigError, InputError
-from hubloader.trainer import Trainer, accuracy_metric
+from hubloader.training.trainer import Trainer, accuracy_metric
 from trainer_helpers import collate_with, sentences, weights_digest, write_base_model
 
 TRAIN, VALID = sentences(160, seed=1), sentences(64, seed=2)
@@ -183,6 +183,6 @@ def test_autoloader_save_pretrained_keeps_the_tokenizer(base, tmp_path):
     with torch.no_grad():
         assert torch.equal(again.get_model()(**batch)["logits"],
                            loader.get_model()(**batch)["logits"])
-    from hubloader.validation import validate
+    from hubloader.packages.validation import validate
 
     assert not validate(out).warnings  # the card lists the tokenizer's files too

@@ -16,7 +16,7 @@ from hubloader import AutoLoader, cli, list_models
 from hubloader.errors import (ConfigError, HubLoaderError, InvalidModelNameError,
                               UnknownTaskError, WeightsError)
 from hubloader.models import BertModel
-from hubloader.weights import read_safetensors
+from hubloader.load.weights import read_safetensors
 from hub_helpers import make_tiny_bert, write_card
 
 CLI_CASES = [

@@ -16,7 +16,7 @@ import pytest
 
 from hubloader import cli
 from hubloader.errors import DiskFullError, HubLoaderError, PackageError
-from hubloader.packaging import extract_zip
+from hubloader.packages.packaging import extract_zip
 
 WORKTREE = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_member_count_is_bounded(tmp_path, monkeypatch):
 
 _IN_SMALL_FS = r"""
 import os, sys, zipfile
-from hubloader.packaging import extract_zip
+from hubloader.packages.packaging import extract_zip
 from hubloader.errors import DiskFullError
 dest = sys.argv[1] + "/out"
 for name in sys.argv[2:]:

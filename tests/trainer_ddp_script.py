@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from trainer_helpers import collate_with, sentences, weights_digest  # noqa: E402
 
 from hubloader import AutoLoader  # noqa: E402
-from hubloader.trainer import Trainer, accuracy_metric  # noqa: E402
+from hubloader.training.trainer import Trainer, accuracy_metric  # noqa: E402
 
 
 def main() -> None:

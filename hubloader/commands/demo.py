@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args) -> int:
-    from ..demo import run_demo
+    from ..tools.demo import run_demo
 
     run_demo(hub=args.hub)
     return 0

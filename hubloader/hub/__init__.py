@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .. import constants
+from .. import settings
 from ..errors import ModelNotFoundError
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
@@ -27,8 +27,9 @@ from .inflight import Prefetch, prefetch
 
 if TYPE_CHECKING:
     from .request import SnapshotRequest
+    from .sources import Source
 
-__all__ = ["download", "cached_file", "flush", "prefetch", "Prefetch"]
+__all__ = ["download", "cached_file", "fetch_url", "flush", "prefetch", "Prefetch"]
 
 
 def download(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -99,7 +100,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         open_source(target.uri), revision=target.revision, card_files=target.card_files,
         allow_patterns=[allow_patterns] if isinstance(allow_patterns, str) else allow_patterns,
         progress=progress, download_path=download_path, name=target.name)
-    if constants.is_offline(offline) or not distributed.active():
+    if settings.is_offline(offline) or not distributed.active():
         return _download(request, offline=offline)
     from .fanout import across_nodes
 
@@ -123,7 +124,7 @@ def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.Path
     Raises:
         InvalidModelNameError: a name that would escape ``download_path``.
     """
-    from ..cards import find_card
+    from ..catalogue.cards import find_card
     from .locate import folder_name
 
     if "://" not in os.fspath(model_name):
@@ -136,10 +137,55 @@ def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.Path
     card = find_card(ref.name) if ref.kind == "card" else None
     for name in dict.fromkeys(names + ([card.name] if card else [])):
         folder = safe_join(download_path, name)
-        if (folder / constants.CONFIG_NAME).is_file() and \
+        if (folder / settings.CONFIG_NAME).is_file() and \
                 not (Path(download_path) / ".hubloader" / name).is_dir():
             return folder
     return None
+
+
+def fetch_url(url: str, *, offline: bool | None = None, progress: bool = True,
+              immutable: bool = False) -> Path:
+    """Fetch the one file at ``url`` (``http(s)://``, ``s3://``, ``file://``) into the
+    verified cache and return its local path.
+
+    Args:
+        url: the file's URL; its folder is the snapshot, the file the only pattern fetched.
+        offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
+        progress: byte bars on stderr.
+        immutable: the URL names fixed content (a digest in the file name, as mmpretrain's
+            and torch.hub's weights): a cached copy is used without asking the source.
+
+    Raises:
+        LocalEntryNotFoundError: offline and not cached.
+        RemoteNotFoundError, AccessDeniedError, NetworkError, IntegrityError: see
+            :func:`download`.
+        InvalidModelNameError, UnsupportedSourceError: not a URL of a file.
+
+    Example:
+        >>> fetch_url("https://download.openmmlab.com/.../resnet18_8xb32_in1k_20210831-fbbb1da6.pth")
+    """
+    from ..errors import InvalidModelNameError, LocalEntryNotFoundError
+    from .request import SnapshotRequest
+    from .sources import open_source
+    from .sources.http import HttpSource
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        source: Source = HttpSource(url)
+        name = source.name  # type: ignore[attr-defined]
+    elif scheme in ("s3", "file"):
+        folder, name = url.rstrip("/").rsplit("/", 1)
+        source = open_source(folder + "/")
+    else:
+        raise InvalidModelNameError(f"{url!r} is not a URL of a file; use http(s)://, s3:// or "
+                                    "file://")
+    request = SnapshotRequest(source, allow_patterns=[name], progress=progress, name=name)
+    if immutable and not settings.is_offline(offline):
+        try:
+            return _download(request, offline=True) / name
+        except LocalEntryNotFoundError:
+            pass
+    return _download(request, offline=offline) / name
 
 
 def flush() -> None:
@@ -162,7 +208,7 @@ def _download(request: SnapshotRequest, *, offline: bool | None) -> Path:
 
     if request.download_path is None:  # blobs a dead process left unflushed are settled first
         durability.recover()
-    if constants.is_offline(offline):
+    if settings.is_offline(offline):
         found = cached_snapshot(request.offline_paths(), allow_patterns=request.allow_patterns,
                                 card_files=request.card_files)
         # huggingface_hub's cache may hold it: no request

@@ -5,7 +5,7 @@ Managed cache (default)::
     $HUBLOADER_HOME/blobs/<sha256>             every verified file once, named by its content;
                                                shared by all repositories and revisions
     $HUBLOADER_HOME/pending/                   blobs not yet flushed to disk (see .durability)
-    $HUBLOADER_HOME/models/                    (HUBLOADER_HOME: see constants.hub_home)
+    $HUBLOADER_HOME/models/                    (HUBLOADER_HOME: see settings.hub_home)
       <repo-key>/                              one per source: s3--bucket--prefix, hf--org--repo,
         source.json                              file--<folder>--<hash>; source.json names the URI
         snapshots/<rev>/<files...>             what download() returns: hard links to blobs
@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import constants
+from .. import settings
 from ..files import atomic_write_json as write_json_atomic  # re-exported
 from ..files import atomic_write_text
 from ..names import safe_join
@@ -54,7 +54,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The managed cache's root: ``cache_dir``, else ``hub_home()/models``."""
-    return Path(cache_dir).expanduser() if cache_dir else constants.hub_home() / "models"
+    return Path(cache_dir).expanduser() if cache_dir else settings.hub_home() / "models"
 
 
 def blobs_root(cache_dir: str | os.PathLike | None = None) -> Path:

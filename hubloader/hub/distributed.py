@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from typing import Callable, TypeVar, cast
 
-from .. import constants
+from .. import settings
 from ..errors import LocalEntryNotFoundError, PeerTransferError
 
 __all__ = ["active", "local_rank", "node_id", "once_per_node"]
@@ -105,7 +105,7 @@ def _key(what: str) -> str:
 
 def _wait(store, key: str, what: str) -> bytes | None:
     """Wait for ``key`` for ``HUBLOADER_LOCK_TIMEOUT`` at most; its value, or ``None``."""
-    limit = constants.lock_timeout()
+    limit = settings.lock_timeout()
     started = time.monotonic()
     while True:
         left = _POLL if limit < 0 else min(_POLL, limit - (time.monotonic() - started))

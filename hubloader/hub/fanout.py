@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import constants
+from .. import settings
 from ..errors import IntegrityError, PeerTransferError
 from . import cache, distributed, partials
 from .cache import SnapshotPaths
@@ -88,7 +88,7 @@ class _Plan:
 def _plan(request: SnapshotRequest) -> _Plan | None:
     """This node's plan, or ``None`` when the fan-out does not apply (off, one node, no
     store, not the node's local rank 0)."""
-    mode = constants.fanout_mode()
+    mode = settings.fanout_mode()
     nodes = os.environ.get("GROUP_WORLD_SIZE", "").strip()
     node = os.environ.get("GROUP_RANK", "").strip()
     if mode == "off" or not nodes.isdigit() or int(nodes) < 2 or not node.isdigit():
@@ -103,8 +103,8 @@ def _plan(request: SnapshotRequest) -> _Plan | None:
     digest = hashlib.sha256(what.encode()).hexdigest()[:32]
     key = f"hubloader/fanout/{digest}"
     return _Plan(store, key, key, int(node), int(nodes), dist.get_rank(),
-                 1 if mode == "chain" else constants.fanout_degree(),
-                 constants.fanout_chunk_bytes(), constants.fanout_timeout())
+                 1 if mode == "chain" else settings.fanout_degree(),
+                 settings.fanout_chunk_bytes(), settings.fanout_timeout())
 
 
 def across_nodes(request: SnapshotRequest, download: Callable[[SnapshotRequest], Path]) -> Path:
@@ -172,7 +172,7 @@ def _client(store):
         return store
     try:
         return dist.TCPStore(inner.host, inner.port, is_master=False, wait_for_workers=False,
-                             timeout=datetime.timedelta(seconds=constants.fanout_timeout()))
+                             timeout=datetime.timedelta(seconds=settings.fanout_timeout()))
     except Exception as err:
         logger.debug("no connection of its own to the store (%s); sharing the group's", err)
         return store
@@ -302,7 +302,7 @@ def _forward(plan: _Plan, feed: _Feed, child: int) -> None:
 
 
 def _answer_and_forward(plan: _Plan, feed: _Feed, child: int) -> None:
-    said = _wait_key(plan, f"{plan.key}/child/{child}", constants.lock_timeout())
+    said = _wait_key(plan, f"{plan.key}/child/{child}", settings.lock_timeout())
     if said is None:
         logger.warning("node %d did not ask for %s within HUBLOADER_LOCK_TIMEOUT; its part of "
                        "the fan-out is not served", child, plan.key)
@@ -381,7 +381,7 @@ def _drain() -> None:
     """At exit, let the children finish receiving from this process, for
     ``HUBLOADER_FANOUT_TIMEOUT`` at most (a node that never asks for the snapshot holds
     the exit that long), then remove the received temp files."""
-    deadline = time.monotonic() + constants.fanout_timeout()
+    deadline = time.monotonic() + settings.fanout_timeout()
     for t in list(_transfers):
         t.join(timeout=max(0.0, deadline - time.monotonic()))
     for cleanup in list(_cleanups):
@@ -454,7 +454,7 @@ def _remote(f: dict) -> RemoteFile:
 
 def _receive(plan: _Plan, request: SnapshotRequest,
              download: Callable[[SnapshotRequest], Path]) -> Path:
-    raw = _wait_key(plan, f"{plan.key}/ready", constants.lock_timeout())
+    raw = _wait_key(plan, f"{plan.key}/ready", settings.lock_timeout())
     if raw is None:
         logger.warning("%s: node 0 has not fetched it after HUBLOADER_LOCK_TIMEOUT; fetching "
                        "it from the source on this node", request.uri)
@@ -474,7 +474,7 @@ def _receive(plan: _Plan, request: SnapshotRequest,
         return snapshot_dir
     plan.store.set(f"{plan.key}/child/{plan.node}", "join")
     parent = plan.parent(plan.node)
-    if _wait_key(plan, f"{plan.base}/rank/{parent}", constants.lock_timeout()) is None:
+    if _wait_key(plan, f"{plan.base}/rank/{parent}", settings.lock_timeout()) is None:
         raise _blame(plan, parent, "it did not ask for the snapshot within "
                                    "HUBLOADER_LOCK_TIMEOUT")
     done = threading.Event()  # set once the received files are in this node's cache

@@ -23,7 +23,7 @@ import logging
 import re
 from pathlib import Path
 
-from .. import constants
+from .. import settings
 from .sources.base import Listing, RemoteFile
 
 __all__ = ["repo_dir", "cached_listing", "local_blob", "verify_local", "ORIGIN"]
@@ -38,7 +38,7 @@ _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 def repo_dir(repo_id: str) -> Path:
     """huggingface_hub's folder for model repository ``repo_id``."""
-    return constants.hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
+    return settings.hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
 
 
 def _commit_for(repo: Path, revision: str) -> str | None:

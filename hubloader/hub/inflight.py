@@ -13,7 +13,7 @@ that is in flight instead of starting another.
 
 While the fetch runs, the child reports each file as it lands in the snapshot;
 :meth:`Prefetch.landed` hands these on, so a load can read the weights that are in while the
-rest still travel (see :mod:`hubloader.landing`).
+rest still travel (see :mod:`hubloader.load.landing`).
 
 The fetch runs in a child process rather than a thread because importing torch holds the GIL
 for most of its length, and so does much of a download's Python work (botocore, urllib3): in

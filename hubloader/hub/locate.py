@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .. import constants
-from ..cards import find_card, model_info
+from .. import settings
+from ..catalogue.cards import find_card, model_info
 from ..errors import ModelNotFoundError
 from ..names import ModelRef, parse_model_name
 
@@ -51,7 +51,7 @@ def locate(model_name: str | os.PathLike, *, revision: str | None = None) -> Tar
     if ref.kind == "uri":
         return Target(f"{ref.scheme}://{ref.location}", ref.revision, folder_name(ref))
     card = find_card(ref.name)
-    base = constants.endpoint()
+    base = settings.endpoint()
     if card is None and base is None:
         model_info(ref.name)  # raises ModelNotFoundError naming close matches
     name = card.name if card else ref.name

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .. import constants
+from .. import settings
 from ..errors import LockTimeoutError, ReadOnlyCacheError
 
 __all__ = ["file_lock", "job_lock", "wait_while_held", "shared_wait", "require_writable",
@@ -53,7 +53,7 @@ def shared_wait() -> Iterator[None]:
     """Make every lock wait inside the block (and in contexts copied from it, such as a
     thread pool's tasks) share one ``HUBLOADER_LOCK_TIMEOUT`` instead of each having its own.
     A negative timeout waits forever."""
-    limit = constants.lock_timeout()
+    limit = settings.lock_timeout()
     token = _deadline.set(None if limit < 0 else time.monotonic() + limit)
     try:
         yield
@@ -64,7 +64,7 @@ def shared_wait() -> Iterator[None]:
 def _limit(timeout: float | None) -> float:
     """Seconds this wait may last: ``timeout`` (default ``HUBLOADER_LOCK_TIMEOUT``), cut to
     what is left of the :func:`shared_wait` budget."""
-    limit = constants.lock_timeout() if timeout is None else timeout
+    limit = settings.lock_timeout() if timeout is None else timeout
     deadline = _deadline.get()
     if deadline is None:
         return limit
@@ -140,7 +140,7 @@ def _probe_flock(lock_path: Path) -> bool:
 
 
 def _uses_flock(lock_path: Path) -> bool:
-    if constants.soft_locks():
+    if settings.soft_locks():
         return False
     device = os.stat(lock_path.parent).st_dev
     if device not in _flock_excludes:
@@ -149,7 +149,7 @@ def _uses_flock(lock_path: Path) -> bool:
             logger.warning("flock does not exclude other processes on the filesystem of %s "
                            "(it is missing, or succeeds for every caller); using lock files "
                            "with a heartbeat there (HUBLOADER_LOCK_LIFETIME "
-                           "%.0f s)", lock_path.parent, constants.lock_lifetime())
+                           "%.0f s)", lock_path.parent, settings.lock_lifetime())
     return _flock_excludes[device]
 
 
@@ -160,7 +160,7 @@ def _new_lock(lock_path: Path):
         return filelock.UnixFileLock(str(lock_path)), False
     # a name of its own: a flock lock file is left in place on release, a lease's is not
     return filelock.SoftFileLease(str(lock_path) + ".lease",
-                                  lease_duration=constants.lock_lifetime()), True
+                                  lease_duration=settings.lock_lifetime()), True
 
 
 def _acquire(lock, lock_path: Path, label: str, *, timeout: float | None,
@@ -234,7 +234,7 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
         if soft:
             logger.warning("took over the lock on %s from %s, which is gone (its pid is dead "
                            "on this host, or its heartbeat is older than %.0f s, "
-                           "HUBLOADER_LOCK_LIFETIME)", label, left, constants.lock_lifetime())
+                           "HUBLOADER_LOCK_LIFETIME)", label, left, settings.lock_lifetime())
         else:
             logger.info("%s: the previous holder (%s) died holding the lock", label, left)
     try:
@@ -264,7 +264,7 @@ def job_lock(path: str | os.PathLike, *, what: str, wait: bool = True) -> Iterat
             held = True
         except LockTimeoutError:
             if wait:
-                logger.warning(_GOING_ON, what, constants.lock_timeout())
+                logger.warning(_GOING_ON, what, settings.lock_timeout())
             else:
                 logger.debug("%s: another process holds %s; going on alongside it", what, path)
             held = False
@@ -290,5 +290,5 @@ def wait_while_held(path: str | os.PathLike, *, what: str) -> bool:
         with file_lock(path, what=what, poll_interval=0.01):
             pass
     except LockTimeoutError:
-        logger.warning(_GOING_ON, what, constants.lock_timeout())
+        logger.warning(_GOING_ON, what, settings.lock_timeout())
     return True

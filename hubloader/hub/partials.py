@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import constants
+from .. import settings
 from .cache import SnapshotPaths
 from .sources.base import RemoteFile
 
@@ -99,7 +99,7 @@ def writer_gone(partial: Path, *, lifetime: float | None = None) -> bool:
             times.append(p.stat().st_mtime)
         except FileNotFoundError:
             pass
-    limit = constants.lock_lifetime() if lifetime is None else lifetime
+    limit = settings.lock_lifetime() if lifetime is None else lifetime
     return bool(times) and time.time() - max(times) > limit
 
 
@@ -205,7 +205,7 @@ class Heartbeat:
 
     def __init__(self, partial: Path):
         self.partial = partial
-        self._interval = constants.lock_lifetime() / 3
+        self._interval = settings.lock_lifetime() / 3
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hubloader-heartbeat",
                                         daemon=True)

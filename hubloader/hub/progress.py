@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .. import constants
+from .. import settings
 
 __all__ = ["byte_bar", "NullBar"]
 
@@ -42,7 +42,7 @@ def byte_bar(*, total: int | None, desc: str, enabled: bool = True, initial: int
     Returns:
         A context manager with ``update(n)`` and ``close()``.
     """
-    if not enabled or constants.progress_disabled():
+    if not enabled or settings.progress_disabled():
         return NullBar()
     from tqdm.auto import tqdm
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
-from .. import constants
+from .. import settings
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
                       RemoteNotFoundError)
@@ -66,7 +66,7 @@ class Arrivals(Protocol):
 
 
 #: who is told of the files of a snapshot fetch as they land (the prefetch child tells its
-#: parent, which reads the weights meanwhile; see :mod:`hubloader.landing`)
+#: parent, which reads the weights meanwhile; see :mod:`hubloader.load.landing`)
 arrivals: contextvars.ContextVar[Arrivals | None] = contextvars.ContextVar(
     "hubloader_arrivals", default=None)
 
@@ -210,12 +210,12 @@ def _drop_abandoned_partials(paths: SnapshotPaths) -> None:
     (a running download's heartbeat touches its files, see :class:`.partials.Heartbeat`),
     and the snapshot entries a dead process was linking into place."""
     folder = paths.meta_dir / "partial"
-    limit = time.time() - constants.partial_max_age()
+    limit = time.time() - settings.partial_max_age()
     for part in folder.glob("*.incomplete*") if folder.is_dir() else []:
         try:
             if part.lstat().st_mtime < limit:
                 logger.info("removing %s, a partial download abandoned for more than %.0f h",
-                            part, constants.partial_max_age() / 3600)
+                            part, settings.partial_max_age() / 3600)
                 part.unlink()
         except FileNotFoundError:
             pass
@@ -603,7 +603,7 @@ def adopt_snapshot(request: SnapshotRequest) -> Path | None:
         return None
     names = [f.path for f in chosen]
     if not names or (not card_files and not allow_patterns and not (
-            constants.CONFIG_NAME in names and any(
+            settings.CONFIG_NAME in names and any(
                 _match(n, ("*.safetensors", *_PICKLE_PATTERNS)) for n in names))):
         return None  # a partial copy (a config fetched alone): not a model to load
     try:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import constants
+from .. import settings
 from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
 from ..files import sha256_file as file_sha256  # re-exported
@@ -409,8 +409,8 @@ def _fetch_file(source: Source, file: RemoteFile, *, revision: str, final: Path,
                 expected_sha256: str | None, progress: bool, sync: bool,
                 received: Callable[[], None], cancel: threading.Event | None,
                 heartbeat: Heartbeat) -> str:
-    retries, backoff = constants.max_retries(), constants.retry_backoff()
-    threshold, workers = constants.parallel_threshold(), constants.max_workers()
+    retries, backoff = settings.max_retries(), settings.retry_backoff()
+    threshold, workers = settings.parallel_threshold(), settings.max_workers()
     eligible = (source.supports_ranges and file.size is not None and threshold > 0
                 and file.size >= threshold)
     parallel = eligible and not partial.exists()

@@ -1,5 +1,6 @@
 """Model families. Importing this package registers every family with the registry."""
 
+from .alm import ALMConfig, ALMForSeq2Seq, ALMModel
 from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
@@ -7,14 +8,20 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
 from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
                           RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
                           RobertaForSequenceLabelingGP)
+from .altclip import AltCLIPConfig, AltCLIPModel
+from .clip import CLIPConfig, CLIPModel, EVACLIPConfig, EVACLIPModel
+from .cpm import CPMConfig, CPMLMHeadModel, CPMModel
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
                     LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
                     Qwen2ForCausalLM, Qwen2Model)
+from .opt import (GalacticaConfig, GalacticaForCausalLM, GalacticaModel, OPTConfig,
+                  OPTForCausalLM, OPTModel)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .swin import SwinConfig, SwinForImageClassification, SwinModel
+from .swinv2 import Swinv2Config, Swinv2ForImageClassification, Swinv2Model
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -24,13 +31,19 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
            "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "CLIPConfig", "CLIPModel", "EVACLIPConfig", "EVACLIPModel", "AltCLIPConfig",
+           "AltCLIPModel",
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
-           "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "GPT2Config", "GPT2Model", "GPT2LMHeadModel", "CPMConfig", "CPMModel", "CPMLMHeadModel",
+           "ALMConfig", "ALMModel", "ALMForSeq2Seq",
            "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
            "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",
            "AquilaConfig", "AquilaModel", "AquilaForCausalLM",
+           "OPTConfig", "OPTModel", "OPTForCausalLM", "GalacticaConfig", "GalacticaModel",
+           "GalacticaForCausalLM",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification",
-           "SwinConfig", "SwinModel", "SwinForImageClassification"]
+           "SwinConfig", "SwinModel", "SwinForImageClassification",
+           "Swinv2Config", "Swinv2Model", "Swinv2ForImageClassification"]

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules
-from ..config import ModelConfig
+from ..load.checkpoint_keys import invert_key_rules
+from ..load.config import ModelConfig
 from ..errors import ConfigError
-from ..features import FeatureEntry, token_features
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry, token_features
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard

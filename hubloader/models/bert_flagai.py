@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..registry import register_model
+from ..load.registry import register_model
 from ._inputs import check_token_ids
 from .bert import BertConfig, MaskedLMHead, RobertaConfig, _BertHead
 from .generation import GenerationMixin

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint_keys import invert_key_rules, rename_keys
-from ..config import ModelConfig
+from ..load.checkpoint_keys import invert_key_rules, rename_keys
+from ..load.config import ModelConfig
 from ..errors import ConfigError, GenerationArgumentError, InputError
-from ..features import FeatureEntry, token_features
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry, token_features
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_token_ids
 from .generation import _check_args, select_next_tokens
 from .layers import FeedForward, MultiHeadAttention, init_standard

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..load.config import ModelConfig
 from ..errors import ConfigError
-from ..features import FeatureEntry, token_features
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry, token_features
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import CausalLMMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
-from ..features import FeatureEntry, spatial_features
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry, spatial_features
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_pixel_values
 from .layers import get_activation
 from .heads import classification_loss, labels_count, num_labels

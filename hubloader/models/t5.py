@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
-from ..features import FeatureEntry, token_features
-from ..modeling import BaseModel
-from ..registry import register_model
+from ..load.features import FeatureEntry, token_features
+from ..load.modeling import BaseModel
+from ..load.registry import register_model
 from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .generation import GenerationMixin
 from .layers import (FeedForward, GatedFeedForward, MultiHeadAttention, RelativePositionBias,

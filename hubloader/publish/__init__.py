@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from .. import constants
+from .. import settings
 from ..errors import UnsupportedSourceError
 from ..names import parse_model_name
 from .local import LocalFile, PushResult, git_blob_sha1, local_files
@@ -69,5 +69,5 @@ def push(local_dir: str | os.PathLike, uri: str, *, progress: bool = True,
     from .hf import push_hf
 
     return push_hf(files, ref.location, revision=ref.revision,
-                   endpoint=endpoint_url or constants.hf_endpoint(),
+                   endpoint=endpoint_url or settings.hf_endpoint(),
                    token=token, commit_message=commit_message, progress=progress)

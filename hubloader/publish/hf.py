@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import constants
+from .. import settings
 from ..errors import AccessDeniedError, NetworkError, RemoteNotFoundError
 from ..hub.sources.hf import translate_error
 from .local import LAST, LocalFile, PushResult, git_blob_sha1
@@ -41,7 +41,7 @@ def push_hf(files: list[LocalFile], repo_id: str, *, revision: str | None,
     where = f"hf://{repo_id}@{branch}"
     result = PushResult(where)
     api = HfApi(endpoint=endpoint, token=token, library_name="hubloader",
-                library_version=constants.user_agent().partition("/")[2])
+                library_version=settings.user_agent().partition("/")[2])
     try:
         api.create_repo(repo_id, exist_ok=True)
         if branch != "main":

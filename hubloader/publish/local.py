@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import constants
+from .. import settings
 from ..errors import ConfigError
 from ..files import sha256_file
 
@@ -17,7 +17,7 @@ __all__ = ["PushResult", "LocalFile", "local_files", "git_blob_sha1", "LAST"]
 _CHUNK = 1 << 20
 #: pushed after everything else, in this order, so a reader that finds the card finds every
 #: file it lists already in place
-LAST = (constants.CONFIG_NAME, constants.CARD_NAME)
+LAST = (settings.CONFIG_NAME, settings.CARD_NAME)
 
 
 @dataclass
@@ -54,16 +54,16 @@ def local_files(directory: str | os.PathLike) -> list[LocalFile]:
     Raises:
         ConfigError: the directory is missing, empty, or holds a symlink.
     """
-    from ..saving import file_entries
+    from ..load.saving import file_entries
 
     d = Path(directory)
     if not d.is_dir():
         raise ConfigError(f"{d} is not a directory; push a model directory (save_pretrained "
                           "writes one)")
     entries = file_entries(d)
-    card = d / constants.CARD_NAME
+    card = d / settings.CARD_NAME
     if card.is_file():
-        entries.append({"path": constants.CARD_NAME, "size": card.stat().st_size,
+        entries.append({"path": settings.CARD_NAME, "size": card.stat().st_size,
                         "sha256": sha256_file(card)})
     if not entries:
         raise ConfigError(f"{d} holds no files to push")

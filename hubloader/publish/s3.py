@@ -13,7 +13,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import constants
+from .. import settings
 from .._futures import results_or_cancel
 from ..errors import AccessDeniedError, NetworkError, RemoteNotFoundError
 from ..hub.progress import byte_bar
@@ -83,7 +83,7 @@ class S3Pusher:
         try:
             for f in todo:
                 try:
-                    if f.size >= constants.multipart_threshold():
+                    if f.size >= settings.multipart_threshold():
                         self._multipart(f, bar)
                     else:
                         self._put(f, bar)
@@ -127,7 +127,7 @@ class S3Pusher:
         each read with ``pread`` by its own thread (memory: one part per thread) and sent with
         its SHA-256, which the server checks; the upload is aborted if any part fails."""
         key = self.key(f.path)
-        chunk = constants.multipart_chunksize()
+        chunk = settings.multipart_chunksize()
         upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
                                                  ChecksumAlgorithm="SHA256",
                                                  Metadata={"sha256": f.sha256})
@@ -135,7 +135,7 @@ class S3Pusher:
         count = max(1, -(-f.size // chunk))
         try:
             with open(f.abspath, "rb") as fh, ThreadPoolExecutor(
-                    max_workers=min(constants.max_workers(), count),
+                    max_workers=min(settings.max_workers(), count),
                     thread_name_prefix="hubloader-part") as pool:
                 parts = results_or_cancel([
                     pool.submit(self._upload_part, fh.fileno(), key, upload_id, n, chunk, bar)

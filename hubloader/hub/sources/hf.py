@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from ... import constants
+from ... import settings
 from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, RevisionNotFoundError,
                        UnsupportedSourceError)
 from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
@@ -95,7 +95,7 @@ class HfSource(Source):
         self.uri = f"hf://{repo_id}"
 
     def _endpoint(self) -> str | None:
-        return constants.hf_endpoint()
+        return settings.hf_endpoint()
 
     def is_pinned(self, revision: str | None) -> bool:
         """A full 40-hex commit sha is immutable; branches and tags move."""
@@ -125,9 +125,9 @@ class HfSource(Source):
         where = f"{self.uri}@{revision or 'main'}"
         try:
             api = hf.HfApi(endpoint=self._endpoint(), library_name="hubloader",
-                           library_version=constants.user_agent().partition("/")[2])
+                           library_version=settings.user_agent().partition("/")[2])
             info = api.model_info(self.repo_id, revision=revision or "main", files_metadata=True,
-                                  timeout=constants.network_timeout())
+                                  timeout=settings.network_timeout())
         except Exception as err:
             raise translate_error(err, where) from err
         if not info.sha:
@@ -156,14 +156,14 @@ class HfSource(Source):
         where = f"{self.uri}@{revision}/{file.path}"
         url = hf.hf_hub_url(self.repo_id, file.path, revision=revision, endpoint=self._endpoint())
         headers = build_hf_headers(library_name="hubloader",
-                                   library_version=constants.user_agent().partition("/")[2])
+                                   library_version=settings.user_agent().partition("/")[2])
         headers["Accept-Encoding"] = "identity"
         ranged = range_header(start, end)
         if ranged:
             headers["Range"] = ranged
         try:
             with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                      timeout=constants.network_timeout()) as response:
+                                      timeout=settings.network_timeout()) as response:
                 status = response.status_code
                 if status == 412:
                     raise RemoteChangedError(f"{where} changed while it was being fetched")

@@ -23,7 +23,7 @@ import re
 from dataclasses import replace
 from typing import Any, Iterator
 
-from ... import constants
+from ... import settings
 from ..._gc import gc_paused
 from ...errors import (AccessDeniedError, InvalidModelNameError, NetworkError,
                        RemoteNotFoundError, UnsupportedSourceError)
@@ -76,14 +76,14 @@ def _make_client(endpoint_url: str | None, attempts: int, unsigned_if_anonymous:
         raise UnsupportedSourceError("s3:// needs boto3 (and its botocore): "
                                      "pip install boto3") from err
     session = get_session()
-    endpoint = endpoint_url or constants.s3_endpoint_url()
-    timeout = constants.network_timeout()
+    endpoint = endpoint_url or settings.s3_endpoint_url()
+    timeout = settings.network_timeout()
     options: dict[str, Any] = dict(
         connect_timeout=timeout, read_timeout=timeout,
         retries={"max_attempts": attempts, "mode": "standard"},
         # one connection per parallel range of a file, and two more
-        max_pool_connections=max(10, constants.max_workers() + 2),
-        user_agent_extra=constants.user_agent())
+        max_pool_connections=max(10, settings.max_workers() + 2),
+        user_agent_extra=settings.user_agent())
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
     if unsigned_if_anonymous and session.get_credentials() is None:

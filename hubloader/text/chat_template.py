@@ -1,0 +1,111 @@
+"""Chat templates: ``tokenizer_config.json``'s ``chat_template`` (Jinja2) rendered as
+transformers renders it, in Jinja2's immutable sandbox (a template from a hub is untrusted
+input: it can format text, not reach Python objects).
+
+Jinja2 is a runtime dependency that costs nothing extra (torch requires it); it is imported on
+first use, so ``import hubloader`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ChatTemplateError
+
+__all__ = ["find_chat_template", "render_chat_template"]
+
+logger = logging.getLogger(__name__)
+
+
+def find_chat_template(model_dir: Path, tokenizer_config: Mapping[str, Any],
+                       *, name: str = "default") -> str | None:
+    """The chat template of a model directory: ``tokenizer_config.json``'s ``chat_template``
+    (a string, or a list of ``{"name", "template"}`` where ``name`` picks one), else
+    ``chat_template.jinja``, else ``chat_template.json`` (the files newer transformers write)."""
+    template = tokenizer_config.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get(name)
+    if isinstance(template, str):
+        return template
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    as_json = model_dir / "chat_template.json"
+    if as_json.is_file():
+        try:
+            data = json.loads(as_json.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ChatTemplateError(f"{as_json} is not valid JSON ({err})") from err
+        if isinstance(data, dict) and isinstance(data.get("chat_template"), str):
+            return data["chat_template"]
+    return None
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: Any = None, sort_keys: bool = False) -> str:
+    # Jinja's own tojson escapes HTML characters, which chat templates do not want
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(template: str):
+    try:
+        import jinja2
+        from jinja2.ext import loopcontrols
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError as err:  # pragma: no cover - torch itself requires jinja2
+        raise ChatTemplateError("apply_chat_template needs Jinja2: pip install jinja2") from err
+
+    def raise_exception(message: str):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(template)
+    except jinja2.exceptions.TemplateSyntaxError as err:
+        raise ChatTemplateError(f"the chat template does not parse: {err}") from err
+
+
+def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]], *,
+                         add_generation_prompt: bool = False,
+                         tools: Sequence[Mapping[str, Any]] | None = None,
+                         documents: Sequence[Mapping[str, Any]] | None = None,
+                         special_tokens: Mapping[str, str] | None = None,
+                         **variables: Any) -> str:
+    """Render ``template`` for ``messages`` (``[{"role": ..., "content": ...}]``).
+
+    Args:
+        add_generation_prompt: end with the header of the assistant's turn.
+        tools, documents: JSON-schema tools and ``{"title", "text"}`` documents, for
+            templates that show them.
+        special_tokens: ``bos_token``, ``eos_token``... as the template may use them.
+        **variables: further template variables (``date_string``, ``enable_thinking``...).
+
+    Raises:
+        ChatTemplateError: messages that are not dicts with a role, or a template that
+            fails (including its own ``raise_exception``).
+    """
+    import jinja2
+
+    if isinstance(messages, (str, bytes)) or not all(
+            isinstance(m, Mapping) and "role" in m for m in messages):
+        raise ChatTemplateError("messages must be a list of dicts with 'role' and 'content', "
+                                "e.g. [{'role': 'user', 'content': 'Hi'}]")
+    compiled = _compile(template)
+    try:
+        return compiled.render(messages=[dict(m) for m in messages], tools=tools,
+                               documents=documents, add_generation_prompt=add_generation_prompt,
+                               **{**dict(special_tokens or {}), **variables})
+    except jinja2.exceptions.TemplateError as err:
+        raise ChatTemplateError(f"the chat template failed: {err}") from err

@@ -1,0 +1,2 @@
+"""Tools over loaded models: ``convert`` (a checkpoint into a model directory) and the demo.
+"""

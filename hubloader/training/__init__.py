@@ -1,0 +1,2 @@
+"""Fine-tuning: the ``Trainer`` and the checkpoints it writes and resumes from.
+"""

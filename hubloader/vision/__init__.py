@@ -1,0 +1,2 @@
+"""Image preprocessing from ``preprocessor_config.json`` (resize, crop, rescale, normalize).
+"""
