@@ -195,13 +195,13 @@ def test_fanout_off_fetches_on_every_node(four_nodes):
 
 def test_a_killed_node_is_named_on_every_rank(four_nodes):
     results, homes, proxy = four_nodes
-    assert "1-b" not in results  # node 1 (rank 1) died mid-transfer
-    assert results["0-b"]["error"] is None  # node 0 fetched it from the store itself
+    assert "1-b" not in results, results  # node 1 (rank 1) died mid-transfer
+    assert results["0-b"]["error"] is None, results  # node 0 fetched it from the store itself
     for rank in (2, 3):
         r = results[f"{rank}-b"]
         assert r["error"] == "PeerTransferError" and r["rank"] == 1, r
-        assert "rank 1 (node 1)" in r["message"]
-        assert r["seconds"] < 20  # within HUBLOADER_FANOUT_TIMEOUT
+        assert "rank 1 (node 1)" in r["message"], r
+        assert r["seconds"] < 20, r  # within HUBLOADER_FANOUT_TIMEOUT
     assert len(_weight_gets(proxy, "killed")) == 1
     for home in homes[1:]:  # nothing of it where a load would look
         assert not list(home.glob("models/s3--fan--killed/snapshots/*/*"))

@@ -178,11 +178,15 @@ def _client(store):
         return store
 
 
-def _wait_key(plan: _Plan, key: str, limit: float) -> bytes | None:
+def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False) -> bytes | None:
     """The value of ``key`` once set, ``None`` after ``limit`` seconds. Polled, so that the
-    connection stays free for this process's other requests meanwhile."""
+    connection stays free for this process's other requests meanwhile. ``watch``: raise
+    the round's recorded failure as soon as there is one."""
     deadline, pause = time.monotonic() + limit, 0.001
     while not plan.store.check([key]):
+        failure = _failed(plan) if watch else None
+        if failure is not None:
+            raise failure
         if time.monotonic() >= deadline:
             return None
         time.sleep(pause)
@@ -302,7 +306,11 @@ def _forward(plan: _Plan, feed: _Feed, child: int) -> None:
 
 
 def _answer_and_forward(plan: _Plan, feed: _Feed, child: int) -> None:
-    said = _wait_key(plan, f"{plan.key}/child/{child}", settings.lock_timeout())
+    try:
+        said = _wait_key(plan, f"{plan.key}/child/{child}", settings.lock_timeout(), watch=True)
+    except PeerTransferError as err:
+        feed.fail(err)
+        return
     if said is None:
         logger.warning("node %d did not ask for %s within HUBLOADER_LOCK_TIMEOUT; its part of "
                        "the fan-out is not served", child, plan.key)
@@ -314,6 +322,7 @@ def _answer_and_forward(plan: _Plan, feed: _Feed, child: int) -> None:
 
 def _forward_to(plan: _Plan, feed: _Feed, child: int) -> None:
     try:
+        plan.store.set(f"{plan.key}/edge-up/{child}", "1")
         group = _edge(plan, plan.node, child, 0)
     except Exception as err:
         feed.fail(_blame(plan, child, f"it did not connect ({err})"))
@@ -510,7 +519,14 @@ def _receive_files(plan: _Plan, paths: SnapshotPaths, files: list[dict], parent:
 
     _serve(plan, feed, done=done, cleanup=cleanup)
     try:
+        # the parent's end first: a rendezvous with a peer that died would last the timeout
+        if _wait_key(plan, f"{plan.key}/edge-up/{plan.node}", settings.lock_timeout(),
+                     watch=True) is None:
+            raise TimeoutError("HUBLOADER_LOCK_TIMEOUT passed")
         group = _edge(plan, parent, plan.node, 1)
+    except PeerTransferError as err:
+        feed.fail(err)
+        raise
     except Exception as err:
         error = _blame(plan, parent, f"it did not connect ({err})")
         feed.fail(error)
