@@ -234,3 +234,22 @@ def test_cli_download_under_torchrun(weed, fan_models, tmp_path):
     for home in homes:
         assert (next(home.glob("models/s3--fan--plain/snapshots/*")) /
                 "model-00001-of-00001.safetensors").stat().st_size == 1 << 20
+
+
+def test_fanout_settings_are_checked(monkeypatch):
+    from hubloader import settings
+    from hubloader.errors import ConfigError
+
+    monkeypatch.setenv("HUBLOADER_FANOUT", "Tree")
+    assert settings.fanout_mode() == "tree"
+    monkeypatch.setenv("HUBLOADER_FANOUT_CHUNK_MB", "0.5")
+    assert settings.fanout_chunk_bytes() == 1 << 19
+    for name, value in [("HUBLOADER_FANOUT", "ring"), ("HUBLOADER_FANOUT_DEGREE", "0"),
+                        ("HUBLOADER_FANOUT_CHUNK_MB", "0"), ("HUBLOADER_FANOUT_TIMEOUT", "-1")]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=name):
+            getattr(settings, {"HUBLOADER_FANOUT": "fanout_mode",
+                               "HUBLOADER_FANOUT_DEGREE": "fanout_degree",
+                               "HUBLOADER_FANOUT_CHUNK_MB": "fanout_chunk_bytes",
+                               "HUBLOADER_FANOUT_TIMEOUT": "fanout_timeout"}[name])()
+        monkeypatch.delenv(name)

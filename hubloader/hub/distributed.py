@@ -135,7 +135,8 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T], *, what: str,
 
     Raises:
         Whatever ``fetch`` raised on local rank 0. On the other ranks:
-        LocalEntryNotFoundError: local rank 0 failed to fetch it. A rank that waited
+        LocalEntryNotFoundError: local rank 0 failed to fetch it.
+        PeerTransferError: local rank 0's fan-out from another node failed (same rank). A rank that waited
         ``HUBLOADER_LOCK_TIMEOUT`` in vain runs ``fetch`` itself (the per-file locks still
         keep each file fetched once), with its errors.
     """
