@@ -2,7 +2,8 @@
 127.0.0.1, one c10d rendezvous, a cache folder per node, SeaweedFS behind the counting proxy:
 
 * 4 nodes: the store serves each file once, every node's cache passes ``cache verify``,
-  a user's ``if rank == 0: download(); dist.barrier()`` works, a second call moves nothing;
+  a user's ``if rank == 0: download(); dist.barrier()`` works, a second call moves nothing,
+  a tree of degree 2 feeds nodes 1 and 2 from node 0 and node 3 from node 1;
 * a node killed mid-transfer: every other rank raises PeerTransferError naming its rank
   within the timeout, and no cache shows a partial file;
 * ``HUBLOADER_FANOUT=off``: every node fetches from the store itself, as before.
@@ -39,6 +40,8 @@ out["first"] = str(hubloader.download("s3://fan/first"))
 out["again"] = str(hubloader.download("s3://fan/first"))  # warm: nothing moves
 os.environ["HUBLOADER_FANOUT"] = "off"  # read at call time
 out["plain"] = str(hubloader.download("s3://fan/plain"))
+os.environ["HUBLOADER_FANOUT"] = "tree"  # node 0 feeds nodes 1 and 2, node 1 feeds node 3
+out["tree"] = str(hubloader.download("s3://fan/tree"))
 del os.environ["HUBLOADER_FANOUT"]
 with open(os.path.join(sys.argv[1], f"rank{rank}-a.json"), "w") as f:
     json.dump(out, f)
@@ -72,7 +75,7 @@ if rank != 0:  # no barrier, no teardown of the group: node 1 is gone
 def fan_models(weed, tmp_path_factory):
     folders = {}
     for seed, (prefix, shards, size) in enumerate([("first", 2, 3 << 20), ("plain", 1, 1 << 20),
-                                                   ("killed", 1, 24 << 20)]):
+                                                   ("tree", 1, 1 << 20), ("killed", 1, 24 << 20)]):
         folder = tmp_path_factory.mktemp(prefix)
         (folder / "config.json").write_text('{"model_type": "bert"}')
         rng = random.Random(seed)
@@ -191,6 +194,19 @@ def test_fanout_off_fetches_on_every_node(four_nodes):
         manifest = json.loads(
             next(home.glob("models/s3--fan--plain/manifests/*.json")).read_text())
         assert {e["origin"] for e in manifest["files"].values()} == {"s3://fan/plain/"}
+
+
+def test_tree_fanout(four_nodes, fan_models):
+    results, homes, proxy = four_nodes
+    assert len(_weight_gets(proxy, "tree")) == 1
+    for node, parent in [(1, 0), (2, 0), (3, 1)]:  # degree 2
+        snapshot = Path(results[f"{node}-a"]["tree"])
+        assert (snapshot / "model-00001-of-00001.safetensors").read_bytes() == \
+            (fan_models["tree"] / "model-00001-of-00001.safetensors").read_bytes()
+        manifest = json.loads(
+            next(homes[node].glob("models/s3--fan--tree/manifests/*.json")).read_text())
+        assert manifest["files"]["model-00001-of-00001.safetensors"]["origin"] == \
+            f"peer rank {parent}"
 
 
 def test_a_killed_node_is_named_on_every_rank(four_nodes):

@@ -254,12 +254,20 @@ def _settled(plan: _Plan) -> PeerTransferError | None:
 
 
 # -- edges ---------------------------------------------------------------------------------
+_edges_lock = threading.Lock()  # one gloo group built at a time in a process
+
+
 def _edge(plan: _Plan, parent: int, child: int, me: int):
-    """The private two-process gloo group of one edge of the tree (``me``: 0 parent, 1 child)."""
+    """The private two-process gloo group of one edge of the tree (``me``: 0 parent, 1 child).
+    The parent says its end is being built (``edge-up``) only once it builds it: groups built
+    at once by threads of one process fail to connect."""
     import torch.distributed as dist
 
     prefix = dist.PrefixStore(f"{plan.key}/edge/{parent}-{child}", _client(plan.store))
-    return dist.ProcessGroupGloo(prefix, me, 2, datetime.timedelta(seconds=plan.timeout))
+    with _edges_lock:
+        if me == 0:
+            plan.store.set(f"{plan.key}/edge-up/{child}", "1")
+        return dist.ProcessGroupGloo(prefix, me, 2, datetime.timedelta(seconds=plan.timeout))
 
 
 def _buffer(size: int):
@@ -322,7 +330,6 @@ def _answer_and_forward(plan: _Plan, feed: _Feed, child: int) -> None:
 
 def _forward_to(plan: _Plan, feed: _Feed, child: int) -> None:
     try:
-        plan.store.set(f"{plan.key}/edge-up/{child}", "1")
         group = _edge(plan, plan.node, child, 0)
     except Exception as err:
         feed.fail(_blame(plan, child, f"it did not connect ({err})"))
