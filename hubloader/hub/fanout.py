@@ -242,9 +242,13 @@ def _failed(plan: _Plan) -> PeerTransferError | None:
     return None
 
 
-def _settled(plan: _Plan) -> PeerTransferError | None:
-    """The failure recorded, waiting a moment for it: a peer that stopped because another
-    failed closes its edges right after it records that failure."""
+def _settled(plan: _Plan, err: Exception) -> PeerTransferError | None:
+    """The failure recorded when a peer's connection broke with ``err``. A peer that stops
+    records why before it closes its edges, so a closed connection is answered at once;
+    after a timeout, the failure may be on its way from a node further up, and is waited
+    for a moment."""
+    if "timed out" not in str(err).lower() and "timeout" not in str(err).lower():
+        return _failed(plan)
     deadline = time.monotonic() + 2.0
     while True:
         failure = _failed(plan)
@@ -351,8 +355,8 @@ def _forward_to(plan: _Plan, feed: _Feed, child: int) -> None:
                     try:
                         group.send([view], 1, 0).wait()
                     except Exception as err:
-                        raise _settled(plan) or _blame(plan, child, f"sending to it failed "
-                                                                    f"({err})") from err
+                        raise _settled(plan, err) or _blame(plan, child, f"sending to it "
+                                                                         f"failed ({err})") from err
     except PeerTransferError as err:
         feed.fail(err)
     except BaseException as err:  # this node's own trouble (a file it cannot read)
@@ -585,8 +589,8 @@ def _receive_file(plan: _Plan, group, feed: _Feed, f: dict, spool: Path, parent:
             try:
                 group.recv([view], 0, 0).wait()
             except Exception as err:
-                raise _settled(plan) or _blame(plan, parent, f"receiving from it failed ({err})") \
-                    from err
+                raise _settled(plan, err) or _blame(plan, parent, f"receiving from it failed "
+                                                                  f"({err})") from err
             data = memoryview(view.numpy())
             if lo + n > have:
                 skip = max(0, have - lo)
