@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..catalogue.cards import find_card
 from ..errors import HubLoaderError, ModelNotFoundError
+from ..hub.zips import local_package
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 if TYPE_CHECKING:
@@ -46,13 +47,15 @@ def flagai_default_dir(model_name: str | os.PathLike, *,
 
 def _local_dir(ref: ModelRef) -> Path:
     path = ref.path
+    if path.is_file() and path.suffix.lower() == ".zip":
+            return local_package(path)
     if not path.is_dir():
         hint = ""
         if ref.kind == "local" and "/" not in ref.name.strip("./") and find_card(ref.name.strip("./")):
             hint = f" (a card named {ref.name.strip('./')!r} exists: pass the name without './')"
         raise ModelNotFoundError(f"{path} is not a directory{hint}; give a model directory "
                                  "holding config.json and weights, a card name or a URI")
-    return path
+    return path.resolve()  # package code imports against a root that no chdir moves
 
 
 def _local_or_name(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,
