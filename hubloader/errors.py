@@ -36,6 +36,8 @@ __all__ = [
     "NetworkError",
     "IntegrityError",
     "LockTimeoutError",
+    "PrefetchError",
+    "PrefetchTimeoutError",
     "ReadOnlyCacheError",
     "LocalEntryNotFoundError",
     "DiskFullError",
@@ -192,6 +194,15 @@ class PeerTransferError(HubLoaderError, ConnectionError):
 
 class LockTimeoutError(HubLoaderError, TimeoutError):
     """Another process held a download lock for longer than the configured timeout."""
+
+
+class PrefetchError(HubLoaderError, ChildProcessError):
+    """A background fetch (:func:`hubloader.prefetch`) could not be started, or its child was
+    stopped and could not finish."""
+
+
+class PrefetchTimeoutError(PrefetchError, TimeoutError):
+    """A join of a background fetch waited longer than its ``timeout``; the fetch goes on."""
 
 
 class ReadOnlyCacheError(HubLoaderError, PermissionError):

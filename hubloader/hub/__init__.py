@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import settings
 from ..errors import ModelNotFoundError
-from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
+from ..names import (ModelRef, parse_model_name, safe_join, validate_download_path,
+                     validate_fetch_arguments)
 
 from .lookup import cached_file
 from .inflight import Prefetch, prefetch
@@ -69,6 +70,7 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
             ``HUBLOADER_LOCK_TIMEOUT``, which bounds the whole wait (not each lock's).
         ReadOnlyCacheError: files must be fetched but the cache is not writable here.
         DiskFullError, InvalidModelNameError, UnsupportedSourceError.
+        InputError: an argument of the wrong type.
 
     Example:
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
@@ -78,6 +80,8 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     from .locate import locate
     from .inflight import join
 
+    validate_fetch_arguments(model_name, revision=revision, allow_patterns=allow_patterns,
+                             offline=offline, progress=progress)
     validate_download_path(download_path)
     if download_path is not None:
         found = _flagai_in_place(model_name, download_path, revision=revision)
