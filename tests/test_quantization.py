@@ -1,6 +1,6 @@
 """Weight-only quantized loading through torchao on a small Llama saved by transformers:
-int8 cuts the linear weights' memory about 4x with logits close to fp32 and greedy ids mostly
-unchanged; int4 (CPU: torchao's unpacked int4) and a torchao config object load; bitsandbytes
+int8 cuts the linear weights' and the embedding's memory about 4x with logits close to fp32 and
+greedy ids mostly unchanged; a head tied to the embedding shares the one quantized tensor; int4 (CPU: torchao's unpacked int4) and a torchao config object load; bitsandbytes
 without CUDA, an unknown name and transformers' BitsAndBytesConfig on the CPU are typed errors."""
 
 from __future__ import annotations
@@ -16,15 +16,18 @@ import transformers  # noqa: E402  (test-only oracle)
 torchao = pytest.importorskip("torchao")
 
 
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory):
+def _save_llama(d, **extra):
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=128, intermediate_size=256,
                                    num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2)
-    d = tmp_path_factory.mktemp("llama")
+                                   num_key_value_heads=2, **extra)
     transformers.LlamaForCausalLM(cfg).save_pretrained(str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return _save_llama(tmp_path_factory.mktemp("llama"))
 
 
 def _linear_bytes(model):
@@ -38,7 +41,10 @@ def test_int8_cuts_linear_memory_4x_and_keeps_greedy_ids(llama_dir):
     assert linears and all(type(m.weight).__name__ == "Int8Tensor" for m in linears)
     ratio = _linear_bytes(full) / _linear_bytes(q8)
     assert 3.5 < ratio <= 4.0, ratio  # int8 values plus one float scale per row
-    assert parameter_bytes(q8) < parameter_bytes(full)
+    assert type(q8.backbone.embed_tokens.weight).__name__ == "IntxUnpackedToInt8Tensor"
+    # the whole model: only the norms' few floats stay at 4 bytes a value
+    whole = parameter_bytes(full) / parameter_bytes(q8)
+    assert 3.5 < whole <= 4.0, whole
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, b = full(ids)["logits"], q8(ids)["logits"]
@@ -47,6 +53,21 @@ def test_int8_cuts_linear_memory_4x_and_keeps_greedy_ids(llama_dir):
     greedy_q8 = q8.generate(ids, max_new_tokens=8, eos_token_id=[])
     agree = (greedy_full[:, 8:] == greedy_q8[:, 8:]).float().mean()
     assert agree >= 0.75, agree
+
+
+def test_int8_with_a_tied_head_shares_the_quantized_embedding(tmp_path):
+    d = _save_llama(tmp_path, tie_word_embeddings=True)
+    full = LlamaForCausalLM.from_pretrain(str(d))
+    q8 = LlamaForCausalLM.from_pretrain(str(d), quantization="int8")
+    assert q8.lm_head.weight is q8.backbone.embed_tokens.weight
+    assert type(q8.lm_head.weight).__name__ == "IntxUnpackedToInt8Tensor"
+    whole = parameter_bytes(full) / parameter_bytes(q8)
+    assert 3.5 < whole <= 4.0, whole  # the tied weight is counted, and held, once
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = full(ids)["logits"], q8(ids)["logits"]
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    assert not torch.equal(a, b)
 
 
 def test_int4_and_a_torchao_config_object(llama_dir):

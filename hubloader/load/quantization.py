@@ -2,9 +2,11 @@
 
 ``from_pretrain(name, quantization="int8")`` loads the weights as usual, then quantizes every
 ``nn.Linear`` in place, one module at a time, so each float weight is released as its quantized
-copy is made and the model ends at about one quantized copy of its linear weights. Embeddings,
-norms and weights tied to an embedding stay in float (as transformers' torchao integration
-leaves them).
+copy is made and the model ends at about one quantized copy of its linear weights. For
+``"int8"`` and ``"int4"`` the token embeddings are quantized too, to int8 per row (torchao's
+``IntxWeightOnlyConfig``, whose tensor serves both the lookup and a matmul), so a head tied to
+an embedding keeps sharing its one quantized tensor; norms (and everything under a user's own
+torchao config object but its linear layers) stay in float.
 
 - ``"int8"``: torchao's ``Int8WeightOnlyConfig`` (per-channel int8, any device);
 - ``"int4"``: on CUDA torchao's ``Int4WeightOnlyConfig`` (bfloat16, tile-packed, group 128); on
@@ -108,6 +110,30 @@ def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
             if isinstance(m, nn.Linear) and id(m.weight) not in tied]
 
 
+def _quantize_embeddings(model: nn.Module) -> int:
+    """Quantize every ``nn.Embedding`` to int8 per row; a module that shared an embedding's
+    weight (a tied head) is pointed at the quantized one, so the tie and its one copy stay."""
+    from torchao.quantization import IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+
+    config = IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0))
+    count = 0
+    for name, emb in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]:
+        old = emb.weight
+        sharers = [(m, attr) for m in model.modules() if m is not emb
+                   for attr, p in m.named_parameters(recurse=False) if p is old]
+        try:
+            quantize_(emb, config, filter_fn=lambda m, _: isinstance(m, nn.Embedding))
+        except (RuntimeError, ValueError, NotImplementedError, AssertionError) as err:
+            raise QuantizationError(f"torchao cannot quantize {name} ({type(err).__name__}: "
+                                    f"{err})") from err
+        for m, attr in sharers:
+            setattr(m, attr, emb.weight)
+        count += 1
+        _release_freed_memory()
+    return count
+
+
 def _bnb_replace(model: nn.Module, kind: str) -> None:
     import bitsandbytes as bnb
 
@@ -145,6 +171,9 @@ def quantize_model(model: nn.Module, spec: Any, *, device: torch.device) -> nn.M
         return model
     from torchao.quantization import quantize_
 
+    # embeddings first: a head tied to one is then quantized with it, not left in float
+    named = isinstance(spec, str) or isinstance(getattr(spec, "quant_type", None), str)
+    embeddings = _quantize_embeddings(model) if named else 0
     count = 0
     for name, linear in _linears(model):
         try:  # one module at a time: its float weight is freed before the next is quantized
@@ -161,7 +190,8 @@ def quantize_model(model: nn.Module, spec: Any, *, device: torch.device) -> nn.M
         for p in model.parameters():
             if type(p.data) is torch.Tensor:
                 p.data = p.data.clone()
-    logger.info("quantized %d linear layers with %s", count, type(config).__name__)
+    logger.info("quantized %d linear layers with %s and %d embeddings to int8", count,
+                type(config).__name__, embeddings)
     return model
 
 
