@@ -1,8 +1,10 @@
 """Weights: find the checkpoint files in a model directory, read them safely and leanly,
 and assign them into a model built on the meta device.
 
-- ``model.safetensors`` is memory-mapped copy-on-write; tensors are views of the mapping, so
-  peak memory stays near one copy of the weights.
+- ``model.safetensors`` is read through the ``safetensors`` library (``safe_open``: the file is
+  memory-mapped copy-on-write and tensors view the mapping, so peak memory stays near one copy
+  of the weights), after hubloader's own header checks, which name what is wrong in a typed
+  error before the library sees the file.
 - ``pytorch_model.bin`` goes through ``torch.load(weights_only=True, mmap=True)``; a pickle that
   would run code raises :class:`UnsafeWeightsError` and never runs.
 - Sharded checkpoints (``*.index.json``) are read shard by shard.
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 import pickle
 import re
@@ -222,10 +223,11 @@ def _check_layout(path: Path, entries: list, data_len: int) -> None:
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Memory-map a safetensors file (copy-on-write) and return tensors viewing it.
+    """Tensors viewing a safetensors file, through ``safetensors.safe_open`` (copy-on-write).
 
-    Every tensor's dtype, shape and byte range is checked against the file before any view is
-    made, so a truncated file or a header claiming absurd sizes raises :class:`WeightsError`.
+    Every tensor's dtype, shape and byte range is checked against the file before the library
+    opens it, so a truncated file or a header claiming absurd sizes raises :class:`WeightsError`
+    with what to do (the library's own refusals are :class:`WeightsError` too).
     """
     path = Path(path)
     with open(path, "rb") as fh:
@@ -262,28 +264,14 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         _check_layout(path, entries, data_len)
         if not entries:
             return {}
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-    out: dict[str, torch.Tensor] = {}
-    buf = memoryview(mm)
-    for name, dtype, shape, begin, end in entries:
-        start = data_start + begin
-        if end == begin:
-            out[name] = torch.empty(shape, dtype=dtype)
-            continue
-        itemsize = end - begin and (end - begin) // max(1, _numel(shape))
-        if start % max(1, itemsize):  # unaligned: copy instead of viewing
-            t = torch.frombuffer(bytearray(buf[start:data_start + end]), dtype=dtype)
-        else:
-            t = torch.frombuffer(buf, dtype=dtype, count=_numel(shape), offset=start)
-        out[name] = t.view(shape)
-    return out
+    from safetensors import SafetensorError, safe_open
 
-
-def _numel(shape: Iterable[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+    try:  # the library maps the file (copy-on-write) and checks it once more on its own
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name, *_ in entries}
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise WeightsError(f"{path}: safetensors cannot read it ({err}); the file is corrupt "
+                           "or changed while read — delete it and download again") from err
 
 
 def read_torch_bin(path: str | Path) -> dict[str, torch.Tensor]:
