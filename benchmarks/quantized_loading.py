@@ -182,11 +182,13 @@ def _write(results: dict, quality: dict, rounds: int, trained: dict) -> None:
              "compare within a run. Quality against the fp32 load on held-out modules "
              f"({', '.join(_HELD_OUT)}, never trained on): logits and next-token agreement "
              "over 8 x 128 tokens under teacher forcing, greedy agreement over 8 prompts of 16 "
-             "tokens x 32 new tokens. The fp32 model's own choices are varied: "
+             "tokens x 32 new tokens. How varied the fp32 model's own choices are: "
              f"{quality['fp32']['distinct_next']} distinct next-token predictions over the "
              f"1024 positions ({quality['fp32']['next_token_accuracy']:.1%} of them the text's "
              f"next token), {quality['fp32']['distinct_greedy']} distinct tokens in its 256 "
-             "greedy ones.",
+             "greedy ones; a model trained this briefly still leans on the commonest tokens "
+             "(spaces, newlines, punctuation), so greedy agreement is an easy test here and the "
+             "logit difference and next-token agreement say more.",
              "", f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
              f"{_versions()}", "",
              "| mode | parameter memory | vs fp32 | peak RSS | RSS after: anonymous / file | load "
