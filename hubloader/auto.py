@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import settings
-from .catalogue.cards import find_card
-from .load.config import ModelConfig, read_config_file
+from .catalogue.cards import ModelCard
 from .errors import ConfigError
-from .names import parse_model_name
-from .load.registry import get_model_class, import_families, resolve_task
+from .load.config import ModelConfig
+from .load.flagai_rules import split_autoloader_kwargs
+from .load.plan import model_spec, plan_load
+from .load.registry import known_task
+from .load.resolve import prefetch_model_dir
 
 if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     import torch
+
+    from .load.modeling import BaseModel
+    from .text.glm import GLMTokenizer
+    from .text.tokenizer import Tokenizer
+    from .vision.preprocessing import ImageProcessor
 
 __all__ = ["AutoLoader"]
 
@@ -54,74 +61,37 @@ class AutoLoader:
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .load.flagai_rules import flagai_task, infer_model_type, split_autoloader_kwargs
-
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         opts = split_autoloader_kwargs(kwargs)
-        config_overrides = opts.config_overrides
-        resolve_task(task_name)  # an unknown task fails before anything is fetched
-        ref = parse_model_name(model_name, revision=revision)
-        card = find_card(ref.name) if ref.kind == "card" else None
-        if model_dir is None and ref.kind == "card":  # FlagAI's default model_dir, if used
-            for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-                if (Path(_FLAGAI_MODEL_DIR) / name / settings.CONFIG_NAME).is_file():
-                    model_dir = _FLAGAI_MODEL_DIR
-                    break
+        known_task(task_name)  # an unknown task fails before anything is fetched
+        spec = model_spec(model_name, revision=revision, download_path=model_dir,
+                          default_folder=_FLAGAI_MODEL_DIR)
         patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
-        from .load.resolve import fetch_for_load, prefetch_model_dir
-
         # the transfer runs while the model classes, and torch with them, import
-        prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
-                           offline=offline, allow_patterns=patterns)
-        import_families()
-        from .load.weights import resolve_device  # needs torch: checked once it is imported
+        prefetch_model_dir(spec, offline=offline, allow_patterns=patterns)
+        from .load.modeling import BaseModel  # imports torch
+        from .load.weights import resolve_device
 
         device = resolve_device(device)
-        if card is not None and card.architecture:  # a task the family cannot serve fails
-            # before anything is fetched
-            self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
-        self.model_dir: Path
-        self.model_dir, staged = fetch_for_load(
-            model_name, device=device, torch_dtype=torch_dtype, download_path=model_dir,
-            revision=revision, offline=offline, allow_patterns=patterns)
-        self._tokenizer: Any = None
-        self._processor: Any = None
+        plan = plan_load(spec, task_name, requested=BaseModel,
+                         overrides=opts.config_overrides, device=device,
+                         torch_dtype=torch_dtype, offline=offline, allow_patterns=patterns)
+        self.model_dir: Path = plan.model_dir
+        self.task: str = plan.task if plan.task is not None else task_name  # given: resolved
+        self.card: ModelCard | None = plan.card
+        self.model_class: type[BaseModel[Any]] | None = plan.model_class
+        self.model_type: str | None = plan.model_type
+        self._tokenizer: Tokenizer | GLMTokenizer | None = None
+        self._processor: ImageProcessor | None = None
         self._model_max_length = opts.model_max_length
-        from .load.remote_code import find_code_entry
-
-        if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
-            self.task, self.card, self.model_class = resolve_task(task_name), card, None
-            self.model_type = None
-            # the from_pretrain path: it refuses what the package's code cannot be given
-            from .load.modeling import BaseModel
-
-            self._model: Any = BaseModel._load_dir(
-                self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-                trust_remote_code=trust_remote_code, overrides=config_overrides,
-                load_weights=opts.load_weights, inference_mode=opts.inference_mode,
-                staged=staged)
-            return
-        config_path = self.model_dir / settings.CONFIG_NAME
-        data = read_config_file(config_path)
-        model_type = data.get("model_type")
-        if model_type is None:  # FlagAI's configs: the card of the name tells
-            model_type = (card.architecture if card is not None
-                          else infer_model_type(self.model_dir.name))
-        if not isinstance(model_type, str):
-            raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
-                              f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
-        self.model_type = model_type.lower()
-        self.task = resolve_task(flagai_task(task_name, model_type), model_type)
-        self.card = card
-        self.model_class = get_model_class(model_type, self.task)
-        # the from_pretrain path, on the directory already resolved
-        self._model = self.model_class._load_dir(
-            self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-            overrides=config_overrides, load_weights=opts.load_weights,
-            inference_mode=opts.inference_mode, staged=staged)
-        if card is not None:  # get_description() reads the card the model was loaded by
-            self._model.card_name = card.name
+        self._model: BaseModel[Any] = BaseModel._load_plan(
+            plan, device=device, torch_dtype=torch_dtype, strict=strict,
+            trust_remote_code=trust_remote_code, load_weights=opts.load_weights,
+            inference_mode=opts.inference_mode)  # type: ignore[assignment]
+        if self.card is not None and isinstance(self._model, BaseModel):
+            # get_description() reads the card the model was loaded by
+            self._model.card_name = self.card.name
         if self.model_type == "glm":
             self._fill_glm_token_ids()
 
@@ -146,15 +116,16 @@ class AutoLoader:
         """Whether the model takes ``pixel_values`` (then :meth:`get_processor` preprocesses)."""
         return getattr(self.model_class, "input_rank", 2) == 4
 
-    def get_model(self):
-        """The loaded model (eval mode)."""
+    def get_model(self) -> BaseModel[Any]:
+        """The loaded model (eval mode); a code package's own ``nn.Module`` is returned as it
+        is, as ``BaseModel.from_pretrain`` does."""
         return self._model
 
     def get_config(self) -> ModelConfig | Any:
         """The model's config (for a code package's own model, its ``config`` attribute)."""
         return getattr(self._model, "config", None)
 
-    def get_tokenizer(self):
+    def get_tokenizer(self) -> Tokenizer | GLMTokenizer:
         """The model's tokenizer, built on first call.
 
         Raises:
@@ -193,7 +164,7 @@ class AutoLoader:
                             out / "preprocessor_config.json")
         return Path(self._model.save_pretrained(out, **kwargs))
 
-    def get_processor(self):
+    def get_processor(self) -> ImageProcessor | Tokenizer | GLMTokenizer:
         """What turns raw input into model input: the image processor (from
         ``preprocessor_config.json``) for vision models, else the tokenizer.
 
