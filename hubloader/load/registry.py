@@ -10,7 +10,9 @@ import difflib
 import importlib
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from ..errors import ConfigError, ModelNotFoundError, UnknownTaskError
 from ..tasks import TASKS, canonical_tasks, close_task_names
@@ -20,21 +22,43 @@ if TYPE_CHECKING:
 
     ModelClass = type[BaseModel[Any]]
 
-__all__ = ["register_model", "get_model_class", "import_families", "resolve_task", "known_task", "model_types", "served_tasks",
+__all__ = ["register_model", "TokenizerDefaults", "tokenizer_defaults", "get_model_class", "import_families", "resolve_task", "known_task", "model_types", "served_tasks",
            "class_for_config"]
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound="ModelClass")
 
+@dataclass(frozen=True)
+class TokenizerDefaults:
+    """What transformers' tokenizer class for a family assumes when the model's tokenizer
+    files do not say: a family declares it with its ``register_model``.
+
+    Attributes:
+        tokenizer_class: transformers' class name written by ``save_pretrained``.
+        special_tokens: the class's special tokens (each used only if the vocabulary holds it).
+        token_type_ids: whether the family's forward takes ``token_type_ids``.
+        padding_side: the class's padding side (Llama's pads on the left, for generation).
+    """
+
+    tokenizer_class: str | None = None
+    special_tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    token_type_ids: bool = True
+    padding_side: str = "right"
+
+
 # model_type -> canonical task -> class
 _REGISTRY: dict[str, dict[str, ModelClass]] = {}
+# model_type -> its tokenizer's defaults
+_TOKENIZERS: dict[str, TokenizerDefaults] = {}
 _LOADED = False
 _FAMILY_MODULES = ("hubloader.models",)
 
 
-def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
+def register_model(model_type: str, task: str = "base", *,
+                   tokenizer: TokenizerDefaults | None = None) -> Callable[[M], M]:
     """Class decorator: serve ``task`` for ``model_type`` with the decorated class, and make
     ``task`` the class's own ``task`` (the first registration's, for a class serving several).
+    ``tokenizer``: the family's tokenizer defaults (:func:`tokenizer_defaults`), given once.
 
     Example:
         >>> @register_model("bert", "fill-mask")
@@ -42,6 +66,8 @@ def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
     """
     if task not in TASKS:
         raise ValueError(f"register_model: {task!r} is not a canonical task ({sorted(TASKS)})")
+    if tokenizer is not None:
+        _TOKENIZERS[model_type.lower()] = tokenizer
 
     def deco(cls: M) -> M:
         table = _REGISTRY.setdefault(model_type.lower(), {})
@@ -67,6 +93,12 @@ def _ensure_loaded() -> None:
 def import_families() -> None:
     """Import every family's module (and torch with them); lookups do it on first use."""
     _ensure_loaded()
+
+
+def tokenizer_defaults(model_type: str) -> TokenizerDefaults | None:
+    """The tokenizer defaults ``model_type``'s family declared, ``None`` if it declared none."""
+    _ensure_loaded()
+    return _TOKENIZERS.get(model_type.lower())
 
 
 def model_types() -> list[str]:
