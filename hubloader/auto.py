@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .catalogue.cards import ModelCard
-from .errors import ConfigError
+from .errors import ConfigError, TokenizerError
 from .load.config import ModelConfig
 from .load.flagai_rules import split_autoloader_kwargs
 from .load.plan import model_spec, plan_load
@@ -98,8 +98,6 @@ class AutoLoader:
     def _fill_glm_token_ids(self) -> None:
         """GLM's generate() needs the blank and piece tokens, which THUDM's and FlagAI's
         config.json leave to the tokenizer."""
-        from .errors import TokenizerError
-
         try:
             tok = self.get_tokenizer()
         except TokenizerError:
@@ -133,8 +131,6 @@ class AutoLoader:
                 vision model (use :meth:`get_processor`).
         """
         if self.is_vision:
-            from .errors import TokenizerError
-
             raise TokenizerError(f"{type(self._model).__name__} takes images, not text: use "
                                  "get_processor() for its image processor")
         if self._tokenizer is None:

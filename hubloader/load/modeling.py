@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterator, TypeVar, cast
 
 import torch
 from torch import nn
@@ -25,10 +25,13 @@ from .. import settings
 from .._gc import gc_paused
 from .checkpoint_keys import invert_key_rules, rename_keys
 from .config import ModelConfig
-from ..errors import ConfigError, WeightsError
+from ..catalogue.cards import find_card, load_card
+from ..errors import CardError, ConfigError, WeightsError
 from .features import FeaturesMixin
 from ..files import atomic_write_json
+from .flagai_rules import split_autoloader_kwargs
 from .plan import LoadPlan, model_spec, plan_load
+from .remote_code import load_custom_model
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
 
@@ -48,13 +51,13 @@ _NO_INIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def skip_init_on_meta():
+def skip_init_on_meta() -> Iterator[None]:
     """Build modules on the meta device without running ``torch.nn.init`` functions.
 
     Their results would be overwritten by the checkpoint anyway, and on meta tensors some of
     them route through ``torch._refs``, which imports all of ``torch._dynamo``, a slow import.
     """
-    def _noop(tensor, *args, **kwargs):
+    def _noop(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return tensor
 
     with _NO_INIT_LOCK:
@@ -238,8 +241,6 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
-        from .flagai_rules import split_autoloader_kwargs
-
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
         spec = model_spec(model_name, revision=revision, download_path=download_path)
@@ -268,8 +269,6 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         ``plan.model_class`` with ``plan.config``. ``load_weights=False``: fresh weights
         (FlagAI's ``load_pretrain_params=False``); ``inference_mode=False``: returned in train
         mode; ``entry``: the ``hubconf.py`` entry."""
-        from .remote_code import load_custom_model
-
         device = resolve_device(device)
         t0 = time.perf_counter()
         with gc_paused():  # see hubloader/_gc.py
@@ -346,9 +345,6 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         Example:
             >>> print(model.get_description())
         """
-        from ..catalogue.cards import find_card, load_card
-        from ..errors import CardError
-
         card = find_card(self.card_name) if self.card_name else None
         if card is not None and card.description:
             return card.description

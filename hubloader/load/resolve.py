@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from ..catalogue.cards import ModelCard, find_card
 from ..errors import ModelNotFoundError
-from ..hub import download
+from ..hub import distributed, download, prefetch
+from ..hub.inflight import claim
 from ..hub.locate import flagai_folder
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
@@ -111,8 +112,6 @@ def prefetch_model_dir(spec: ModelSpec, *, offline: bool | None = None, progress
                        allow_patterns: list[str] | None = None) -> None:
     """Start fetching, in the background, what :func:`resolve_model_dir` would fetch for the
     same ``spec``; that call then joins the fetch. Does nothing for a local directory."""
-    from ..hub import distributed, prefetch
-
     # under torch.distributed the ranks of a node agree through the process group's store on
     # who fetches; a child process outside the group would not take part
     if spec.ref.kind != "local" and not distributed.active():
@@ -133,8 +132,6 @@ def fetch_for_load(spec: ModelSpec, *, device: str | torch.device,
     """
     if spec.ref.kind == "local":
         return _local_dir(spec.ref), None
-    from ..hub.inflight import claim
-
     handle = claim(spec.ref.name, revision=spec.revision, download_path=spec.download_path,
                    allow_patterns=allow_patterns, offline=offline)
     if handle is not None:

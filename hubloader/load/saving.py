@@ -20,8 +20,7 @@ from .. import settings
 from ..errors import ConfigError
 from ..files import atomic_write_text, sha256_file, temp_name
 
-__all__ = ["parse_size", "write_safetensors", "file_entries", "sha256_file", "write_card",
-           "atomic_write_text", "WEIGHT_FILE_RE"]
+__all__ = ["parse_size", "write_safetensors", "file_entries", "write_card", "WEIGHT_FILE_RE"]
 
 logger = logging.getLogger(__name__)
 

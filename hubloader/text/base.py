@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union, overload
 
 from ..errors import TokenizerError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    #: ids as ``return_tensors`` asks: a ``[1, seq]`` LongTensor ("pt") or int64 array ("np")
+    TensorIds = Union[torch.Tensor, np.ndarray]
 
 __all__ = ["BaseTokenizer", "BatchEncoding", "SPECIAL_TOKENS_ATTRIBUTES", "VERY_LARGE_INTEGER"]
 
@@ -103,20 +110,34 @@ class BaseTokenizer(ABC):
     def __len__(self) -> int:
         """The vocabulary's size with added and special tokens."""
 
-    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> Any:
+    @overload
+    def convert_tokens_to_ids(self, tokens: str) -> int | None: ...
+
+    @overload
+    def convert_tokens_to_ids(self, tokens: list[str] | tuple[str, ...]) -> list[int | None]: ...
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | None | list[int | None]:
         """A token's id (the unknown token's id for one outside the vocabulary), or a list."""
         if isinstance(tokens, str):
             found = self.token_to_id(tokens)
             return self.unk_token_id if found is None else found
         return [self.convert_tokens_to_ids(t) for t in tokens]
 
-    def convert_ids_to_tokens(self, ids: Any, *, skip_special_tokens: bool = False) -> Any:
+    @overload
+    def convert_ids_to_tokens(self, ids: int, *, skip_special_tokens: bool = False) -> str | None: ...
+
+    @overload
+    def convert_ids_to_tokens(self, ids: Sequence[int] | TensorIds, *,
+                              skip_special_tokens: bool = False) -> list[str | None]: ...
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int] | TensorIds, *,
+                              skip_special_tokens: bool = False) -> str | None | list[str | None]:
         """An id's token, or the tokens of a list (or tensor) of ids."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids
-        if isinstance(ids, int):
-            return self.id_to_token(ids)
+        plain = ids.tolist() if hasattr(ids, "tolist") else ids
+        if isinstance(plain, int):
+            return self.id_to_token(plain)
         special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self.id_to_token(i) for i in ids if i not in special]
+        return [self.id_to_token(i) for i in plain if i not in special]
 
     @property
     @abstractmethod
@@ -221,11 +242,25 @@ class BaseTokenizer(ABC):
                  add_special_tokens: bool = False) -> list[str]:
         """The tokens of a text."""
 
-    @abstractmethod
+    @overload
     def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
                padding: bool | str = False, truncation: bool | str | None = None,
-               max_length: int | None = None, return_tensors: str | None = None) -> Any:
+               max_length: int | None = None, return_tensors: None = None) -> list[int]: ...
+
+    @overload
+    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
+               padding: bool | str = False, truncation: bool | str | None = None,
+               max_length: int | None = None, return_tensors: str) -> TensorIds: ...
+
+    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
+               padding: bool | str = False, truncation: bool | str | None = None,
+               max_length: int | None = None,
+               return_tensors: str | None = None) -> list[int] | TensorIds:
         """The ids of one text (or pair): a list, or a ``[1, seq]`` tensor with ``"pt"``."""
+        self._check_text(text)
+        return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
+                    truncation=truncation, max_length=max_length, return_tensors=return_tensors,
+                    return_token_type_ids=False, return_attention_mask=False)["input_ids"]
 
     # -- decoding -------------------------------------------------------------------------
     @abstractmethod

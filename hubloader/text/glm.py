@@ -296,21 +296,6 @@ class GLMTokenizer(BaseTokenizer):
     def _with_specials(self, ids: list[int]) -> list[int]:
         return [self.get_command_id("cls")] + ids + [self.get_command_id("eos")]
 
-    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
-               padding: bool | str = False, truncation: bool | str | None = None,
-               max_length: int | None = None, return_tensors: str | None = None) -> Any:
-        """The ids of one text (``[CLS] text <|endoftext|>`` with ``add_special_tokens``): a
-        list, or a ``[1, seq]`` tensor with ``"pt"``."""
-        if text_pair is not None:
-            raise TokenizerError(_NO_PAIRS)
-        self._check_text(text)
-        if padding is False and truncation is None and max_length is None and return_tensors is None:
-            ids = self.EncodeAsIds(text)
-            return self._with_specials(ids) if add_special_tokens else ids
-        return self(text, add_special_tokens=add_special_tokens, padding=padding,
-                    truncation=truncation, max_length=max_length, return_tensors=return_tensors,
-                    return_attention_mask=False, return_position_ids=False)["input_ids"]
-
     def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
                  add_special_tokens: bool = True, padding: bool | str = True,
                  truncation: bool | str | None = True, max_length: int | None = None,

@@ -20,9 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import TokenizerError
+from ..errors import ChatTemplateError, TokenizerError
+from ..files import atomic_write_text
 from ..load.registry import tokenizer_defaults
 from . import sentencepiece_bpe  # noqa: F401  (registers the tokenizer.model builder)
+from .chat_template import find_chat_template, render_chat_template
 from .base import (SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BaseTokenizer, BatchEncoding)
 from .glm import GLMTokenizer, load_glm_tokenizer
 from .vocab import builders, read_json, token_str
@@ -172,23 +174,14 @@ class Tokenizer(BaseTokenizer):
             out["attention_mask"] = [list(e.attention_mask) for e in encs]
         return self._encoding(out, single=single, return_tensors=return_tensors)
 
-    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
-               padding: bool | str = False, truncation: bool | str | None = None,
-               max_length: int | None = None, return_tensors: str | None = None) -> Any:
-        """The ids of one text (or pair): a list, or a ``[1, seq]`` tensor with ``"pt"``."""
-        self._check_text(text)
-        enc = self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
-                   truncation=truncation, max_length=max_length, return_tensors=return_tensors,
-                   return_token_type_ids=False, return_attention_mask=False)
-        return enc["input_ids"]
-
     # -- chat ---------------------------------------------------------------------------
     #: the model's chat template, set by load_tokenizer (tokenizer_config.json, chat_template.jinja)
     chat_template: str | None = None
 
     def apply_chat_template(self, messages: list[dict[str, Any]], *,
                             add_generation_prompt: bool = False, tokenize: bool = False,
-                            chat_template: str | None = None, **variables: Any):
+                            chat_template: str | None = None,
+                            **variables: Any) -> str | list[int]:
         """Render a conversation with the model's chat template, as transformers does (see
         :func:`hubloader.text.chat_template.render_chat_template`).
 
@@ -203,9 +196,6 @@ class Tokenizer(BaseTokenizer):
             >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
             ...                         add_generation_prompt=True)
         """
-        from .chat_template import render_chat_template
-        from ..errors import ChatTemplateError
-
         template = chat_template or self.chat_template
         if template is None:
             raise ChatTemplateError("this tokenizer has no chat_template (tokenizer_config.json "
@@ -241,8 +231,6 @@ class Tokenizer(BaseTokenizer):
         Example:
             >>> tok.save_pretrained("out/model")
         """
-        from ..files import atomic_write_text
-
         d = Path(save_directory)
         d.mkdir(parents=True, exist_ok=True)
         cfg: dict[str, Any] = {k: v for k, v in self.init_kwargs.items()
@@ -359,8 +347,6 @@ def load_tokenizer(model_dir: str | Path, *,
                     tokenizer_class=tokenizer_class, init_kwargs=init,
                     extra_special_tokens=extra, padding_side=sides[0],
                     truncation_side=sides[1])
-    from .chat_template import find_chat_template
-
     tok.chat_template = find_chat_template(d, cfg)
     return tok
 
