@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import settings
 from .catalogue.cards import ModelCard
@@ -160,6 +160,43 @@ class AutoLoader:
                             out / "preprocessor_config.json")
         return Path(self._model.save_pretrained(out, **kwargs))
 
+    @property
+    def is_multimodal(self) -> bool:
+        """Whether the model takes both text and images (CLIP's family)."""
+        return self.task == "zero-shot-image-classification"
+
+    def get_image_processor(self) -> ImageProcessor:
+        """The image processor: ``preprocessor_config.json``'s, else, for a FlagAI CLIP folder
+        (which has none), CLIP's preprocessing at the model's image size.
+
+        Raises:
+            ConfigError: no valid ``preprocessor_config.json`` and no CLIP model to size one.
+        """
+        if self._processor is None:
+            from .vision.preprocessing import PREPROCESSOR_NAME, clip_image_processor, \
+                load_image_processor
+
+            vision = getattr(self.get_config(), "vision", None)
+            if not (self.model_dir / PREPROCESSOR_NAME).is_file() and vision is not None:
+                size = vision.image_size
+                self._processor = clip_image_processor(size if isinstance(size, int) else size[0])
+            else:
+                self._processor = load_image_processor(self.model_dir)
+        return self._processor
+
+    def get_transform(self) -> ImageProcessor | Callable[[Any], torch.Tensor]:
+        """FlagAI's ``get_transform()``: for CLIP and EVA-CLIP a callable turning one image into
+        a ``[3, H, W]`` tensor (FlagAI's ``clip_transform``); for other models the image
+        processor (``transform(image)["pixel_values"]``, as FlagAI's AltCLIP processor).
+
+        Raises:
+            ConfigError: as :meth:`get_image_processor`.
+        """
+        processor = self.get_image_processor()
+        if self.model_type in ("clip", "eva_clip"):
+            return processor.preprocess_one
+        return processor
+
     def get_processor(self) -> ImageProcessor | Tokenizer | GLMTokenizer:
         """What turns raw input into model input: the image processor (from
         ``preprocessor_config.json``) for vision models, else the tokenizer.
@@ -170,8 +207,4 @@ class AutoLoader:
         """
         if not self.is_vision:
             return self.get_tokenizer()
-        if self._processor is None:
-            from .vision.preprocessing import load_image_processor
-
-            self._processor = load_image_processor(self.model_dir)
-        return self._processor
+        return self.get_image_processor()

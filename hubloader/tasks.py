@@ -27,6 +27,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "multiple-choice": ("multi-token-cloze", "cloze"),
     "image-classification": ("classification",),
     "image-feature-extraction": ("vision-backbone",),
+    "zero-shot-image-classification": ("txt-img-matching", "image-text-matching"),
 }
 
 

@@ -7,6 +7,8 @@ Example:
     $ hubloader run lm gpt2 "Once upon a time" --max-new-tokens 20
     $ hubloader run text-generation Qwen2.5-0.5B-Instruct "Name three llamas" --chat
     $ hubloader run classification vit-base-patch16-224 cat.jpg --top-k 3
+    $ hubloader run zero-shot-image-classification clip-base-p32-224 --image x.png \
+          --labels "a cat,a dog"
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a model on one input (text, or an image path)")
     p.add_argument("task", help="a task or alias: lm, seq2seq, classification, ner, embedding...")
     p.add_argument("model", help="a card name, model directory or URI")
-    p.add_argument("input", help="the input text, or the path of an image for vision tasks")
+    p.add_argument("input", nargs="?", default=None,
+                   help="the input text, or the path of an image for vision tasks")
+    p.add_argument("--image", help="zero-shot-image-classification: the image (or give it as "
+                                   "INPUT)")
+    p.add_argument("--labels", help="zero-shot-image-classification: candidate labels, "
+                                    "comma-separated (\"a cat,a dog\")")
+    p.add_argument("--template", default="This is a photo of {}.",
+                   help="zero-shot-image-classification: the sentence each label goes in")
     p.add_argument("--model-dir", help="FlagAI's download_path: files in <model-dir>/<model>/")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0... (default: cpu)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="generation length (default 32)")
@@ -148,7 +157,22 @@ def _embed(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
     return {"dim": int(vec.shape[-1]), "embedding": [round(float(x), 6) for x in vec.flatten()]}
 
 
+def _zero_shot(loader, text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    from ..errors import InputError
+
+    labels = [x.strip() for x in (opts.get("labels") or "").split(",") if x.strip()]
+    if not labels:
+        raise InputError('zero-shot-image-classification needs --labels "a cat,a dog"')
+    model = loader.get_model()
+    pixels = loader.get_image_processor()(text, device=model.device)["pixel_values"]
+    probs = model.zero_shot(pixels, labels, loader.get_tokenizer(),
+                            template=opts.get("template") or "This is a photo of {}.")[0]
+    order = probs.argsort(descending=True).tolist()
+    return {"labels": [{"label": labels[i], "score": round(float(probs[i]), 6)} for i in order]}
+
+
 _HANDLERS: dict[str, Callable[[Any, str, dict], dict]] = {
+    "zero-shot-image-classification": _zero_shot,
     "text-generation": _generate,
     "text2text-generation": _generate,
     "text-classification": _classify,
@@ -161,11 +185,14 @@ _HANDLERS: dict[str, Callable[[Any, str, dict], dict]] = {
 }
 
 
-def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
+def run_task(task: str, model: str, text: str | None, *, model_dir: str | None = None,
              device: str = "cpu", **opts: Any) -> dict[str, Any]:
     """Load ``model`` for ``task`` and run it on ``text`` (or an image path).
 
     Args:
+        image: the image (zero-shot image classification; else ``text`` is its path).
+        labels: comma-separated candidate labels (zero-shot image classification).
+        template: the sentence each label goes in (default ``"This is a photo of {}."``).
         on_text: generation tasks: called with each piece of text as it is generated.
         chat: text generation: wrap ``text`` as a user message in the model's chat template.
 
@@ -180,6 +207,11 @@ def run_task(task: str, model: str, text: str, *, model_dir: str | None = None,
     defaults = {"max_new_tokens": 32, "sample": False, "temperature": 1.0, "top_k": None,
                 "top_p": None, "seed": None, "repetition_penalty": 1.0, "on_text": None,
                 "chat": False}
+    from ..errors import InputError
+
+    text = opts.pop("image", None) or text
+    if text is None:
+        raise InputError("no input: give the text (or image path) after the model name")
     loader = AutoLoader(task, model_name=model, model_dir=model_dir, device=device)
     result = _HANDLERS[loader.task](loader, text, {**defaults, **opts})
     return {"task": loader.task, "model": type(loader.get_model()).__name__, **result}
@@ -196,7 +228,8 @@ def _run(args) -> int:
                       device=args.device, max_new_tokens=args.max_new_tokens, sample=args.sample,
                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                       seed=args.seed, repetition_penalty=args.repetition_penalty,
-                      on_text=on_text, chat=args.chat)
+                      on_text=on_text, chat=args.chat, image=args.image, labels=args.labels,
+                      template=args.template)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0

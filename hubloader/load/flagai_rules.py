@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .flagai_vision import VISION_CONFIGS
 
 __all__ = ["infer_model_type", "flagai_config", "flagai_task", "AutoLoaderOptions", "split_autoloader_kwargs"]
 
@@ -31,10 +32,18 @@ _FLAGAI_TASKS: dict[tuple[str, str], str] = {
 }
 
 
+# FlagAI's model-hub name prefixes (its MODEL_DICT) → family, for the names without a card
+_FLAGAI_NAME_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("vit-", "vit"), ("swinv1-", "swin"), ("swinv2-", "swinv2"), ("clip-", "clip"),
+    ("altclip-", "altclip"), ("eva-clip", "eva_clip"),
+)
+
+
 def infer_model_type(name: str | None) -> str | None:
     """The family of a model whose ``config.json`` has no ``model_type``: the card of
     ``name``, or of its longest prefix naming a card (FlagAI's fine-tuned ``<model>-<task>``
-    folders); ``None`` when no card tells.
+    folders), else the family FlagAI's own name table gives the name's prefix (``vit-large-
+    p32-384``); ``None`` when neither tells.
 
     The config's fields are not guessed from: a wrong guess would load weights into the wrong
     family, and the error says to add ``model_type``.
@@ -48,16 +57,20 @@ def infer_model_type(name: str | None) -> str | None:
         card = find_card("-".join(parts[:end]))
         if card is not None:
             return card.architecture
-    return None
+    lowered = name.strip().lower()  # FlagAI's model-hub names without a card of their own
+    return next((family for prefix, family in _FLAGAI_NAME_FAMILIES
+                 if lowered.startswith(prefix)), None)
 
 
 def flagai_config(data: dict[str, Any], model_type: str) -> dict[str, Any]:
     """A FlagAI ``config.json`` (no ``model_type``) with FlagAI's meaning made explicit:
     FlagAI's T5 keeps its LM head apart from the embeddings and unscaled, whatever
-    ``tie_word_embeddings`` says."""
+    ``tie_word_embeddings`` says; FlagAI's vision and CLIP configs use timm's and OpenAI's
+    field names (:mod:`hubloader.load.flagai_vision`)."""
     if model_type.lower() == "t5":
         return {**data, "tie_word_embeddings": False}
-    return data
+    translate = VISION_CONFIGS.get(model_type.lower())
+    return translate(data) if translate is not None else data
 
 
 def flagai_task(task: str, model_type: str) -> str:
@@ -86,8 +99,8 @@ def split_autoloader_kwargs(kwargs: dict[str, Any]) -> AutoLoaderOptions:
     """FlagAI's keyword arguments → :class:`AutoLoaderOptions`; what remains are config
     overrides (validated later by the config class, which names any it does not know).
 
-    ``class_num`` and ``target_size`` are ``num_labels``; ``load_pretrain_params=False`` and
-    ``only_download_config=True`` build fresh weights from the config; ``use_cache`` and
+    ``class_num``, ``target_size`` and ``num_classes`` (FlagAI's vision models) are
+    ``num_labels``; ``load_pretrain_params=False`` and ``only_download_config=True`` build fresh weights from the config; ``use_cache`` and
     ``low_cpu_mem_usage`` are what hubloader does anyway (generation always caches, loading
     always goes through the meta device).
 
@@ -118,7 +131,8 @@ def split_autoloader_kwargs(kwargs: dict[str, Any]) -> AutoLoaderOptions:
             raise ConfigError(f"AutoLoader: {name} is not supported by hubloader (no adapters or "
                               "quantization); load the base model and apply it with its own library")
         kw.pop(name, None)
-    labels = {n: kw.pop(n) for n in ("class_num", "target_size", "num_labels") if n in kw}
+    labels = {n: kw.pop(n) for n in ("class_num", "target_size", "num_classes", "num_labels")
+              if n in kw}
     if len(set(map(repr, labels.values()))) > 1:
         raise ConfigError(f"AutoLoader: {', '.join(f'{k}={v!r}' for k, v in labels.items())} "
                           "disagree; give the label count once")

@@ -38,12 +38,15 @@ class TokenizerDefaults:
         special_tokens: the class's special tokens (each used only if the vocabulary holds it).
         token_type_ids: whether the family's forward takes ``token_type_ids``.
         padding_side: the class's padding side (Llama's pads on the left, for generation).
+        kinds: other tokenizer kinds these defaults stand for (transformers' class name,
+            lowercased, without ``Tokenizer``/``Fast``: ``"xlmroberta"``).
     """
 
     tokenizer_class: str | None = None
     special_tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     token_type_ids: bool = True
     padding_side: str = "right"
+    kinds: tuple[str, ...] = ()
 
 
 # model_type -> canonical task -> class
@@ -67,7 +70,8 @@ def register_model(model_type: str, task: str = "base", *,
     if task not in TASKS:
         raise ValueError(f"register_model: {task!r} is not a canonical task ({sorted(TASKS)})")
     if tokenizer is not None:
-        _TOKENIZERS[model_type.lower()] = tokenizer
+        for name in (model_type, *tokenizer.kinds):
+            _TOKENIZERS[name.lower()] = tokenizer
 
     def deco(cls: M) -> M:
         table = _REGISTRY.setdefault(model_type.lower(), {})
@@ -96,7 +100,8 @@ def import_families() -> None:
 
 
 def tokenizer_defaults(model_type: str) -> TokenizerDefaults | None:
-    """The tokenizer defaults ``model_type``'s family declared, ``None`` if it declared none."""
+    """The tokenizer defaults the family of ``model_type`` (or of a tokenizer kind it named)
+    declared, ``None`` if none did."""
     _ensure_loaded()
     return _TOKENIZERS.get(model_type.lower())
 

@@ -7,6 +7,8 @@ from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
 from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSequenceLabelingGP,
                           RobertaForSeq2seq, RobertaForSequenceLabelingCRF,
                           RobertaForSequenceLabelingGP)
+from .altclip import AltCLIPConfig, AltCLIPModel
+from .clip import CLIPConfig, CLIPModel, EVACLIPConfig, EVACLIPModel
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
@@ -15,6 +17,7 @@ from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, L
                     Qwen2ForCausalLM, Qwen2Model)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .swin import SwinConfig, SwinForImageClassification, SwinModel
+from .swinv2 import Swinv2Config, Swinv2ForImageClassification, Swinv2Model
 from .t5 import T5Config, T5ForConditionalGeneration, T5Model
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -24,6 +27,8 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "RobertaForMaskedLM", "RobertaForSentenceEmbedding",
            "BertForSeq2seq", "BertForSequenceLabelingCRF", "BertForSequenceLabelingGP",
            "RobertaForSeq2seq", "RobertaForSequenceLabelingCRF", "RobertaForSequenceLabelingGP",
+           "CLIPConfig", "CLIPModel", "EVACLIPConfig", "EVACLIPModel", "AltCLIPConfig",
+           "AltCLIPModel",
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
            "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
@@ -33,4 +38,5 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification",
-           "SwinConfig", "SwinModel", "SwinForImageClassification"]
+           "SwinConfig", "SwinModel", "SwinForImageClassification",
+           "Swinv2Config", "Swinv2Model", "Swinv2ForImageClassification"]

@@ -12,6 +12,7 @@ feature the downstream-platform interface captures) has the per-sample shape
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from ..load.registry import register_model
 from ._inputs import check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
-from .vit import _pair
+from .vit import _pair, split_qkv
 
 __all__ = ["SwinConfig", "SwinBlock", "SwinModel", "SwinForImageClassification"]
 
@@ -109,6 +110,22 @@ def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     return x * mask / keep
 
 
+def shift_mask(h: int, w: int, window: int, shift: int, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """``[windows, 1, n, n]``: -100 between positions that the cyclic shift made neighbours
+    but that come from different regions of the map."""
+    regions = torch.zeros(1, h, w, 1, device=device, dtype=dtype)
+    cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for hs in cuts:
+        for ws in cuts:
+            regions[:, hs, ws, :] = label
+            label += 1
+    ids = _window_partition(regions, window).squeeze(-1)  # [windows, n]
+    mask = ids[:, None, :] - ids[:, :, None]
+    return mask.masked_fill(mask != 0, -100.0).unsqueeze(1)
+
+
 # -- block level ----------------------------------------------------------------------------
 class SwinBlock(nn.Module):
     """Window attention (shifted by half a window in every other block) and an MLP, both
@@ -145,20 +162,6 @@ class SwinBlock(nn.Module):
         bias = table[self._relative_index(self.window).to(table.device)]
         return bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # [1, heads, n, n]
 
-    def _shift_mask(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """``[windows, 1, n, n]``: -100 between positions that the cyclic shift made neighbours
-        but that come from different regions of the map."""
-        regions = torch.zeros(1, h, w, 1, device=device, dtype=dtype)
-        cuts = (slice(0, -self.window), slice(-self.window, -self.shift), slice(-self.shift, None))
-        label = 0
-        for hs in cuts:
-            for ws in cuts:
-                regions[:, hs, ws, :] = label
-                label += 1
-        ids = _window_partition(regions, self.window).squeeze(-1)  # [windows, n]
-        mask = ids[:, None, :] - ids[:, :, None]
-        return mask.masked_fill(mask != 0, -100.0).unsqueeze(1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         # a map no larger than one window is attended whole, so a shift would change nothing
@@ -172,7 +175,7 @@ class SwinBlock(nn.Module):
         windows = _window_partition(y, self.window)
         mask = None
         if shift:
-            per_window = self._shift_mask(hp, wp, x.device, x.dtype)
+            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
             mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
                 -1, 1, *per_window.shape[-2:])
         attended = self.attention(windows, bias=self._position_bias(), mask=mask)
@@ -275,6 +278,42 @@ _SWIN_LAYOUT: tuple[tuple[str, str], ...] = (
 )
 
 
+# Microsoft's / timm's names (FlagAI's ``swinv1-*`` checkpoints) → transformers'
+_MS_RULES = tuple((re.compile(p), r) for p, r in (
+    (r"^patch_embed\.proj\.", "swin.embeddings.patch_embeddings.projection."),
+    (r"^patch_embed\.norm\.", "swin.embeddings.norm."),
+    (r"^absolute_pos_embed$", "swin.embeddings.position_embeddings"),
+    (r"^layers\.", "swin.encoder.layers."),
+    (r"\.norm1\.", ".layernorm_before."),
+    (r"\.norm2\.", ".layernorm_after."),
+    (r"\.attn\.relative_position_bias_table$", ".attention.self.relative_position_bias_table"),
+    (r"\.attn\.relative_position_index$", ".attention.self.relative_position_index"),
+    (r"\.attn\.proj\.", ".attention.output.dense."),
+    (r"\.attn\.qkv\.", ".attention.self.qkv."),
+    # Swin V2's attention
+    (r"\.attn\.q_bias$", ".attention.self.query.bias"),
+    (r"\.attn\.v_bias$", ".attention.self.value.bias"),
+    (r"\.attn\.logit_scale$", ".attention.self.logit_scale"),
+    (r"\.attn\.cpb_mlp\.", ".attention.self.continuous_position_bias_mlp."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+    (r"^norm\.", "swin.layernorm."),
+    (r"^head\.", "classifier."),
+))
+
+
+def from_microsoft_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Microsoft's / FlagAI's Swin (V1 or V2) checkpoint → transformers' names (``swin.``
+    prefixed; Swin V2 reads that prefix too)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for pattern, repl in _MS_RULES:
+            key = pattern.sub(repl, key)
+        if not split_qkv(key, value, out):
+            out[key] = value
+    return out
+
+
 class SwinPreTrainedModel(BaseModel):
     """Shared declarations of the Swin family."""
 
@@ -283,9 +322,16 @@ class SwinPreTrainedModel(BaseModel):
     base_model_prefix = "backbone"
     checkpoint_key_rules = _SWIN_ALIASES + _SWIN_LAYOUT
     checkpoint_write_rules = invert_key_rules(_SWIN_LAYOUT) + ((r"^backbone\.", "swin."),)
-    ignore_checkpoint_keys = (r"relative_position_index$", r"embeddings\.mask_token$")
+    ignore_checkpoint_keys = (r"relative_position_index$", r"embeddings\.mask_token$",
+                              r"\.attn_mask$", r"relative_coords_table$")
     hierarchical_features = True
     input_rank = 4
+
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "patch_embed.proj.weight" in state:  # Microsoft's layout (FlagAI's swinv1-*)
+            state = from_microsoft_swin(state)
+        return super().convert_checkpoint(state)
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

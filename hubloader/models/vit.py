@@ -8,6 +8,7 @@ directly through ``checkpoint_key_rules``. Inputs are ``pixel_values`` of the co
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +146,45 @@ _VIT_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+# timm's names (FlagAI's ``vit-*`` checkpoints) → transformers'; the fused qkv is split apart
+_TIMM_RULES = tuple((re.compile(p), r) for p, r in (
+    (r"^cls_token$", "vit.embeddings.cls_token"),
+    (r"^pos_embed$", "vit.embeddings.position_embeddings"),
+    (r"^patch_embed\.proj\.", "vit.embeddings.patch_embeddings.projection."),
+    (r"^blocks\.(\d+)\.norm1\.", r"vit.encoder.layer.\1.layernorm_before."),
+    (r"^blocks\.(\d+)\.norm2\.", r"vit.encoder.layer.\1.layernorm_after."),
+    (r"^blocks\.(\d+)\.attn\.proj\.", r"vit.encoder.layer.\1.attention.output.dense."),
+    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"vit.encoder.layer.\1.intermediate.dense."),
+    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"vit.encoder.layer.\1.output.dense."),
+    (r"^blocks\.(\d+)\.attn\.qkv\.", r"vit.encoder.layer.\1.attention.attention.qkv."),
+    (r"^norm\.", "vit.layernorm."),
+    (r"^head\.", "classifier."),
+))
+
+
+def split_qkv(key: str, value: torch.Tensor, out: dict[str, torch.Tensor], *,
+              names: tuple[str, str, str] = ("query", "key", "value")) -> bool:
+    """A fused ``<stem>.qkv.<weight|bias>`` tensor → three entries of ``out``; ``False`` when
+    ``key`` is no fused projection."""
+    stem, _, kind = key.rpartition(".qkv.")
+    if not stem or kind not in ("weight", "bias"):
+        return False
+    for name, part in zip(names, value.chunk(3, dim=0)):
+        out[f"{stem}.{name}.{kind}"] = part
+    return True
+
+
+def from_timm_vit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's / FlagAI's ViT checkpoint → transformers' names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for pattern, repl in _TIMM_RULES:
+            key = pattern.sub(repl, key)
+        if not split_qkv(key, value, out):
+            out[key] = value
+    return out
+
+
 class ViTPreTrainedModel(BaseModel[ViTConfig]):
     """Shared declarations of the ViT family."""
 
@@ -152,6 +192,12 @@ class ViTPreTrainedModel(BaseModel[ViTConfig]):
     base_model_prefix = "backbone"
     checkpoint_key_rules = _VIT_RULES
     input_rank = 4
+
+    @classmethod
+    def convert_checkpoint(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "pos_embed" in state or "cls_token" in state:  # timm's layout (FlagAI's vit-*)
+            state = from_timm_vit(state)
+        return super().convert_checkpoint(state)
 
     def init_module_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from ..errors import ChatTemplateError, TokenizerError
 from ..files import atomic_write_text
 from ..load.registry import tokenizer_defaults
+from . import clip as _clip  # noqa: F401  (registers CLIP's and XLM-R's builders)
 from . import sentencepiece_bpe  # noqa: F401  (registers the tokenizer.model builder)
 from .chat_template import find_chat_template, render_chat_template
 from .base import (SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BaseTokenizer, BatchEncoding)
@@ -105,6 +106,23 @@ class Tokenizer(BaseTokenizer):
                  add_special_tokens: bool = False) -> list[str]:
         self._check_text(text)
         return self.backend.encode(text, text_pair, add_special_tokens=add_special_tokens).tokens
+
+    def tokenize_as_tensor(self, texts: str | Sequence[str], context_length: int = 77) -> Any:
+        """FlagAI's CLIP call: each text with its special tokens, cut to ``context_length``
+        and padded with id 0, as one ``[texts, context_length]`` LongTensor.
+
+        Raises:
+            TokenizerError: a text that is not a string.
+        """
+        import torch
+
+        items = [texts] if isinstance(texts, str) else list(texts)
+        out = torch.zeros(len(items), context_length, dtype=torch.long)
+        for row, text in enumerate(items):
+            self._check_text(text)
+            ids = self.backend.encode(text).ids[:context_length]
+            out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
 
     # -- encoding -------------------------------------------------------------------------
     def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
@@ -307,7 +325,7 @@ def load_tokenizer(model_dir: str | Path, *,
 
         # transformers' Qwen2 tokenizer composes the text (NFC) whatever tokenizer.json says
         backend.normalizer = normalizers.NFC()
-    family = tokenizer_defaults(kind) if kind else None
+    family = tokenizer_defaults(kind) if kind else None  # what the tokenizer's family declared
     special: dict[str, str] = {}
     for source in (family.special_tokens if family else {}, read_json(d / "special_tokens_map.json"), cfg):
         for key in SPECIAL_TOKENS_ATTRIBUTES:
@@ -349,4 +367,3 @@ def load_tokenizer(model_dir: str | Path, *,
                     truncation_side=sides[1])
     tok.chat_template = find_chat_template(d, cfg)
     return tok
-

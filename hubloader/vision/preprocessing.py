@@ -24,12 +24,15 @@ import torch
 
 from ..errors import ConfigError, InputError, PackageError
 
-__all__ = ["ImageProcessor", "load_image_processor", "load_image", "PREPROCESSOR_NAME"]
+__all__ = ["ImageProcessor", "load_image_processor", "load_image", "clip_image_processor",
+           "PREPROCESSOR_NAME"]
 
 logger = logging.getLogger(__name__)
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 _IMAGENET_STANDARD = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+# OpenAI's CLIP statistics (FlagAI's clip_transform and transformers' CLIPImageProcessor)
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 _BICUBIC, _BILINEAR = 3, 2
 
 
@@ -62,6 +65,10 @@ def load_image(image: Any):
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{path} is not an image Pillow can read ({err}); pass a JPEG, PNG or "
                          "other image file") from err
+
+
+# processors whose plain-int ``size`` is the shortest edge, not a square
+_SHORTEST_EDGE_TYPES = ("CLIPImageProcessor", "CLIPFeatureExtractor")
 
 
 def _size_dict(value: Any, where: str) -> dict[str, int]:
@@ -112,6 +119,8 @@ class ImageProcessor:
                 kw[key] = bool(data[key])
         if "size" in data:
             kw["size"] = _size_dict(data["size"], where)
+            if ptype in _SHORTEST_EDGE_TYPES and isinstance(data["size"], int):
+                kw["size"] = {"shortest_edge": data["size"]}  # CLIP's int is the short side
         if data.get("crop_size") is not None:
             kw["crop_size"] = _size_dict(data["crop_size"], where)
         if convnext and data.get("crop_pct") is not None:
@@ -223,3 +232,14 @@ def load_image_processor(model_dir: str | os.PathLike) -> ImageProcessor:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object")
     return ImageProcessor.from_dict(data, where=str(path))
+
+
+def clip_image_processor(image_size: int) -> ImageProcessor:
+    """CLIP's preprocessing for ``image_size`` pixels (bicubic shortest-edge resize, centre
+    crop, OpenAI's statistics): what a FlagAI CLIP folder, which carries no
+    ``preprocessor_config.json``, is preprocessed with."""
+    return ImageProcessor(size={"shortest_edge": image_size}, resample=_BICUBIC,
+                          do_center_crop=True,
+                          crop_size={"height": image_size, "width": image_size},
+                          image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
+                          processor_type="CLIPImageProcessor")

@@ -1,0 +1,296 @@
+"""Swin Transformer V2: Swin's shifted windows with scaled cosine attention, a continuous
+relative position bias (a small MLP over log-spaced coordinates), norms after each residual
+branch (res-post-norm), and patch merging that projects before it norms.
+
+transformers' checkpoints (``swinv2.encoder.layers.N.blocks.M.attention.self.
+continuous_position_bias_mlp.0.weight``...) load through ``checkpoint_key_rules``; Microsoft's
+layout, which FlagAI publishes (``layers.N.blocks.M.attn.cpb_mlp.0.weight``, a fused ``qkv``
+with ``q_bias``/``v_bias``), through :func:`~hubloader.models.swin.from_microsoft_swin`. As in
+both, a stage whose map is no larger than the window attends it whole (the window shrinks to
+the map, unshifted), decided from the configured ``image_size``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..load.checkpoint_keys import invert_key_rules
+from ..errors import ConfigError, InputError
+from ..load.registry import register_model
+from ._inputs import check_pixel_values
+from .heads import classification_loss
+from .layers import FeedForward
+from .swin import (SwinBlock, SwinConfig, SwinEmbeddings, SwinPreTrainedModel, _drop_path,
+                   _window_partition, _window_reverse, shift_mask)
+from .vit import _pair
+
+__all__ = ["Swinv2Config", "Swinv2Block", "Swinv2Model", "Swinv2ForImageClassification"]
+
+
+@dataclass
+class Swinv2Config(SwinConfig):
+    """transformers' Swinv2 config fields (defaults: swinv2-tiny-patch4-window8-256)."""
+
+    model_type = "swinv2"
+
+    image_size: int | list[int] = 256
+    window_size: int = 8
+    pretrained_window_sizes: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+    def validate(self) -> None:
+        super().validate()
+        n = len(self.depths)
+        if len(self.pretrained_window_sizes) < n:
+            if any(self.pretrained_window_sizes):
+                raise ConfigError(f"pretrained_window_sizes {self.pretrained_window_sizes} needs "
+                                  f"one size per stage ({n})")
+            self.pretrained_window_sizes = [0] * n
+        if min(self.pretrained_window_sizes) < 0:
+            raise ConfigError("pretrained_window_sizes must not be negative")
+        gh, gw = self.grid
+        for i in range(n):  # a window shrinks to a smaller map; transformers and Microsoft
+            h, w = gh // 2 ** i, gw // 2 ** i  # shrink it differently when the map is oblong
+            if h != w and min(h, w) < self.window_size:
+                raise ConfigError(f"image_size {self.image_size}: stage {i}'s {h}x{w} map is "
+                                  f"oblong and narrower than the {self.window_size} "
+                                  "window; use a square image_size or a smaller window_size")
+
+
+@functools.lru_cache(maxsize=None)
+def _coords_table(window: int, pretrained: int) -> torch.Tensor:
+    """The log-spaced relative coordinates of a window, ``[(2w-1)^2, 2]`` (float32, CPU)."""
+    span = torch.arange(-(window - 1), window, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(span, span, indexing="ij"), dim=-1)
+    scale = pretrained - 1 if pretrained > 0 else window - 1
+    if scale > 0:
+        table = table / scale
+    table = table * 8
+    return (torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)).reshape(-1, 2)
+
+
+class Swinv2Attention(nn.Module):
+    """Cosine attention in a window: ``cos(q, k) * exp(min(logit_scale, log 100))`` plus
+    ``16 * sigmoid(cpb_mlp(coords))``; the key has no bias."""
+
+    def __init__(self, dim: int, heads: int, *, window: int, pretrained_window: int,
+                 qkv_bias: bool, dropout: float):
+        super().__init__()
+        self.heads, self.window, self.pretrained_window = heads, window, pretrained_window
+        self.dropout = dropout
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(heads, 1, 1)))
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True),
+                                     nn.Linear(512, heads, bias=False))
+        self.query = nn.Linear(dim, dim, bias=qkv_bias)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=qkv_bias)
+        self.out = nn.Linear(dim, dim)
+
+    def _position_bias(self) -> torch.Tensor:
+        weight = cast(nn.Linear, self.cpb_mlp[0]).weight
+        table = self.cpb_mlp(_coords_table(self.window, self.pretrained_window).to(
+            device=weight.device, dtype=weight.dtype))  # [(2w-1)^2, heads]
+        n = self.window * self.window
+        bias = table[SwinBlock._relative_index(self.window).to(weight.device)]
+        return 16 * torch.sigmoid(bias.view(n, n, -1).permute(2, 0, 1)).unsqueeze(0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, n, self.heads, -1).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
+        q = F.normalize(q, dim=-1) * scale
+        bias = self._position_bias()
+        if mask is not None:
+            bias = bias + mask
+        out = F.scaled_dot_product_attention(
+            q, F.normalize(k, dim=-1), v, attn_mask=bias.to(q.dtype),
+            dropout_p=self.dropout if self.training else 0.0, scale=1.0)
+        return self.out(out.transpose(1, 2).reshape(b, n, c))
+
+
+class Swinv2Block(nn.Module):
+    """``x + norm1(attn(x))`` then ``x + norm2(mlp(x))`` on a ``[batch, H, W, C]`` map, the
+    attention in (shifted) windows padded to whole windows."""
+
+    def __init__(self, config: Swinv2Config, dim: int, heads: int, *, resolution: int,
+                 shift: bool, drop_path: float, pretrained_window: int):
+        super().__init__()
+        self.window = min(config.window_size, resolution)
+        self.shift = self.window // 2 if shift and resolution > config.window_size else 0
+        self.drop_path = drop_path
+        self.attention = Swinv2Attention(dim, heads, window=self.window,
+                                         pretrained_window=pretrained_window,
+                                         qkv_bias=config.qkv_bias,
+                                         dropout=config.attention_probs_dropout_prob)
+        self.attn_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = FeedForward(dim, int(config.mlp_ratio * dim), config.hidden_act)
+        self.mlp_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        pad_h, pad_w = (-h) % self.window, (-w) % self.window
+        y = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        mask = None
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
+            mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
+                -1, 1, *per_window.shape[-2:])
+        y = self.attention(_window_partition(y, self.window), mask)
+        y = _window_reverse(self.drop(y), self.window, hp, wp)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + _drop_path(self.attn_norm(y[:, :h, :w, :]), self.drop_path, self.training)
+        return x + _drop_path(self.mlp_norm(self.drop(self.mlp(x))), self.drop_path,
+                              self.training)
+
+
+class Swinv2PatchMerging(nn.Module):
+    """2x2 neighbourhoods concatenated, projected to ``2C``, then normed."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(2 * dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[1:3]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.norm(self.reduction(x))
+
+
+class Swinv2Stage(nn.Module):
+    def __init__(self, config: Swinv2Config, index: int, drop_paths: list[float]):
+        super().__init__()
+        dim = config.stage_dim(index)
+        resolution = min(config.grid) // 2 ** index
+        self.blocks = nn.ModuleList(
+            Swinv2Block(config, dim, config.num_heads[index], resolution=resolution,
+                        shift=j % 2 == 1, drop_path=drop_paths[j],
+                        pretrained_window=config.pretrained_window_sizes[index])
+            for j in range(config.depths[index]))
+        last = index == len(config.depths) - 1
+        self.downsample = None if last else Swinv2PatchMerging(dim, config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x if self.downsample is None else self.downsample(x)
+
+
+# transformers' names → ours (the layout part is inverted to save)
+_V2_ALIASES: tuple[tuple[str, str], ...] = ((r"^swinv2\.", "backbone."), (r"^swin\.", "backbone."))
+_V2_LAYOUT: tuple[tuple[str, str], ...] = (
+    (r"embeddings\.patch_embeddings\.projection\.", "embeddings.patch_embed."),
+    (r"encoder\.layers\.(\d+)\.", r"stages.\1."),
+    (r"\.attention\.self\.logit_scale$", ".attention.logit_scale"),
+    (r"\.attention\.self\.continuous_position_bias_mlp\.", ".attention.cpb_mlp."),
+    (r"\.attention\.self\.(query|key|value)\.", r".attention.\1."),
+    (r"\.attention\.output\.dense\.", ".attention.out."),
+    (r"\.intermediate\.dense\.", ".mlp.fc_in."),
+    (r"\.output\.dense\.", ".mlp.fc_out."),
+    (r"\.layernorm_before\.", ".attn_norm."),
+    (r"\.layernorm_after\.", ".mlp_norm."),
+    (r"^layernorm\.", "norm."),
+    (r"^backbone\.layernorm\.", "backbone.norm."),
+)
+
+
+class Swinv2PreTrainedModel(SwinPreTrainedModel):
+    config: Swinv2Config
+    config_class = Swinv2Config
+    checkpoint_key_rules = _V2_ALIASES + _V2_LAYOUT
+    checkpoint_write_rules = invert_key_rules(_V2_LAYOUT) + ((r"^backbone\.", "swinv2."),)
+
+    def init_module_weights(self, module: nn.Module) -> None:
+        super().init_module_weights(module)
+        if isinstance(module, Swinv2Attention):
+            nn.init.constant_(module.logit_scale, math.log(10))
+
+
+@register_model("swinv2", "image-feature-extraction")
+@register_model("swinv2", "base")
+class Swinv2Model(Swinv2PreTrainedModel):
+    """The Swin V2 encoder. ``forward(pixel_values)`` returns ``hidden_states`` (the normed
+    last stage, ``[batch, h * w, channels]``), ``logits`` (the same) and ``pooled`` (their
+    mean)."""
+
+    discard_checkpoint_keys = (r"^classifier\.",)
+
+    def __init__(self, config: Swinv2Config):
+        super().__init__(config)
+        self.embeddings = SwinEmbeddings(config)
+        total = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
+        self.stages = nn.ModuleList(
+            Swinv2Stage(config, i, rates[starts[i]:starts[i] + d])
+            for i, d in enumerate(config.depths))
+        self.norm = nn.LayerNorm(config.stage_dim(len(config.depths) - 1),
+                                 eps=config.layer_norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, *,
+                output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Args:
+            pixel_values: ``[batch, channels, height, width]`` floats of the configured size
+                (the windows are sized for it).
+            output_hidden_states: add ``all_hidden_states`` (the embeddings and every stage's
+                output, ``[batch, h * w, channels]``).
+
+        Raises:
+            InputError: a missing, non-tensor, wrongly shaped or non-float input.
+        """
+        if kwargs:
+            raise InputError(f"Swin V2 got unexpected input(s) {sorted(kwargs)}; it takes "
+                             "pixel_values")
+        pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels,
+                                          image_size=_pair(self.config.image_size))
+        x = self.embeddings(pixel_values.to(self.embeddings.patch_embed.weight.dtype))
+        states = [x.flatten(1, 2)] if output_hidden_states else None
+        for stage in self.stages:
+            x = stage(x)
+            if states is not None:
+                states.append(x.flatten(1, 2))
+        x = self.norm(x.flatten(1, 2))
+        out = self._outputs(x, x, pooled=x.mean(dim=1))
+        if states is not None:
+            out["all_hidden_states"] = tuple(states)
+        return out
+
+
+@register_model("swinv2", "image-classification")
+class Swinv2ForImageClassification(Swinv2PreTrainedModel):
+    """A linear classifier on the averaged last stage. Tasks: image-classification."""
+
+    task = "image-classification"
+    new_head_keys = (r"^classifier\.",)
+
+    def __init__(self, config: Swinv2Config):
+        super().__init__(config)
+        self.backbone = Swinv2Model(config)
+        self.classifier = nn.Linear(config.stage_dim(len(config.depths) - 1),
+                                    cast(int, config.num_labels))
+
+    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **kwargs: Any) -> dict[str, Any]:
+        """Returns ``logits`` ``[batch, num_labels]``, ``hidden_states``, and ``loss`` with labels."""
+        enc = self.backbone(pixel_values, **kwargs)
+        logits = self.classifier(enc["pooled"])
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
+        out = self._outputs(logits, enc["hidden_states"], loss)
+        if "all_hidden_states" in enc:
+            out["all_hidden_states"] = enc["all_hidden_states"]
+        return out
