@@ -11,10 +11,10 @@ from . import settings
 from .catalogue.cards import ModelCard
 from .errors import ConfigError, TokenizerError
 from .load.config import ModelConfig
-from .load.flagai_rules import split_autoloader_kwargs
+from .load.flagai_rules import name_positional_args, refuse_out_of_scope, split_autoloader_kwargs
 from .load.plan import model_spec, plan_load
 from .load.registry import known_task
-from .load.resolve import prefetch_model_dir
+from .load.resolve import FLAGAI_MODEL_DIR, prefetch_model_dir
 
 if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     import torch
@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     from .vision.preprocessing import ImageProcessor
 
 __all__ = ["AutoLoader"]
-
-# where FlagAI's AutoLoader keeps models when no model_dir is given
-_FLAGAI_MODEL_DIR = "./checkpoints/"
 
 
 class AutoLoader:
@@ -40,6 +37,9 @@ class AutoLoader:
         model_name: a card name (case-insensitive), local directory or URI.
         model_dir: FlagAI's ``download_path``: files live in ``<model_dir>/<model_name>/``.
             Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
+        *flagai_args: FlagAI's positional arguments after ``model_dir``, in its order:
+            ``only_download_config, device, torch_dtype, low_cpu_mem_usage, lora_dir,
+            qlora_dir, inference_mode, model_max_length, all_devices``.
         revision, offline, device, torch_dtype, strict, trust_remote_code: as in
             ``BaseModel.from_pretrain``.
         **kwargs: FlagAI's arguments (``class_num``/``target_size`` = ``num_labels``,
@@ -49,6 +49,7 @@ class AutoLoader:
 
     Raises:
         UnknownTaskError, ModelNotFoundError: at construction, with close matches.
+        UnsupportedModelError: FlagAI's AltDiffusion and CPM-3 models, with what to use.
         ConfigError: an argument hubloader cannot honour, named.
 
     Example:
@@ -57,16 +58,23 @@ class AutoLoader:
     """
 
     def __init__(self, task_name: str = "lm", model_name: str | os.PathLike | None = None,
-                 model_dir: str | os.PathLike | None = None, *, revision: str | None = None,
+                 model_dir: str | os.PathLike | None = None, *flagai_args: Any,
+                 revision: str | None = None,
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
+        refuse_out_of_scope(task_name, model_name)
+        if flagai_args:  # FlagAI's signature: only_download_config, device, torch_dtype, ...
+            named = name_positional_args(flagai_args, kwargs)
+            device = named.pop("device", device)
+            torch_dtype = named.pop("torch_dtype", torch_dtype)
+            kwargs.update(named)
         opts = split_autoloader_kwargs(kwargs)
         known_task(task_name)  # an unknown task fails before anything is fetched
         spec = model_spec(model_name, revision=revision, download_path=model_dir,
-                          default_folder=_FLAGAI_MODEL_DIR)
+                          default_folder=FLAGAI_MODEL_DIR)
         patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(spec, offline=offline, allow_patterns=patterns)
@@ -92,7 +100,7 @@ class AutoLoader:
         if self.card is not None and isinstance(self._model, BaseModel):
             # get_description() reads the card the model was loaded by
             self._model.card_name = self.card.name
-        if self.model_type == "glm":
+        if self.model_type in ("glm", "alm"):
             self._fill_glm_token_ids()
 
     def _fill_glm_token_ids(self) -> None:

@@ -13,6 +13,7 @@ from .redaction import redact
 __all__ = [
     "HubLoaderError",
     "ModelNotFoundError",
+    "UnsupportedModelError",
     "UnknownTaskError",
     "InvalidModelNameError",
     "ConfigError",
@@ -57,6 +58,11 @@ class HubLoaderError(Exception):
 # -- names, cards, registry -------------------------------------------------------------
 class ModelNotFoundError(HubLoaderError, LookupError):
     """A model name matches no card, no local directory and no registered class."""
+
+
+class UnsupportedModelError(ModelNotFoundError, NotImplementedError):
+    """A model hubloader knows of and deliberately does not load (another library's job, or
+    hardware it cannot run on); the message says why and what to use."""
 
 
 class UnknownTaskError(HubLoaderError, KeyError):

@@ -112,6 +112,10 @@ def sample(score: Callable[[torch.Tensor], torch.Tensor], *, max_length: int, en
     return out[0].tolist()
 
 
+# the causal decoders the Predictor continues text with (by class name, as FlagAI dispatches)
+_CAUSAL = ("gpt2", "cpm", "opt", "galactica")
+
+
 class Predictor:
     """FlagAI's ``Predictor`` for hubloader models.
 
@@ -179,7 +183,7 @@ class Predictor:
         them; ``prompt`` is the ids the model reads first."""
         tok, dev, model = self.tokenizer, self._device, self.model
         name = self.class_name.lower()
-        if name.startswith("glm"):
+        if name.startswith(("glm", "alm")):
             sample = tok.encode_plus(text)
             prompt = torch.tensor([sample["input_ids"]], device=dev)
             pos = torch.tensor([sample["position_ids"]], device=dev)
@@ -208,7 +212,7 @@ class Predictor:
                 return model(input_ids=ids, segment_ids=seg)["logits"][:, -1]
 
             return unilm, self._end_id("[SEP]"), [], tok.decode, prompt[0].tolist()
-        if name.startswith("gpt2"):
+        if name.startswith(_CAUSAL):
             ids = tok.encode(text)[:input_max_length]
             end = self._end_id("[SEP]")
             if ids and ids[-1] == end:  # a WordPiece vocabulary closes the prompt with [SEP]
@@ -232,8 +236,8 @@ class Predictor:
             eos = model.config.eos_token_id
             return (enc_dec, eos[0] if isinstance(eos, list) else eos, [], tok.decode,
                     src[0].tolist())
-        raise InputError(f"the Predictor generates with GLM, BERT/RoBERTa seq2seq, GPT-2 and T5 "
-                         f"models, not {type(model).__name__}")
+        raise InputError(f"the Predictor generates with GLM/ALM, BERT/RoBERTa seq2seq, GPT-2/CPM, "
+                         f"OPT/Galactica and T5 models, not {type(model).__name__}")
 
     def _end_id(self, token: str) -> int:
         found = self.tokenizer.token_to_id(token)
@@ -257,6 +261,28 @@ class Predictor:
                                   end_id=end, banned=banned))
 
     @torch.no_grad()
+    def predict_generate_contrastive_search(self, text: str, input_max_length: int = 256,
+                                            out_max_length: int = 100, beam_size: int = 1, *,
+                                            penalty_alpha: float = 0.6) -> str:
+        """Contrastive search from ``text`` (FlagAI's arguments: ``beam_size`` candidates per
+        step, FlagAI's ``alpha`` of 0.6 as ``penalty_alpha``) with GPT-2, CPM, OPT and
+        Galactica: ``generate(penalty_alpha=, top_k=beam_size)``, as transformers runs it
+        (the degeneration penalty compares last hidden states). Returns the new text only.
+
+        Raises:
+            InputError: a model that is not one of those causal decoders.
+        """
+        if not self.class_name.lower().startswith(_CAUSAL):
+            raise InputError(f"contrastive search serves GPT-2, CPM, OPT and Galactica models, "
+                             f"not {self.class_name}")
+        _, end, _, decode, prompt = self._scorer(text, input_max_length, glm_block=0)
+        ids = torch.tensor([prompt], device=self._device)
+        out = self.model.generate(ids, max_new_tokens=out_max_length, penalty_alpha=penalty_alpha,
+                                  top_k=beam_size, eos_token_id=end)
+        new = out[0, ids.shape[1]:].tolist()
+        return decode(new[:-1] if new and new[-1] == end else new)
+
+    @torch.no_grad()
     def predict_generate_randomsample(self, text: str, input_max_length: int = 256,
                                       out_max_length: int = 200, top_k: int = 30,
                                       top_p: float = 1.0, repetition_penalty: float = 1.0,
@@ -266,7 +292,7 @@ class Predictor:
         switch those filters off). GLM text holding ``[MASK]``/``[sMASK]``/``[gMASK]`` fills
         the blanks (:meth:`GLMModel.generate`) and returns the whole text, as FlagAI does.
         Samples follow the same distribution as FlagAI's, not the same random draws."""
-        if self.class_name.lower().startswith("glm") and "MASK]" in text:
+        if self.class_name.lower().startswith(("glm", "alm")) and "MASK]" in text:
             return self._glm_fill_blanks(text, out_max_length, top_k, temperature, generator)
         score, end, banned, decode, prompt = self._scorer(text, input_max_length, glm_block=0)
         return decode(sample(score, max_length=out_max_length, end_id=end, banned=banned,

@@ -6,7 +6,10 @@
 - FlagAI's task names per family (its ``ALL_TASK`` table): :func:`flagai_task` maps the ones
   whose meaning differs from hubloader's generic aliases (BERT's ``lm`` is the bare encoder).
 - FlagAI's ``AutoLoader`` arguments: :func:`split_autoloader_kwargs` translates them into
-  hubloader's options and config overrides, and refuses by name the ones it cannot honour.
+  hubloader's options and config overrides, and refuses by name the ones it cannot honour;
+  :func:`name_positional_args` names the ones FlagAI's signature lets callers pass by position.
+- What FlagAI's zoo holds that hubloader does not load (:func:`refuse_out_of_scope`): the
+  AltDiffusion pipelines and CPM-3.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedModelError
 from .flagai_vision import VISION_CONFIGS
 
-__all__ = ["infer_model_type", "flagai_config", "flagai_task", "AutoLoaderOptions", "split_autoloader_kwargs"]
+__all__ = ["infer_model_type", "flagai_config", "flagai_task", "AutoLoaderOptions", "split_autoloader_kwargs",
+           "name_positional_args", "refuse_out_of_scope", "OUT_OF_SCOPE_MODELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,11 @@ _FLAGAI_TASKS: dict[tuple[str, str], str] = {
     ("bert", "lm"): "base",
     ("roberta", "lm"): "base",
     ("glm", "lm"): "base",
+    ("alm", "lm"): "base",
     ("gpt2", "seq2seq"): "text-generation",
+    ("cpm", "seq2seq"): "text-generation",
+    ("opt", "seq2seq"): "text-generation",
+    ("galactica", "seq2seq"): "text-generation",
     ("t5", "lm"): "text2text-generation",
 }
 
@@ -140,3 +148,56 @@ def split_autoloader_kwargs(kwargs: dict[str, Any]) -> AutoLoaderOptions:
         kw["num_labels"] = next(iter(labels.values()))
     opts.config_overrides = kw
     return opts
+
+
+# FlagAI's AutoLoader parameters after model_dir, in its signature's order
+_POSITIONAL = ("only_download_config", "device", "torch_dtype", "low_cpu_mem_usage", "lora_dir",
+               "qlora_dir", "inference_mode", "model_max_length", "all_devices")
+
+
+def name_positional_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """FlagAI's ``AutoLoader`` arguments given by position after ``model_dir``, by name.
+
+    Raises:
+        ConfigError: more of them than FlagAI's signature has, or one also given by keyword.
+    """
+    if len(args) > len(_POSITIONAL):
+        raise ConfigError(f"AutoLoader takes at most {3 + len(_POSITIONAL)} positional arguments "
+                          f"(task_name, model_name, model_dir, {', '.join(_POSITIONAL)}); got "
+                          f"{3 + len(args)}")
+    named = dict(zip(_POSITIONAL, args))
+    twice = sorted(set(named) & set(kwargs))
+    if twice:
+        raise ConfigError(f"AutoLoader got {', '.join(twice)} both by position and by keyword")
+    return named
+
+
+_DIFFUSION = ("AltDiffusion is a latent-diffusion pipeline (text encoder, UNet, VAE, scheduler), "
+              "the diffusers library's job, not one network hubloader loads: use diffusers' "
+              "Stable Diffusion pipelines with BAAI's AltDiffusion weights from the Hugging Face "
+              "hub (BAAI/AltDiffusion, BAAI/AltDiffusion-m9, BAAI/AltDiffusion-m18); hubloader "
+              "loads AltCLIP, its text encoder")
+_CPM3 = ("CPM-3 needs BMTrain (the bmtrain package), which runs only on CUDA GPUs: use FlagAI "
+         "itself, or OpenBMB's ModelCenter, on a GPU machine; for Chinese generation hubloader "
+         "loads CPM-large-ch (FlagAI's cpm_lm)")
+#: FlagAI's model names (lowercase) hubloader refuses, and why
+OUT_OF_SCOPE_MODELS: dict[str, str] = {
+    "altdiffusion": _DIFFUSION, "altdiffusion-m9": _DIFFUSION, "altdiffusion-m18": _DIFFUSION,
+    "cpm3": _CPM3, "cpm3-train": _CPM3,
+}
+# FlagAI's task names that only those models serve
+_OUT_OF_SCOPE_TASKS = {"text2img": _DIFFUSION}
+
+
+def refuse_out_of_scope(task: str | None, model_name: Any) -> None:
+    """Raise for FlagAI's models (or tasks) hubloader deliberately does not load.
+
+    Raises:
+        UnsupportedModelError: why, and what to use instead.
+    """
+    name = str(model_name).strip().lower() if model_name else ""
+    why = OUT_OF_SCOPE_MODELS.get(name)  # FlagAI's names; a directory or URI is the user's
+    if why is None and task is not None:
+        why = _OUT_OF_SCOPE_TASKS.get(task.strip().lower())
+    if why is not None:
+        raise UnsupportedModelError(f"{model_name!r} ({task or 'any task'}): {why}")

@@ -29,9 +29,10 @@ from ..catalogue.cards import find_card, load_card
 from ..errors import CardError, ConfigError, WeightsError
 from .features import FeaturesMixin
 from ..files import atomic_write_json
-from .flagai_rules import split_autoloader_kwargs
+from .flagai_rules import refuse_out_of_scope, split_autoloader_kwargs
 from .plan import LoadPlan, model_spec, plan_load
 from .remote_code import load_custom_model
+from .resolve import FLAGAI_MODEL_DIR
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
 
@@ -217,6 +218,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             model_name: a card name (``"bert-base-en"``), a directory, or an ``s3://``,
                 ``hf://`` or ``file://`` URI.
             download_path: FlagAI's layout: files live in ``<download_path>/<model_name>/``.
+                Default: FlagAI's ``./checkpoints/`` where it holds the model, else the cache.
             revision: a revision to fetch (URIs and cards with a versioned source).
             offline: never touch the network (default: ``HUBLOADER_OFFLINE``).
             device: where the weights go (``"cpu"``, ``"cuda:0"``...).
@@ -243,7 +245,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         """
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
-        spec = model_spec(model_name, revision=revision, download_path=download_path)
+        refuse_out_of_scope(None, model_name)
+        # FlagAI's default download_path, ./checkpoints/, where it holds the model
+        spec = model_spec(model_name, revision=revision, download_path=download_path,
+                          default_folder=FLAGAI_MODEL_DIR)
         device = resolve_device(device)
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:

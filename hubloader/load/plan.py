@@ -42,6 +42,9 @@ class LoadPlan:
     Attributes:
         model_dir: the local directory holding the model's files.
         task: the canonical task (``None`` when no task was asked for: the class's own).
+        model_type: the model's family: the config's ``model_type``, or the card's
+            architecture where that family reads the config's type (CPM-Generate's
+            ``"gpt2"`` is CPM, with CPM's tokenizer); ``None`` for a package's own code.
         model_class: the class to build; ``None`` when the package's own code builds it.
         config: the validated config (``None`` for a package's own code).
         card: the card the model was named by, if any.
@@ -54,10 +57,7 @@ class LoadPlan:
     config: ModelConfig | None = None
     card: ModelCard | None = None
     staged: Staging | None = field(default=None, repr=False)
-
-    @property
-    def model_type(self) -> str | None:
-        return self.config.model_type if self.config is not None else None
+    model_type: str | None = None
 
 
 def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
@@ -177,13 +177,25 @@ def plan_load(ref: ModelSpec | Path, task: str | None = None, *, requested: Mode
     data = read_config_file(config_path)
     hint = card.architecture if card is not None else None
     canonical = None
+    family: str | None = None
     if task is not None:
         model_type = data.get("model_type") or hint or infer_model_type(model_dir.name)
         if not isinstance(model_type, str):
             raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
                               f"like {model_dir.name!r}; add one (e.g. \"bert\")")
-        canonical = resolved[1] if resolved and resolved[0] == model_type.lower() \
-            else _task_for(task, model_type)
+        family = _family(model_type, hint)
+        canonical = resolved[1] if resolved and resolved[0] == family \
+            else _task_for(task, family)
     cls, config = resolve_config(data, requested, str(config_path), task=canonical,
                                  name=model_dir.name, model_type_hint=hint, **overrides)
-    return LoadPlan(model_dir, canonical, cls, config, card, staged)
+    return LoadPlan(model_dir, canonical, cls, config, card, staged,
+                    family or _family(config.model_type, hint))
+
+
+def _family(model_type: str, card_architecture: str | None) -> str:
+    """The card's family where it reads a config of ``model_type`` (CPM-Generate's ``"gpt2"``
+    is CPM), else ``model_type``."""
+    if card_architecture and model_type.lower() != card_architecture.lower() and \
+            model_type.lower() in get_model_class(card_architecture).config_class.accepted_types():
+        return card_architecture.lower()
+    return model_type.lower()

@@ -198,8 +198,8 @@ def class_for_config(requested: ModelClass, model_type: str,
     _ensure_loaded()
     own = getattr(requested.config_class, "model_type", "")
     task = getattr(requested, "task", "base")
-    if own and own == model_type.lower():
-        return requested
+    if own and model_type.lower() in requested.config_class.accepted_types():
+        return requested  # its own family, or one its config reads (Galactica's "opt")
     if model_type.lower() not in _REGISTRY:
         raise _unknown_type(model_type)
     if not own:  # BaseModel: the config's architectures name the head, if we have it

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
     from .landing import Staging
 
-__all__ = ["ModelSpec", "model_spec", "resolve_model_dir", "prefetch_model_dir", "fetch_for_load"]
+__all__ = ["ModelSpec", "model_spec", "resolve_model_dir", "prefetch_model_dir", "fetch_for_load",
+           "FLAGAI_MODEL_DIR"]
+
+# where FlagAI's from_pretrain and AutoLoader keep models when no directory is given
+FLAGAI_MODEL_DIR = "./checkpoints/"
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,9 @@ def model_spec(model_name: str | os.PathLike | ModelSpec, *, revision: str | Non
         model_name: a card name, a local directory or a URI.
         revision: a revision given separately (it must agree with one pinned in a URI).
         download_path: FlagAI's folder for the model's files.
-        default_folder: FlagAI's ``AutoLoader`` default folder, taken as ``download_path``
-            when none is given and it already holds the named model.
+        default_folder: FlagAI's default folder (:data:`FLAGAI_MODEL_DIR` for
+            ``from_pretrain`` and ``AutoLoader``), taken as ``download_path`` when none is
+            given and it already holds the named model; else the name goes to the cache.
 
     Raises:
         InvalidModelNameError, UnsupportedSourceError: a malformed name, or one that would

@@ -1,5 +1,6 @@
 """Model families. Importing this package registers every family with the registry."""
 
+from .alm import ALMConfig, ALMForSeq2Seq, ALMModel
 from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
                    RobertaConfig, RobertaForMaskedLM, RobertaForSentenceEmbedding,
@@ -9,12 +10,15 @@ from .bert_flagai import (BertForSeq2seq, BertForSequenceLabelingCRF, BertForSeq
                           RobertaForSequenceLabelingGP)
 from .altclip import AltCLIPConfig, AltCLIPModel
 from .clip import CLIPConfig, CLIPModel, EVACLIPConfig, EVACLIPModel
+from .cpm import CPMConfig, CPMLMHeadModel, CPMModel
 from .glm import (GLMConfig, GLMForMultiTokenCloze, GLMForSeq2Seq, GLMForSequenceClassification,
                   GLMForSingleTokenCloze, GLMModel)
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from .llama import (AquilaConfig, AquilaForCausalLM, AquilaModel, LlamaConfig, LlamaForCausalLM,
                     LlamaModel, MistralConfig, MistralForCausalLM, MistralModel, Qwen2Config,
                     Qwen2ForCausalLM, Qwen2Model)
+from .opt import (GalacticaConfig, GalacticaForCausalLM, GalacticaModel, OPTConfig,
+                  OPTForCausalLM, OPTModel)
 from .resnet import ResNetConfig, ResNetForImageClassification, ResNetModel
 from .swin import SwinConfig, SwinForImageClassification, SwinModel
 from .swinv2 import Swinv2Config, Swinv2ForImageClassification, Swinv2Model
@@ -31,10 +35,13 @@ __all__ = ["BertConfig", "BertModel", "BertForSequenceClassification", "BertForT
            "AltCLIPModel",
            "GLMConfig", "GLMModel", "GLMForSeq2Seq", "GLMForSingleTokenCloze",
            "GLMForMultiTokenCloze", "GLMForSequenceClassification",
-           "GPT2Config", "GPT2Model", "GPT2LMHeadModel",
+           "GPT2Config", "GPT2Model", "GPT2LMHeadModel", "CPMConfig", "CPMModel", "CPMLMHeadModel",
+           "ALMConfig", "ALMModel", "ALMForSeq2Seq",
            "LlamaConfig", "LlamaModel", "LlamaForCausalLM", "MistralConfig", "MistralModel",
            "MistralForCausalLM", "Qwen2Config", "Qwen2Model", "Qwen2ForCausalLM",
            "AquilaConfig", "AquilaModel", "AquilaForCausalLM",
+           "OPTConfig", "OPTModel", "OPTForCausalLM", "GalacticaConfig", "GalacticaModel",
+           "GalacticaForCausalLM",
            "ViTConfig", "ViTModel", "ViTForImageClassification",
            "T5Config", "T5Model", "T5ForConditionalGeneration",
            "ResNetConfig", "ResNetModel", "ResNetForImageClassification",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import GenerationArgumentError, InputError
+from .contrastive import check_contrastive_args, contrastive_search
 
 __all__ = ["GenerationMixin", "CausalLMMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
            "read_generation_ids"]
@@ -162,7 +163,8 @@ class GenerationMixin:
                  eos_token_id: int | list[int] | None = None,
                  attention_mask: torch.Tensor | None = None, pad_token_id: int | None = None,
                  generator: torch.Generator | None = None, repetition_penalty: float = 1.0,
-                 streamer: TokenStreamer | None = None) -> torch.Tensor:
+                 streamer: TokenStreamer | None = None,
+                 penalty_alpha: float | None = None) -> torch.Tensor:
         """Generate token ids.
 
         Args:
@@ -184,6 +186,8 @@ class GenerationMixin:
                 included), as transformers does; 1 turns it off.
             streamer: receives the prompt, then each step's new tokens as they are chosen
                 (see :class:`TokenStreamer`).
+            penalty_alpha: contrastive search (with ``top_k`` candidates per step), as
+                transformers runs it: see :mod:`hubloader.models.contrastive`.
 
         Returns:
             ``[batch, total]`` LongTensor: prompt plus new tokens for decoder models, the
@@ -211,6 +215,14 @@ class GenerationMixin:
             pad_token_id = stored.get("pad_token_id", getattr(cfg, "pad_token_id", None))
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
+        if penalty_alpha is not None:
+            check_contrastive_args(self, penalty_alpha, top_k, do_sample)
+            hook = (None if repetition_penalty == 1.0 else
+                    lambda lg, seen: penalize_repetition(lg, seen, float(repetition_penalty)))
+            return contrastive_search(self, input_ids, penalty_alpha=float(penalty_alpha),
+                                      top_k=int(top_k or 1), max_new_tokens=max_new_tokens, eos=eos,
+                                      pad_token_id=pad_token_id, attention_mask=attention_mask,
+                                      logits_hook=hook, streamer=streamer)
         tokens, state = self._generation_begin(input_ids, attention_mask)
         step_ids = tokens
         eos_t = torch.tensor(eos, dtype=torch.long, device=tokens.device)
@@ -243,6 +255,7 @@ class CausalLMMixin(GenerationMixin):
 
     backbone: Any
     lm_head: Any
+    decoder_only = True  # what contrastive search needs: next-token logits over the backbone
 
     def forward(self, input_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **inputs: Any) -> dict[str, Any]:

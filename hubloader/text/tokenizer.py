@@ -297,7 +297,7 @@ def load_tokenizer(model_dir: str | Path, *,
     if model_type is None:
         model_type = read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
-    if model_type == "glm":
+    if model_type in ("glm", "alm"):  # ALM: GLM's command tokens over an Arabic spiece.model
         return load_glm_tokenizer(d)
     build_cfg = {**cfg, "_model_type": model_type}
     if (d / "tokenizer.json").is_file():
@@ -308,6 +308,10 @@ def load_tokenizer(model_dir: str | Path, *,
         except Exception as err:  # the Rust side raises plain Exception on bad files
             raise TokenizerError(f"{d / 'tokenizer.json'} is corrupt ({err}); download the model "
                                  "again") from err
+    elif "cpm" in (model_type, _kind(cfg, model_type)) and (d / "spiece.model").is_file():
+        from .cpm import cpm_backend
+
+        backend = cpm_backend(d / "spiece.model")
     else:
         for required, builder in builders():
             if all((d / f).is_file() for f in required):

@@ -114,6 +114,13 @@ def _byte_level_bpe(model_dir: Path, cfg: dict):
             ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), add_prefix_space=prefix)
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    bos = token_str(cfg.get("bos_token"))
+    if cfg.get("add_bos_token") is True and not roberta and bos in vocab:
+        # OPT's GPT2Tokenizer: every sequence starts with the BOS token (</s> for OPT)
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, vocab[bos])])])
     names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token",
              "cls_token")
     special = [token_str(cfg.get(k)) for k in names]
