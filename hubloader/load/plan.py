@@ -186,8 +186,10 @@ def plan_load(ref: ModelSpec | Path, task: str | None = None, *, requested: Mode
         family = _family(model_type, hint)
         canonical = resolved[1] if resolved and resolved[0] == family \
             else _task_for(task, family)
-    cls, config = resolve_config(data, requested, str(config_path), task=canonical,
-                                 name=model_dir.name, model_type_hint=hint, **overrides)
+        # the family's class for the task; the config is read as that class reads it
+        requested = get_model_class(family, canonical)
+    cls, config = resolve_config(data, requested, str(config_path), name=model_dir.name,
+                                 model_type_hint=hint, **overrides)
     return LoadPlan(model_dir, canonical, cls, config, card, staged,
                     family or _family(config.model_type, hint))
 
