@@ -44,6 +44,11 @@ _LAZY = {
     "PushResult": ".publish",
     "Trainer": ".training.trainer",
     "LayerIndexNotFoundError": ".load.platform",
+    "Config": ".mm",
+    "MODELS": ".mm",
+    "get_model": ".mm",
+    "inference_model": ".mm",
+    "get_flops": ".mm",
 }
 
 __all__ = sorted(list(_LAZY) + list(_error_names) + ["__version__"])
@@ -53,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalogue.cards import ModelCard, list_models, model_info
     from .hub import Prefetch, cached_file, download, prefetch
     from .load.modeling import BaseModel
+    from .mm import MODELS, Config, get_flops, get_model, inference_model
     from .load.platform import LayerIndexNotFoundError
     from .names import ModelRef, parse_model_name
     from .flagai.predictor import Predictor

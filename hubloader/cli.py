@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "hubloader.commands.publish",  # push, pack, convert
     "hubloader.commands.hub",      # download, cache ls|verify|prune|rm
     "hubloader.commands.run",      # run TASK MODEL INPUT
+    "hubloader.commands.mm",       # flops
 )
 
 

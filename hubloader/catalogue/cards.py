@@ -18,6 +18,7 @@ from typing import Any
 from .. import settings
 from ..errors import CardError, ModelNotFoundError
 from ..tasks import all_task_names
+from .model_index import ModelIndexEntry, find_model_index_entry, model_index_entries
 
 __all__ = ["ModelCard", "CardFile", "parse_card", "load_card", "find_card", "all_cards",
            "list_models", "model_info", "card_text"]
@@ -238,15 +239,18 @@ def find_card(name: str) -> ModelCard | None:
     return _index().get(name.strip().lower())
 
 
-def model_info(name: str) -> ModelCard:
-    """The card of ``name``.
+def model_info(name: str) -> ModelCard | ModelIndexEntry:
+    """The card of ``name``, else its mmpretrain model-index entry (see :mod:`.model_index`).
 
     Raises:
         ModelNotFoundError: no card has that name; the message lists close matches.
     """
     card = find_card(name)
+    entry = find_model_index_entry(name) if card is None else None
+    if entry is not None:
+        return entry
     if card is None:
-        names = [c.name for c in all_cards()]
+        names = [c.name for c in all_cards()] + [e.name for e in model_index_entries()]
         by_lower = {n.lower(): n for n in names}
         close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower),
                                                                  n=3, cutoff=0.5)]
@@ -259,7 +263,7 @@ def model_info(name: str) -> ModelCard:
 
 
 def list_models(task: str | None = None, pattern: str | None = None) -> list[str]:
-    """Names of the models with a card, optionally only those serving ``task`` and/or whose
+    """Names of the models with a card, then of the mmpretrain model-index entries, optionally only those serving ``task`` and/or whose
     name matches the shell-style ``pattern`` (case-insensitive).
 
     Example:
@@ -280,4 +284,14 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[str
             if not (served & wanted):
                 continue
         out.append(card.name)
+    taken = {n.lower() for n in out} | {c.name.lower() for c in all_cards()}
+    for entry in model_index_entries():
+        if entry.name.lower() in taken:
+            continue
+        if pattern and not fnmatch.fnmatch(entry.name.lower(), pattern.lower()):
+            continue
+        if wanted is not None and not ({c for t in entry.tasks for c in canonical_tasks(t)}
+                                       & wanted):
+            continue
+        out.append(entry.name)
     return out

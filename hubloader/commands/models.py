@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 from ..catalogue.cards import list_models, model_info
+from ..catalogue.model_index import ModelIndexEntry
 
 __all__ = ["register", "validate_path"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list models with a card")
+    p = sub.add_parser("ls", help="list models with a card or a model-index entry")
     p.add_argument("--task", help="only models serving this task (aliases work)")
     p.add_argument("--pattern", help="shell-style name pattern, e.g. 'bert*'")
     p.add_argument("--json", action="store_true", help="print JSON (a list of cards)")
@@ -65,14 +66,18 @@ def _ls(args) -> int:
 
 
 def card_json(card) -> dict:
-    """A card as plain JSON values (its file on disk as a string)."""
+    """A card (or a model-index entry) as plain JSON values (paths as strings)."""
     data = dataclasses.asdict(card)
-    data["path"] = str(card.path) if card.path else None
+    for key in ("path", "config", "index"):
+        if key in data:
+            data[key] = str(data[key]) if data[key] else None
     return data
 
 
 def _info(args) -> int:
     card = model_info(args.name)
+    if isinstance(card, ModelIndexEntry):
+        return _index_info(card, args.json)
     if args.json:
         print(json.dumps(card_json(card), indent=2))
         return 0
@@ -90,6 +95,28 @@ def _info(args) -> int:
         print(f"tags:         {', '.join(card.tags)}")
     if card.is_federated:
         print("is-federated: true")
+    return 0
+
+
+def _index_info(entry: ModelIndexEntry, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(card_json(entry), indent=2, default=str))
+        return 0
+    print(f"name:         {entry.name}")
+    print(f"collection:   {entry.collection}")
+    if entry.paper:
+        print(f"paper:        {entry.paper.get('Title', '')} {entry.paper.get('URL', '')}".rstrip())
+    print(f"config:       {entry.config}")
+    print(f"weights:      {entry.weights or '-'}")
+    for r in entry.results:
+        metrics = ", ".join(f"{k} {v}" for k, v in (r.get("Metrics") or {}).items())
+        print(f"result:       {r.get('Dataset', '?')} ({r.get('Task', '?')}): {metrics}")
+    for key in ("FLOPs", "Parameters", "Training Data"):
+        if key in entry.metadata:
+            print(f"{key.lower() + ':':<13} {entry.metadata[key]}")
+    if entry.converted_from:
+        print(f"converted:    {entry.converted_from.get('Weights', '')} "
+              f"{entry.converted_from.get('Code', '')}".rstrip())
     return 0
 
 

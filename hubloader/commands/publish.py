@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-type", help="model family when SRC has no config.json model_type")
     p.add_argument("--raw", action="store_true",
                    help="keep the keys as they are (no model class, no renaming)")
+    p.add_argument("--mm-config", metavar="NAME_OR_CONFIG",
+                   help="SRC is an mmpretrain .pth of this model-index name or config: write "
+                        "DST in Hugging Face's layout (ResNet, ViT, Swin)")
+    p.add_argument("--to-mmpretrain", action="store_true",
+                   help="with --mm-config: SRC is a Hugging Face directory, DST an mmpretrain .pth")
     p.set_defaults(func=_convert)
 
 
@@ -77,6 +82,17 @@ def _pack(args) -> int:
 
 def _convert(args) -> int:
     from ..tools.convert import convert
+
+    if args.mm_config or args.to_mmpretrain:
+        from ..errors import ConfigError
+        from ..mm.convert import hf_to_mm, mm_to_hf
+
+        if not args.mm_config:
+            raise ConfigError("--to-mmpretrain needs --mm-config NAME_OR_CONFIG")
+        out = (hf_to_mm(args.src, args.mm_config, args.dst) if args.to_mmpretrain
+               else mm_to_hf(args.mm_config, args.src, args.dst))
+        print(f"converted {args.src} into {out}")
+        return 0
 
     result = convert(args.src, args.dst, dtype=args.dtype, max_shard_size=args.max_shard_size,
                      model_type=args.model_type, raw=args.raw)

@@ -27,8 +27,9 @@ from .inflight import Prefetch, prefetch
 
 if TYPE_CHECKING:
     from .request import SnapshotRequest
+    from .sources import Source
 
-__all__ = ["download", "cached_file", "flush", "prefetch", "Prefetch"]
+__all__ = ["download", "cached_file", "fetch_url", "flush", "prefetch", "Prefetch"]
 
 
 def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None = None,
@@ -110,6 +111,51 @@ def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None =
                                      what=target.uri,
                                      request=f"{target.revision} {download_path} "
                                              f"{request.allow_patterns}")
+
+
+def fetch_url(url: str, *, offline: bool | None = None, progress: bool = True,
+              immutable: bool = False) -> Path:
+    """Fetch the one file at ``url`` (``http(s)://``, ``s3://``, ``file://``) into the
+    verified cache and return its local path.
+
+    Args:
+        url: the file's URL; its folder is the snapshot, the file the only pattern fetched.
+        offline: ``True``: cache only; ``None``: ``HUBLOADER_OFFLINE`` / ``HF_HUB_OFFLINE``.
+        progress: byte bars on stderr.
+        immutable: the URL names fixed content (a digest in the file name, as mmpretrain's
+            and torch.hub's weights): a cached copy is used without asking the source.
+
+    Raises:
+        LocalEntryNotFoundError: offline and not cached.
+        RemoteNotFoundError, AccessDeniedError, NetworkError, IntegrityError: see
+            :func:`download`.
+        InvalidModelNameError, UnsupportedSourceError: not a URL of a file.
+
+    Example:
+        >>> fetch_url("https://download.openmmlab.com/.../resnet18_8xb32_in1k_20210831-fbbb1da6.pth")
+    """
+    from ..errors import InvalidModelNameError, LocalEntryNotFoundError
+    from .request import SnapshotRequest
+    from .sources import open_source
+    from .sources.http import HttpSource
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        source: Source = HttpSource(url)
+        name = source.name  # type: ignore[attr-defined]
+    elif scheme in ("s3", "file"):
+        folder, name = url.rstrip("/").rsplit("/", 1)
+        source = open_source(folder + "/")
+    else:
+        raise InvalidModelNameError(f"{url!r} is not a URL of a file; use http(s)://, s3:// or "
+                                    "file://")
+    request = SnapshotRequest(source, allow_patterns=[name], progress=progress, name=name)
+    if immutable and not settings.is_offline(offline):
+        try:
+            return _download(request, offline=True) / name
+        except LocalEntryNotFoundError:
+            pass
+    return _download(request, offline=offline) / name
 
 
 def flush() -> None:
