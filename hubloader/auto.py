@@ -207,12 +207,17 @@ class AutoLoader:
 
     def get_processor(self) -> ImageProcessor | Tokenizer | GLMTokenizer:
         """What turns raw input into model input: the image processor (from
-        ``preprocessor_config.json``) for vision models, else the tokenizer.
+        ``preprocessor_config.json``) for vision models and for any package that ships that
+        file, else the tokenizer.
 
         Raises:
             ConfigError: a vision model without a valid ``preprocessor_config.json``.
             TokenizerError: a text model without usable tokenizer files.
         """
-        if not self.is_vision:
+        from .vision.preprocessing import PREPROCESSOR_NAME
+
+        # a code package (AlphaMed's, the downstream platform's) names no class, so its
+        # preprocessor_config.json is what says it takes images
+        if not self.is_vision and not (self.model_dir / PREPROCESSOR_NAME).is_file():
             return self.get_tokenizer()
         return self.get_image_processor()

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "hubloader.commands.hub",      # download, cache ls|verify|prune|rm
     "hubloader.commands.run",      # run TASK MODEL INPUT
     "hubloader.commands.mm",       # flops
+    "hubloader.commands.federate", # federate MODEL --data DIR ... (Flower)
 )
 
 

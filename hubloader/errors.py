@@ -12,6 +12,8 @@ from .redaction import redact
 
 __all__ = [
     "HubLoaderError",
+    "DatasetError",
+    "FederatedError",
     "ModelNotFoundError",
     "UnsupportedModelError",
     "UnknownTaskError",
@@ -202,3 +204,12 @@ class PackageError(HubLoaderError, ValueError):
 
 class UntrustedCodeError(HubLoaderError, PermissionError):
     """A model ships code that would only run with ``trust_remote_code=True``."""
+
+
+# -- AlphaMed AutoModel, federated runs -----------------------------------------------------
+class DatasetError(HubLoaderError, ValueError):
+    """A fine-tuning dataset folder is missing, empty or laid out wrongly."""
+
+
+class FederatedError(HubLoaderError, RuntimeError):
+    """A federated run failed: too few data owners answered, or Flower's processes stopped."""

@@ -146,6 +146,14 @@ def _is_dir(text: str) -> bool:
         return False
 
 
+def _is_zip(text: str) -> bool:
+    """A package zip given by its file name (``pkg.zip``, which is also a valid card name)."""
+    try:
+        return text.lower().endswith(".zip") and Path(text).expanduser().is_file()
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def _looks_like_path(text: str) -> bool:
     return text.startswith((".", "/", "~", "\\")) or os.sep in text or (os.altsep or "\0") in text
 
@@ -212,7 +220,7 @@ def parse_model_name(model_name: str | os.PathLike, *, revision: str | None = No
                                         "of letters, digits, '.', '_' and '-'")
         return ModelRef("uri", text, scheme, rest, pinned or revision)
 
-    if _is_dir(text) or _looks_like_path(text):
+    if _is_dir(text) or _is_zip(text) or _looks_like_path(text):
         return ModelRef("local", text, None, text, revision)
     validate_card_name(text)
     return ModelRef("card", text, None, text, revision)

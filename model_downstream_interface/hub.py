@@ -23,7 +23,8 @@ def load_model(dir: str | os.PathLike, model: str = "BIG_PRETRAINED_MODEL", *arg
     """Load the model of the package in ``dir``.
 
     Args:
-        dir: the package directory (it holds ``hubconf.py``).
+        dir: the package directory (it holds ``hubconf.py``), relative or absolute, or the
+            package's ``.zip``.
         model: the ``hubconf.py`` entry: a class with ``from_pretrained`` (called with
             ``*args, **kwargs``), or any other callable (called with them).
         *args, **kwargs: passed to the entry.
@@ -41,9 +42,11 @@ def load_model(dir: str | os.PathLike, model: str = "BIG_PRETRAINED_MODEL", *arg
         (197, 768)
     """
     from hubloader.errors import PackageError
+    from hubloader.hub.zips import local_package
     from hubloader.load.remote_code import HUBCONF_NAME, load_custom_model
 
-    if not os.path.isfile(os.path.join(os.fspath(dir), HUBCONF_NAME)):
+    dir = local_package(dir)  # relative, ~, a symlink or a .zip: the same real folder
+    if not os.path.isfile(os.path.join(dir, HUBCONF_NAME)):
         raise PackageError(f"{dir} has no {HUBCONF_NAME}; load_model takes a downstream-platform "
                            "package directory (hubconf.py, the package folder, weights/)")
     return load_custom_model(dir, trust_remote_code=True, entry_name=model, entry_args=args,

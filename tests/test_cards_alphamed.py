@@ -82,3 +82,35 @@ def test_card_without_architecture_validates_by_model_type(tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="model_type"):
         validate(d)
+
+
+@pytest.mark.parametrize("framework", ["TensorFlow", "paddle", 3])
+def test_a_framework_other_than_pytorch_is_refused(framework):
+    with pytest.raises(CardError, match="only PyTorch models load"):
+        parse_card(EXAMPLE.replace("framework: PyTorch", f"framework: {framework}"))
+    assert parse_card(EXAMPLE.replace("PyTorch", "pytorch")).framework == "PyTorch"
+
+
+def test_a_config_without_entry_names_the_keys_it_needs(tmp_path):
+    from hubloader import BaseModel
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"entry_class": "MyAutoNet", "param_file": "my_model.pt"}))
+    with pytest.raises(ConfigError, match="neither 'entry_file' nor 'entry_module'.*entry_class"):
+        BaseModel.from_pretrain(str(tmp_path), trust_remote_code=True)
+
+
+def test_get_processor_applies_a_packages_preprocessor_config(tmp_path):
+    from PIL import Image
+
+    from hubloader import AutoLoader
+    from publish_helpers import write_entry_package
+
+    pkg = write_entry_package(tmp_path / "pkg", marker=tmp_path / "marker.txt")
+    (pkg / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": 8, "width": 8}, "image_mean": [0.0] * 3, "image_std": [1.0] * 3}))
+    Image.new("RGB", (20, 12), (255, 0, 51)).save(tmp_path / "x.png")
+    proc = AutoLoader("base", model_name=str(pkg), trust_remote_code=True).get_processor()
+    pixels = proc(str(tmp_path / "x.png"))["pixel_values"]
+    assert pixels.shape == (1, 3, 8, 8)
+    assert pixels[0, :, 0, 0].tolist() == pytest.approx([1.0, 0.0, 0.2])

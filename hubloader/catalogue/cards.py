@@ -157,6 +157,12 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
         raise CardError(f"{where}: 'input-shape' must be one sample's shape as a list of "
                         f"positive ints, e.g. [3, 224, 224]; got {shape!r}")
+    framework = meta.get("framework")
+    if framework is not None and (not isinstance(framework, str)
+                                  or framework.strip().lower() != "pytorch"):
+        # AlphaMed's platform, like hubloader, runs PyTorch models only
+        raise CardError(f"{where}: 'framework' is {framework!r}, but only PyTorch models load; "
+                        "write 'framework: PyTorch' or leave the field out")
     source = meta.get("source")
     if source is not None and not isinstance(source, str):
         raise CardError(f"{where}: 'source' must be a URI string")
@@ -167,7 +173,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
         author=meta["author"],
         architecture=(meta.get("architecture") or "").lower(),
         display_name=str(meta.get("display-name") or meta["name"]),
-        framework=str(meta.get("framework") or "PyTorch"),
+        framework="PyTorch",
         source=source,
         revision=str(meta["revision"]) if meta.get("revision") is not None else None,
         files=_files(meta, where),

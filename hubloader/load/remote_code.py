@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .. import settings
 from ..errors import ConfigError, PackageError, UntrustedCodeError
 from ..files import temp_name
+from ..hub.zips import local_package
 from ..names import safe_join
 
 if TYPE_CHECKING:
@@ -110,9 +111,15 @@ def read_dependencies(hubconf: Path) -> tuple[str, ...]:
 
 def _config_entry(root: Path, data: dict[str, Any]) -> CodeEntry | None:
     has_file, has_module = (field in data for field in ENTRY_FIELDS)
-    if not (has_file or has_module):
-        return None
     where = root / settings.CONFIG_NAME
+    if not (has_file or has_module):
+        half = [k for k in ("entry_class", "param_file") if k in data]
+        if half and "model_type" not in data:  # an AlphaMed config missing its entry
+            raise ConfigError(f"{where} has {' and '.join(half)} but neither 'entry_file' nor "
+                              "'entry_module': an AlphaMed package needs exactly one of them "
+                              "(the .py file or the dotted module holding 'entry_class'), plus "
+                              "'entry_class' and 'param_file'")
+        return None
     if has_file == has_module:
         raise ConfigError(f"{where}: give exactly one of 'entry_file' and 'entry_module', not both")
     for key in ("entry_class", "param_file"):
@@ -152,7 +159,7 @@ def find_code_entry(model_dir: str | os.PathLike) -> CodeEntry | None:
         ConfigError: ``config.json`` names both or neither-but-half of the entry fields.
         PackageError: the entry file is missing or ``hubconf.py`` does not parse.
     """
-    root = Path(model_dir)
+    root = local_package(model_dir)
     hubconf = root / HUBCONF_NAME
     if hubconf.is_file():
         return CodeEntry("hubconf", root, hubconf, "hubconf",
@@ -351,20 +358,26 @@ def _instantiate(cls: type, config: dict[str, Any]):
 def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool | str = False,
                       entry_name: str | None = None, entry_args: tuple = (),
                       device: "str | torch.device" = "cpu", strict: bool = True,
-                      **kwargs: Any):
+                      entry_kwargs: dict[str, Any] | None = None, **kwargs: Any):
     """Build the model a code-carrying package declares.
 
     Args:
-        model_dir: the package directory.
+        model_dir: the package: a directory (relative, ``~``, a symlink) or a ``.zip``
+            (see :func:`hubloader.hub.zips.local_package`).
         trust_remote_code: see :func:`import_entry`.
         entry_name: for ``hubconf.py``, the callable to use (default ``BIG_PRETRAINED_MODEL``).
         entry_args: positional arguments for the hubconf entry.
         device: where the model goes.
         strict: for ``entry_*`` packages, require ``param_file`` keys to match exactly.
+        entry_kwargs: for an AlphaMed ``AutoModel`` entry class, passed to it with
+            ``resource_dir``.
         **kwargs: passed to the hubconf entry.
 
     Returns:
-        The ``torch.nn.Module`` in eval mode, with ``model_dir`` set.
+        The ``torch.nn.Module`` in eval mode, with ``model_dir`` set; for an entry class
+        marked ``hubloader_resource_dir_init`` (AlphaMed's ``AutoModel``), the instance
+        ``entry_class(resource_dir=<package>, **entry_kwargs)``, which loads its own
+        ``param_file``.
 
     Raises:
         UntrustedCodeError, PackageError, ConfigError, WeightsError, WeightsMismatchError.
@@ -391,13 +404,16 @@ def load_custom_model(model_dir: str | os.PathLike, *, trust_remote_code: bool |
         if not isinstance(cls, type):
             raise PackageError(f"{entry.path} defines no class {entry.entry_class!r} "
                                "(config.json 'entry_class')")
+        if getattr(cls, "hubloader_resource_dir_init", False):
+            # AlphaMed's AutoModel wraps its network and reads its own param_file
+            return cls(resource_dir=entry.root, **(entry_kwargs or {}))
         model = _instantiate(cls, entry.config)
         model = _load_param_file(model, entry, strict=strict)
     if not isinstance(model, nn.Module):
         raise PackageError(f"the entry of {entry.path} returned {type(model).__name__}, "
                            "not a torch.nn.Module")
     model = model.to(device).eval()
-    setattr(model, "model_dir", Path(model_dir))
+    setattr(model, "model_dir", entry.root)
     return model
 
 

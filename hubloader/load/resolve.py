@@ -18,6 +18,7 @@ from ..errors import ModelNotFoundError
 from ..hub import distributed, download, prefetch
 from ..hub.inflight import claim
 from ..hub.locate import flagai_folder
+from ..hub.zips import local_package
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
 if TYPE_CHECKING:
@@ -84,13 +85,15 @@ def model_spec(model_name: str | os.PathLike | ModelSpec, *, revision: str | Non
 
 def _local_dir(ref: ModelRef) -> Path:
     path = ref.path
+    if path.is_file() and path.suffix.lower() == ".zip":
+            return local_package(path)
     if not path.is_dir():
         hint = ""
         if ref.kind == "local" and "/" not in ref.name.strip("./") and find_card(ref.name.strip("./")):
             hint = f" (a card named {ref.name.strip('./')!r} exists: pass the name without './')"
         raise ModelNotFoundError(f"{path} is not a directory{hint}; give a model directory "
                                  "holding config.json and weights, a card name or a URI")
-    return path
+    return path.resolve()  # package code imports against a root that no chdir moves
 
 
 def resolve_model_dir(model_name: str | os.PathLike | ModelSpec, *,

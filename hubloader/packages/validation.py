@@ -22,6 +22,7 @@ from typing import Sequence
 from .. import settings
 from ..catalogue.cards import load_card
 from ..errors import ConfigError, IntegrityError, ModelNotFoundError, PackageError
+from ..hub.zips import local_package
 from ..names import safe_join
 
 __all__ = ["ValidationReport", "validate"]
@@ -68,7 +69,7 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     Example:
         >>> print("\\n".join(validate("model.zip").lines()))
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     report = ValidationReport(p)
     if p.is_file() and p.suffix.lower() == ".zip":
         from .packaging import extract_zip, package_root
@@ -90,7 +91,7 @@ def validate(path: str | os.PathLike, *, trust_remote_code: bool | str = False,
     if not p.is_dir():
         raise ModelNotFoundError(f"{p} is neither a model directory nor a card file "
                                  "(nor a .zip package)")
-    _validate_dir(p, report, trust_remote_code=trust_remote_code,
+    _validate_dir(local_package(p), report, trust_remote_code=trust_remote_code,
                   require_card=bool(require_card), entry=entry, input_shape=input_shape)
     return report
 
@@ -213,6 +214,14 @@ def _check_code_package(d: Path, code, report: ValidationReport, *, trust_remote
                              "(read safely)")
     if trust_remote_code:
         model = load_custom_model(d, trust_remote_code=trust_remote_code, entry_name=entry)
+        if getattr(type(model), "hubloader_resource_dir_init", False):
+            # AlphaMed's AutoModel wraps its network; the platform interface is not its contract
+            params = getattr(getattr(model, "model", None), "parameters", None)
+            n = sum(p.numel() for p in params()) if callable(params) else 0
+            report.checks.append(f"AutoModel ok: {type(model).__name__} built by the package's "
+                                 f"code from {code.param_file}"
+                                 + (f", {n:,} parameters" if n else ""))
+            return
         n = sum(p.numel() for p in model.parameters())
         report.checks.append(f"weights ok: {type(model).__name__} built by the package's code, "
                              f"{n:,} parameters")
