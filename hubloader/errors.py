@@ -38,6 +38,8 @@ __all__ = [
     "NetworkError",
     "IntegrityError",
     "LockTimeoutError",
+    "PrefetchError",
+    "PrefetchTimeoutError",
     "ReadOnlyCacheError",
     "LocalEntryNotFoundError",
     "DiskFullError",
@@ -182,6 +184,15 @@ class IntegrityError(SourceError, ValueError):
 
 class LockTimeoutError(HubLoaderError, TimeoutError):
     """Another process held a download lock for longer than the configured timeout."""
+
+
+class PrefetchError(HubLoaderError, ChildProcessError):
+    """A background fetch (:func:`hubloader.prefetch`) could not be started, or its child was
+    stopped and could not finish."""
+
+
+class PrefetchTimeoutError(PrefetchError, TimeoutError):
+    """A join of a background fetch waited longer than its ``timeout``; the fetch goes on."""
 
 
 class ReadOnlyCacheError(HubLoaderError, PermissionError):

@@ -7,14 +7,17 @@ all use it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sha256_file", "temp_name", "atomic_write_text", "atomic_write_json"]
+__all__ = ["sha256_file", "temp_name", "atomic_write_text", "atomic_write_json", "open_regular",
+           "regular_size", "read_regular", "copy_verified"]
 
 _CHUNK = 8 << 20
 
@@ -79,3 +82,72 @@ def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int | None 
     text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
+
+
+def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``path`` that is a regular file, opened without following a symlink.
+
+    A file in a shared cache may have been replaced by a link to a file elsewhere; writing or
+    reading through it would reach outside the cache. The last component is opened with
+    ``O_NOFOLLOW`` and the open file checked with ``fstat`` (a FIFO or device is refused
+    too, without blocking on it).
+
+    Raises:
+        FileNotFoundError: ``path`` is missing (and ``flags`` has no ``O_CREAT``).
+        OSError: ``path`` is a symlink (``ELOOP``) or not a regular file (``EINVAL``).
+    """
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags | os.O_NOFOLLOW | nonblock | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        if nonblock:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def regular_size(path: str | os.PathLike) -> int | None:
+    """The size of ``path`` if it is a regular file itself (not a link to one), else ``None``."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path``, a regular file, read without following a symlink
+    (see :func:`open_regular`)."""
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
+        return fh.read()
+
+
+_FICLONE = 0x40049409  # Linux: share the source's extents copy-on-write (btrfs, XFS)
+
+
+def copy_verified(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy ``src`` to the new file ``dst`` and return the sha256 of what ``dst`` holds.
+
+    The copy is a file of its own, so a later write to ``src`` never changes it. Where the
+    filesystem can, it is a copy-on-write clone (no bytes written, no space used until one of
+    them changes); elsewhere the bytes are copied. Either way the digest is taken from ``dst``,
+    so the caller compares it with the digest it trusts and knows what it kept.
+
+    Raises:
+        OSError: ``src`` cannot be read or ``dst`` created (an existing ``dst`` is refused).
+    """
+    import fcntl
+
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        except OSError:
+            digest = hashlib.sha256()  # one pass: each block is hashed as it is written
+            while block := fin.read(_CHUNK):
+                fout.write(block)
+                digest.update(block)
+            return digest.hexdigest()
+    return sha256_file(dst)  # a clone: its bytes were never read, so read them now

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidModelNameError, UnsupportedSourceError
+from .errors import ConfigError, InputError, InvalidModelNameError, UnsupportedSourceError
 
-__all__ = ["ModelRef", "parse_model_name", "safe_join", "validate_card_name",
+__all__ = ["ModelRef", "parse_model_name", "safe_join", "validate_fetch_arguments", "validate_card_name",
            "validate_download_path", "SCHEMES"]
 
 SCHEMES = ("s3", "hf", "file")
@@ -89,6 +89,32 @@ def validate_download_path(download_path: object) -> None:
     if path.exists() and not path.is_dir():
         raise InvalidModelNameError(f"download_path {str(path)!r} is a file, not a directory; "
                                     "give a folder (it is created if missing)")
+
+
+def validate_fetch_arguments(model_name: object, *, revision: object, allow_patterns: object,
+                             offline: object, progress: object = True) -> None:
+    """Refuse, before anything starts, arguments of a fetch that have the wrong type.
+
+    Raises:
+        InputError: with the type each argument takes.
+        ConfigError: ``offline`` is not a bool or ``None``.
+    """
+    if not isinstance(model_name, (str, os.PathLike)) or \
+            not isinstance(os.fspath(model_name), str):
+        raise InputError(f"model_name must be a str (a card name, a URI or a directory), got "
+                         f"{type(model_name).__name__}; decode bytes first")
+    if revision is not None and not isinstance(revision, str):
+        raise InputError(f"revision must be a str (a branch, tag or commit) or None, got "
+                         f"{type(revision).__name__}")
+    if allow_patterns is not None and not isinstance(allow_patterns, str) and not (
+            isinstance(allow_patterns, (list, tuple, set, frozenset))
+            and all(isinstance(p, str) for p in allow_patterns)):
+        raise InputError("allow_patterns must be a str or a list of str (shell patterns like "
+                         f"'*.json'), got {allow_patterns!r}")
+    if offline is not None and not isinstance(offline, bool):  # as settings.is_offline says
+        raise ConfigError(f"offline must be True, False or None, got {offline!r}")
+    if not isinstance(progress, bool):
+        raise InputError(f"progress must be True or False, got {progress!r}")
 
 
 def safe_join(base: str | os.PathLike, name: str) -> Path:

@@ -24,6 +24,16 @@ _PAIRS = re.compile(
     r"(?i)\b(x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
     r"x-goog-credential|signature|awsaccesskeyid|sig|access_token|id_token|token|api_key|"
     r"apikey|password|secret|client_secret)=([^&\s'\"<>]+)")
+# headers that carry a credential, as clients log them: ``name: value`` lines (botocore's
+# canonical request, huggingface_hub's and urllib3's debug) and dict or repr entries
+# (``'X-Amz-Security-Token': b'...'``)
+_HEADER_NAMES = (r"x-amz-security-token|x-amz-signature|x-amz-credential|authorization|"
+                 r"proxy-authorization|cookie|set-cookie|x-api-key|x-goog-signature|"
+                 r"x-goog-credential|x-amz-server-side-encryption-customer-key|x-hf-token")
+_HEADER_ENTRY = re.compile(rf"(?i)(['\"])({_HEADER_NAMES})\1(\s*:\s*)b?(['\"])(?:(?!\4).)*\4")
+_HEADER_LINE = re.compile(rf"(?i)\b({_HEADER_NAMES})([ \t]*:[ \t]*)[^\s'\"][^\r\n'\"]*")
+# botocore's "Signature:\n<hex>" (the request's signature on a line of its own)
+_SIGNATURE_LINE = re.compile(r"(?i)\b(signature)(:\s*)[0-9a-f]{16,}")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{16,}")
 
@@ -37,6 +47,9 @@ def redact(text: str) -> str:
     """
     if not isinstance(text, str) or not text:
         return text
+    text = _HEADER_ENTRY.sub(rf"\1\2\1\3\4{REDACTED}\4", text)
+    text = _HEADER_LINE.sub(rf"\1\2{REDACTED}", text)
+    text = _SIGNATURE_LINE.sub(rf"\1\2{REDACTED}", text)
     text = _QUERY.sub(rf"\1?{REDACTED}", text)
     text = _USERINFO.sub(rf"\1{REDACTED}@", text)
     text = _PAIRS.sub(rf"\1={REDACTED}", text)

@@ -190,6 +190,19 @@ def zip_max_ratio() -> float:
 def zip_max_files() -> int:
     """``HUBLOADER_ZIP_MAX_FILES``: most members a package zip may have (default 10000)."""
     return env_int("HUBLOADER_ZIP_MAX_FILES", 10000)
+
+
+def chat_template_timeout() -> float:
+    """``HUBLOADER_CHAT_TEMPLATE_TIMEOUT``: seconds of CPU a chat template may take to render
+    (default 5)."""
+    return env_float("HUBLOADER_CHAT_TEMPLATE_TIMEOUT", 5.0)
+
+
+def chat_template_max_chars() -> int:
+    """``HUBLOADER_CHAT_TEMPLATE_MAX_CHARS``: the longest text a chat template may render, and
+    the longest string or list it may build (default 4,000,000 characters)."""
+    return env_int("HUBLOADER_CHAT_TEMPLATE_MAX_CHARS", 4_000_000)
+
 def hf_endpoint() -> str | None:
     """``HUBLOADER_HF_ENDPOINT``, else ``HF_ENDPOINT``: the hub server for ``hf://`` sources
     (read at call time, unlike huggingface_hub's own import-time constant)."""

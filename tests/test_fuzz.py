@@ -287,6 +287,115 @@ def test_zip_members(in_arena, members):
         dest.rmdir()
 
 
+# -- prefetch arguments ---------------------------------------------------------------------
+_WRONG = st.one_of(st.binary(max_size=20), st.integers(), st.floats(allow_nan=False),
+                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3),
+                                                                         st.integers(), max_size=2),
+                   st.builds(Path, st.text(max_size=10)))
+
+
+@fuzz_settings(150)
+@given(which=st.sampled_from(["model_name", "revision", "allow_patterns", "offline",
+                              "download_path"]),
+       wrong=_WRONG, name=NAMES)
+def test_prefetch_arguments_of_the_wrong_type(in_arena, which, wrong, name):
+    """A prefetch with an argument of the wrong type is refused, typed, before any child
+    process starts (a Path is a fine model_name or download_path)."""
+    from hubloader.hub import inflight
+
+    _count("prefetch args")
+    kwargs = {"model_name": name, which: wrong}
+    if which in ("model_name", "download_path") and isinstance(wrong, Path):
+        kwargs[which] = 5
+    if which == "download_path" and isinstance(kwargs[which], str):
+        kwargs[which] = 5
+    before = dict(inflight._INFLIGHT)
+    with pytest.raises(HubLoaderError) as info:
+        hubloader.prefetch(**kwargs)
+    assert isinstance(info.value, (TypeError, ValueError))
+    assert inflight._INFLIGHT == before
+
+
+@fuzz_settings(6)
+@given(name=NAMES)
+def test_prefetch_of_any_name_answers_typed(in_arena, name):
+    """Whatever the name, an offline prefetch answers at its join: a directory or a typed
+    error, never a hang or a bare exception."""
+    _count("prefetch names")
+
+    def call():
+        return hubloader.prefetch(name, offline=True, progress=False).result(timeout=60)
+
+    _run("prefetch", call)
+
+
+# -- the command line -----------------------------------------------------------------------
+_ARGS = st.one_of(NAMES, st.sampled_from(["-q", "--revision", "-v", "--offline", "--json",
+                                          "--allow-patterns", "*", "--", "-", "--help"]))
+
+
+@fuzz_settings(120)
+@given(command=st.sampled_from([["download"], ["info"], ["validate"], ["cache", "ls"],
+                                ["cache", "verify"], ["cache", "rm"], ["ls"]]),
+       args=st.lists(_ARGS, max_size=4))
+def test_cli_entry_points(in_arena, monkeypatch, capsys, command, args):
+    """Every fuzzed command line ends with an exit status and a one-line error at most: no
+    traceback, no hang, nothing written outside the cache (offline, so nothing is fetched)."""
+    from hubloader import cli
+
+    _count("cli")
+    monkeypatch.setenv("HUBLOADER_OFFLINE", "1")
+
+    def call():
+        try:
+            return cli.main(command + args)
+        except SystemExit as err:  # argparse: a usage error or --help
+            return err.code
+
+    code = _run("cli", call)
+    out, err = capsys.readouterr()
+    assert code in (0, 1, 2, None), code
+    assert "Traceback" not in err, err
+
+
+# -- chat templates -------------------------------------------------------------------------
+_PIECES = st.sampled_from([
+    "{% for m in messages %}", "{% endfor %}", "{% for i in range(N) %}", "{{ m.content }}",
+    "{{ m['role'] }}", "{% if add_generation_prompt %}", "{% endif %}", "{{ 'x' * N }}",
+    "{{ N ** N }}", "{{ messages | tojson }}", "{% set x = N %}", "{{ x / 0 }}",
+    "{{ raise_exception('no') }}", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "{{ messages[N] }}", "{{ loop.index }}", "{{ bos_token }}", "{{", "}}", "{%", "%}",
+    "{{ m.content.__class__ }}", "{{ ''.__class__.__mro__ }}", "{{ cycler }}", "text",
+])
+_TEMPLATES = st.lists(st.tuples(_PIECES, st.sampled_from(["0", "1", "7", "99999", "2"])),
+                      max_size=8).map(lambda parts: "".join(p.replace("N", n) for p, n in parts))
+
+
+@fuzz_settings(300)
+@given(template=st.one_of(_TEMPLATES, st.text(max_size=60)),
+       content=st.text(max_size=20))
+def test_chat_templates(in_arena, monkeypatch, template, content):
+    """Any template renders to text or raises ChatTemplateError, within its time bound."""
+    from hubloader.errors import ChatTemplateError
+    from hubloader.text.chat_template import render_chat_template
+
+    _count("chat templates")
+    monkeypatch.setenv("HUBLOADER_CHAT_TEMPLATE_TIMEOUT", "0.5")
+    monkeypatch.setenv("HUBLOADER_CHAT_TEMPLATE_MAX_CHARS", "200000")
+
+    def call():
+        try:
+            out = render_chat_template(template, [{"role": "user", "content": content}],
+                                       bos_token="<s>")
+        except ChatTemplateError as err:
+            assert isinstance(err, ValueError)
+            raise
+        assert isinstance(out, str) and len(out) <= 200000
+        return out
+
+    _run("chat template", call)
+
+
 def test_example_count():
     """Runs last in this module: the examples above add up to the promised count."""
     assert sum(COUNTS.values()) >= MIN_TOTAL, COUNTS

@@ -76,10 +76,27 @@ def test_offline_load_from_the_hf_cache_with_sockets_forbidden(hf_cache, repo, h
     ours = model.model_dir
     assert ours.name == repo["commit"] and not str(ours).startswith(str(hf_cache))
     blob = hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / repo["commit"]
-    # hard-linked, not copied: the same inode as huggingface_hub's blob
-    assert os.stat(ours / "model.safetensors").st_ino == os.stat(blob / "model.safetensors").st_ino
+    # a file of hubloader's own, not a link to huggingface_hub's blob (see the next test)
+    assert os.stat(ours / "model.safetensors").st_ino != os.stat(blob / "model.safetensors").st_ino
     origins = {p: e.get("origin") for p, e in _manifest(ours)["files"].items()}
     assert origins and set(origins.values()) == {"hf-cache"}, origins
+
+
+def test_an_in_place_write_to_the_hf_blob_does_not_change_our_copy(hf_cache, repo, hub,
+                                                                    no_sockets, monkeypatch):
+    """huggingface_hub's own writes rename a new file into place, but anything else may write
+    to its blob in place: hubloader's verified copy must stay what it verified."""
+    monkeypatch.setenv("HUBLOADER_OFFLINE", "1")
+    ours = hubloader.download(f"hf://{REPO}")
+    snap = hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / repo["commit"]
+    with open((snap / "model.safetensors").resolve(), "r+b") as fh:  # same size, other bytes
+        fh.seek(-1, os.SEEK_END)
+        last = fh.read(1)
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([last[0] ^ 0xFF]))
+    again = hubloader.download(f"hf://{REPO}")
+    assert (again / "model.safetensors").read_bytes() == repo["files"]["model.safetensors"]
+    assert (ours / "model.safetensors").read_bytes() == repo["files"]["model.safetensors"]
 
 
 def test_pinned_commit_online_makes_no_request(hf_cache, repo, hub, no_sockets):

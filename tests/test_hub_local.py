@@ -16,7 +16,7 @@ import hubloader
 from hubloader.errors import (DiskFullError, IntegrityError, LocalEntryNotFoundError,
                               ModelNotFoundError, RemoteNotFoundError)
 from hubloader.hub import cache, partials
-from hub_helpers import make_tiny_bert, sha256_of, write_card
+from hub_helpers import make_tiny_bert, run_py, sha256_of, write_card
 
 
 @pytest.fixture
@@ -181,25 +181,27 @@ def test_incomplete_snapshot_not_served_offline(folder_hub):
 
 
 def test_disk_full_is_typed_and_leaves_nothing(folder_hub, hub_env):
-    """A real ENOSPC from the kernel: the temp file is a symlink to /dev/full."""
+    """A real write error from the kernel: the download runs under a file-size limit that the
+    weights exceed (EFBIG, as a quota or a full disk would stop it)."""
     from hubloader.hub.sources import open_source
 
     src = open_source((folder_hub / "tiny-bert").as_uri())
-    listing = src.list_files(None)
-    weights = next(f for f in listing.files if f.path == "model.safetensors")
     snap = cache.managed_paths(src.uri, "main")
-    # the temp file of a dead writer (its pid is gone), which the download adopts to resume
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    partial = snap.partial(weights, f"{partials.new_owner().split('~')[0]}~{dead.pid}~00")
-    partial.parent.mkdir(parents=True)
-    os.symlink("/dev/full", partial)
-    with pytest.raises(DiskFullError, match="HUBLOADER_HOME") as info:
-        hubloader.download("tiny-bert")
-    assert isinstance(info.value, OSError)
+    code = ("import resource, signal, hubloader\n"
+            "from hubloader.errors import DiskFullError\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))\n"
+            "try:\n"
+            "    hubloader.download('tiny-bert')\n"
+            "except DiskFullError as err:\n"
+            "    assert isinstance(err, OSError) and 'HUBLOADER_HOME' in str(err), err\n"
+            "    print('typed')\n")
+    done = run_py(code)
+    assert done.stdout.strip() == "typed", done.stderr
     assert not snap.file("model.safetensors").exists()
-    assert not os.path.lexists(partial), "the dead writer's file was not adopted"
-    assert list(partial.parent.iterdir()) == [], "a temp file was left behind"
+    partial_dir = snap.meta_dir / "partial"
+    assert not partial_dir.exists() or list(partial_dir.iterdir()) == [], \
+        "a temp file was left behind"
     assert hubloader.download("tiny-bert") == snap.snapshot_dir  # recovers once space is back
 
 

@@ -72,7 +72,11 @@ def test_cli_error_line_is_redacted(presigned_hub, hub_env):
     ("GET https://b.s3.amazonaws.com/k.bin?X-Amz-Signature=abc&X-Amz-Credential=AKIA%2Fx failed",
      "https://b.s3.amazonaws.com/k.bin?<redacted> failed"),
     ("proxy http://user:hunter2@proxy:3128/ refused", "http://<redacted>@proxy:3128/"),
-    ("headers: Authorization: Bearer hf_abcdefghijklmnopqrstuvwx", "Bearer <redacted>"),
+    ("headers: Authorization: Bearer hf_abcdefghijklmnopqrstuvwx", "Authorization: <redacted>"),
+    ("token Bearer hf_abcdefghijklmnopqrstuvwx sent", "Bearer <redacted>"),
+    ("{'X-Amz-Security-Token': b'FQoGZXIvYXdzE', 'Authorization': 'AWS4 Signature=deadbeef'}",
+     "'X-Amz-Security-Token': '<redacted>'"),
+    ("x-amz-security-token:FQoGZXIvYXdzE\nSignature:\ndeadbeefdeadbeefdeadbeef", "Signature:\n<redacted>"),
     ("echoed X-Amz-Security-Token=FQoGZXIvYXdzE and sig=deadbeef", "X-Amz-Security-Token=<redacted>"),
 ])
 def test_redact_patterns(text, kept):

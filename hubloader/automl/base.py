@@ -89,9 +89,15 @@ class AutoModel(ABC):
             >>> model.forward("cat.png")
             'cat'
         """
+        from ..errors import PackageError
         from .loading import load_auto_model
 
-        return load_auto_model(name_or_dir, trust_remote_code=trust_remote_code, **kwargs)
+        model = load_auto_model(name_or_dir, trust_remote_code=trust_remote_code, **kwargs)
+        if not isinstance(model, AutoModel):
+            raise PackageError(f"{name_or_dir}: the package's entry_class "
+                               f"{type(model).__name__!r} is not an AutoModel; subclass "
+                               "hubloader.automl.AutoModel (or AutoFedAvgModel)")
+        return model
 
     # -- AlphaMed's interface ------------------------------------------------------------------
     @abstractmethod

@@ -5,13 +5,16 @@ serves ``image-classification``."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError, PackageError
-from .base import AutoModel
+
+if TYPE_CHECKING:
+    from .base import AutoModel
 
 __all__ = ["load_auto_model", "register_auto_model"]
 
@@ -50,11 +53,8 @@ def load_auto_model(name_or_dir: str | os.PathLike, *, trust_remote_code: bool |
         if entry.kind == "hubconf":
             raise PackageError(f"{root} is a downstream-platform hubconf.py package, not an "
                                "AlphaMed one; load it with model_downstream_interface.load_model")
-        model = load_custom_model(root, trust_remote_code=trust_remote_code, entry_kwargs=kwargs)
-        if not isinstance(model, AutoModel):
-            raise PackageError(f"{entry.path}: entry_class {entry.entry_class!r} is not an "
-                               "AutoModel; subclass hubloader.automl.AutoModel (or "
-                               "AutoFedAvgModel)")
+        model: AutoModel = load_custom_model(root, trust_remote_code=trust_remote_code,
+                                             entry_kwargs=kwargs)
         return model
     model_type = str(read_config_file(root / "config.json").get("model_type") or "").lower()
     if model_type in _FACTORIES:
@@ -67,6 +67,8 @@ def load_auto_model(name_or_dir: str | os.PathLike, *, trust_remote_code: bool |
         raise ConfigError(f"{root}: no built-in AutoModel for model_type {model_type!r}; the "
                           "built-in one serves hubloader's image classifiers (resnet, vit, swin). "
                           "Ship your own AutoModel with entry_file/entry_class")
-    from .image import AutoImageClassifier
-
-    return AutoImageClassifier(Path(root), **kwargs)
+    # The built-in classifier subclasses AutoModel, whose from_pretrain leads here, so it is
+    # found by name, as the model registry finds the families.
+    image = importlib.import_module(".image", __package__)
+    built: AutoModel = image.AutoImageClassifier(Path(root), **kwargs)
+    return built

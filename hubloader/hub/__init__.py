@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import settings
 from ..errors import ModelNotFoundError
-from ..names import ModelRef, parse_model_name, validate_download_path
+from ..names import ModelRef, parse_model_name, validate_download_path, validate_fetch_arguments
 
 from .lookup import cached_file
 from .inflight import Prefetch, prefetch
@@ -70,6 +70,7 @@ def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None =
             ``HUBLOADER_LOCK_TIMEOUT``, which bounds the whole wait (not each lock's).
         ReadOnlyCacheError: files must be fetched but the cache is not writable here.
         DiskFullError, InvalidModelNameError, UnsupportedSourceError.
+        InputError: an argument of the wrong type.
 
     Example:
         >>> download("hf://google-bert/bert-base-uncased", allow_patterns=["*.json"])
@@ -79,6 +80,9 @@ def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None =
     from .locate import flagai_folder, locate
     from .inflight import join
 
+    validate_fetch_arguments(model_name.name if isinstance(model_name, ModelRef) else model_name,
+                             revision=revision, allow_patterns=allow_patterns, offline=offline,
+                             progress=progress)
     validate_download_path(download_path)
     ref = model_name if isinstance(model_name, ModelRef) else \
         parse_model_name(model_name, revision=revision)

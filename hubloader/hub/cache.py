@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
+from ..errors import InvalidModelNameError
 from ..files import atomic_write_json as write_json_atomic  # re-exported
 from ..files import atomic_write_text
 from ..names import safe_join
@@ -125,8 +126,17 @@ class SnapshotPaths:
         return self.meta_dir / "partial" / f".{self._path_id(path)}.{owner}.link"
 
     def file(self, path: str) -> Path:
-        """The final location of snapshot file ``path`` (refuses ``..`` and absolute paths)."""
-        return safe_join(self.snapshot_dir, path)
+        """The final location of snapshot file ``path`` (refuses ``..`` and absolute paths).
+
+        The entry itself is not resolved: one that is a link is not the verified file, and is
+        replaced by it (its folders are, so none of them leads outside)."""
+        folder, _, name = path.rpartition("/")
+        if name in ("", ".", ".."):
+            raise InvalidModelNameError(f"file name {path!r} names no file under "
+                                        f"{str(self.snapshot_dir)!r}; use a plain file name")
+        if path.startswith(("/", "~")) or "\\" in path or path[1:2] == ":":
+            return safe_join(self.snapshot_dir, path)  # refuses what is not a plain name
+        return (safe_join(self.snapshot_dir, folder) if folder else self.snapshot_dir) / name
 
     def lock(self, path: str) -> Path:
         folder, _, name = path.rpartition("/")

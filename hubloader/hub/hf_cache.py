@@ -9,11 +9,10 @@ huggingface_hub keeps a repository as::
                                        git blob sha1 for the others
 
 A file found there is checked against the digest its blob name records (sha256 or git sha1)
-and then *hard-linked* into hubloader's blob store, or copied where a hard link is impossible
-(another filesystem). A link costs no space and no copy, and stays valid: huggingface_hub
-never rewrites a blob in place (it writes a temporary file and renames it), and removing the
-file from either cache leaves the other's name intact. hubloader never writes into
-huggingface_hub's cache.
+and then *copied* into hubloader's blob store (a copy-on-write clone where the filesystem
+offers one), the copy hashed again: hubloader's file never shares an inode with
+huggingface_hub's, so nothing written to that cache later, in place or not, changes what
+hubloader verified. hubloader never writes into huggingface_hub's cache.
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ and verification are those of :func:`hubloader.hub.download`; it answers with on
 standard output as soon as the files are in place (its background flush then finishes on its
 own), and its errors are raised again, typed, at the join.
 
+The child runs :mod:`hubloader.hub._prefetch_child` with ``python -P -m``, so neither the
+working directory nor a script's folder is on its path: a ``json.py`` lying there is never
+imported. A thread of the parent reads the child's lines as they come (the pipe never fills
+and stalls the child under its locks), reaps the child when it ends and closes the pipe, so
+no process or descriptor outlives a fetch. A handle is forgotten once joined: a later
+``download`` of the name asks the source again rather than replaying an old answer.
+
 A prefetch nobody joins by the time the interpreter exits is stopped (SIGINT, as Ctrl-C would);
 Ctrl-C while a join waits stops it the same way. The bytes on disk stay for a resume.
 """
@@ -37,9 +44,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from ..errors import PrefetchError, PrefetchTimeoutError
+from ..names import validate_download_path, validate_fetch_arguments
 
 __all__ = ["Prefetch", "Landed", "prefetch", "claim", "join"]
 
@@ -47,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 # How long a stopped fetch is given to let go of its files before it is killed.
 _STOP_GRACE_S = 5.0
+# How often a join looks at the child while it waits (stopped? gone?).
+_POLL_S = 0.5
 _CHILD_FLAG = "HUBLOADER_PREFETCH_CHILD"
 
 
@@ -103,7 +116,7 @@ class Prefetch:
     def __init__(self, key: _Key, allow_patterns: tuple[str, ...] | None, progress: bool):
         self._key = key
         self.allow_patterns = allow_patterns
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._answer: dict[str, Any] | None = None
         self._snapshot_dir: Path | None = None
         self._listing: tuple[str, ...] | None = None
@@ -116,10 +129,19 @@ class Prefetch:
         env = {**os.environ, _CHILD_FLAG: "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                            os.environ.get("PYTHONPATH")]))}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from hubloader.hub.inflight import _child_main; _child_main()",
-             json.dumps(request)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            # -P: no working directory (nor script folder) first on the child's path
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "hubloader.hub._prefetch_child", json.dumps(request)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, text=True,
+                close_fds=True)
+        except OSError as err:
+            raise PrefetchError(f"cannot start a background fetch of {key.name} "
+                                f"({err.strerror or err}); close files or processes this one "
+                                "holds, or call download() instead") from err
+        self._reader = threading.Thread(target=self._read_all, daemon=True,
+                                        name=f"hubloader-prefetch-{self._proc.pid}")
+        self._reader.start()
 
     @property
     def name(self) -> str:
@@ -133,10 +155,14 @@ class Prefetch:
         """Stop the fetch as Ctrl-C would; the bytes on disk stay for a resume."""
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGINT)
+            self._proc.send_signal(signal.SIGCONT)  # a stopped child takes SIGINT only then
             try:
                 self._proc.wait(_STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
+        self._reader.join(_STOP_GRACE_S)
+        _forget(self)
 
     @property
     def listing(self) -> tuple[str, ...] | None:
@@ -144,51 +170,91 @@ class Prefetch:
         before, and for a fetch that needed no listing: a warm cache, offline)."""
         return self._listing
 
-    def _read_one(self) -> None:
-        """Read the child's next line: a listing, a file landed, or its answer."""
+    def _read_all(self) -> None:
+        """The reader thread: every line of the child as it comes, then its exit status."""
         assert self._proc.stdout is not None  # opened as a pipe above
-        line = self._proc.stdout.readline()
-        try:
-            message = json.loads(line) if line else {}
-        except ValueError:
-            message = {}
-        if not isinstance(message, dict):
-            message = {}
-        if "listed" in message:
-            self._snapshot_dir = Path(message["dir"])
-            self._listing = tuple(message["listed"])  # again after a change at the source
-        elif "landed" in message and self._snapshot_dir:
-            self._landed.append(Landed(self._snapshot_dir, message["landed"]))
-        elif "path" in message or "error" in message:
-            self._answer = message
-        else:  # the child died without answering
-            code = self._proc.wait()
-            self._answer = {"error": "NetworkError",
-                            "message": f"the background fetch of {self.name} ended "
-                                       f"(exit status {code}) without an answer; "
-                                       "run again to resume"}
+        with self._proc.stdout as lines:
+            for line in lines:
+                self._take(line)
+        code = self._proc.wait()  # reaped: no zombie
+        with self._cond:
+            if self._answer is None:
+                self._answer = {"error": "NetworkError",
+                                "message": f"the background fetch of {self.name} ended "
+                                           f"(exit status {code}) without an answer; "
+                                           "run again to resume"}
+            self._cond.notify_all()
+        with _LOCK:
+            _STARTED.discard(self)
 
-    def _wait(self) -> dict[str, Any]:
-        with self._lock:
-            while self._answer is None:
-                self._read_one()
-            return self._answer
+    def _take(self, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        with self._cond:
+            if "listed" in message:
+                self._snapshot_dir = Path(message["dir"])
+                self._listing = tuple(message["listed"])  # again after a change at the source
+            elif "landed" in message and self._snapshot_dir:
+                self._landed.append(Landed(self._snapshot_dir, message["landed"]))
+            elif "path" in message or "error" in message:
+                self._answer = message
+            self._cond.notify_all()
+
+    def _stopped(self) -> bool:
+        """Whether the child is stopped (SIGSTOP, a debugger): it makes no progress."""
+        try:
+            with open(f"/proc/{self._proc.pid}/stat", encoding="ascii") as fh:
+                return fh.read().rpartition(")")[2].split()[0] in ("T", "t")
+        except (OSError, IndexError):
+            return False
+
+    def _wait_for(self, ready, timeout: float | None) -> None:
+        """Wait (holding ``self._cond``) until ``ready()``; notice a stopped child, and give
+        up after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not ready():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise PrefetchTimeoutError(
+                    f"the background fetch of {self.name} (pid {self._proc.pid}) did not finish "
+                    f"within {timeout:g} s; it goes on: join again, or cancel() it")
+            self._cond.wait(_POLL_S if left is None else min(_POLL_S, left))
+            if ready() or (deadline is not None and time.monotonic() >= deadline):
+                continue
+            if self._stopped():
+                self._cond.release()
+                try:
+                    self.cancel()
+                finally:
+                    self._cond.acquire()
+                raise PrefetchError(
+                    f"the background fetch of {self.name} (pid {self._proc.pid}) was stopped "
+                    "(SIGSTOP) and is ended now; run the download again to resume")
 
     def landed(self) -> Iterator[Landed]:
         """Each file of the snapshot as it lands (verified, in place), until the fetch
         answers; files already cached come first. Then :meth:`result` returns at once.
 
         Raises:
+            PrefetchError: the child was stopped (it is ended).
             KeyboardInterrupt: Ctrl-C while waiting; the fetch is stopped first.
         """
         seen = 0
         while True:
-            with self._lock:
+            with self._cond:
                 try:
-                    while seen >= len(self._landed) and self._answer is None:
-                        self._read_one()
+                    self._wait_for(lambda: seen < len(self._landed) or self._answer is not None,
+                                   None)
                 except KeyboardInterrupt:
-                    self.cancel()
+                    self._cond.release()
+                    try:
+                        self.cancel()
+                    finally:
+                        self._cond.acquire()
                     raise
                 if seen >= len(self._landed):
                     return
@@ -196,19 +262,29 @@ class Prefetch:
             seen += 1
             yield arrived
 
-    def result(self) -> Path:
-        """Wait for the fetch and return its directory, as :func:`download` would.
+    def result(self, timeout: float | None = None) -> Path:
+        """Wait for the fetch and return its directory, as :func:`download` would. The handle
+        is then forgotten: a later ``download`` of the name asks the source again.
+
+        Args:
+            timeout: seconds to wait at most (``None``: until the fetch answers).
 
         Raises:
             Whatever :func:`hubloader.hub.download` raises, typed (``SourceError`` and its
             subclasses, ``LocalEntryNotFoundError`` offline, ...).
+            PrefetchTimeoutError: ``timeout`` passed; the fetch goes on.
+            PrefetchError: the child was stopped (it is ended).
             KeyboardInterrupt: Ctrl-C while waiting; the fetch is stopped first.
         """
         try:
-            answer = self._wait()
+            with self._cond:
+                self._wait_for(lambda: self._answer is not None, timeout)
+                answer = self._answer
         except KeyboardInterrupt:
             self.cancel()
             raise
+        assert answer is not None  # waited for above
+        _forget(self)  # (the reader reaps the child once it has flushed its blobs and ended)
         if "path" in answer:
             return Path(answer["path"])
         raise _rebuild_error(answer)
@@ -219,7 +295,17 @@ class Prefetch:
 
 _LOCK = threading.Lock()
 _INFLIGHT: dict[_Key, list[Prefetch]] = {}
-_STARTED: list[Prefetch] = []
+_STARTED: set[Prefetch] = set()  # children not reaped yet, stopped at exit
+
+
+def _forget(handle: Prefetch) -> None:
+    """Take a joined (or cancelled) handle out of the registry."""
+    with _LOCK:
+        candidates = _INFLIGHT.get(handle._key, [])
+        if handle in candidates:
+            candidates.remove(handle)
+        if not candidates:
+            _INFLIGHT.pop(handle._key, None)
 
 
 def prefetch(model_name: str | os.PathLike, *, revision: str | None = None,
@@ -236,20 +322,28 @@ def prefetch(model_name: str | os.PathLike, *, revision: str | None = None,
     Returns:
         A :class:`Prefetch`: ``result()`` waits and returns the directory.
 
+    Raises:
+        InputError, InvalidModelNameError: an argument of the wrong type or form (checked
+            before any child starts, as :func:`download` checks them).
+        PrefetchError: no child process can be started (out of processes or descriptors).
+
     Example:
         >>> handle = prefetch("hf://org/model")
         >>> import torch                      # overlaps the transfer
         >>> path = handle.result()
     """
+    validate_fetch_arguments(model_name, revision=revision, allow_patterns=allow_patterns,
+                             offline=offline, progress=progress)
+    validate_download_path(download_path)
     key = _key(model_name, revision, download_path, offline)
     patterns = _patterns(allow_patterns)
     with _LOCK:
         for running in _INFLIGHT.get(key, []):
-            if running.allow_patterns == patterns:
+            if running.allow_patterns == patterns and "error" not in (running._answer or {}):
                 return running
         handle = Prefetch(key, patterns, progress)
         _INFLIGHT.setdefault(key, []).append(handle)
-        _STARTED.append(handle)
+        _STARTED.add(handle)  # (its reader takes it out, under this lock, once it is reaped)
     logger.debug("prefetch of %s started (pid %d)", key.name, handle._proc.pid)
     return handle
 
@@ -293,49 +387,12 @@ def join(model_name: str | os.PathLike, *, revision: str | None,
 def _stop_unjoined_at_exit() -> None:
     with _LOCK:
         pending = [h for h in _STARTED if h._answer is None and h._proc.poll() is None]
+        finished = [h for h in _STARTED if h not in pending]
+    for handle in finished:  # answered: the reader reaps it in a moment
+        handle._reader.join(_STOP_GRACE_S)
     for handle in pending:
         logger.info("stopping the unjoined prefetch of %s at exit", handle.name)
         handle.cancel()
 
 
 atexit.register(_stop_unjoined_at_exit)
-
-
-class _Reporter:
-    """Tells the parent, one JSON line each, what the fetch lists and each file that lands."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # two transfer threads report
-
-    def _say(self, message: dict[str, Any]) -> None:
-        with self._lock:
-            sys.stdout.write(json.dumps(message) + "\n")
-            sys.stdout.flush()
-
-    def listed(self, snapshot_dir: Path, files: Sequence[str]) -> None:
-        self._say({"listed": list(files), "dir": str(snapshot_dir)})
-
-    def landed(self, path: str) -> None:
-        self._say({"landed": path})
-
-
-def _child_main() -> None:
-    """The child: one :func:`download`, reported as it goes and answered with one JSON line
-    on standard output."""
-    from ..errors import HubLoaderError
-    from . import download
-    from .snapshot import arrivals
-
-    request = json.loads(sys.argv[1])
-    arrivals.set(_Reporter())
-    try:
-        path = download(request.pop("model_name"), **request)
-        answer: dict[str, Any] = {"path": str(path)}
-    except HubLoaderError as err:
-        fields = {k: v for k, v in vars(err).items()
-                  if isinstance(v, (str, int, float, bool, type(None)))}
-        answer = {"error": type(err).__name__, "message": str(err), "fields": fields}
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()  # the parent goes on now; this process still flushes the blobs at exit

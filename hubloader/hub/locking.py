@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -43,33 +44,56 @@ _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
 #: whether flock excludes, per filesystem (st_dev), as the probe found it in this process
 _flock_excludes: dict[int, bool] = {}
-#: when the current download's lock waits must end (monotonic), see :func:`shared_wait`
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "hubloader_lock_deadline", default=None)
+class _Budget:
+    """Seconds the current download may still spend waiting for other processes' locks;
+    shared by the threads of one download (their contexts hold this same object)."""
+
+    def __init__(self, seconds: float):
+        self._left = seconds
+        self._lock = threading.Lock()
+
+    def left(self) -> float:
+        with self._lock:
+            return max(0.0, self._left)
+
+    def spend(self, seconds: float) -> None:
+        with self._lock:
+            self._left -= seconds
+
+
+#: the current download's lock-wait budget, see :func:`shared_wait`
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "hubloader_lock_budget", default=None)
 
 
 @contextlib.contextmanager
 def shared_wait() -> Iterator[None]:
     """Make every lock wait inside the block (and in contexts copied from it, such as a
     thread pool's tasks) share one ``HUBLOADER_LOCK_TIMEOUT`` instead of each having its own.
-    A negative timeout waits forever."""
+    Only time spent waiting for another process's lock counts: this download's own
+    transfers, however long, use none of it. A negative timeout waits forever."""
     limit = settings.lock_timeout()
-    token = _deadline.set(None if limit < 0 else time.monotonic() + limit)
+    token = _budget.set(None if limit < 0 else _Budget(limit))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _budget.reset(token)
 
 
 def _limit(timeout: float | None) -> float:
     """Seconds this wait may last: ``timeout`` (default ``HUBLOADER_LOCK_TIMEOUT``), cut to
     what is left of the :func:`shared_wait` budget."""
     limit = settings.lock_timeout() if timeout is None else timeout
-    deadline = _deadline.get()
-    if deadline is None:
+    budget = _budget.get()
+    if budget is None:
         return limit
-    left = max(0.0, deadline - time.monotonic())
-    return left if limit < 0 else min(limit, left)
+    return budget.left() if limit < 0 else min(limit, budget.left())
+
+
+def _spent_waiting(seconds: float) -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.spend(seconds)
 
 
 def can_write(path: str | os.PathLike) -> bool:
@@ -179,7 +203,10 @@ def _acquire(lock, lock_path: Path, label: str, *, timeout: float | None,
                 "%.0f s (HUBLOADER_LOCK_TIMEOUT)", label, _holder(lock_path), limit)
     started = time.monotonic()
     try:
-        lock.acquire(timeout=limit, poll_interval=poll_interval)
+        try:
+            lock.acquire(timeout=limit, poll_interval=poll_interval)
+        finally:
+            _spent_waiting(time.monotonic() - started)
     except filelock.Timeout as err:
         raise LockTimeoutError(
             f"waited {time.monotonic() - started:.0f} s for {label} ({lock_path}), held by "
@@ -187,6 +214,12 @@ def _acquire(lock, lock_path: Path, label: str, *, timeout: float | None,
             "wait for it, raise HUBLOADER_LOCK_TIMEOUT, or stop that process"
         ) from err
     logger.info("%s is free after %.1f s of waiting", label, time.monotonic() - started)
+
+
+#: one lock per lock file for this process's threads: they take turns here, so the
+#: inter-process wait (and its budget) is only ever for another process
+_in_process: dict[str, threading.RLock] = {}
+_in_process_guard = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -212,9 +245,25 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None,
         LockTimeoutError: another process held the lock longer than ``timeout``.
         ReadOnlyCacheError: the lock file cannot be created here (read-only cache).
     """
+    lock_path = Path(path)
+    with _in_process_guard:
+        turn = _in_process.setdefault(os.path.abspath(lock_path), threading.RLock())
+    if not turn.acquire(blocking=wait):
+        raise LockTimeoutError(f"{what or lock_path} ({lock_path}) is held by another thread "
+                               "of this process")
+    try:
+        with _file_lock(lock_path, timeout=timeout, what=what, poll_interval=poll_interval,
+                        wait=wait):
+            yield
+    finally:
+        turn.release()
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path, *, timeout: float | None, what: str | None,
+               poll_interval: float, wait: bool) -> Iterator[None]:
     import filelock
 
-    lock_path = Path(path)
     label = what or str(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,17 +17,20 @@ Comparing a heartbeat from another host assumes the hosts' clocks agree to well 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
 
 from .. import settings
+from ..files import read_regular, regular_size
 from .cache import SnapshotPaths
 from .sources.base import RemoteFile
 
@@ -96,7 +99,7 @@ def writer_gone(partial: Path, *, lifetime: float | None = None) -> bool:
     times = []
     for p in unit(partial):
         try:
-            times.append(p.stat().st_mtime)
+            times.append(p.lstat().st_mtime)
         except FileNotFoundError:
             pass
     limit = settings.lock_lifetime() if lifetime is None else lifetime
@@ -128,16 +131,28 @@ def resumable_bytes(paths: SnapshotPaths, file: RemoteFile) -> int:
     return max(map(held_bytes, _others(paths, file)), default=0)
 
 
+def range_files(partial: Path) -> tuple[Path, Path, Path]:
+    """A parallel transfer's data file, its progress sidecar and the sidecar's temp file."""
+    data, sidecar, tmp = (partial.with_name(partial.name + suffix)
+                          for suffix in (PARALLEL, RANGES, RANGES_TMP))
+    return data, sidecar, tmp
+
+
+def saved_bytes(partial: Path) -> int:
+    """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
+    try:
+        return sum(json.loads(read_regular(range_files(partial)[1]))["done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def held_bytes(partial: Path) -> int:
     """Bytes of the file ``partial``'s transfer has on disk (verified, whole or in ranges)."""
-    from .transfer import saved_bytes
-
     verified, base = partial.with_name(partial.name + VERIFIED), partial
     for p in (verified, base):
-        try:
-            return p.stat().st_size
-        except FileNotFoundError:
-            pass
+        size = regular_size(p)
+        if size is not None:
+            return size
     return saved_bytes(partial)
 
 
@@ -169,14 +184,45 @@ def _adopt(old: Path, mine: Path, *, copy: bool) -> bool:
             break
         if copy:  # the progress sidecar first, then the data it vouches for
             claimed, fresh = name(mine, dst), name(mine, _COPY)
-            shutil.copyfile(claimed, fresh)
+            shutil.copyfile(claimed, fresh, follow_symlinks=False)
             os.replace(fresh, claimed)
     return True
 
 
 def _discard(partial: Path) -> None:
     for p in unit(partial):
-        p.unlink(missing_ok=True)
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:  # another user's file in a shared folder: left to its owner
+            pass
+
+
+def _adoptable(partial: Path, size: int | None) -> bool:
+    """Whether every file of ``partial``'s unit that exists is a regular file of this user's
+    with no other name: a link or a foreign file planted in a shared cache would make the
+    adopter write or read outside it (or let its owner change bytes after they are checked).
+    Complete verified bytes may have a second name, their blob's: they are only re-hashed,
+    never written to."""
+    verified = partial.with_name(partial.name + VERIFIED)
+    for p in unit(partial):
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        shared = st.st_nlink != 1 and not (p == verified and st.st_size == size)
+        if not stat.S_ISREG(st.st_mode) or shared or st.st_uid != os.getuid():
+            logger.warning("not resuming from %s: not a regular file of this user's", p)
+            return False
+    return True
+
+
+def _partial_folder(folder: Path) -> None:
+    """Make ``folder`` a real directory: a link in its place (which would send every temp
+    file elsewhere) is removed first."""
+    if folder.is_symlink():
+        logger.warning("%s is a link; replacing it with a folder", folder)
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def claim(paths: SnapshotPaths, file: RemoteFile, owner: str) -> Path:
@@ -185,11 +231,11 @@ def claim(paths: SnapshotPaths, file: RemoteFile, owner: str) -> Path:
     a live writer's files are left alone.
     """
     mine = paths.partial(file, owner)
-    mine.parent.mkdir(parents=True, exist_ok=True)
+    _partial_folder(mine.parent)
     gone = [p for p in _others(paths, file, mine) if writer_gone(p)]
     for old in sorted(gone, key=held_bytes, reverse=True):
         have = held_bytes(old)
-        if not mine.exists() and not mine.with_name(mine.name + RANGES).exists() \
+        if _adoptable(old, file.size) and not mine.exists() and not mine.with_name(mine.name + RANGES).exists() \
                 and _adopt(old, mine, copy=not _pid_dead(old)):
             logger.info("%s: resuming from %d bytes left by a transfer that is gone (%s)",
                         file.path, have, old.name)

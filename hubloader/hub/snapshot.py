@@ -30,6 +30,7 @@ from .. import settings
 from .._futures import results_or_cancel
 from ..errors import (DiskFullError, InvalidModelNameError, LocalEntryNotFoundError, NetworkError,
                       RemoteNotFoundError)
+from ..files import copy_verified, regular_size
 from . import cache, durability, partials
 from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
@@ -140,10 +141,8 @@ def _fresh(file: RemoteFile, manifest: dict, paths: SnapshotPaths,
         return False  # the card now promises other bytes: fetch (and verify) again
     if file.size is not None and entry.get("size") != file.size:
         return False
-    try:
-        return paths.file(file.path).stat().st_size == entry.get("size")
-    except FileNotFoundError:
-        return False
+    # a link planted as the entry is not the verified file (and is never read through)
+    return regular_size(paths.file(file.path)) == entry.get("size")
 
 
 def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | None = None,
@@ -170,10 +169,7 @@ def cached_snapshot(paths: SnapshotPaths, *, allow_patterns: Sequence[str] | Non
             return None
         if match_card_sha256 and entry.get("sha256") != (card_files or {}).get(path):
             return None
-        try:
-            if paths.file(path).stat().st_size != entry.get("size"):
-                return None
-        except FileNotFoundError:
+        if regular_size(paths.file(path)) != entry.get("size"):
             return None
     return paths.snapshot_dir
 
@@ -234,9 +230,8 @@ def _reusable_blob(paths: SnapshotPaths, file: RemoteFile, sha256: str | None) -
     blob = paths.blob(sha256)
     if blob is None or file.size is None:
         return None
-    try:
-        size = blob.stat().st_size
-    except FileNotFoundError:
+    size = regular_size(blob)
+    if size is None:
         return None
     if size != file.size:  # an unknown size is no proof either: fetch
         logger.warning("blob %s has %d bytes where %s has %d; fetching the file instead",
@@ -254,7 +249,7 @@ def _link_into_snapshot(paths: SnapshotPaths, blob: Path, path: str) -> bool:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
-            os.link(blob, tmp)
+            os.link(blob, tmp, follow_symlinks=False)
         except FileNotFoundError:
             return False
         except OSError as err:
@@ -307,8 +302,9 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
     try:
         os.link(verified, blob)  # fails rather than replace: an existing blob is kept
     except FileExistsError:
-        if blob.stat().st_size != verified.stat().st_size:  # a damaged blob: replace it
-            logger.warning("blob %s has the wrong size; replacing it with verified bytes", blob)
+        if regular_size(blob) != verified.stat().st_size:  # a damaged blob, or a link: replace it
+            logger.warning("blob %s has the wrong size or is not a file; replacing it with "
+                           "verified bytes", blob)
             tmp = blob.with_name(f".{blob.name}.{partials.new_owner()}.tmp")
             tmp.unlink(missing_ok=True)
             os.link(verified, tmp)
@@ -349,8 +345,8 @@ def _fetch_one(source: Source, file: RemoteFile, paths: SnapshotPaths, *, revisi
     known = _known_sha256(file, card_sha256)
     # a copy outside the cache (huggingface_hub's) is used, verified, unless a blob has it
     local = None if _reusable_blob(paths, file, known) else source.local_copy(file)
-    if local is not None and (known is None or known == local[1]):
-        _adopt(paths, local[0], local[1], file.path)
+    if local is not None and (known is None or known == local[1]) and \
+            _adopt(paths, local[0], local[1], file.path):
         logger.info("%s: taken from %s (%s), not fetched", file.path, source.local_origin,
                     local[0])
         return _Stored(local[1], source.local_origin, verified_by(file, known))
@@ -394,27 +390,27 @@ def _warn_unverified(source: Source, file: RemoteFile) -> None:
                    source.uri, file.path)
 
 
-def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> None:
-    """Put verified bytes that another cache owns into the snapshot: hard-linked into the
-    blob store (copied where no hard link can be made), never moved or changed."""
+def _adopt(paths: SnapshotPaths, local: Path, sha256: str, path: str) -> bool:
+    """Put verified bytes that another cache owns into the snapshot as a file of hubloader's
+    own: cloned or copied into the blob store, never linked, moved or changed, so a later
+    write to the other cache's file cannot change them. The copy is hashed again; ``False``
+    (nothing kept) when it no longer has ``sha256``."""
     blob = paths.blob(sha256)
     target = blob if blob is not None else paths.file(path)
-    if blob is None or not blob.exists():
+    if blob is None or regular_size(blob) is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{partials.new_owner()}.adopt")
         try:
-            try:
-                os.link(local, tmp)
-            except OSError as err:
-                if err.errno not in _NO_LINK:
-                    raise
-                shutil.copyfile(local, tmp)
-                durability.fdatasync(tmp)
+            if copy_verified(local, tmp) != sha256:
+                logger.warning("%s changed while it was copied; fetching %s instead", local, path)
+                return False
+            durability.fdatasync(tmp)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     if blob is not None and not _link_into_snapshot(paths, blob, path):
-        _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
+        return _adopt(paths, local, sha256, path)  # the blob was collected meanwhile: again
+    return True
 
 
 def _check_space(todo: list[RemoteFile], paths: SnapshotPaths) -> None:

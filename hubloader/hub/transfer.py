@@ -26,8 +26,9 @@ from typing import Any, Callable
 from .. import settings
 from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
+from ..files import open_regular, read_regular, regular_size
 from ..files import sha256_file as file_sha256  # re-exported
-from .partials import PARALLEL, RANGES, RANGES_TMP, Heartbeat, fresh_name
+from .partials import Heartbeat, fresh_name, range_files, saved_bytes
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
 from .sources.part_digests import PartDigest, expected_digest
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 _MIN_PART = 8 << 20
 _SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 
 
 def verified_by(file: RemoteFile, expected_sha256: str | None = None) -> str | None:
@@ -109,7 +110,7 @@ def _check(cancel: threading.Event | None) -> None:
 def hash_file(path: Path, digests: Digests, *, limit: int | None = None) -> None:
     """Feed ``path``'s first ``limit`` bytes (all by default) into ``digests``."""
     remaining = limit
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
         while remaining is None or remaining > 0:
             block = fh.read(8 << 20 if remaining is None else min(8 << 20, remaining))
             if not block:
@@ -133,11 +134,20 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _unlink_if_not_regular(path: Path) -> None:
+    """Remove a link (or other non-file) planted at a temp file's name: it is replaced by a
+    file of this transfer's own, never written through."""
+    if regular_size(path) is None and os.path.lexists(path):
+        logger.warning("%s is not a regular file; replacing it", path)
+        path.unlink()
+
+
 def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: int,
             end: int | None, bar, digests: Digests | None, sync: bool,
             cancel: threading.Event | None) -> None:
     """Append ``[start + already-there, end)`` of ``file`` to ``path``."""
-    with open(path, "ab") as fh:
+    # never through a link planted in place of the temp file: it would write outside the cache
+    with os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as fh:
         for chunk in source.iter_bytes(file, revision=revision, start=start, end=end):
             _check(cancel)
             try:
@@ -157,6 +167,7 @@ def _stream(source: Source, file: RemoteFile, revision: str, path: Path, start: 
 def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
                   expected_sha256: str | None, sync: bool,
                   cancel: threading.Event | None) -> Digests:
+    _unlink_if_not_regular(partial)
     have = _size(partial)
     if file.size is not None and have > file.size:
         partial.unlink()
@@ -189,25 +200,13 @@ class _Ranges:
         self._persisted = 0.0
         self._load()
 
-    @staticmethod
-    def files(partial: Path) -> tuple[Path, Path, Path]:
-        """The data file, the progress sidecar and the sidecar's temp file of ``partial``."""
-        data, sidecar, tmp = (partial.with_name(partial.name + suffix)
-                              for suffix in (PARALLEL, RANGES, RANGES_TMP))
-        return data, sidecar, tmp
-
-    @classmethod
-    def saved_bytes(cls, partial: Path) -> int:
-        """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
-        try:
-            return sum(json.loads(cls.files(partial)[1].read_text())["done"])
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return 0
+    files = staticmethod(range_files)
+    saved_bytes = staticmethod(saved_bytes)
 
     def _load(self) -> None:
         try:
-            saved = json.loads(self.sidecar.read_text())
-        except (FileNotFoundError, ValueError):
+            saved = json.loads(read_regular(self.sidecar))
+        except (OSError, ValueError):
             return
         if (saved.get("size") == self.size and self.data.exists()
                 and [tuple(b) for b in saved.get("bounds", [])] == self.bounds):
@@ -225,8 +224,10 @@ class _Ranges:
             self.cond.notify_all()
 
     def _persist(self) -> None:
-        self._tmp.write_text(json.dumps({"size": self.size, "bounds": self.bounds,
-                                         "done": self.done}))
+        self._tmp.unlink(missing_ok=True)  # a name planted meanwhile is not written through
+        fd = open_regular(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
         os.replace(self._tmp, self.sidecar)
 
     def fail(self) -> None:
@@ -260,8 +261,10 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
     completed prefix in a thread of its own (reading back what the ranges wrote, from the
     page cache), so the digest is ready when the last range lands."""
     size = int(file.size or 0)
+    for p in _Ranges.files(partial):
+        _unlink_if_not_regular(p)
     ranges = _Ranges(partial, size, max(1, min(workers, -(-size // _MIN_PART))))
-    fd = os.open(ranges.data, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(ranges.data, os.O_RDWR | os.O_CREAT)
     digests = Digests(file, expected_sha256)
     try:
         if os.fstat(fd).st_size != size:
@@ -339,11 +342,6 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
     os.replace(ranges.data, partial)  # complete: now an ordinary whole temp file
     ranges.discard()
     return digests
-
-
-def saved_bytes(partial: Path) -> int:
-    """Bytes a killed parallel download of ``partial`` recorded as written (0: none)."""
-    return _Ranges.saved_bytes(partial)
 
 
 def _partial_bytes(partial: Path) -> int:

@@ -33,6 +33,7 @@ __all__ = ["ZipSummary", "check_zip", "extract_zip", "package_root", "local_pack
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_NAME_MAX = 255  # the longest file or folder name most filesystems take, in bytes
 _RATIO_FLOOR = 1 << 20  # members (and zips) smaller than this are not judged by ratio
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
@@ -90,6 +91,10 @@ def check_zip(zf: zipfile.ZipFile, *, where: str = "<zip>", max_size: int | None
         if not path and not info.is_dir():
             raise PackageError(f"{where}: member {info.filename!r} names no file (only '.' and "
                                "'/'); re-create the zip with 'hubloader pack'")
+        if any(len(part.encode("utf-8", "surrogatepass")) > _NAME_MAX for part in path.split("/")):
+            raise PackageError(f"{where}: member {info.filename[:60]!r}... has a name longer than "
+                               f"the {_NAME_MAX} bytes a file or folder name may have; "
+                               "re-create the zip with shorter names")
         key = path.lower()
         parts = key.split("/")
         for i in range(1, len(parts) + (1 if info.is_dir() else 0)):
@@ -196,11 +201,13 @@ def extract_zip(zip_path: str | os.PathLike, dest: str | os.PathLike, **limits) 
         except OSError as err:
             for p in created:
                 p.unlink(missing_ok=True)
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise DiskFullError(f"the disk holding {out} filled up while extracting {src} "
                                     f"({err.strerror}); nothing was kept — free some space and "
                                     "try again") from err
-            raise
+            raise PackageError(f"{src} cannot be extracted into {out} ({err.strerror}: "
+                               f"{err.filename}); nothing was kept — re-create the zip with "
+                               "'hubloader pack', or extract it elsewhere") from err
         except BaseException:
             for p in created:
                 p.unlink(missing_ok=True)

@@ -22,11 +22,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -55,6 +57,9 @@ HUBCONF_NAME = "hubconf.py"
 ENTRY_FIELDS = ("entry_file", "entry_module")
 DEFAULT_HUBCONF_ENTRY = "BIG_PRETRAINED_MODEL"
 _IMPORT_LOCK = threading.RLock()
+#: module forms other than source that Python's import system would load from a folder
+_COMPILED_SUFFIXES = tuple(importlib.machinery.BYTECODE_SUFFIXES
+                           + importlib.machinery.EXTENSION_SUFFIXES + [".pyo", ".pyd"])
 
 
 @dataclass(frozen=True)
@@ -185,15 +190,25 @@ def check_dependencies(entry: CodeEntry) -> None:
         if not found:
             missing.append(dep)
     if missing:
+        # the names come from the package: quoted, so a pasted command installs, and runs, nothing else
         raise PackageError(f"{entry.path} needs package(s) that are not installed: "
-                           f"{', '.join(missing)}; install them (pip install {' '.join(missing)})")
+                           f"{', '.join(map(repr, missing))}; install them "
+                           f"(pip install {' '.join(map(shlex.quote, missing))})")
 
 
 def _code_files(root: Path) -> dict[str, bytes]:
+    """The package's ``.py`` files, after checking that it ships no module in another form:
+    a ``.pyc`` or an extension module is importable too, but its bytes are not in the digest
+    (the pin would not cover it), so such a package is refused."""
     out = {}
-    for p in sorted(root.rglob("*.py")):
+    for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if any(part.startswith(".") or part == "__pycache__" for part in rel.split("/")):
+            continue
+        if rel.endswith(_COMPILED_SUFFIXES):
+            raise PackageError(f"{p} is compiled code, which the digest cannot cover; ship the "
+                               "package's modules as .py source only (remove it)")
+        if not rel.endswith(".py"):
             continue
         if p.is_symlink():
             raise PackageError(f"{p} is a symlink; package code must be real files")
@@ -242,9 +257,16 @@ class _VerifiedSourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.root, self.sources = root, sources
         self.packages = {"/".join(rel.split("/")[:i]) for rel in sources
                          for i in range(1, rel.count("/") + 1)}
+        self.tops = _local_tops(sources)
 
     def find_spec(self, fullname, path=None, target=None):
         rel = fullname.replace(".", "/")
+        if fullname.split(".")[0] in self.tops and rel + ".py" not in self.sources \
+                and rel not in self.packages:
+            # the package's own name space is served from the hashed bytes only: no other
+            # finder may load a module of it from the folder
+            raise ModuleNotFoundError(f"{fullname} is not a module of the package's pinned "
+                                      "code", name=fullname)
         if rel + ".py" in self.sources:
             return importlib.util.spec_from_file_location(
                 fullname, self.root / f"{rel}.py", loader=self, submodule_search_locations=None)

@@ -2,6 +2,11 @@
 transformers renders it, in Jinja2's immutable sandbox (a template from a hub is untrusted
 input: it can format text, not reach Python objects).
 
+Rendering is bounded: a template may take ``HUBLOADER_CHAT_TEMPLATE_TIMEOUT`` seconds and
+produce (or build, with ``*``) ``HUBLOADER_CHAT_TEMPLATE_MAX_CHARS`` characters; past either,
+and on any other failure, it raises :class:`ChatTemplateError`. The time is checked as the
+template's code runs, line by line, so loops that print nothing are bounded too.
+
 Jinja2 is a runtime dependency that costs nothing extra (torch requires it); it is imported on
 first use, so ``import hubloader`` stays cheap.
 """
@@ -11,10 +16,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .. import settings
 from ..errors import ChatTemplateError
 
 __all__ = ["find_chat_template", "render_chat_template"]
@@ -66,8 +74,27 @@ def _compile(template: str):
     def raise_exception(message: str):
         raise jinja2.exceptions.TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols])
+    class _Bounded(ImmutableSandboxedEnvironment):
+        # ``*`` and ``**`` build a value in one step, beyond the reach of the line clock
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
+                    max(abs(left).bit_length(), 1) * abs(right) > 1 << 16:
+                raise ChatTemplateError(f"the chat template raises an integer to the power "
+                                        f"{right}, a number too large to build")
+            if operator == "*":
+                sized = left if hasattr(left, "__len__") else right
+                times = right if sized is left else left
+                if isinstance(times, int) and hasattr(sized, "__len__") and \
+                        len(sized) * times > settings.chat_template_max_chars():
+                    raise ChatTemplateError(
+                        "the chat template builds a value longer than "
+                        f"{settings.chat_template_max_chars():,} characters "
+                        "(HUBLOADER_CHAT_TEMPLATE_MAX_CHARS)")
+            return super().call_binop(context, operator, left, right)
+
+    env = _Bounded(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -103,9 +130,65 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]], *
         raise ChatTemplateError("messages must be a list of dicts with 'role' and 'content', "
                                 "e.g. [{'role': 'user', 'content': 'Hi'}]")
     compiled = _compile(template)
+    limit = settings.chat_template_max_chars()
+    clock = _Clock(settings.chat_template_timeout())
+    pieces: list[str] = []
+    size = 0
     try:
-        return compiled.render(messages=[dict(m) for m in messages], tools=tools,
-                               documents=documents, add_generation_prompt=add_generation_prompt,
-                               **{**dict(special_tokens or {}), **variables})
+        with clock:
+            for piece in compiled.generate(
+                    messages=[dict(m) for m in messages], tools=tools, documents=documents,
+                    add_generation_prompt=add_generation_prompt,
+                    **{**dict(special_tokens or {}), **variables}):
+                size += len(piece)
+                if size > limit:
+                    raise ChatTemplateError(
+                        f"the chat template renders more than {limit:,} characters "
+                        "(HUBLOADER_CHAT_TEMPLATE_MAX_CHARS); fix the template or raise the limit")
+                pieces.append(piece)
+    except ChatTemplateError:
+        raise
     except jinja2.exceptions.TemplateError as err:
         raise ChatTemplateError(f"the chat template failed: {err}") from err
+    except (RecursionError, MemoryError) as err:
+        raise ChatTemplateError(f"the chat template ran out of {'stack' if isinstance(err, RecursionError) else 'memory'} "
+                                "(a runaway macro or loop); fix the template") from err
+    except Exception as err:  # noqa: BLE001 - the template's own errors (TypeError, ...) all
+        raise ChatTemplateError(f"the chat template failed: {type(err).__name__}: {err}") from err
+    return "".join(pieces)
+
+
+class _Clock:
+    """Raise :class:`ChatTemplateError` inside the template's code once it has run for
+    ``seconds``: a trace of this thread, active only in frames of template code (Jinja
+    compiles a template to Python, named ``<template>``), checks the time every few hundred
+    lines. The tracer in place before (a debugger, coverage) is put back after."""
+
+    _EVERY = 256
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._lines = 0
+        self._deadline = 0.0
+        self._previous: Any = None
+
+    def _local(self, frame, event, arg):
+        if event == "line":
+            self._lines += 1
+            if self._lines % self._EVERY == 0 and time.monotonic() > self._deadline:
+                raise ChatTemplateError(
+                    f"the chat template ran for more than {self.seconds:g} s "
+                    "(HUBLOADER_CHAT_TEMPLATE_TIMEOUT); fix the template or raise the limit")
+        return self._local
+
+    def _global(self, frame, event, arg):
+        return self._local if frame.f_code.co_filename == "<template>" else None
+
+    def __enter__(self) -> "_Clock":
+        self._deadline = time.monotonic() + self.seconds
+        self._previous = sys.gettrace()
+        sys.settrace(self._global)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.settrace(self._previous)

@@ -10,8 +10,10 @@ so a crash leaves the previous checkpoint or the new one, never a mix.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import pickle
 import os
 import re
 import shutil
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DiskFullError, HubLoaderError, WeightsError
 
 __all__ = ["TrainerState", "save_checkpoint", "load_checkpoint", "STATE_JSON", "STATE_PT"]
 
@@ -58,6 +60,21 @@ class TrainerState:
     best_metric: str = "loss"
     best_step: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _state_from(data: dict[str, Any]) -> TrainerState:
+    """A :class:`TrainerState` from ``trainer_state.json``, each field of its declared type."""
+    state = TrainerState(**{k: v for k, v in data.items() if k in TrainerState.__dataclass_fields__})
+    for name, value in asdict(state).items():
+        default = getattr(TrainerState(), name)
+        if isinstance(default, bool) or not isinstance(default, (int, float, list)):
+            continue
+        if isinstance(default, list):
+            if not isinstance(value, list):
+                raise TypeError(f"{name} is {type(value).__name__}, not a list")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} is {type(value).__name__}, not a number")
+    return state
 
 
 def _write(out: Path, *, model: nn.Module, optimizer, lr_scheduler, scaler,
@@ -109,8 +126,15 @@ def save_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
     old = final.with_name(f".{final.name}.old")
     tmp.mkdir()
     try:
-        _write(tmp, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
-               state=state, tokenizer=tokenizer, settings=settings or {})
+        try:
+            _write(tmp, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                   scaler=scaler, state=state, tokenizer=tokenizer, settings=settings or {})
+        except (OSError, RuntimeError) as err:
+            if not _out_of_space(err):
+                raise
+            raise DiskFullError(f"saving the checkpoint {final} failed: the disk is full or a "
+                                f"file-size limit was reached ({err}); the previous checkpoint is "
+                                "kept. Free space, or raise the limit (ulimit -f)") from err
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             os.replace(final, old)
@@ -120,6 +144,22 @@ def save_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("saved %s (step %d)", final, state.global_step)
     return final
+
+
+def _out_of_space(err: BaseException) -> bool:
+    """Whether a write failed for want of room: ENOSPC, a quota, a file-size limit (torch's
+    writer reports these as a RuntimeError naming the failed write)."""
+    if isinstance(err, OSError) and not isinstance(err, HubLoaderError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(err, RuntimeError) and any(
+        mark in str(err) for mark in ("write failed", "unexpected pos", "iostream error",
+                                      "No space left", "File too large"))
+
+
+def _damaged(last: Path, name: str, err: BaseException, cls: type[HubLoaderError]) -> HubLoaderError:
+    return cls(f"{last / name} is damaged or was changed ({type(err).__name__}: {err}); "
+               "nothing of it was used. Delete the checkpoint folder, or pass resume=False, "
+               "to start over")
 
 
 def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, lr_scheduler,
@@ -143,9 +183,13 @@ def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
         last = last.with_name(f".{last.name}.old")
         if not (last / STATE_JSON).is_file():
             return None
-    data = json.loads((last / STATE_JSON).read_text())
-    known = set(TrainerState.__dataclass_fields__)
-    state = TrainerState(**{k: v for k, v in data.items() if k in known})
+    try:
+        data = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        state = _state_from(data)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise _damaged(last, STATE_JSON, err, ConfigError) from err
     weights = read_state_dict(find_weight_files(last))
     convert = getattr(model, "convert_checkpoint", None)  # saved in the publisher's names
     if callable(convert):
@@ -153,7 +197,11 @@ def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
     ignore = [re.compile(p) for p in getattr(model, "ignore_checkpoint_keys", ())]
     weights = {k: v for k, v in weights.items() if not any(p.search(k) for p in ignore)}
     # copied into the model's own parameters, which the optimizer already holds
-    result = model.load_state_dict(weights, strict=False)
+    try:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # a tensor of another shape
+        raise ConfigError(f"{last} does not fit this model ({err}); train into another "
+                          "save_dir or pass resume=False") from err
     tied = set(getattr(model, "tied_weights", {}))
     missing = [k for k in result.missing_keys if k not in tied]
     if missing or result.unexpected_keys:
@@ -163,9 +211,16 @@ def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module, optimizer, l
     tie = getattr(model, "tie_weights", None)
     if callable(tie):
         tie()
-    extra = torch.load(last / STATE_PT, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(extra["optimizer"])
-    lr_scheduler.load_state_dict(extra["lr_scheduler"])
-    scaler.load_state_dict(extra["scaler"])
+    try:
+        extra = torch.load(last / STATE_PT, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(extra["optimizer"])
+        lr_scheduler.load_state_dict(extra["lr_scheduler"])
+        scaler.load_state_dict(extra["scaler"])
+    except FileNotFoundError as err:
+        raise _damaged(last, STATE_PT, err, WeightsError) from err
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError,
+            IndexError, AttributeError) as err:
+        # (the optimizer's own state may be partly loaded: the caller starts over or stops)
+        raise _damaged(last, STATE_PT, err, WeightsError) from err
     logger.info("resumed from %s: epoch %d, step %d", last, state.epoch, state.global_step)
     return state
