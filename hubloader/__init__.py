@@ -27,6 +27,8 @@ _LAZY = {
     "AutoLoader": ".auto",
     "Predictor": ".flagai.predictor",
     "Tokenizer": ".text.tokenizer",
+    "AutoTokenizer": ".text.tokenizer",
+    "GenerationConfig": ".models.generation_config",
     "TextStreamer": ".text.streaming",
     "list_models": ".catalogue.cards",
     "model_info": ".catalogue.cards",
@@ -65,7 +67,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .publish import PushResult, push
     from .load.registry import get_model_class, register_model
     from .text.streaming import TextStreamer
-    from .text.tokenizer import Tokenizer
+    from .models.generation_config import GenerationConfig
+    from .text.tokenizer import AutoTokenizer, Tokenizer
     from .training.trainer import Trainer
     from .load.weights import LoadReport
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .. import settings
-from ..errors import CardError, ModelNotFoundError
+from ..errors import CardError, ConfigError, ModelNotFoundError
+from ..files import sha256_file
 from ..tasks import all_task_names
 from .model_index import ModelIndexEntry, find_model_index_entry, model_index_entries
 
 __all__ = ["ModelCard", "CardFile", "parse_card", "load_card", "find_card", "all_cards",
-           "list_models", "model_info", "card_text"]
+           "list_models", "model_info", "card_text", "file_entries"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 REQUIRED = ("name", "tasks", "license", "author")
 KNOWN = set(REQUIRED) | {"architecture", "display-name", "framework", "source", "revision",
                          "files", "tags", "datasets", "is-federated", "language", "description",
-                         "input-shape"}
+                         "input-shape", "adapter"}
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -64,6 +66,7 @@ class ModelCard:
     description: str = ""
     is_federated: bool = False
     input_shape: tuple[int, ...] | None = None
+    adapter: str | None = None  # a peft LoRA adapter (name, directory or URI) merged on load
     path: Path | None = field(default=None, compare=False)
 
     def file(self, name: str) -> CardFile | None:
@@ -166,6 +169,10 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
     source = meta.get("source")
     if source is not None and not isinstance(source, str):
         raise CardError(f"{where}: 'source' must be a URI string")
+    adapter = meta.get("adapter")
+    if adapter is not None and (not isinstance(adapter, str) or not adapter.strip()):
+        raise CardError(f"{where}: 'adapter' must name a peft LoRA adapter (a card name, a "
+                        f"directory or a URI), got {adapter!r}")
     return ModelCard(
         name=meta["name"],
         tasks=tuple(t.lower() for t in tasks),
@@ -182,6 +189,7 @@ def parse_card(text: str, *, where: str = "<card>", path: Path | None = None) ->
         description=body.strip(),
         is_federated=federated,
         input_shape=tuple(shape) if shape is not None else None,
+        adapter=adapter,
         path=path,
     )
 
@@ -300,4 +308,29 @@ def list_models(task: str | None = None, pattern: str | None = None) -> list[str
                                        & wanted):
             continue
         out.append(entry.name)
+    return out
+
+
+def _is_internal(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def file_entries(directory: str | os.PathLike, *, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """``[{path, size, sha256}]`` for every regular file under ``directory`` (sorted; hidden
+    files, ``__pycache__`` and the card itself left out).
+
+    Raises:
+        ConfigError: a symlink in the directory (a package must hold real files).
+    """
+    d = Path(directory)
+    skip = {settings.CARD_NAME, *exclude}
+    out = []
+    for p in sorted(d.rglob("*")):
+        rel = p.relative_to(d).as_posix()
+        if _is_internal(rel) or "__pycache__" in rel.split("/") or rel in skip:
+            continue
+        if p.is_symlink():
+            raise ConfigError(f"{p} is a symlink; a model directory must hold real files")
+        if p.is_file():
+            out.append({"path": rel, "size": p.stat().st_size, "sha256": sha256_file(p)})
     return out

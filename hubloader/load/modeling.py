@@ -32,7 +32,7 @@ from ..files import atomic_write_json
 from .flagai_rules import refuse_out_of_scope, split_autoloader_kwargs
 from .plan import LoadPlan, model_spec, plan_load
 from .remote_code import load_custom_model
-from .resolve import FLAGAI_MODEL_DIR
+from .resolve import FLAGAI_MODEL_DIR, resolve_model_dir
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
 
@@ -113,6 +113,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         self.load_report: LoadReport | None = None
         self.model_dir: Path | None = None
         self.card_name: str | None = None  # the card it was loaded by, if any
+        self.merged_adapter: list[str] = []  # weights a LoRA adapter changed, if one was merged
 
     # -- hooks families may override ------------------------------------------------------
     @classmethod
@@ -211,6 +212,7 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                       offline: bool | None = None, device: str | torch.device = "cpu",
                       torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                       trust_remote_code: bool | str = False, entry: str | None = None,
+                      adapter: str | os.PathLike | None = None, quantization: Any = None,
                       **config_overrides: Any) -> "BaseModel":
         """Load a pretrained model by card name, local directory or URI.
 
@@ -230,6 +232,16 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                 ``entry_file``/``entry_module`` in config.json) is imported only with ``True``
                 (or the code's sha256); see :mod:`hubloader.load.remote_code`.
             entry: the ``hubconf.py`` entry point to build (default ``BIG_PRETRAINED_MODEL``).
+            adapter: a LoRA adapter saved by ``peft`` for the transformers model of the same
+                family (a directory, card name or URI), merged into the weights (see
+                :mod:`hubloader.adapters`); default: the card's ``adapter`` field, if any.
+            quantization: ``"int8"``, ``"int4"`` (torchao, weight-only), a torchao config
+                object, or ``"bnb-int8"``/``"bnb-nf4"`` (CUDA): the linear weights are
+                quantized module by module right after loading (see
+                :mod:`hubloader.quantization`).
+                transformers' ``dtype``, ``torch_dtype="auto"``, ``device_map``,
+                ``local_files_only`` and ``attn_implementation`` are read as transformers
+                reads them (see :mod:`hubloader.hf_args`).
             **config_overrides: config fields to change (validated), and FlagAI's arguments:
                 ``class_num``/``target_size`` (= ``num_labels``), ``load_pretrain_params=False``
                 or ``only_download_config=True`` (config and tokenizer files only, fresh
@@ -243,13 +255,18 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
+        from .hf_args import dispatch_over_devices, take_load_spellings
+
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
         refuse_out_of_scope(None, model_name)
         # FlagAI's default download_path, ./checkpoints/, where it holds the model
         spec = model_spec(model_name, revision=revision, download_path=download_path,
                           default_folder=FLAGAI_MODEL_DIR)
-        device = resolve_device(device)
+        spell = take_load_spellings(config_overrides, device=device, torch_dtype=torch_dtype,
+                                    offline=offline)  # transformers' dtype=, device_map=...
+        torch_dtype, offline = spell.torch_dtype, spell.offline
+        device = resolve_device(spell.device)
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:
             raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
@@ -263,6 +280,23 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
                                inference_mode=opts.inference_mode, entry=entry)
         if isinstance(model, BaseModel):
             model.card_name = plan.card.name if plan.card is not None else None
+            if adapter is None and plan.card is not None:
+                adapter = plan.card.adapter
+        if adapter is not None:
+            from .adapters import merge_adapter
+
+            if not isinstance(model, BaseModel):
+                raise ConfigError(f"{model_name}: a package with its own code cannot take an "
+                                  "adapter; apply it with peft to the returned model")
+            adapter_dir = resolve_model_dir(adapter, revision=None, offline=offline)
+            model.merged_adapter = merge_adapter(model, adapter_dir)
+        quantization = quantization if quantization is not None else spell.quantization
+        if quantization is not None:
+            from .quantization import quantize_model
+
+            quantize_model(model, quantization, device=device)
+        if spell.device_map is not None:
+            model = dispatch_over_devices(model, spell.device_map)
         return cast("BaseModel", model)  # a code package's own module, as documented above
 
     @classmethod
@@ -301,15 +335,21 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         staged = plan.staged
         # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
         declared = config.torch_dtype or config.extra.get("dtype")
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else declared)
+        auto = isinstance(torch_dtype, str) and torch_dtype == "auto"  # transformers' spelling
+        dtype = resolve_dtype(torch_dtype if torch_dtype is not None and not auto else declared)
         if not load_weights:  # FlagAI's load_pretrain_params=False: fresh weights
             model = target.from_config(config).to(device=device, dtype=dtype)
             model.model_dir = model_dir
             return model.eval()
         files = find_weight_files(model_dir)  # before building: fail fast on a missing file
+        state = None
+        if auto and dtype is None:  # "auto" with no declared dtype: the checkpoint's own
+            state = read_state_dict(files, staged.take if staged is not None else None)
+            dtype = next((t.dtype for t in state.values() if t.is_floating_point()), None)
         model = target._build_on_meta(config, dtype=dtype or torch.float32, device=device,
                                       where=str(config_path))
-        state = read_state_dict(files, staged.take if staged is not None else None)
+        if state is None:
+            state = read_state_dict(files, staged.take if staged is not None else None)
         report = LoadReport(files=[f.name for f in files.files],
                             read_as_landed=list(staged.served) if staged is not None else [])
         assign_state_dict(model, state, strict=strict, device=device,
@@ -373,7 +413,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
     # -- saving -----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *,
                         max_shard_size: int | str | None = None,
-                        card: dict[str, Any] | None = None, card_body: str | None = None) -> Path:
+                        card: dict[str, Any] | None = None, card_body: str | None = None,
+                        safe_serialization: bool = True) -> Path:
         """Write ``config.json``, the weights (``model.safetensors``, or shards plus
         ``model.safetensors.index.json`` when ``max_shard_size`` is given) and last a model card ``README.md`` listing every file with its size and sha256.
 
@@ -384,7 +425,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
 
         Args:
             save_directory: the directory (created if needed).
-            max_shard_size: bytes or a string such as ``"500MB"``; ``None`` writes one file.
+            max_shard_size: bytes or a string such as ``"500MB"`` (``"5GiB"``: binary units,
+                ``"5Gb"``: bits, as transformers reads it); ``None`` writes one file.
+            safe_serialization: transformers' switch; only ``True`` (safetensors) is written.
             card: card fields (``name``, ``tasks``, ``license``, ``author``...); defaults: the
                 directory name, this class's task, ``license: other``, ``author: unknown``,
                 ``architecture``: the config's ``model_type``.
@@ -402,6 +445,9 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         """
         from .saving import write_card, write_safetensors
 
+        if safe_serialization is not True:
+            raise ConfigError("save_pretrained(safe_serialization=False): hubloader writes "
+                              "safetensors only (as transformers 5 does); drop the argument")
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         state = self.checkpoint_state()
@@ -412,6 +458,8 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             cfg["dtype"] = str(dtypes.pop()).removeprefix("torch.")
         write_safetensors(state, out, max_shard_size=max_shard_size)
         atomic_write_json(out / settings.CONFIG_NAME, cfg, indent=2)
+        if isinstance(getattr(type(self), "generation_config", None), property):
+            getattr(self, "generation_config").save_pretrained(out)  # a generative model
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-.") or "model"
         meta = {"name": name, "tasks": [self.task], "license": "other", "author": "unknown",
                 "architecture": self.config.model_type, "framework": "PyTorch"}
@@ -421,6 +469,39 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             "saved by hubloader.\n")
         write_card(out, meta, body=body)
         return out
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None,
+                    token: str | None = None, endpoint_url: str | None = None,
+                    max_shard_size: int | str | None = None, progress: bool = True,
+                    card: dict[str, Any] | None = None) -> Any:
+        """Save this model (:meth:`save_pretrained`) and upload it with
+        :func:`hubloader.push`, as transformers' ``push_to_hub``.
+
+        Args:
+            repo_id: ``"org/name"`` (a Hugging Face hub repository, ``hf://org/name@branch``
+                works too) or ``"s3://bucket/prefix"``.
+            commit_message, token, endpoint_url, progress: as :func:`hubloader.push`.
+            max_shard_size, card: as :meth:`save_pretrained`.
+
+        Returns:
+            The :class:`~hubloader.publish.PushResult`.
+
+        Raises:
+            What :meth:`save_pretrained` and :func:`hubloader.push` raise.
+
+        Example:
+            >>> model.push_to_hub("me/tiny-bert")
+        """
+        import tempfile
+
+        from ..publish import push  # publishing sits above loading: imported on use
+
+        uri = repo_id if "://" in repo_id else f"hf://{repo_id}"
+        with tempfile.TemporaryDirectory(prefix="hubloader-push-") as tmp:
+            folder = Path(tmp) / (uri.rstrip("/").rsplit("/", 1)[-1].split("@")[0] or "model")
+            self.save_pretrained(folder, max_shard_size=max_shard_size, card=card)
+            return push(folder, uri, progress=progress, endpoint_url=endpoint_url, token=token,
+                        commit_message=commit_message)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """The state dict under the publisher's key names, tied copies left out (the

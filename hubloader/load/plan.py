@@ -157,8 +157,8 @@ def plan_load(ref: ModelSpec | Path, task: str | None = None, *, requested: Mode
         card = ref.card
         if task is not None and card is not None and card.architecture:
             resolved = (card.architecture.lower(), _task_for(task, card.architecture))
-        model_dir, staged = fetch_for_load(ref, device=device,
-                                           torch_dtype=torch_dtype, offline=offline,
+        model_dir, staged = fetch_for_load(ref, device=device,  # transformers' "auto": later
+                                           torch_dtype=None if torch_dtype == "auto" else torch_dtype, offline=offline,
                                            allow_patterns=allow_patterns)
     elif ref.is_file():
         config_path, model_dir = ref, ref.resolve().parent

@@ -18,7 +18,8 @@ import torch
 
 from .. import settings
 from ..errors import ConfigError
-from ..files import atomic_write_text, sha256_file, temp_name
+from ..catalogue.cards import file_entries
+from ..files import atomic_write_text, temp_name
 
 __all__ = ["parse_size", "write_safetensors", "file_entries", "write_card", "WEIGHT_FILE_RE"]
 
@@ -52,6 +53,8 @@ def parse_size(size: int | str) -> int:
             raise ConfigError(f"size {size!r} is not understood; use bytes or a number with "
                               f"a unit such as '500MB' or '2GiB'")
         value = int(float(match.group(1)) * _UNITS[unit])
+        if match.group(2)[-1:] == "b" and unit in ("KB", "MB", "GB", "TB"):
+            value //= 8  # "5Gb" is gigabits, as transformers reads max_shard_size
     if value <= 0:
         raise ConfigError(f"size must be positive, got {size!r}")
     return value
@@ -145,31 +148,6 @@ def write_safetensors(state: dict[str, torch.Tensor], out: str | os.PathLike, *,
             tmp.unlink(missing_ok=True)
     logger.info("wrote %d weight file(s) to %s", len(written), d)
     return written
-
-
-def _is_internal(rel: str) -> bool:
-    return any(part.startswith(".") for part in rel.split("/"))
-
-
-def file_entries(directory: str | os.PathLike, *, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """``[{path, size, sha256}]`` for every regular file under ``directory`` (sorted; hidden
-    files, ``__pycache__`` and the card itself left out).
-
-    Raises:
-        ConfigError: a symlink in the directory (a package must hold real files).
-    """
-    d = Path(directory)
-    skip = {settings.CARD_NAME, *exclude}
-    out = []
-    for p in sorted(d.rglob("*")):
-        rel = p.relative_to(d).as_posix()
-        if _is_internal(rel) or "__pycache__" in rel.split("/") or rel in skip:
-            continue
-        if p.is_symlink():
-            raise ConfigError(f"{p} is a symlink; a model directory must hold real files")
-        if p.is_file():
-            out.append({"path": rel, "size": p.stat().st_size, "sha256": sha256_file(p)})
-    return out
 
 
 def write_card(directory: str | os.PathLike, meta: dict[str, Any], *, body: str = "") -> Path:

@@ -1,5 +1,10 @@
 """Checks of ``forward`` inputs, so a wrong input fails with a clear :class:`InputError` at the
-model's door instead of a stack trace deep inside a layer."""
+model's door instead of a stack trace deep inside a layer.
+
+Checks of values (an id outside the vocabulary) run in eager mode only: under ``torch.compile``
+and ``torch.export`` they would break the graph on a data-dependent branch and sync the host
+with the device on every call; checks of types and shapes run always (they are static).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ def check_token_ids(name: str, value: Any, *, required: bool = False,
                          "add a batch dimension with .unsqueeze(0)")
     if "mask" not in name and (value.is_floating_point() or value.dtype == torch.bool):
         raise InputError(f"{name} must hold integer ids, got dtype {value.dtype}")
-    if vocab_size is not None and value.numel() and (value.min() < 0 or value.max() >= vocab_size):
+    if vocab_size is not None and value.numel() and not torch.compiler.is_compiling() and (
+            value.min() < 0 or value.max() >= vocab_size):  # data-dependent: eager only
         raise InputError(f"{name} must lie in [0, {vocab_size}), got values in "
                          f"[{int(value.min())}, {int(value.max())}]; is this the model's tokenizer?")
 

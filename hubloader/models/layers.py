@@ -143,17 +143,21 @@ class MultiHeadAttention(nn.Module):
             attn_bias = bias
         if mask is not None:
             attn_bias = mask if attn_bias is None else attn_bias + mask
+        is_causal = False
         if self.causal and context is None:
-            causal_bias = self._causal_bias(q, k.shape[2])
-            attn_bias = causal_bias if attn_bias is None else attn_bias + causal_bias
+            q_len, k_len = q.shape[2], k.shape[2]
+            if attn_bias is None and self.sliding_window is None and q_len == k_len:
+                is_causal = True  # no mask to build, and flash kernels stay eligible on CUDA
+            elif not (q_len == 1 and self.sliding_window is None):  # one query sees every key
+                causal_bias = self._causal_bias(q, k_len)
+                attn_bias = causal_bias if attn_bias is None else attn_bias + causal_bias
         if attn_bias is not None:
             attn_bias = attn_bias.to(q.dtype)
-        if self.num_kv_heads != self.num_heads:  # grouped-query attention: share each kv head
-            groups = self.num_heads // self.num_kv_heads
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        # grouped-query attention: SDPA shares each key/value head without copying it
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias, dropout_p=self.dropout if self.training else 0.0,
-            scale=self.scale)
+            scale=self.scale, is_causal=is_causal,
+            enable_gqa=self.num_kv_heads != self.num_heads)
         out = out.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[1], -1)
         out = self.out(out)
         return (out, cache) if use_cache else out
@@ -317,7 +321,8 @@ class RotaryEmbedding(nn.Module):
                 inv = inv / float(self.scaling["factor"])
             elif self.kind == "llama3":
                 inv = _llama3_inv_freq(inv, self.scaling)
-            self._inv_freq_cache = inv
+            if not torch.compiler.is_compiling():  # a traced tensor must not outlive the trace
+                self._inv_freq_cache = inv
         return inv
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

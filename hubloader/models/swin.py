@@ -147,10 +147,22 @@ class SwinBlock(nn.Module):
         self.drop = nn.Dropout(config.hidden_dropout_prob)
 
     @staticmethod
-    @functools.lru_cache(maxsize=None)
     def _relative_index(window: int) -> torch.Tensor:
         """Row of the bias table for every (query, key) pair of a window (a cached CPU tensor,
-        not a buffer: models are built on the meta device and buffers are not in checkpoints)."""
+        not a buffer: models are built on the meta device and buffers are not in checkpoints).
+        Under ``torch.compile``/``torch.export`` it is built afresh: a tensor made while tracing
+        is a fake one and must not reach the cache."""
+        if torch.compiler.is_compiling():
+            return SwinBlock._relative_index_uncached(window)
+        return SwinBlock._relative_index_cached(window)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _relative_index_cached(window: int) -> torch.Tensor:
+        return SwinBlock._relative_index_uncached(window)
+
+    @staticmethod
+    def _relative_index_uncached(window: int) -> torch.Tensor:
         coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
                                             indexing="ij")).flatten(1)
         rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)

@@ -63,9 +63,21 @@ class Swinv2Config(SwinConfig):
                                   "window; use a square image_size or a smaller window_size")
 
 
-@functools.lru_cache(maxsize=None)
 def _coords_table(window: int, pretrained: int) -> torch.Tensor:
-    """The log-spaced relative coordinates of a window, ``[(2w-1)^2, 2]`` (float32, CPU)."""
+    """The log-spaced relative coordinates of a window, ``[(2w-1)^2, 2]`` (float32, CPU);
+    cached, except while ``torch.compile``/``torch.export`` trace (a traced tensor is a fake
+    one and must not reach the cache)."""
+    if torch.compiler.is_compiling():
+        return _coords_table_uncached(window, pretrained)
+    return _coords_table_cached(window, pretrained)
+
+
+@functools.lru_cache(maxsize=None)
+def _coords_table_cached(window: int, pretrained: int) -> torch.Tensor:
+    return _coords_table_uncached(window, pretrained)
+
+
+def _coords_table_uncached(window: int, pretrained: int) -> torch.Tensor:
     span = torch.arange(-(window - 1), window, dtype=torch.float32)
     table = torch.stack(torch.meshgrid(span, span, indexing="ij"), dim=-1)
     scale = pretrained - 1 if pretrained > 0 else window - 1

@@ -192,7 +192,7 @@ def package_card(directory: str | os.PathLike, *, model: Any = None,
         CardError: ``fields`` holds a bad value.
     """
     from ..catalogue.cards import card_text, parse_card
-    from ..load.saving import file_entries
+    from ..catalogue.cards import file_entries
 
     d = Path(directory)
     meta: dict[str, Any] = {"name": _card_name(d), "tasks": [getattr(model, "task", "base")],

@@ -140,7 +140,7 @@ def _check_interface(model, report: ValidationReport, input_shape) -> None:
 
 def _check_card_files(d: Path, card, report: ValidationReport) -> None:
     from ..files import sha256_file
-    from ..load.saving import file_entries
+    from ..catalogue.cards import file_entries
 
     if not card.files:
         report.warnings.append("the card lists no files (no sizes or sha256 to verify)")

@@ -54,7 +54,7 @@ def local_files(directory: str | os.PathLike) -> list[LocalFile]:
     Raises:
         ConfigError: the directory is missing, empty, or holds a symlink.
     """
-    from ..load.saving import file_entries
+    from ..catalogue.cards import file_entries
 
     d = Path(directory)
     if not d.is_dir():

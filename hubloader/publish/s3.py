@@ -1,5 +1,5 @@
 """Push to ``s3://bucket/prefix``: small files are one ``PutObject``, big ones
-(``HUBLOADER_MULTIPART_THRESHOLD_MB``) a multipart upload, both with
+(``HUBLOADER_MULTIPART_THRESHOLD_MB``) a multipart upload through s3transfer, both with
 ``ChecksumAlgorithm=SHA256`` (the server checks every part) and the whole file's sha256 in the
 object metadata (``x-amz-meta-sha256``), which is what a later push compares to skip it.
 The client and the error map are the ones downloads use (:mod:`hubloader.hub.sources.s3`).
@@ -10,11 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 from .. import settings
-from .._futures import results_or_cancel
 from ..errors import AccessDeniedError, NetworkError, RemoteNotFoundError
 from ..hub.progress import byte_bar
 from ..hub.sources.s3 import make_client, translate_error
@@ -101,19 +98,6 @@ class S3Pusher:
                     len(result.skipped))
         return result
 
-    def _upload_part(self, fd: int, key: str, upload_id: str, number: int, chunk: int,
-                     bar) -> dict:
-        """Part ``number`` (from 1) of the open file ``fd``, with its SHA-256; its entry for
-        ``complete_multipart_upload``."""
-        data = os.pread(fd, chunk, (number - 1) * chunk)
-        digest = _b64(hashlib.sha256(data).digest())
-        r = self.s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                PartNumber=number, Body=data,
-                                ChecksumAlgorithm="SHA256", ChecksumSHA256=digest)
-        bar.update(len(data))
-        return {"PartNumber": number, "ETag": r["ETag"],
-                "ChecksumSHA256": r.get("ChecksumSHA256") or digest}
-
     def _put(self, f: LocalFile, bar) -> None:
         with open(f.abspath, "rb") as fh:
             data = fh.read()
@@ -123,28 +107,21 @@ class S3Pusher:
         bar.update(len(data))
 
     def _multipart(self, f: LocalFile, bar) -> None:
-        """Parts of ``HUBLOADER_MULTIPART_CHUNK_MB`` go up ``HUBLOADER_MAX_WORKERS`` at a time,
-        each read with ``pread`` by its own thread (memory: one part per thread) and sent with
-        its SHA-256, which the server checks; the upload is aborted if any part fails."""
-        key = self.key(f.path)
-        chunk = settings.multipart_chunksize()
-        upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key,
-                                                 ChecksumAlgorithm="SHA256",
-                                                 Metadata={"sha256": f.sha256})
-        upload_id = upload["UploadId"]
-        count = max(1, -(-f.size // chunk))
-        try:
-            with open(f.abspath, "rb") as fh, ThreadPoolExecutor(
-                    max_workers=min(settings.max_workers(), count),
-                    thread_name_prefix="hubloader-part") as pool:
-                parts = results_or_cancel([
-                    pool.submit(self._upload_part, fh.fileno(), key, upload_id, n, chunk, bar)
-                    for n in range(1, count + 1)])
-            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                              MultipartUpload={"Parts": parts})
-        except BaseException:
-            try:
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # the original error matters more
-                logger.warning("could not abort multipart upload %s of %s", upload_id, key)
-            raise
+        """Through s3transfer (boto3's uploader): parts of ``HUBLOADER_MULTIPART_CHUNK_MB`` go
+        up ``HUBLOADER_MAX_WORKERS`` at a time, each with its SHA-256, which the server checks;
+        s3transfer aborts the upload if any part fails. Retries are botocore's alone."""
+        from s3transfer.manager import TransferConfig, TransferManager
+        from s3transfer.subscribers import BaseSubscriber
+
+        class _Progress(BaseSubscriber):
+            def on_progress(self, future, bytes_transferred, **kwargs):  # noqa: ARG002
+                bar.update(bytes_transferred)
+
+        config = TransferConfig(multipart_threshold=settings.multipart_threshold(),
+                                multipart_chunksize=settings.multipart_chunksize(),
+                                max_request_concurrency=settings.max_workers())
+        with TransferManager(self.s3, config) as manager:
+            manager.upload(str(f.abspath), self.bucket, self.key(f.path),
+                           extra_args={"ChecksumAlgorithm": "SHA256",
+                                       "Metadata": {"sha256": f.sha256}},
+                           subscribers=[_Progress()]).result()

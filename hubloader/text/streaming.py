@@ -8,6 +8,13 @@ from typing import Any, Callable
 __all__ = ["TextStreamer"]
 
 
+def _to_stdout(text: str) -> None:
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 class TextStreamer:
     """Decode a single sequence as it grows and hand each new piece of text to ``on_text``.
 
@@ -18,7 +25,8 @@ class TextStreamer:
 
     Args:
         tokenizer: anything with ``decode(ids, skip_special_tokens=...)``.
-        on_text: called with each new piece of text, and with the rest at :meth:`end`.
+        on_text: called with each new piece of text, and with the rest at :meth:`end`
+            (default: written to standard output, as transformers' ``TextStreamer`` does).
         skip_prompt: do not pass the prompt (the first ``put``) on.
 
     Example:
@@ -26,9 +34,11 @@ class TextStreamer:
         ...                streamer=TextStreamer(tok, lambda s: print(s, end="", flush=True)))
     """
 
-    def __init__(self, tokenizer: Any, on_text: Callable[[str], None], *, skip_prompt: bool = True,
-                 skip_special_tokens: bool = True):
-        self.tokenizer, self.on_text = tokenizer, on_text
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None = None, *,
+                 skip_prompt: bool = True, skip_special_tokens: bool = True):
+        # without on_text the text goes to standard output, as transformers' TextStreamer
+        # writes it: the caller asked for it there
+        self.tokenizer, self.on_text = tokenizer, on_text or _to_stdout
         self.skip_prompt, self.skip_special_tokens = skip_prompt, skip_special_tokens
         self._ids: list[int] = []
         self._sent = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +31,7 @@ from .base import (SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BaseTokenizer,
 from .glm import GLMTokenizer, load_glm_tokenizer
 from .vocab import builders, read_json, token_str
 
-__all__ = ["Tokenizer", "BatchEncoding", "load_tokenizer", "SPECIAL_TOKENS_ATTRIBUTES",
+__all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "load_tokenizer", "SPECIAL_TOKENS_ATTRIBUTES",
            "VERY_LARGE_INTEGER"]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,30 @@ class Tokenizer(BaseTokenizer):
             self._special["pad_token"] = pad_token
         self.extra_special_tokens = list(extra_special_tokens)
         self._lock = threading.Lock()  # padding/truncation are set on the shared backend
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """The tokenizer of a model by card name, directory or URI (transformers' spelling):
+        only the tokenizer and config files are fetched.
+
+        Args:
+            pretrained_model_name_or_path: as :meth:`hubloader.BaseModel.from_pretrain`'s name.
+            **kwargs: ``revision``, ``offline`` / ``local_files_only``, ``download_path``;
+                ``padding_side``, ``truncation_side``, ``model_max_length`` and special tokens
+                (``pad_token="<pad>"``) set on the tokenizer; ``use_fast=True`` and
+                ``trust_remote_code=False`` are what hubloader does anyway.
+
+        Returns:
+            A :class:`Tokenizer` (GLM models: their :class:`~hubloader.glm_tokenization.GLMTokenizer`).
+
+        Raises:
+            TokenizerError: no tokenizer files, or an argument hubloader cannot honour (named).
+            ModelNotFoundError, SourceError: as loading a model.
+
+        Example:
+            >>> tok = Tokenizer.from_pretrained("bert-base-en", padding_side="left")
+        """
+        return _tokenizer_from_pretrained(pretrained_model_name_or_path, kwargs)
 
     # -- special tokens -------------------------------------------------------------------
     @property
@@ -371,3 +396,53 @@ def load_tokenizer(model_dir: str | Path, *,
                     truncation_side=sides[1])
     tok.chat_template = find_chat_template(d, cfg)
     return tok
+
+
+_FETCH_ARGS = ("revision", "offline", "download_path")
+_SET_ARGS = ("padding_side", "truncation_side", "model_max_length")
+
+
+def _tokenizer_from_pretrained(name: str | os.PathLike, kwargs: dict[str, Any]) -> Any:
+    from .. import settings
+    from ..load.resolve import resolve_model_dir
+
+    kw = dict(kwargs)
+    fetch = {k: kw.pop(k) for k in _FETCH_ARGS if k in kw}
+    if kw.pop("local_files_only", False):
+        fetch["offline"] = True
+    if kw.pop("use_fast", True) is not True:
+        raise TokenizerError("use_fast=False: hubloader has only the fast (Rust) tokenizers, "
+                             "whose ids equal the slow ones'; drop the argument")
+    if kw.pop("trust_remote_code", False):
+        raise TokenizerError("trust_remote_code=True: a tokenizer's own code is not run; "
+                             "hubloader reads tokenizer.json and the vocabulary files only")
+    setters = {k: kw.pop(k) for k in _SET_ARGS if k in kw}
+    special = {k: kw.pop(k) for k in SPECIAL_TOKENS_ATTRIBUTES if k in kw}
+    if kw:
+        raise TokenizerError(f"from_pretrained does not support {', '.join(sorted(kw))}; it "
+                             f"takes {', '.join(_FETCH_ARGS + _SET_ARGS)}, local_files_only "
+                             "and special tokens")
+    for key, value in setters.items():
+        if key.endswith("_side") and value not in ("left", "right"):
+            raise TokenizerError(f"{key} must be 'left' or 'right', got {value!r}")
+        if key == "model_max_length" and (isinstance(value, bool) or not isinstance(value, int)
+                                          or value <= 0):
+            raise TokenizerError(f"model_max_length must be a positive int, got {value!r}")
+    model_dir = resolve_model_dir(name, allow_patterns=list(settings.NO_WEIGHT_PATTERNS), **fetch)
+    tok = load_tokenizer(model_dir)
+    for key, value in {**setters, **special}.items():
+        setattr(tok, key, value)
+    return tok
+
+
+class AutoTokenizer:
+    """transformers' ``AutoTokenizer`` spelling: ``AutoTokenizer.from_pretrained(name)`` is
+    :meth:`Tokenizer.from_pretrained`, which picks the model's tokenizer (GLM's for GLM)."""
+
+    def __init__(self) -> None:
+        raise TypeError("AutoTokenizer is not instantiated: use AutoTokenizer.from_pretrained(name)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """See :meth:`Tokenizer.from_pretrained`."""
+        return _tokenizer_from_pretrained(pretrained_model_name_or_path, kwargs)
