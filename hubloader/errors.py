@@ -182,6 +182,20 @@ class IntegrityError(SourceError, ValueError):
         self.path, self.expected, self.actual = path, expected, actual
 
 
+class PeerTransferError(HubLoaderError, ConnectionError):
+    """A node of a fan-out over ``torch.distributed`` (see :mod:`hubloader.hub.fanout`)
+    failed or went silent while the snapshot travelled from node to node; nothing of the
+    transfer is left visible in the cache.
+
+    Attributes:
+        rank: the global rank of the node that failed (its local rank 0), ``-1`` if unknown.
+    """
+
+    def __init__(self, message: str, *, rank: int = -1):
+        super().__init__(message)
+        self.rank = rank
+
+
 class LockTimeoutError(HubLoaderError, TimeoutError):
     """Another process held a download lock for longer than the configured timeout."""
 

@@ -9,7 +9,7 @@ Modules, one job each: :mod:`.locate` (name -> source URI), :mod:`.sources` (bac
 offline), :mod:`.transfer` (temp -> verify -> rename, retries, ranges), :mod:`.partials`
 (each transfer's own temp files; claiming a dead writer's), :mod:`.locking`, :mod:`.cache`
 (layout), :mod:`.cache_admin` (ls/verify/prune/rm), :mod:`.distributed` (one fetcher per
-node), :mod:`.inflight` (background fetches joined by name), :mod:`.progress`.
+node), :mod:`.fanout` (one fetch per cluster, passed node to node), :mod:`.inflight` (background fetches joined by name), :mod:`.progress`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None =
         progress=progress, download_path=download_path, name=target.name)
     if settings.is_offline(offline) or not distributed.active():
         return _download(request, offline=offline)
-    return distributed.once_per_node(lambda: _download(request, offline=offline),
+    from .fanout import across_nodes
+
+    # local rank 0 fetches for its node; across nodes, one node fetches for all (fanout)
+    return distributed.once_per_node(lambda: across_nodes(request, lambda r: _download(
+                                         r, offline=offline)),
                                      lambda: _download(request, offline=True),
                                      what=target.uri,
                                      request=f"{target.revision} {download_path} "
