@@ -384,6 +384,16 @@ class CausalLMMixin(GenerationMixin):
         extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
         return self._outputs(logits, enc["hidden_states"], loss, **extra)  # type: ignore[attr-defined]
 
+    def _add_lm_head(self, backbone: Any, width: int, embeddings: str) -> None:
+        """Sets ``backbone`` and a bias-free ``lm_head`` from ``width`` to the vocabulary, tied
+        to ``backbone.<embeddings>`` when the config says so (per instance: it depends on the
+        checkpoint's config)."""
+        config = self.config  # type: ignore[attr-defined]
+        self.backbone = backbone
+        self.lm_head = torch.nn.Linear(width, config.vocab_size, bias=False)
+        self.tied_weights = ({"lm_head.weight": f"backbone.{embeddings}.weight"}
+                             if config.tie_word_embeddings else {})
+
     def _generation_begin(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         return input_ids, {"past": None, "mask": attention_mask}
 
