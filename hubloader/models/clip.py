@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..load.checkpoint_keys import layer_rules
 from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
@@ -283,14 +284,11 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
 
 # -- checkpoint layouts ------------------------------------------------------------------------
 # transformers' names → ours (inverted to save): only the attention and MLP projections differ
-CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
-    (r"\.layers\.(\d+)\.self_attn\.q_proj\.", r".layers.\1.self_attn.query."),
-    (r"\.layers\.(\d+)\.self_attn\.k_proj\.", r".layers.\1.self_attn.key."),
-    (r"\.layers\.(\d+)\.self_attn\.v_proj\.", r".layers.\1.self_attn.value."),
-    (r"\.layers\.(\d+)\.self_attn\.out_proj\.", r".layers.\1.self_attn.out."),
-    (r"\.layers\.(\d+)\.mlp\.fc1\.", r".layers.\1.mlp.fc_in."),
-    (r"\.layers\.(\d+)\.mlp\.fc2\.", r".layers.\1.mlp.fc_out."),
-)
+CLIP_LAYOUT = layer_rules("layers", "layers", (
+    ("self_attn.q_proj", "self_attn.query"), ("self_attn.k_proj", "self_attn.key"),
+    ("self_attn.v_proj", "self_attn.value"), ("self_attn.out_proj", "self_attn.out"),
+    ("mlp.fc1", "mlp.fc_in"), ("mlp.fc2", "mlp.fc_out"),
+))
 CLIP_IGNORE: tuple[str, ...] = (r"position_ids$",)
 
 # OpenAI's original names (FlagAI's CLIP and EVA-CLIP) → transformers'
