@@ -15,7 +15,18 @@ import torch
 from ..errors import InputError
 
 __all__ = ["check_token_ids", "require_token_ids", "check_same_shape", "check_pixel_values",
-           "positions_from_mask", "check_decoder_inputs"]
+           "positions_from_mask", "check_decoder_inputs", "check_no_other_inputs"]
+
+
+def check_no_other_inputs(owner: str, others: dict[str, Any], takes: str) -> None:
+    """``others`` (a ``forward``'s ``**kwargs``) must be empty; ``takes`` lists what ``owner``
+    takes, for the message.
+
+    Raises:
+        InputError: naming the unexpected inputs and the expected ones.
+    """
+    if others:
+        raise InputError(f"{owner} got unexpected input(s) {sorted(others)}; it takes {takes}")
 
 
 def check_token_ids(name: str, value: Any, *, required: bool = False,

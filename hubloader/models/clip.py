@@ -31,7 +31,8 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values, check_same_shape, check_token_ids, require_token_ids
+from ._inputs import (check_no_other_inputs, check_pixel_values, check_same_shape,
+                      check_token_ids, require_token_ids)
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 from .vit import _pair
 
@@ -477,9 +478,8 @@ class CLIPPreTrainedModel(BaseModel[CLIPConfig]):
         input_ids = kwargs.pop("text", input_ids)
         pixel_values = kwargs.pop("image", pixel_values)
         text_kw = {k: kwargs.pop(k) for k in ("token_type_ids", "position_ids") if k in kwargs}
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes input_ids, pixel_values, attention_mask")
+        check_no_other_inputs(type(self).__name__, kwargs,
+                              "input_ids, pixel_values, attention_mask")
         image_embeds = F.normalize(self.get_image_features(pixel_values), dim=-1)
         text_embeds = F.normalize(self.get_text_features(input_ids, attention_mask, **text_kw),
                                   dim=-1)

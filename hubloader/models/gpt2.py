@@ -23,7 +23,8 @@ from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_decoder_inputs, check_same_shape, check_token_ids, positions_from_mask
+from ._inputs import (check_decoder_inputs, check_no_other_inputs, check_same_shape,
+                      check_token_ids, positions_from_mask)
 from .generation import CausalLMMixin
 from .layers import (FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard,
                      run_decoder_blocks)
@@ -212,12 +213,9 @@ class GPT2Model(GPT2PreTrainedModel):
             InputError: wrong types or shapes, ids outside the vocabulary, a sequence longer
                 than ``n_positions``.
         """
-        from ..errors import InputError
-
-        if kwargs:
-            raise InputError(f"GPT-2 got unexpected input(s) {sorted(kwargs)}; it takes input_ids, "
-                             "attention_mask, position_ids, token_type_ids, past_key_values, "
-                             "use_cache")
+        check_no_other_inputs("GPT-2", kwargs,
+                              "input_ids, attention_mask, position_ids, token_type_ids, "
+                              "past_key_values, use_cache")
         c = self.config
         input_ids, past_len = check_decoder_inputs(
             input_ids, attention_mask, position_ids, past_key_values, vocab_size=c.vocab_size,

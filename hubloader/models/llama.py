@@ -25,11 +25,11 @@ from torch import nn
 
 from ..load.checkpoint_keys import layer_rules
 from ..load.config import ModelConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_decoder_inputs, positions_from_mask
+from ._inputs import check_decoder_inputs, check_no_other_inputs, positions_from_mask
 from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
                      get_activation, rope_scaling_kind, init_standard, run_decoder_blocks)
@@ -307,10 +307,9 @@ class LlamaModel(LlamaPreTrainedModel):
         Raises:
             InputError: wrong types or shapes, ids outside the vocabulary.
         """
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes input_ids, attention_mask, position_ids, "
-                             "past_key_values, use_cache")
+        check_no_other_inputs(type(self).__name__, kwargs,
+                              "input_ids, attention_mask, position_ids, past_key_values, "
+                              "use_cache")
         c = self.config
         input_ids, past_len = check_decoder_inputs(
             input_ids, attention_mask, position_ids, past_key_values, vocab_size=c.vocab_size,

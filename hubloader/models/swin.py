@@ -25,7 +25,7 @@ from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
+from ._inputs import check_no_other_inputs, check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
 from .vit import _pair, split_qkv
@@ -430,9 +430,7 @@ class SwinModel(SwinPreTrainedModel):
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
         """
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes pixel_values")
+        check_no_other_inputs(type(self).__name__, kwargs, "pixel_values")
         size = _pair(self.config.image_size) if self.fixed_image_size else None
         pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels,
                                           image_size=size)

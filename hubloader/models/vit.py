@@ -21,7 +21,7 @@ from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
+from ._inputs import check_no_other_inputs, check_pixel_values
 from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 
@@ -252,8 +252,7 @@ class ViTModel(ViTPreTrainedModel):
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
         """
-        if kwargs:
-            raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
+        check_no_other_inputs("ViT", kwargs, "pixel_values")
         c = self.config
         pixel_values = check_pixel_values(
             pixel_values, num_channels=c.num_channels,
