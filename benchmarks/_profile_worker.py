@@ -36,7 +36,7 @@ def _now() -> float:
 
 
 def _instrument() -> None:
-    from hubloader.hub import cache, snapshot, transfer
+    from hubloader.hub import cache, digests, snapshot
     from hubloader.hub.sources import s3
 
     real_make_client = s3.make_client
@@ -78,7 +78,7 @@ def _instrument() -> None:
 
     snapshot.fetch_file = fetch_file
 
-    real_update = transfer.Digests.update
+    real_update = digests.Digests.update
 
     def update(self, data):
         t0 = time.thread_time()
@@ -89,7 +89,7 @@ def _instrument() -> None:
             rec["hash_s"] = rec.get("hash_s", 0.0) + took
             rec["hash_end"] = _now()
 
-    transfer.Digests.update = update
+    digests.Digests.update = update
 
     real_store = snapshot._store
 

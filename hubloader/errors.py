@@ -6,6 +6,8 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from .redaction import redact
 
 __all__ = [
@@ -104,7 +106,9 @@ class WeightsMismatchError(HubLoaderError, ValueError):
         mismatched: sorted ``(key, checkpoint_shape, model_shape)`` tuples.
     """
 
-    def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=()):
+    def __init__(self, message: str, *, missing: Iterable[str] = (),
+                 unexpected: Iterable[str] = (),
+                 mismatched: Iterable[tuple[str, tuple[int, ...], tuple[int, ...]]] = ()):
         super().__init__(message)
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
@@ -176,6 +180,20 @@ class IntegrityError(SourceError, ValueError):
     def __init__(self, message: str, *, path: str = "", expected: str = "", actual: str = ""):
         super().__init__(message)
         self.path, self.expected, self.actual = path, expected, actual
+
+
+class PeerTransferError(HubLoaderError, ConnectionError):
+    """A node of a fan-out over ``torch.distributed`` (see :mod:`hubloader.hub.fanout`)
+    failed or went silent while the snapshot travelled from node to node; nothing of the
+    transfer is left visible in the cache.
+
+    Attributes:
+        rank: the global rank of the node that failed (its local rank 0), ``-1`` if unknown.
+    """
+
+    def __init__(self, message: str, *, rank: int = -1):
+        super().__init__(message)
+        self.rank = rank
 
 
 class LockTimeoutError(HubLoaderError, TimeoutError):

@@ -43,6 +43,10 @@ __all__ = [
     "max_workers",
     "partial_max_age",
     "max_param_bytes",
+    "fanout_mode",
+    "fanout_degree",
+    "fanout_chunk_bytes",
+    "fanout_timeout",
     "env_bool",
     "env_float",
     "env_int",
@@ -279,4 +283,44 @@ def max_param_bytes() -> int | None:
         from .errors import ConfigError
 
         raise ConfigError(f"HUBLOADER_MAX_PARAM_BYTES={value} must be a positive number of bytes")
+    return value
+
+
+_FANOUT_MODES = ("off", "chain", "tree")
+
+
+def fanout_mode() -> str:
+    """``HUBLOADER_FANOUT``: how the nodes of a ``torch.distributed`` job share one fetch
+    (``chain``, the default: each node passes the bytes to the next; ``tree``: to
+    ``HUBLOADER_FANOUT_DEGREE`` others; ``off``: every node fetches from the source)."""
+    value = os.environ.get("HUBLOADER_FANOUT", "chain").strip().lower() or "chain"
+    if value not in _FANOUT_MODES:
+        raise ConfigError(f"HUBLOADER_FANOUT={value!r} is not one of {', '.join(_FANOUT_MODES)}")
+    return value
+
+
+def fanout_degree() -> int:
+    """``HUBLOADER_FANOUT_DEGREE``: how many nodes each node feeds in ``tree`` mode (2)."""
+    value = env_int("HUBLOADER_FANOUT_DEGREE", 2)
+    if value < 1:
+        raise ConfigError(f"HUBLOADER_FANOUT_DEGREE={value} must be at least 1")
+    return value
+
+
+def fanout_chunk_bytes() -> int:
+    """``HUBLOADER_FANOUT_CHUNK_MB``: the size of each message between nodes (4 MiB); a
+    node forwards a chunk as soon as it has it, so the last node trails the first by about
+    one chunk's time per hop."""
+    value = env_float("HUBLOADER_FANOUT_CHUNK_MB", 4.0)
+    if not 0 < value <= 1024:
+        raise ConfigError(f"HUBLOADER_FANOUT_CHUNK_MB={value} must be in (0, 1024]")
+    return max(1, int(value * (1 << 20)))
+
+
+def fanout_timeout() -> float:
+    """``HUBLOADER_FANOUT_TIMEOUT``: seconds a node waits for a peer's next chunk (or for a
+    peer to connect) before it reports that peer as failed (120)."""
+    value = env_float("HUBLOADER_FANOUT_TIMEOUT", 120.0)
+    if value <= 0:
+        raise ConfigError(f"HUBLOADER_FANOUT_TIMEOUT={value} must be positive")
     return value

@@ -4,8 +4,9 @@
 * no collective on the download path: a download longer than the process group's timeout
   succeeds on every rank, and ``if rank == 0: download(); dist.barrier()`` works; rank 0's
   failure reaches the others; a rank whose rank 0 never asks waits HUBLOADER_LOCK_TIMEOUT;
-* two nodes (two launchers, one c10d rendezvous on 127.0.0.1): one copy per node with a
-  cache per node, one copy in all with one shared cache (a network file system's case).
+* two nodes (two launchers, one c10d rendezvous on 127.0.0.1): one copy in all, with a
+  cache per node (node 1 receives it from node 0, see test_hub_fanout.py) and with one
+  shared cache (a network file system's case).
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def test_two_nodes_fetch_once_per_node(two_nodes_run):
     assert all(len(paths) == 1 for paths in by_node.values())  # one snapshot per node
     own = {p for paths in by_node.values() for p in paths}
     assert len(own) == 2 and all(any(p.startswith(str(h)) for h in homes) for p in own)
-    assert _gets(proxy, "per-node") == (2, 2)  # one listing and one copy per node
+    assert _gets(proxy, "per-node") == (1, 1)  # one copy in all: node 1 gets it from node 0
 
 
 def test_two_nodes_share_one_cache(two_nodes_run):

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from hubloader import NetworkError
-from hubloader.publish import git_blob_sha1, push
+from hubloader.hub.digests import git_blob_sha1
+from hubloader.publish import push
 from publish_helpers import tiny_bert
 import servers
 

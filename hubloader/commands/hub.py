@@ -50,10 +50,12 @@ def _human(n: float) -> str:
 
 def _download(args) -> int:
     from ..hub import download
+    from ..hub.fanout import job_group
 
-    path = download(args.name, revision=args.revision, download_path=args.download_path,
-                    allow_patterns=args.include, offline=True if args.offline else None,
-                    progress=not args.quiet)
+    with job_group():  # under torchrun: once per node, and once for all nodes
+        path = download(args.name, revision=args.revision, download_path=args.download_path,
+                        allow_patterns=args.include, offline=True if args.offline else None,
+                        progress=not args.quiet)
     print(path)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from collections import Counter
 from typing import Callable, TypeVar, cast
 
 from .. import settings
-from ..errors import LocalEntryNotFoundError
+from ..errors import LocalEntryNotFoundError, PeerTransferError
 
 __all__ = ["active", "local_rank", "node_id", "once_per_node"]
 
@@ -134,7 +135,8 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T], *, what: str,
 
     Raises:
         Whatever ``fetch`` raised on local rank 0. On the other ranks:
-        LocalEntryNotFoundError: local rank 0 failed to fetch it. A rank that waited
+        LocalEntryNotFoundError: local rank 0 failed to fetch it.
+        PeerTransferError: local rank 0's fan-out from another node failed (same rank). A rank that waited
         ``HUBLOADER_LOCK_TIMEOUT`` in vain runs ``fetch`` itself (the per-file locks still
         keep each file fetched once), with its errors.
     """
@@ -149,6 +151,9 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T], *, what: str,
             result = fetch()
             outcome = _DONE
             return result
+        except PeerTransferError as err:  # the node's other ranks name the same peer
+            outcome = _FAILED + b":" + json.dumps([str(err), err.rank]).encode()
+            raise
         finally:
             try:
                 store.set(key, outcome)
@@ -158,6 +163,9 @@ def once_per_node(fetch: Callable[[], T], lookup: Callable[[], T], *, what: str,
     said = _wait(store, key, what)
     if said is None:
         return fetch()
+    if said.startswith(_FAILED + b":"):
+        message, rank = json.loads(said[len(_FAILED) + 1:])
+        raise PeerTransferError(message, rank=rank)
     if said != _DONE:
         raise LocalEntryNotFoundError(f"{what}: local rank 0 failed to fetch it; its error "
                                       "says why (see that rank's log)")

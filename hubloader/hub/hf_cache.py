@@ -17,12 +17,13 @@ hubloader verified. hubloader never writes into huggingface_hub's cache.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import re
 from pathlib import Path
 
 from .. import settings
+from .digests import Digests, hash_file
 from .sources.base import Listing, RemoteFile
 
 __all__ = ["repo_dir", "cached_listing", "local_blob", "verify_local", "ORIGIN"]
@@ -93,18 +94,10 @@ def verify_local(path: Path, file: RemoteFile) -> str | None:
     else its git blob sha1), else ``None`` (logged). A file with no digest is not trusted."""
     if not (file.sha256 or file.git_sha1):
         return None
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
-    size = path.stat().st_size
-    sha1.update(b"blob %d\0" % size)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha256.update(chunk)
-            if not file.sha256:
-                sha1.update(chunk)
-    ok = (sha256.hexdigest() == file.sha256.lower()) if file.sha256 else \
-        (sha1.hexdigest() == (file.git_sha1 or "").lower())
-    if not ok:
+    digests = Digests(dataclasses.replace(file, size=path.stat().st_size))
+    hash_file(path, digests)
+    if digests.mismatch(None) is not None:
         logger.warning("%s in huggingface_hub's cache does not match its recorded digest; "
                        "not using it", path)
         return None
-    return sha256.hexdigest()
+    return digests.sha256.hexdigest()

@@ -36,7 +36,8 @@ from .cache import SnapshotPaths
 from .locking import file_lock, require_writable
 from .request import SnapshotRequest
 from .sources import Listing, RemoteChangedError, RemoteFile, Source
-from .transfer import fetch_file, verified_by
+from .digests import verified_by
+from .transfer import fetch_file
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
            "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS", "Arrivals", "arrivals"]
@@ -326,7 +327,7 @@ def _store_marked(paths: SnapshotPaths, verified: Path, blob: Path, path: str,
 class _Stored:
     """What :func:`_fetch_one` put into the snapshot: the bytes' sha256, where they came
     from (the source's URI, ``blob``, or the source's local cache) and what they were
-    verified against (``None``: nothing, see :func:`.transfer.verified_by`)."""
+    verified against (``None``: nothing, see :func:`.digests.verified_by`)."""
 
     sha256: str
     origin: str

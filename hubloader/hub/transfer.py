@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -27,13 +26,12 @@ from .. import settings
 from .._futures import results_or_cancel
 from ..errors import DiskFullError, IntegrityError, NetworkError
 from ..files import open_regular, read_regular, regular_size
-from ..files import sha256_file as file_sha256  # re-exported
 from .partials import Heartbeat, fresh_name, range_files, saved_bytes
+from .digests import Digests, hash_file
 from .progress import byte_bar
 from .sources.base import RemoteChangedError, RemoteFile, Source
-from .sources.part_digests import PartDigest, expected_digest
 
-__all__ = ["fetch_file", "Digests", "hash_file", "file_sha256", "saved_bytes", "verified_by"]
+__all__ = ["fetch_file", "saved_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,60 +39,6 @@ _MIN_PART = 8 << 20
 _SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-
-
-def verified_by(file: RemoteFile, expected_sha256: str | None = None) -> str | None:
-    """What a transfer of ``file`` checks its bytes against (``sha256``, ``md5``,
-    ``git-sha1``, ``multipart ETag``, ``composite crc32 checksum`` ...), or ``None`` when the
-    source states nothing to check them against. :class:`Digests` checks exactly this."""
-    if expected_sha256 or file.sha256:
-        return "sha256"
-    if file.md5:
-        return "md5"
-    if file.git_sha1 and file.size is not None:
-        return "git-sha1"
-    want = expected_digest(file)
-    return want.kind if want else None
-
-
-class Digests:
-    """sha256 always; the weaker digests a source vouches for (md5 from an S3 ETag, git blob
-    sha1, a multipart ETag or S3 checksum over the parts) only when no sha256 is expected — a
-    known sha256 already settles the file, and md5 alone would cost about as much CPU again.
-    Which one is checked is :func:`verified_by`'s answer."""
-
-    def __init__(self, file: RemoteFile, expected_sha256: str | None = None):
-        self.file = file
-        self.sha256 = hashlib.sha256()
-        self.count = 0  # bytes fed
-        by = verified_by(file, expected_sha256)
-        self.md5 = hashlib.md5(usedforsecurity=False) if by == "md5" else None
-        self.git = None
-        if by == "git-sha1" and file.size is not None:
-            self.git = hashlib.sha1(usedforsecurity=False)
-            self.git.update(b"blob %d\0" % file.size)
-        want = expected_digest(file) if by not in (None, "sha256", "md5", "git-sha1") else None
-        self.parts = PartDigest(want) if want else None
-
-    def update(self, data: bytes) -> None:
-        self.count += len(data)
-        self.sha256.update(data)
-        if self.md5 is not None:
-            self.md5.update(data)
-        if self.git is not None:
-            self.git.update(data)
-        if self.parts is not None:
-            self.parts.update(data)
-
-    def mismatch(self, expected_sha256: str | None) -> tuple[str, str, str] | None:
-        """``(algorithm, expected, actual)`` for the first digest that disagrees, else ``None``."""
-        checks: list[tuple[str, str | None, Any]] = [
-            ("sha256", expected_sha256 or self.file.sha256, self.sha256),
-            ("md5", self.file.md5, self.md5), ("git-sha1", self.file.git_sha1, self.git)]
-        for name, want, h in checks:
-            if want and h is not None and h.hexdigest() != want.lower():
-                return name, want.lower(), h.hexdigest()
-        return self.parts.mismatch() if self.parts is not None else None
 
 
 class Cancelled(Exception):
@@ -105,19 +49,6 @@ class Cancelled(Exception):
 def _check(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("transfer cancelled")
-
-
-def hash_file(path: Path, digests: Digests, *, limit: int | None = None) -> None:
-    """Feed ``path``'s first ``limit`` bytes (all by default) into ``digests``."""
-    remaining = limit
-    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
-        while remaining is None or remaining > 0:
-            block = fh.read(8 << 20 if remaining is None else min(8 << 20, remaining))
-            if not block:
-                break
-            digests.update(block)
-            if remaining is not None:
-                remaining -= len(block)
 
 
 def _disk_full(err: OSError, target: Path, *cleanup: Path) -> DiskFullError:

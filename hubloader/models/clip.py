@@ -30,7 +30,7 @@ from ..load.checkpoint_keys import layer_rules
 from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import (check_no_other_inputs, check_pixel_values, check_same_shape,
                       check_token_ids, require_token_ids)
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
@@ -497,8 +497,15 @@ class CLIPPreTrainedModel(BaseModel[CLIPConfig]):
         return out
 
 
+# transformers' CLIPTokenizer (no token types)
+_CLIP_TOKENIZER = TokenizerDefaults(
+    "CLIPTokenizer", {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                      "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    token_type_ids=False)
+
+
 @register_model("clip", "zero-shot-image-classification")
-@register_model("clip", "base")
+@register_model("clip", "base", tokenizer=_CLIP_TOKENIZER)
 class CLIPModel(CLIPPreTrainedModel):
     """OpenAI's CLIP (transformers' ``CLIPModel``; FlagAI's ``clip-*`` names)."""
 
@@ -513,7 +520,7 @@ class CLIPModel(CLIPPreTrainedModel):
 
 
 @register_model("eva_clip", "zero-shot-image-classification")
-@register_model("eva_clip", "base")
+@register_model("eva_clip", "base", tokenizer=_CLIP_TOKENIZER)
 class EVACLIPModel(CLIPModel):
     """EVA-CLIP as FlagAI publishes it (``eva-clip``): OpenAI's text tower, a BEiT-style image
     tower with a biased projection head."""

@@ -28,7 +28,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_decoder_inputs, check_no_other_inputs, positions_from_mask
 from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
@@ -279,7 +279,9 @@ class LlamaPreTrainedModel(BaseModel[LlamaConfig]):
 
 
 # -- model level ----------------------------------------------------------------------------
-@register_model("llama", "base")
+# transformers' LlamaTokenizer pads on the left, ready for batched generation
+@register_model("llama", "base", tokenizer=TokenizerDefaults(token_type_ids=False,
+                                                               padding_side="left"))
 class LlamaModel(LlamaPreTrainedModel):
     """The decoder stack. ``forward`` returns ``logits`` (= last hidden states after ``norm``),
     ``hidden_states``, and ``past_key_values`` with ``use_cache=True``."""
@@ -339,7 +341,7 @@ class LlamaForCausalLM(CausalLMMixin, LlamaPreTrainedModel):
 
 
 # -- the other model types: the same modules, their own config defaults ------------------------
-@register_model("mistral", "base")
+@register_model("mistral", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class MistralModel(LlamaModel):
     config_class = MistralConfig
 
@@ -350,7 +352,7 @@ class MistralForCausalLM(LlamaForCausalLM):
     backbone_class = MistralModel
 
 
-@register_model("qwen2", "base")
+@register_model("qwen2", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class Qwen2Model(LlamaModel):
     config_class = Qwen2Config
 
@@ -361,7 +363,7 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
     backbone_class = Qwen2Model
 
 
-@register_model("aquila", "base")
+@register_model("aquila", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class AquilaModel(LlamaModel):
     config_class = AquilaConfig
 

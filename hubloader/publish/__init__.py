@@ -22,9 +22,9 @@ import os
 from .. import settings
 from ..errors import UnsupportedSourceError
 from ..names import parse_model_name
-from .local import LocalFile, PushResult, git_blob_sha1, local_files
+from .local import LocalFile, PushResult, local_files
 
-__all__ = ["PushResult", "LocalFile", "push", "local_files", "git_blob_sha1"]
+__all__ = ["PushResult", "LocalFile", "push", "local_files"]
 
 
 def push(local_dir: str | os.PathLike, uri: str, *, progress: bool = True,

@@ -15,7 +15,8 @@ import logging
 from .. import settings
 from ..errors import AccessDeniedError, NetworkError, RemoteNotFoundError
 from ..hub.sources.hf import translate_error
-from .local import LAST, LocalFile, PushResult, git_blob_sha1
+from ..hub.digests import git_blob_sha1
+from .local import LAST, LocalFile, PushResult
 
 __all__ = ["push_hf"]
 

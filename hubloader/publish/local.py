@@ -3,7 +3,6 @@ the order they go up in (data files, then ``config.json``, then the card)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +11,8 @@ from .. import settings
 from ..errors import ConfigError
 from ..files import sha256_file
 
-__all__ = ["PushResult", "LocalFile", "local_files", "git_blob_sha1", "LAST"]
+__all__ = ["PushResult", "LocalFile", "local_files", "LAST"]
 
-_CHUNK = 1 << 20
 #: pushed after everything else, in this order, so a reader that finds the card finds every
 #: file it lists already in place
 LAST = (settings.CONFIG_NAME, settings.CARD_NAME)
@@ -70,13 +68,3 @@ def local_files(directory: str | os.PathLike) -> list[LocalFile]:
     files = [LocalFile(e["path"], d / e["path"], e["size"], e["sha256"]) for e in entries]
     rank = {name: i + 1 for i, name in enumerate(LAST)}
     return sorted(files, key=lambda f: (rank.get(f.path, 0), f.path))
-
-
-def git_blob_sha1(path: str | os.PathLike) -> str:
-    """The git blob id of a file (``sha1("blob <size>\\0" + content)``), as the hub reports."""
-    p = Path(path)
-    h = hashlib.sha1(f"blob {p.stat().st_size}\0".encode())
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()

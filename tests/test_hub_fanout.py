@@ -1,0 +1,271 @@
+"""One fetch per cluster (:mod:`hubloader.hub.fanout`) with real ``torchrun`` launchers on
+127.0.0.1, one c10d rendezvous, a cache folder per node, SeaweedFS behind the counting proxy:
+
+* 4 nodes: the store serves each file once, every node's cache passes ``cache verify``,
+  a user's ``if rank == 0: download(); dist.barrier()`` works, a second call moves nothing,
+  a tree of degree 2 feeds nodes 1 and 2 from node 0 and node 3 from node 1;
+* a node killed mid-transfer: every other rank raises PeerTransferError naming its rank
+  within the timeout, and no cache shows a partial file;
+* ``HUBLOADER_FANOUT=off``: every node fetches from the store itself, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub_helpers import WORKTREE
+import servers
+
+from test_hub_distributed import _env
+
+FANOUT = """
+import json, os, signal, sys, threading, time, torch.distributed as dist
+import hubloader
+dist.init_process_group("gloo")
+rank, node = dist.get_rank(), int(os.environ["GROUP_RANK"])
+out = {"node": node}
+if rank == 0:  # the user's pattern: rank 0 downloads, everyone meets at the user's barrier
+    hubloader.download("s3://fan/first")
+dist.barrier()
+out["first"] = str(hubloader.download("s3://fan/first"))
+out["again"] = str(hubloader.download("s3://fan/first"))  # warm: nothing moves
+os.environ["HUBLOADER_FANOUT"] = "off"  # read at call time
+out["plain"] = str(hubloader.download("s3://fan/plain"))
+os.environ["HUBLOADER_FANOUT"] = "tree"  # node 0 feeds nodes 1 and 2, node 1 feeds node 3
+out["tree"] = str(hubloader.download("s3://fan/tree"))
+del os.environ["HUBLOADER_FANOUT"]
+with open(os.path.join(sys.argv[1], f"rank{rank}-a.json"), "w") as f:
+    json.dump(out, f)
+dist.barrier()
+os.environ["HUBLOADER_FANOUT_CHUNK_MB"] = "0.0625"
+if node == 1:  # dies as soon as its first received bytes of s3://fan/killed are on disk
+    partial = os.path.join(os.environ["HUBLOADER_HOME"], "models", "s3--fan--killed", "partial")
+    def die():
+        while True:
+            for name in os.listdir(partial) if os.path.isdir(partial) else []:
+                if name.endswith(".incomplete") and os.path.getsize(os.path.join(partial, name)):
+                    os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.002)
+    threading.Thread(target=die, daemon=True).start()
+out = {"node": node}
+started = time.monotonic()
+try:
+    hubloader.download("s3://fan/killed")
+    out["error"] = None
+except Exception as err:
+    out.update(error=type(err).__name__, rank=getattr(err, "rank", None), message=str(err))
+out["seconds"] = time.monotonic() - started
+with open(os.path.join(sys.argv[1], f"rank{rank}-b.json"), "w") as f:
+    json.dump(out, f)
+if rank != 0:  # no barrier, no teardown of the group: node 1 is gone
+    os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def fan_models(weed, tmp_path_factory):
+    folders = {}
+    for seed, (prefix, shards, size) in enumerate([("first", 2, 3 << 20), ("plain", 1, 1 << 20),
+                                                   ("tree", 1, 1 << 20), ("killed", 1, 24 << 20)]):
+        folder = tmp_path_factory.mktemp(prefix)
+        (folder / "config.json").write_text('{"model_type": "bert"}')
+        rng = random.Random(seed)
+        for i in range(shards):
+            (folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors").write_bytes(
+                rng.randbytes(size))
+        weed.upload_dir("fan", prefix, folder)
+        folders[prefix] = folder
+    return folders
+
+
+def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int,
+            **extra: str) -> list[subprocess.Popen]:
+    rdzv = f"127.0.0.1:{servers.free_port()}"
+    runs = []
+    for home in homes:
+        env = _env(proxy, HUBLOADER_HOME=str(home), **extra)
+        runs.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(homes)}",
+             "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}", "--rdzv-id=fantest",
+             "--local-addr=127.0.0.1", "--max-restarts=0", f"--nproc_per_node={nproc}",
+             str(script), str(results)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True))
+    return runs
+
+
+def _stop(runs: list[subprocess.Popen]) -> None:
+    """Stop each launcher and its workers (a launcher whose peer node died waits out
+    torchrun's exit barrier otherwise)."""
+    for run in runs:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+
+
+def _weight_gets(proxy, prefix: str) -> list[str]:
+    return [g for g in proxy.get_lines() if f"/fan/{prefix}/" in g and ".safetensors" in g]
+
+
+def _verify(home: Path) -> tuple[int, list]:
+    code = ("import json, sys; from hubloader.hub.cache_admin import verify_cache; "
+            "checked, problems = verify_cache(); print(json.dumps([checked, [str(p) for p in problems]]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBLOADER_")}
+    env.update(HUBLOADER_HOME=str(home), PYTHONPATH=str(WORKTREE))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    checked, problems = json.loads(out.strip().splitlines()[-1])
+    return checked, problems
+
+
+def _visible(home: Path) -> list[Path]:
+    """The snapshot entries of ``home`` (what a load can see)."""
+    return [p for p in home.glob("models/*/snapshots/*/**/*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def four_nodes(weed, fan_models, tmp_path_factory):
+    """One job: four launchers of one rank each, a cache per node, the chain (the default)."""
+    tmp = tmp_path_factory.mktemp("fan4")
+    proxy = servers.FaultProxy(weed.s3_port)
+    script = tmp / "worker.py"
+    script.write_text(FANOUT)
+    (tmp / "results").mkdir()
+    homes = [tmp / f"node{i}" for i in range(4)]
+    runs = _launch(script, tmp / "results", homes, proxy, 1, HUBLOADER_FANOUT_CHUNK_MB="0.25",
+                   HUBLOADER_FANOUT_TIMEOUT="20")
+    expected = {"0-a", "0-b", "1-a", "2-a", "2-b", "3-a", "3-b"}
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not \
+                expected <= {p.stem[4:] for p in (tmp / "results").iterdir()}:
+            if any(r.poll() not in (None, 0) for r in runs[2:]):
+                break
+            time.sleep(0.5)
+        time.sleep(1)
+        _stop(runs)  # (the launchers would wait out torchrun's exit barrier for node 1)
+        yield ({p.stem[4:]: json.loads(p.read_text()) for p in (tmp / "results").iterdir()},
+               homes, proxy)
+    finally:
+        _stop(runs)
+        proxy.close()
+
+
+def test_four_nodes_the_store_serves_each_file_once(four_nodes, fan_models):
+    results, homes, proxy = four_nodes
+    assert sorted(results) == ["0-a", "0-b", "1-a", "2-a", "2-b", "3-a", "3-b"]
+    gets = _weight_gets(proxy, "first")
+    assert len(gets) == 2, gets  # two shards, one GET each, for four nodes
+    for node in range(4):
+        r = results[f"{node}-a"]
+        assert r["first"].startswith(str(homes[node])) and r["again"] == r["first"]
+        for name in ("config.json", "model-00001-of-00002.safetensors",
+                     "model-00002-of-00002.safetensors"):
+            assert (Path(r["first"]) / name).read_bytes() == \
+                (fan_models["first"] / name).read_bytes()
+
+
+def test_four_nodes_every_cache_verifies(four_nodes):
+    _, homes, _ = four_nodes
+    for i, home in enumerate(homes):
+        manifest = json.loads(
+            next(home.glob("models/s3--fan--first/manifests/*.json")).read_text())
+        origins = {e["origin"] for e in manifest["files"].values()}
+        assert origins == ({"s3://fan/first/"} if i == 0 else {f"peer rank {i - 1}"}), origins
+        assert not list(home.glob("models/s3--fan--first/partial/*.incomplete*"))
+    for home in homes[:1] + homes[2:]:  # (node 1 was killed with a partial, see below)
+        checked, problems = _verify(home)
+        assert checked >= 3 and problems == [], (home, problems)
+
+
+def test_fanout_off_fetches_on_every_node(four_nodes):
+    results, homes, proxy = four_nodes
+    assert len(_weight_gets(proxy, "plain")) == 4  # HUBLOADER_FANOUT=off: one GET per node
+    for home in homes:
+        manifest = json.loads(
+            next(home.glob("models/s3--fan--plain/manifests/*.json")).read_text())
+        assert {e["origin"] for e in manifest["files"].values()} == {"s3://fan/plain/"}
+
+
+def test_tree_fanout(four_nodes, fan_models):
+    results, homes, proxy = four_nodes
+    assert len(_weight_gets(proxy, "tree")) == 1
+    for node, parent in [(1, 0), (2, 0), (3, 1)]:  # degree 2
+        snapshot = Path(results[f"{node}-a"]["tree"])
+        assert (snapshot / "model-00001-of-00001.safetensors").read_bytes() == \
+            (fan_models["tree"] / "model-00001-of-00001.safetensors").read_bytes()
+        manifest = json.loads(
+            next(homes[node].glob("models/s3--fan--tree/manifests/*.json")).read_text())
+        assert manifest["files"]["model-00001-of-00001.safetensors"]["origin"] == \
+            f"peer rank {parent}"
+
+
+def test_a_killed_node_is_named_on_every_rank(four_nodes):
+    results, homes, proxy = four_nodes
+    assert "1-b" not in results, results  # node 1 (rank 1) died mid-transfer
+    assert results["0-b"]["error"] is None, results  # node 0 fetched it from the store itself
+    for rank in (2, 3):
+        r = results[f"{rank}-b"]
+        assert r["error"] == "PeerTransferError" and r["rank"] == 1, r
+        assert "rank 1 (node 1)" in r["message"], r
+        assert r["seconds"] < 20, r  # within HUBLOADER_FANOUT_TIMEOUT
+    assert len(_weight_gets(proxy, "killed")) == 1
+    for home in homes[1:]:  # nothing of it where a load would look
+        assert not list(home.glob("models/s3--fan--killed/snapshots/*/*"))
+    # the killed node's received bytes stay as its temp file, for a resume
+    assert any(p.stat().st_size > 0
+               for p in homes[1].glob("models/s3--fan--killed/partial/*.incomplete"))
+
+
+@pytest.mark.slow
+def test_cli_download_under_torchrun(weed, fan_models, tmp_path):
+    """``hubloader download`` as torchrun's program on two nodes: one copy in all."""
+    proxy = servers.FaultProxy(weed.s3_port)
+    homes = [tmp_path / "node0", tmp_path / "node1"]
+    rdzv = f"127.0.0.1:{servers.free_port()}"
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--rdzv-backend=c10d",
+         f"--rdzv-endpoint={rdzv}", "--rdzv-id=fancli", "--local-addr=127.0.0.1",
+         "--nproc_per_node=1", "--no-python", sys.executable, "-c",
+         "import sys; from hubloader.cli import main; sys.exit(main())",
+         "download", "-q", "s3://fan/plain"],
+        env=_env(proxy, HUBLOADER_HOME=str(home)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True) for home in homes]
+    try:
+        outs = [run.communicate(timeout=180) for run in runs]
+    finally:
+        _stop(runs)
+        proxy.close()
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert len(_weight_gets(proxy, "plain")) == 1
+    for home in homes:
+        assert (next(home.glob("models/s3--fan--plain/snapshots/*")) /
+                "model-00001-of-00001.safetensors").stat().st_size == 1 << 20
+
+
+def test_fanout_settings_are_checked(monkeypatch):
+    from hubloader import settings
+    from hubloader.errors import ConfigError
+
+    monkeypatch.setenv("HUBLOADER_FANOUT", "Tree")
+    assert settings.fanout_mode() == "tree"
+    monkeypatch.setenv("HUBLOADER_FANOUT_CHUNK_MB", "0.5")
+    assert settings.fanout_chunk_bytes() == 1 << 19
+    for name, value in [("HUBLOADER_FANOUT", "ring"), ("HUBLOADER_FANOUT_DEGREE", "0"),
+                        ("HUBLOADER_FANOUT_CHUNK_MB", "0"), ("HUBLOADER_FANOUT_TIMEOUT", "-1")]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=name):
+            getattr(settings, {"HUBLOADER_FANOUT": "fanout_mode",
+                               "HUBLOADER_FANOUT_DEGREE": "fanout_degree",
+                               "HUBLOADER_FANOUT_CHUNK_MB": "fanout_chunk_bytes",
+                               "HUBLOADER_FANOUT_TIMEOUT": "fanout_timeout"}[name])()
+        monkeypatch.delenv(name)
