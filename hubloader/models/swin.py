@@ -28,7 +28,7 @@ from ..load.registry import register_model
 from ._inputs import check_no_other_inputs, check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
-from .vit import _pair, split_qkv
+from .vit import _pair, rename_split_qkv
 
 __all__ = ["SwinConfig", "SwinBlock", "SwinModel", "SwinForImageClassification"]
 
@@ -346,13 +346,7 @@ _MS_RULES = tuple((re.compile(p), r) for p, r in (
 def from_microsoft_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Microsoft's / FlagAI's Swin (V1 or V2) checkpoint → transformers' names (``swin.``
     prefixed; Swin V2 reads that prefix too)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for pattern, repl in _MS_RULES:
-            key = pattern.sub(repl, key)
-        if not split_qkv(key, value, out):
-            out[key] = value
-    return out
+    return rename_split_qkv(state, _MS_RULES)
 
 
 class SwinPreTrainedModel(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -174,15 +174,22 @@ def split_qkv(key: str, value: torch.Tensor, out: dict[str, torch.Tensor], *,
     return True
 
 
-def from_timm_vit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm's / FlagAI's ViT checkpoint → transformers' names."""
+def rename_split_qkv(state: dict[str, torch.Tensor],
+                     rules: Iterable[tuple[re.Pattern[str], str]]) -> dict[str, torch.Tensor]:
+    """Every key through the compiled ``rules`` in order, then each fused ``qkv`` tensor split
+    (:func:`split_qkv`): a timm-style checkpoint (timm's, Microsoft's) → transformers' names."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        for pattern, repl in _TIMM_RULES:
+        for pattern, repl in rules:
             key = pattern.sub(repl, key)
         if not split_qkv(key, value, out):
             out[key] = value
     return out
+
+
+def from_timm_vit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's / FlagAI's ViT checkpoint → transformers' names."""
+    return rename_split_qkv(state, _TIMM_RULES)
 
 
 class ViTPreTrainedModel(BaseModel[ViTConfig]):
