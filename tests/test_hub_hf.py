@@ -104,3 +104,39 @@ def test_server_speaks_the_protocol_huggingface_hub_expects(hub, bert_repo, tmp_
     got = hf_hub_download("google-bert/bert-tiny", "model.safetensors", revision="v1",
                           endpoint=hub.url, cache_dir=tmp_path)
     assert sha256_of(got) == hashlib.sha256(bert_repo["files"]["model.safetensors"]).hexdigest()
+
+
+def test_warm_pinned_commit_makes_no_request(hf_env, bert_repo, hub, tmp_path, monkeypatch):
+    """A commit is immutable: once its snapshot is cached, hubloader asks the hub nothing.
+    huggingface_hub (2.x) behaves the same way for a pinned commit: ``snapshot_download``
+    keeps the commit's file tree in its cache and ``hf_hub_download`` short-cuts a cached
+    commit, so a warm pinned call of either makes no request; both ask again for a branch."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # nothing for hubloader to adopt
+    commit = bert_repo["v1"]
+    uri = f"hf://google-bert/bert-tiny@{commit}"
+    before = len(hub.hits)
+    cold = hubloader.download(uri)
+    assert cold.name == commit
+    assert len(hub.hits) > before, "the cold fetch reaches the hub"
+    before = len(hub.hits)
+    assert hubloader.download(uri) == cold
+    assert hubloader.download("hf://google-bert/bert-tiny", revision=commit) == cold
+    assert hub.hits[before:] == [], "a warm pinned commit must not reach the hub"
+    assert hubloader.download("hf://google-bert/bert-tiny@v1") == cold
+    assert len(hub.hits) > before, "a branch or tag is asked again: it can move"
+
+    theirs = dict(endpoint=hub.url, cache_dir=tmp_path / "hf-cache",
+                  allow_patterns=["*.json", "*.safetensors", "*.txt"])
+    before = len(hub.hits)
+    snapshot_download("google-bert/bert-tiny", revision=commit, **theirs)
+    assert any("/tree/" in hit for hit in hub.hits[before:]), hub.hits[before:]
+    before = len(hub.hits)
+    snapshot_download("google-bert/bert-tiny", revision=commit, **theirs)
+    assert hub.hits[before:] == [], "huggingface_hub keeps a pinned commit's tree"
+    hf_hub_download("google-bert/bert-tiny", "model.safetensors", revision=commit,
+                    endpoint=hub.url, cache_dir=tmp_path / "hf-cache")
+    assert hub.hits[before:] == [], "hf_hub_download short-cuts a cached commit"
+    snapshot_download("google-bert/bert-tiny", revision="v1", **theirs)
+    assert any("/revision/v1" in hit for hit in hub.hits[before:]), hub.hits[before:]
