@@ -26,7 +26,7 @@ from typing import Iterator
 from ... import settings
 from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, RevisionNotFoundError,
                        UnsupportedSourceError)
-from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
+from .base import Listing, RemoteChangedError, RemoteFile, Source, range_header
 
 __all__ = ["HfSource", "translate_error"]
 
@@ -200,7 +200,9 @@ class HfSource(Source):
                 if "Range" in headers and status != 206:
                     raise NetworkError(f"{where}: the server ignored the Range header "
                                        f"(HTTP {status}); cannot resume")
-                for chunk in response.iter_bytes(CHUNK_SIZE):
+                # the chunks as they arrive: asking httpx for fixed-size chunks makes it copy
+                # every byte into its own buffer first
+                for chunk in response.iter_bytes():
                     yield chunk
         except (RemoteChangedError, NetworkError):
             raise
