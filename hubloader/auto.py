@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import settings
-from .catalogue.cards import find_card
-from .load.config import ModelConfig, read_config_file
-from .errors import ConfigError
-from .names import parse_model_name
-from .load.registry import get_model_class, import_families, resolve_task
+from .catalogue.cards import ModelCard
+from .errors import ConfigError, TokenizerError
+from .load.config import ModelConfig
+from .load.flagai_rules import name_positional_args, refuse_out_of_scope, split_autoloader_kwargs
+from .load.plan import model_spec, plan_load
+from .load.registry import known_task
+from .load.resolve import FLAGAI_MODEL_DIR, prefetch_model_dir
 
 if TYPE_CHECKING:  # torch imports while the files are fetched, not before
     import torch
+
+    from .load.modeling import BaseModel
+    from .text.glm import GLMTokenizer
+    from .text.tokenizer import Tokenizer
+    from .vision.preprocessing import ImageProcessor
 
 __all__ = ["AutoLoader"]
 
@@ -56,9 +63,6 @@ class AutoLoader:
                  offline: bool | None = None, device: str | torch.device = "cpu",
                  torch_dtype: str | torch.dtype | None = None, strict: bool = True,
                  trust_remote_code: bool | str = False, **kwargs: Any):
-        from .load.flagai_rules import (flagai_task, infer_model_type, name_positional_args,
-                                        refuse_out_of_scope, split_autoloader_kwargs)
-
         if model_name is None:
             raise ConfigError("AutoLoader needs model_name: a card name, directory or URI")
         refuse_out_of_scope(task_name, model_name)
@@ -68,78 +72,40 @@ class AutoLoader:
             torch_dtype = named.pop("torch_dtype", torch_dtype)
             kwargs.update(named)
         opts = split_autoloader_kwargs(kwargs)
-        config_overrides = opts.config_overrides
-        resolve_task(task_name)  # an unknown task fails before anything is fetched
-        ref = parse_model_name(model_name, revision=revision)
-        card = find_card(ref.name) if ref.kind == "card" else None
-        from .load.resolve import fetch_for_load, flagai_default_dir, prefetch_model_dir
-
-        if model_dir is None:  # FlagAI's default model_dir, if it holds the model
-            model_dir = flagai_default_dir(model_name, revision=revision)
+        known_task(task_name)  # an unknown task fails before anything is fetched
+        spec = model_spec(model_name, revision=revision, download_path=model_dir,
+                          default_folder=FLAGAI_MODEL_DIR)
         patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
-
         # the transfer runs while the model classes, and torch with them, import
-        prefetch_model_dir(model_name, download_path=model_dir, revision=revision,
-                           offline=offline, allow_patterns=patterns)
-        import_families()
-        from .load.weights import resolve_device  # needs torch: checked once it is imported
+        prefetch_model_dir(spec, offline=offline, allow_patterns=patterns)
+        from .load.modeling import BaseModel  # imports torch
+        from .load.weights import resolve_device
 
         device = resolve_device(device)
-        if card is not None and card.architecture:  # a task the family cannot serve fails
-            # before anything is fetched
-            self.task = resolve_task(flagai_task(task_name, card.architecture), card.architecture)
-        self.model_dir: Path
-        self.model_dir, staged = fetch_for_load(
-            model_name, device=device, torch_dtype=torch_dtype, download_path=model_dir,
-            revision=revision, offline=offline, allow_patterns=patterns)
-        self._tokenizer: Any = None
-        self._processor: Any = None
+        plan = plan_load(spec, task_name, requested=BaseModel,
+                         overrides=opts.config_overrides, device=device,
+                         torch_dtype=torch_dtype, offline=offline, allow_patterns=patterns)
+        self.model_dir: Path = plan.model_dir
+        self.task: str = plan.task if plan.task is not None else task_name  # given: resolved
+        self.card: ModelCard | None = plan.card
+        self.model_class: type[BaseModel[Any]] | None = plan.model_class
+        self.model_type: str | None = plan.model_type
+        self._tokenizer: Tokenizer | GLMTokenizer | None = None
+        self._processor: ImageProcessor | None = None
         self._model_max_length = opts.model_max_length
-        from .load.remote_code import find_code_entry
-
-        if find_code_entry(self.model_dir) is not None:  # the package's own code builds it
-            self.task, self.card, self.model_class = resolve_task(task_name), card, None
-            self.model_type = None
-            # the from_pretrain path: it refuses what the package's code cannot be given
-            from .load.modeling import BaseModel
-
-            self._model: Any = BaseModel._load_dir(
-                self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-                trust_remote_code=trust_remote_code, overrides=config_overrides,
-                load_weights=opts.load_weights, inference_mode=opts.inference_mode,
-                staged=staged)
-            return
-        config_path = self.model_dir / settings.CONFIG_NAME
-        data = read_config_file(config_path)
-        model_type = data.get("model_type")
-        if model_type is None:  # FlagAI's configs: the card of the name tells
-            model_type = (card.architecture if card is not None
-                          else infer_model_type(self.model_dir.name))
-        if not isinstance(model_type, str):
-            raise ConfigError(f"{config_path} has no string 'model_type' and no card is named "
-                              f"like {self.model_dir.name!r}; add one (e.g. \"bert\")")
-        if card is not None and card.architecture and model_type.lower() in \
-                get_model_class(card.architecture).config_class.accepted_types():
-            model_type = card.architecture  # CPM-Generate's "gpt2" is CPM, with CPM's tokenizer
-        self.model_type = model_type.lower()
-        self.task = resolve_task(flagai_task(task_name, model_type), model_type)
-        self.card = card
-        self.model_class = get_model_class(model_type, self.task)
-        # the from_pretrain path, on the directory already resolved
-        self._model = self.model_class._load_dir(
-            self.model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-            overrides=config_overrides, load_weights=opts.load_weights,
-            inference_mode=opts.inference_mode, staged=staged)
-        if card is not None:  # get_description() reads the card the model was loaded by
-            self._model.card_name = card.name
+        self._model: BaseModel[Any] = BaseModel._load_plan(
+            plan, device=device, torch_dtype=torch_dtype, strict=strict,
+            trust_remote_code=trust_remote_code, load_weights=opts.load_weights,
+            inference_mode=opts.inference_mode)  # type: ignore[assignment]
+        if self.card is not None and isinstance(self._model, BaseModel):
+            # get_description() reads the card the model was loaded by
+            self._model.card_name = self.card.name
         if self.model_type in ("glm", "alm"):
             self._fill_glm_token_ids()
 
     def _fill_glm_token_ids(self) -> None:
         """GLM's generate() needs the blank and piece tokens, which THUDM's and FlagAI's
         config.json leave to the tokenizer."""
-        from .errors import TokenizerError
-
         try:
             tok = self.get_tokenizer()
         except TokenizerError:
@@ -156,15 +122,16 @@ class AutoLoader:
         """Whether the model takes ``pixel_values`` (then :meth:`get_processor` preprocesses)."""
         return getattr(self.model_class, "input_rank", 2) == 4
 
-    def get_model(self):
-        """The loaded model (eval mode)."""
+    def get_model(self) -> BaseModel[Any]:
+        """The loaded model (eval mode); a code package's own ``nn.Module`` is returned as it
+        is, as ``BaseModel.from_pretrain`` does."""
         return self._model
 
     def get_config(self) -> ModelConfig | Any:
         """The model's config (for a code package's own model, its ``config`` attribute)."""
         return getattr(self._model, "config", None)
 
-    def get_tokenizer(self):
+    def get_tokenizer(self) -> Tokenizer | GLMTokenizer:
         """The model's tokenizer, built on first call.
 
         Raises:
@@ -172,8 +139,6 @@ class AutoLoader:
                 vision model (use :meth:`get_processor`).
         """
         if self.is_vision:
-            from .errors import TokenizerError
-
             raise TokenizerError(f"{type(self._model).__name__} takes images, not text: use "
                                  "get_processor() for its image processor")
         if self._tokenizer is None:
@@ -208,7 +173,7 @@ class AutoLoader:
         """Whether the model takes both text and images (CLIP's family)."""
         return self.task == "zero-shot-image-classification"
 
-    def get_image_processor(self):
+    def get_image_processor(self) -> ImageProcessor:
         """The image processor: ``preprocessor_config.json``'s, else, for a FlagAI CLIP folder
         (which has none), CLIP's preprocessing at the model's image size.
 
@@ -227,7 +192,7 @@ class AutoLoader:
                 self._processor = load_image_processor(self.model_dir)
         return self._processor
 
-    def get_transform(self):
+    def get_transform(self) -> ImageProcessor | Callable[[Any], torch.Tensor]:
         """FlagAI's ``get_transform()``: for CLIP and EVA-CLIP a callable turning one image into
         a ``[3, H, W]`` tensor (FlagAI's ``clip_transform``); for other models the image
         processor (``transform(image)["pixel_values"]``, as FlagAI's AltCLIP processor).
@@ -240,7 +205,7 @@ class AutoLoader:
             return processor.preprocess_one
         return processor
 
-    def get_processor(self):
+    def get_processor(self) -> ImageProcessor | Tokenizer | GLMTokenizer:
         """What turns raw input into model input: the image processor (from
         ``preprocessor_config.json``) for vision models and for any package that ships that
         file, else the tokenizer.

@@ -6,6 +6,8 @@ Messages say what was wrong and what to do next.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from .redaction import redact
 
 __all__ = [
@@ -104,7 +106,9 @@ class WeightsMismatchError(HubLoaderError, ValueError):
         mismatched: sorted ``(key, checkpoint_shape, model_shape)`` tuples.
     """
 
-    def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=()):
+    def __init__(self, message: str, *, missing: Iterable[str] = (),
+                 unexpected: Iterable[str] = (),
+                 mismatched: Iterable[tuple[str, tuple[int, ...], tuple[int, ...]]] = ()):
         super().__init__(message)
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)

@@ -1,4 +1,4 @@
-"""One way from ``config.json`` to (class, config): ``registry.resolve_config``, shared by
+"""One way from ``config.json`` to (class, config): ``load.plan.resolve_config``, shared by
 ``from_pretrain``, ``init_from_json``, ``AutoLoader``, ``validate`` and ``convert``; a
 code-carrying package refuses what its own code cannot be given."""
 
@@ -10,7 +10,7 @@ import torch
 from hubloader import AutoLoader, BaseModel, ConfigError, ModelNotFoundError, UnknownTaskError
 from hubloader.models import (BertConfig, BertForSequenceClassification, BertModel, GPT2Model,
                               RobertaConfig, RobertaModel)
-from hubloader.load.registry import resolve_config
+from hubloader.load.plan import resolve_config
 from publish_helpers import write_entry_package
 
 _BERT = {"model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,

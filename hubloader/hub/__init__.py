@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import settings
 from ..errors import ModelNotFoundError
-from ..names import (ModelRef, parse_model_name, safe_join, validate_download_path,
-                     validate_fetch_arguments)
+from ..names import ModelRef, parse_model_name, validate_download_path, validate_fetch_arguments
 
 from .lookup import cached_file
 from .inflight import Prefetch, prefetch
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["download", "cached_file", "fetch_url", "flush", "prefetch", "Prefetch"]
 
 
-def download(model_name: str | os.PathLike, *, revision: str | None = None,
+def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None = None,
              download_path: str | os.PathLike | None = None,
              allow_patterns: str | Sequence[str] | None = None, offline: bool | None = None,
              progress: bool = True) -> Path:
@@ -45,7 +44,8 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
     ``source`` and ``revision``. Local directories (and ``file://`` URIs) are returned in place.
 
     Args:
-        model_name: a card name, a URI, or a local directory.
+        model_name: a card name, a URI, or a local directory (or its :class:`ModelRef`, parsed
+            once by the caller).
         revision: a branch, tag or commit (``hf://``); a label for other sources.
         download_path: put the files in ``<download_path>/<name>/`` instead of the managed
             cache (``HUBLOADER_HOME``), FlagAI's layout. A folder there with a
@@ -77,21 +77,25 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
         PosixPath('/root/.cache/hubloader/models/hf--google-bert--bert-base-uncased/snapshots/...')
     """
     from . import distributed
-    from .locate import locate
+    from .locate import flagai_folder, locate
     from .inflight import join
 
-    validate_fetch_arguments(model_name, revision=revision, allow_patterns=allow_patterns,
-                             offline=offline, progress=progress)
+    validate_fetch_arguments(model_name.name if isinstance(model_name, ModelRef) else model_name,
+                             revision=revision, allow_patterns=allow_patterns, offline=offline,
+                             progress=progress)
     validate_download_path(download_path)
+    ref = model_name if isinstance(model_name, ModelRef) else \
+        parse_model_name(model_name, revision=revision)
     if download_path is not None:
-        found = _flagai_in_place(model_name, download_path, revision=revision)
+        # FlagAI's rule: a folder put there by hand is used in place, without network
+        found = flagai_folder(ref, download_path, fetched=False)
         if found is not None:
             return found
-    joined = join(model_name, revision=revision, download_path=download_path,
+    joined = join(ref.name, revision=revision, download_path=download_path,
                   allow_patterns=allow_patterns, offline=offline)
     if joined is not None:
         return joined
-    target = locate(model_name, revision=revision)
+    target = locate(ref, revision=revision)
     if isinstance(target, ModelRef):
         if not target.path.is_dir():
             raise ModelNotFoundError(f"{target.path} is not a directory; give a model directory "
@@ -115,36 +119,6 @@ def download(model_name: str | os.PathLike, *, revision: str | None = None,
                                      what=target.uri,
                                      request=f"{target.revision} {download_path} "
                                              f"{request.allow_patterns}")
-
-
-def _flagai_in_place(model_name: str | os.PathLike, download_path: str | os.PathLike, *,
-                     revision: str | None) -> Path | None:
-    """FlagAI's rule for ``download_path``: the folder ``<download_path>/<name>/`` is used in
-    place, with no network, when it holds a ``config.json`` that hubloader did not fetch (it
-    keeps no ``<download_path>/.hubloader/<name>/`` for it). A folder hubloader fetched is
-    checked at its source like any cached snapshot. ``<name>`` is the name as given or, for
-    a card, the card's own spelling.
-
-    Raises:
-        InvalidModelNameError: a name that would escape ``download_path``.
-    """
-    from ..catalogue.cards import find_card
-    from .locate import folder_name
-
-    if "://" not in os.fspath(model_name):
-        # the name is joined to download_path, never used as a path itself
-        safe_join(download_path, os.fspath(model_name).strip())
-    ref = parse_model_name(model_name, revision=revision)
-    if ref.kind == "local" or ref.scheme == "file":
-        return None
-    names = [folder_name(ref)] if ref.kind == "uri" else [ref.name]
-    card = find_card(ref.name) if ref.kind == "card" else None
-    for name in dict.fromkeys(names + ([card.name] if card else [])):
-        folder = safe_join(download_path, name)
-        if (folder / settings.CONFIG_NAME).is_file() and \
-                not (Path(download_path) / ".hubloader" / name).is_dir():
-            return folder
-    return None
 
 
 def fetch_url(url: str, *, offline: bool | None = None, progress: bool = True,

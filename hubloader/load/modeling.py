@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Iterator, TypeVar, cast
 
 import torch
 from torch import nn
@@ -24,12 +24,15 @@ from torch import nn
 from .. import settings
 from .._gc import gc_paused
 from .checkpoint_keys import invert_key_rules, rename_keys
-from .config import ModelConfig, read_config_file
-from ..errors import ConfigError, WeightsError
+from .config import ModelConfig
+from ..catalogue.cards import find_card, load_card
+from ..errors import CardError, ConfigError, WeightsError
 from .features import FeaturesMixin
 from ..files import atomic_write_json
-from ..names import parse_model_name
-from .registry import resolve_config
+from .flagai_rules import refuse_out_of_scope, split_autoloader_kwargs
+from .plan import LoadPlan, model_spec, plan_load
+from .remote_code import load_custom_model
+from .resolve import FLAGAI_MODEL_DIR, resolve_model_dir
 from .weights import (LoadReport, assign_state_dict, find_weight_files, read_state_dict,
                       resolve_device, resolve_dtype)
 
@@ -49,13 +52,13 @@ _NO_INIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def skip_init_on_meta():
+def skip_init_on_meta() -> Iterator[None]:
     """Build modules on the meta device without running ``torch.nn.init`` functions.
 
     Their results would be overwritten by the checkpoint anyway, and on meta tensors some of
     them route through ``torch._refs``, which imports all of ``torch._dynamo``, a slow import.
     """
-    def _noop(tensor, *args, **kwargs):
+    def _noop(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return tensor
 
     with _NO_INIT_LOCK:
@@ -175,10 +178,10 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         Example:
             >>> m = BertModel.init_from_json("config.json", num_hidden_layers=2)
         """
-        target, config = resolve_config(read_config_file(config_file), cls, str(config_file),
-                                        name=Path(config_file).resolve().parent.name, **overrides)
+        plan = plan_load(Path(config_file), requested=cls, overrides=overrides)
+        assert plan.model_class is not None and plan.config is not None  # a config file: native
         with gc_paused():
-            return target.from_config(config)
+            return plan.model_class.from_config(plan.config)
 
     @classmethod
     def _build_on_meta(cls, config: Any, *, dtype: torch.dtype | None,
@@ -252,15 +255,14 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
             ModelNotFoundError, ConfigError, WeightsError, WeightsMismatchError, SourceError,
             UntrustedCodeError (code present, not trusted; nothing ran).
         """
-        from .flagai_rules import refuse_out_of_scope, split_autoloader_kwargs
         from .hf_args import dispatch_over_devices, take_load_spellings
-        from .resolve import fetch_for_load, flagai_default_dir, resolve_model_dir
 
         if model_name is None:
             raise ConfigError("from_pretrain needs model_name: a card name, directory or URI")
         refuse_out_of_scope(None, model_name)
-        if download_path is None:  # FlagAI's default download_path, if it holds the model
-            download_path = flagai_default_dir(model_name, revision=revision)
+        # FlagAI's default download_path, ./checkpoints/, where it holds the model
+        spec = model_spec(model_name, revision=revision, download_path=download_path,
+                          default_folder=FLAGAI_MODEL_DIR)
         spell = take_load_spellings(config_overrides, device=device, torch_dtype=torch_dtype,
                                     offline=offline)  # transformers' dtype=, device_map=...
         torch_dtype, offline = spell.torch_dtype, spell.offline
@@ -268,23 +270,18 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         opts = split_autoloader_kwargs(config_overrides)  # FlagAI's arguments, translated
         if opts.model_max_length is not None:
             raise ConfigError("model_max_length is the tokenizer's: give it to AutoLoader")
-        model_dir, staged = fetch_for_load(model_name, device=device,
-                                           torch_dtype=None if torch_dtype == "auto" else torch_dtype,
-                                           download_path=download_path, revision=revision,
-                                           offline=offline,
-                                           allow_patterns=None if opts.load_weights
-                                           else list(settings.NO_WEIGHT_PATTERNS))
-        model = cls._load_dir(model_dir, device=device, torch_dtype=torch_dtype, strict=strict,
-                              trust_remote_code=trust_remote_code,
-                              overrides=opts.config_overrides, load_weights=opts.load_weights,
-                              inference_mode=opts.inference_mode, entry=entry, staged=staged)
-        if isinstance(model, BaseModel) and parse_model_name(model_name).kind == "card":
-            from ..catalogue.cards import find_card  # (a directory or URI names no card: no card index)
-
-            card = find_card(os.fspath(model_name))
-            model.card_name = card.name if card is not None else None
-            if adapter is None and card is not None:
-                adapter = card.adapter
+        plan = plan_load(spec, requested=cls, overrides=opts.config_overrides, device=device,
+                         torch_dtype=torch_dtype, offline=offline,
+                         allow_patterns=None if opts.load_weights
+                         else list(settings.NO_WEIGHT_PATTERNS))
+        model = cls._load_plan(plan, device=device, torch_dtype=torch_dtype, strict=strict,
+                               trust_remote_code=trust_remote_code,
+                               load_weights=opts.load_weights,
+                               inference_mode=opts.inference_mode, entry=entry)
+        if isinstance(model, BaseModel):
+            model.card_name = plan.card.name if plan.card is not None else None
+            if adapter is None and plan.card is not None:
+                adapter = plan.card.adapter
         if adapter is not None:
             from .adapters import merge_adapter
 
@@ -303,52 +300,39 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         return cast("BaseModel", model)  # a code package's own module, as documented above
 
     @classmethod
-    def _load_dir(cls, model_dir: Path, *, task: str | None = None,
-                  device: str | torch.device = "cpu", torch_dtype: str | torch.dtype | None = None,
-                  strict: bool = True, trust_remote_code: bool | str = False,
-                  overrides: dict[str, Any] | None = None, load_weights: bool = True,
-                  inference_mode: bool = True, entry: str | None = None,
-                  staged: Staging | None = None) -> nn.Module:
-        """Build the model in a local ``model_dir``: the package's own code when it carries
-        some, else the class ``config.json`` resolves to (the one serving ``task`` if given).
-        ``load_weights=False``: fresh weights (FlagAI's ``load_pretrain_params=False``);
-        ``inference_mode=False``: returned in train mode; ``entry``: the ``hubconf.py`` entry;
-        ``staged``: weight files already read as they landed (see :mod:`hubloader.load.landing`)."""
-        from .remote_code import find_code_entry, load_custom_model
-
-        overrides = overrides or {}
+    def _load_plan(cls, plan: LoadPlan, *, device: str | torch.device = "cpu",
+                   torch_dtype: str | torch.dtype | None = None, strict: bool = True,
+                   trust_remote_code: bool | str = False, load_weights: bool = True,
+                   inference_mode: bool = True, entry: str | None = None) -> nn.Module:
+        """Build what ``plan`` decided: the package's own code when it carries some, else
+        ``plan.model_class`` with ``plan.config``. ``load_weights=False``: fresh weights
+        (FlagAI's ``load_pretrain_params=False``); ``inference_mode=False``: returned in train
+        mode; ``entry``: the ``hubconf.py`` entry."""
         device = resolve_device(device)
         t0 = time.perf_counter()
         with gc_paused():  # see hubloader/_gc.py
-            if find_code_entry(model_dir) is not None:
-                if overrides or torch_dtype is not None:
-                    given = sorted(overrides) + (["torch_dtype"] if torch_dtype is not None else [])
-                    raise ConfigError(
-                        f"{model_dir} builds its model with its own code, which hubloader cannot "
-                        f"pass {', '.join(given)} to; drop them and change the returned model "
-                        "instead (e.g. model.to(torch.float16))")
-                model: nn.Module = load_custom_model(model_dir, trust_remote_code=trust_remote_code,
+            if plan.model_class is None:
+                model: nn.Module = load_custom_model(plan.model_dir,
+                                                     trust_remote_code=trust_remote_code,
                                                      entry_name=entry, device=str(device),
                                                      strict=strict)
             else:
-                model = cls._load_native(model_dir, task=task, device=device,
-                                         torch_dtype=torch_dtype, strict=strict,
-                                         overrides=overrides, load_weights=load_weights,
-                                         staged=staged)
+                model = cls._load_native(plan, device=device, torch_dtype=torch_dtype,
+                                         strict=strict, load_weights=load_weights)
         if not inference_mode:
             model.train()
-        logger.info("loaded %s from %s in %.3f s", type(model).__name__, model_dir,
+        logger.info("loaded %s from %s in %.3f s", type(model).__name__, plan.model_dir,
                     time.perf_counter() - t0)
         return model
 
-    @classmethod
-    def _load_native(cls, model_dir: Path, *, task: str | None, device: str | torch.device,
+    @staticmethod
+    def _load_native(plan: LoadPlan, *, device: str | torch.device,
                      torch_dtype: str | torch.dtype | None, strict: bool,
-                     overrides: dict[str, Any], load_weights: bool = True,
-                     staged: Staging | None = None) -> "BaseModel":
+                     load_weights: bool = True) -> "BaseModel":
+        target, config, model_dir = plan.model_class, plan.config, plan.model_dir
+        assert target is not None and config is not None  # a native plan has both
         config_path = model_dir / settings.CONFIG_NAME
-        target, config = resolve_config(read_config_file(config_path), cls, str(config_path),
-                                        task=task, name=model_dir.name, **overrides)
+        staged = plan.staged
         # transformers 5 writes the weights' dtype as `dtype`, earlier versions `torch_dtype`
         declared = config.torch_dtype or config.extra.get("dtype")
         auto = isinstance(torch_dtype, str) and torch_dtype == "auto"  # transformers' spelling
@@ -406,9 +390,6 @@ class BaseModel(FeaturesMixin, nn.Module, Generic[C]):
         Example:
             >>> print(model.get_description())
         """
-        from ..catalogue.cards import find_card, load_card
-        from ..errors import CardError
-
         card = find_card(self.card_name) if self.card_name else None
         if card is not None and card.description:
             return card.description

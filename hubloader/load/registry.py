@@ -10,32 +10,58 @@ import difflib
 import importlib
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from ..errors import ConfigError, ModelNotFoundError, UnknownTaskError
 from ..tasks import TASKS, canonical_tasks, close_task_names
 
 if TYPE_CHECKING:
-    from .config import ModelConfig
     from .modeling import BaseModel
 
     ModelClass = type[BaseModel[Any]]
 
-__all__ = ["register_model", "get_model_class", "import_families", "resolve_task", "model_types", "served_tasks",
-           "class_for_config", "resolve_config"]
+__all__ = ["register_model", "TokenizerDefaults", "tokenizer_defaults", "get_model_class", "import_families", "resolve_task", "known_task", "model_types", "served_tasks",
+           "class_for_config"]
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound="ModelClass")
 
+@dataclass(frozen=True)
+class TokenizerDefaults:
+    """What transformers' tokenizer class for a family assumes when the model's tokenizer
+    files do not say: a family declares it with its ``register_model``.
+
+    Attributes:
+        tokenizer_class: transformers' class name written by ``save_pretrained``.
+        special_tokens: the class's special tokens (each used only if the vocabulary holds it).
+        token_type_ids: whether the family's forward takes ``token_type_ids``.
+        padding_side: the class's padding side (Llama's pads on the left, for generation).
+        kinds: other tokenizer kinds these defaults stand for (transformers' class name,
+            lowercased, without ``Tokenizer``/``Fast``: ``"xlmroberta"``).
+    """
+
+    tokenizer_class: str | None = None
+    special_tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    token_type_ids: bool = True
+    padding_side: str = "right"
+    kinds: tuple[str, ...] = ()
+
+
 # model_type -> canonical task -> class
 _REGISTRY: dict[str, dict[str, ModelClass]] = {}
+# model_type -> its tokenizer's defaults
+_TOKENIZERS: dict[str, TokenizerDefaults] = {}
 _LOADED = False
 _FAMILY_MODULES = ("hubloader.models",)
 
 
-def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
+def register_model(model_type: str, task: str = "base", *,
+                   tokenizer: TokenizerDefaults | None = None) -> Callable[[M], M]:
     """Class decorator: serve ``task`` for ``model_type`` with the decorated class, and make
     ``task`` the class's own ``task`` (the first registration's, for a class serving several).
+    ``tokenizer``: the family's tokenizer defaults (:func:`tokenizer_defaults`), given once.
 
     Example:
         >>> @register_model("bert", "fill-mask")
@@ -43,6 +69,9 @@ def register_model(model_type: str, task: str = "base") -> Callable[[M], M]:
     """
     if task not in TASKS:
         raise ValueError(f"register_model: {task!r} is not a canonical task ({sorted(TASKS)})")
+    if tokenizer is not None:
+        for name in (model_type, *tokenizer.kinds):
+            _TOKENIZERS[name.lower()] = tokenizer
 
     def deco(cls: M) -> M:
         table = _REGISTRY.setdefault(model_type.lower(), {})
@@ -70,6 +99,13 @@ def import_families() -> None:
     _ensure_loaded()
 
 
+def tokenizer_defaults(model_type: str) -> TokenizerDefaults | None:
+    """The tokenizer defaults the family of ``model_type`` (or of a tokenizer kind it named)
+    declared, ``None`` if none did."""
+    _ensure_loaded()
+    return _TOKENIZERS.get(model_type.lower())
+
+
 def model_types() -> list[str]:
     _ensure_loaded()
     return sorted(_REGISTRY)
@@ -87,11 +123,11 @@ def _unknown_type(model_type: str) -> ModelNotFoundError:
                               f"Known: {', '.join(model_types())}")
 
 
-def resolve_task(task: str, model_type: str | None = None) -> str:
-    """The canonical task ``task`` stands for (for ``model_type`` where it is ambiguous).
+def known_task(task: str) -> list[str]:
+    """The canonical tasks ``task`` may stand for; checks the name without choosing.
 
     Raises:
-        UnknownTaskError: ``task`` is no task name, or ``model_type`` does not serve it.
+        UnknownTaskError: ``task`` is no task name (with close matches).
     """
     candidates = canonical_tasks(task)
     if not candidates:
@@ -99,6 +135,16 @@ def resolve_task(task: str, model_type: str | None = None) -> str:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownTaskError(f"unknown task {task!r}.{hint} Known tasks: "
                                f"{', '.join(sorted(TASKS))} (and their aliases)")
+    return candidates
+
+
+def resolve_task(task: str, model_type: str | None = None) -> str:
+    """The canonical task ``task`` stands for (for ``model_type`` where it is ambiguous).
+
+    Raises:
+        UnknownTaskError: ``task`` is no task name, or ``model_type`` does not serve it.
+    """
+    candidates = known_task(task)
     if model_type is None:
         return candidates[0]
     _ensure_loaded()
@@ -120,9 +166,12 @@ def get_model_class(model_type: str, task: str = "base") -> ModelClass:
         UnknownTaskError: unknown task, or one the family does not serve.
     """
     _ensure_loaded()
-    if model_type.lower() not in _REGISTRY:
+    served = _REGISTRY.get(model_type.lower())
+    if served is None:
         raise _unknown_type(model_type)
-    return _REGISTRY[model_type.lower()][resolve_task(task, model_type)]
+    if task in served:  # a canonical task already resolved for this family
+        return served[task]
+    return served[resolve_task(task, model_type)]
 
 
 def _by_architecture(model_type: str, architectures: Any) -> ModelClass | None:
@@ -165,60 +214,3 @@ def class_for_config(requested: ModelClass, model_type: str,
         raise ConfigError(f"the checkpoint's model_type is {model_type!r}; load it with "
                           f"{cls.__name__} (or BaseModel), not {requested.__name__}")
     return cls
-
-
-def resolve_config(data: dict[str, Any], requested: ModelClass, where: str, *,
-                   task: str | None = None, name: str | None = None,
-                   **overrides: Any) -> tuple[ModelClass, ModelConfig]:
-    """The (model class, typed config) a parsed ``config.json`` stands for: the one way every
-    loader, validator and converter reads a config.
-
-    Args:
-        data: the parsed ``config.json`` (see :func:`hubloader.load.config.read_config_file`).
-        requested: the class the caller asked for (``BaseModel`` lets the config choose).
-        where: what to name in error messages (the file's path).
-        task: a task name; when given, the family's class serving it is chosen instead of
-            ``requested`` (``AutoLoader``).
-        name: the model folder's name. A config without ``model_type`` is FlagAI's: the
-            family of ``requested``, else of the card ``name`` names, is taken, and FlagAI's
-            meaning of its fields holds (:mod:`hubloader.load.flagai_rules`).
-        **overrides: config fields to change (validated by the config class).
-
-    Returns:
-        ``(cls, config)``: the class to build and its validated config.
-
-    Raises:
-        ConfigError: a missing or malformed ``model_type``/``architectures``, a class of
-            another family, a wrongly typed value or an unknown override.
-        ModelNotFoundError: no registered family for ``model_type``.
-        UnknownTaskError: ``task`` is unknown or the family does not serve it.
-
-    Example:
-        >>> cls, config = resolve_config({"model_type": "bert", ...}, BaseModel, "config.json")
-    """
-    model_type = data.get("model_type")
-    if model_type is None:  # FlagAI's config.json
-        from .flagai_rules import flagai_config, infer_model_type
-
-        own = getattr(requested.config_class, "model_type", "")
-        model_type = None if own else infer_model_type(name)
-        if model_type or own:
-            data = flagai_config(data, model_type or own)
-    architectures = data.get("architectures")
-    if architectures is not None and not isinstance(architectures, list):
-        raise ConfigError(f"{where}: 'architectures' must be a list, got {architectures!r}")
-    if model_type is not None and not isinstance(model_type, str):
-        raise ConfigError(f"{where}: 'model_type' must be a string, got {model_type!r}")
-    if task is not None:
-        if not model_type:
-            raise ConfigError(f"{where} has no 'model_type'; add one (e.g. \"bert\") so the "
-                              f"class serving {task!r} can be chosen")
-        cls = get_model_class(model_type, task)
-    elif not model_type:
-        if not getattr(requested.config_class, "model_type", ""):
-            raise ConfigError(f"{where} has no 'model_type'; add one (e.g. \"bert\") so the "
-                              "model class can be chosen, or load with a family class")
-        cls = requested
-    else:
-        cls = class_for_config(requested, model_type, architectures)
-    return cls, cls.config_class.from_dict(data, where=where, **overrides)

@@ -1,6 +1,7 @@
 """name → a local model directory. The one place ``from_pretrain`` and ``AutoLoader`` ask
 "where are this model's files?".
 
+The name is parsed once, at the entry, into a :class:`ModelSpec` that travels down to the hub.
 Local directories are used in place. Everything else goes to :func:`hubloader.hub.download`,
 which also owns FlagAI's ``download_path`` rule (a folder put there by hand is used in place).
 """
@@ -8,11 +9,15 @@ which also owns FlagAI's ``download_path`` rule (a folder put there by hand is u
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..catalogue.cards import find_card
-from ..errors import HubLoaderError, ModelNotFoundError
+from ..catalogue.cards import ModelCard, find_card
+from ..errors import ModelNotFoundError
+from ..hub import distributed, download, prefetch
+from ..hub.inflight import claim
+from ..hub.locate import flagai_folder
 from ..hub.zips import local_package
 from ..names import ModelRef, parse_model_name, safe_join, validate_download_path
 
@@ -21,28 +26,61 @@ if TYPE_CHECKING:
 
     from .landing import Staging
 
-__all__ = ["resolve_model_dir", "prefetch_model_dir", "fetch_for_load", "FLAGAI_MODEL_DIR",
-           "flagai_default_dir"]
+__all__ = ["ModelSpec", "model_spec", "resolve_model_dir", "prefetch_model_dir", "fetch_for_load",
+           "FLAGAI_MODEL_DIR"]
 
 # where FlagAI's from_pretrain and AutoLoader keep models when no directory is given
 FLAGAI_MODEL_DIR = "./checkpoints/"
 
 
-def flagai_default_dir(model_name: str | os.PathLike, *,
-                       revision: str | None = None) -> str | None:
-    """FlagAI's default ``download_path``, ``./checkpoints/``, when it holds the model named
-    ``model_name`` (as spelt, or as its card spells it: ``<dir>/<name>/config.json``); else
-    ``None``, and the name goes to the cache and its source."""
-    from ..settings import CONFIG_NAME
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for, parsed once.
 
+    Attributes:
+        ref: the parsed name (card, local directory or URI, with its revision).
+        card: the card a card name names (``None`` for a directory or URI, or no such card).
+        download_path: FlagAI's folder: files live in ``<download_path>/<name>/``.
+    """
+
+    ref: ModelRef
+    card: ModelCard | None = None
+    download_path: str | os.PathLike | None = None
+
+    @property
+    def revision(self) -> str | None:
+        return self.ref.revision
+
+
+def model_spec(model_name: str | os.PathLike | ModelSpec, *, revision: str | None = None,
+               download_path: str | os.PathLike | None = None,
+               default_folder: str | None = None) -> ModelSpec:
+    """Parse ``model_name`` once into a :class:`ModelSpec`.
+
+    Args:
+        model_name: a card name, a local directory or a URI.
+        revision: a revision given separately (it must agree with one pinned in a URI).
+        download_path: FlagAI's folder for the model's files.
+        default_folder: FlagAI's default folder (:data:`FLAGAI_MODEL_DIR` for
+            ``from_pretrain`` and ``AutoLoader``), taken as ``download_path`` when none is
+            given and it already holds the named model; else the name goes to the cache.
+
+    Raises:
+        InvalidModelNameError, UnsupportedSourceError: a malformed name, or one that would
+            escape ``download_path``.
+    """
+    if isinstance(model_name, ModelSpec):
+        return model_name
+    validate_download_path(download_path)
     ref = parse_model_name(model_name, revision=revision)
-    if ref.kind != "card":
-        return None
-    card = find_card(ref.name)
-    for name in dict.fromkeys([ref.name] + ([card.name] if card else [])):
-        if (Path(FLAGAI_MODEL_DIR) / name / CONFIG_NAME).is_file():
-            return FLAGAI_MODEL_DIR
-    return None
+    if download_path is not None and ref.kind != "uri":
+        # FlagAI's layout: the name is joined to download_path, never used as a path itself
+        safe_join(download_path, ref.name)
+    card = find_card(ref.name) if ref.kind == "card" else None
+    if download_path is None and default_folder is not None and ref.kind == "card" \
+            and flagai_folder(ref, default_folder) is not None:
+        download_path = default_folder
+    return ModelSpec(ref, card, download_path)
 
 
 def _local_dir(ref: ModelRef) -> Path:
@@ -58,21 +96,8 @@ def _local_dir(ref: ModelRef) -> Path:
     return path.resolve()  # package code imports against a root that no chdir moves
 
 
-def _local_or_name(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None,
-                   revision: str | None) -> Path | str:
-    """The directory to use as it is, or the name to hand to the hub."""
-    validate_download_path(download_path)
-    if download_path is not None and isinstance(model_name, (str, os.PathLike)) \
-            and "://" not in os.fspath(model_name):
-        # FlagAI's layout: the name is joined to download_path, never used as a path itself
-        safe_join(download_path, os.fspath(model_name).strip())
-    ref = parse_model_name(model_name, revision=revision)
-    if ref.kind == "local":
-        return _local_dir(ref)
-    return ref.name
-
-
-def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.PathLike | None = None,
+def resolve_model_dir(model_name: str | os.PathLike | ModelSpec, *,
+                      download_path: str | os.PathLike | None = None,
                       revision: str | None = None, offline: bool | None = None,
                       progress: bool = True, allow_patterns: list[str] | None = None) -> Path:
     """Return the local directory holding ``model_name``'s files, fetching them if needed
@@ -83,41 +108,27 @@ def resolve_model_dir(model_name: str | os.PathLike, *, download_path: str | os.
         InvalidModelNameError: a name that would escape ``download_path``.
         SourceError: fetching failed (see :mod:`hubloader.hub`).
     """
-    found = _local_or_name(model_name, download_path=download_path, revision=revision)
-    if isinstance(found, Path):
-        return found
-    from ..hub import download  # an unknown card name fails there, naming close matches
-
-    return download(found, revision=revision, download_path=download_path,
+    spec = model_spec(model_name, revision=revision, download_path=download_path)
+    if spec.ref.kind == "local":
+        return _local_dir(spec.ref)
+    # an unknown card name fails there, naming close matches
+    return download(spec.ref, revision=spec.revision, download_path=spec.download_path,
                     offline=offline, progress=progress, allow_patterns=allow_patterns)
 
 
-def prefetch_model_dir(model_name: str | os.PathLike, *,
-                       download_path: str | os.PathLike | None = None,
-                       revision: str | None = None, offline: bool | None = None,
-                       progress: bool = True, allow_patterns: list[str] | None = None) -> None:
+def prefetch_model_dir(spec: ModelSpec, *, offline: bool | None = None, progress: bool = True,
+                       allow_patterns: list[str] | None = None) -> None:
     """Start fetching, in the background, what :func:`resolve_model_dir` would fetch for the
-    same arguments; that call then joins the fetch. Does nothing for a local directory, and
-    leaves a bad name for :func:`resolve_model_dir` to report."""
-    try:
-        found = _local_or_name(model_name, download_path=download_path, revision=revision)
-    except HubLoaderError:  # resolve_model_dir raises it, in the caller's thread
-        return
-    from ..hub import distributed
-
+    same ``spec``; that call then joins the fetch. Does nothing for a local directory."""
     # under torch.distributed the ranks of a node agree through the process group's store on
     # who fetches; a child process outside the group would not take part
-    if isinstance(found, str) and not distributed.active():
-        from ..hub import prefetch
-
-        prefetch(found, revision=revision, download_path=download_path, offline=offline,
-                 progress=progress, allow_patterns=allow_patterns)
+    if spec.ref.kind != "local" and not distributed.active():
+        prefetch(spec.ref.name, revision=spec.revision, download_path=spec.download_path,
+                 offline=offline, progress=progress, allow_patterns=allow_patterns)
 
 
-def fetch_for_load(model_name: str | os.PathLike, *, device: torch.device,
-                   torch_dtype: str | torch.dtype | None,
-                   download_path: str | os.PathLike | None = None, revision: str | None = None,
-                   offline: bool | None = None,
+def fetch_for_load(spec: ModelSpec, *, device: str | torch.device,
+                   torch_dtype: str | torch.dtype | None, offline: bool | None = None,
                    allow_patterns: list[str] | None = None) -> tuple[Path, Staging | None]:
     """:func:`resolve_model_dir` for a load onto ``device`` in ``torch_dtype``: a fetch that
     :func:`prefetch_model_dir` started is followed file by file, and the weights that land
@@ -127,21 +138,14 @@ def fetch_for_load(model_name: str | os.PathLike, *, device: torch.device,
     Raises:
         What :func:`resolve_model_dir` raises.
     """
-    try:
-        found = _local_or_name(model_name, download_path=download_path, revision=revision)
-    except HubLoaderError:
-        found = None  # resolve_model_dir reports it
-    if isinstance(found, Path):
-        return found, None
-    if isinstance(found, str):
-        from ..hub.inflight import claim
+    if spec.ref.kind == "local":
+        return _local_dir(spec.ref), None
+    handle = claim(spec.ref.name, revision=spec.revision, download_path=spec.download_path,
+                   allow_patterns=allow_patterns, offline=offline)
+    if handle is not None:
+        from .landing import Staging
+        from .weights import resolve_device
 
-        handle = claim(found, revision=revision, download_path=download_path,
-                       allow_patterns=allow_patterns, offline=offline)
-        if handle is not None:
-            from .landing import Staging
-
-            staging = Staging(device=device, torch_dtype=torch_dtype)
-            return staging.follow(handle), staging
-    return resolve_model_dir(model_name, download_path=download_path, revision=revision,
-                             offline=offline, allow_patterns=allow_patterns), None
+        staging = Staging(device=resolve_device(device), torch_dtype=torch_dtype)
+        return staging.follow(handle), staging
+    return resolve_model_dir(spec, offline=offline, allow_patterns=allow_patterns), None

@@ -21,8 +21,7 @@ from ..errors import ConfigError
 from ..catalogue.cards import file_entries
 from ..files import atomic_write_text, temp_name
 
-__all__ = ["parse_size", "write_safetensors", "file_entries", "write_card",
-           "atomic_write_text", "WEIGHT_FILE_RE"]
+__all__ = ["parse_size", "write_safetensors", "file_entries", "write_card", "WEIGHT_FILE_RE"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..load.checkpoint_keys import invert_key_rules
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from .bert import _ENCODER_IGNORE, _ENCODER_LAYOUT, RobertaConfig, RobertaModel
 from .clip import CLIP_IGNORE, CLIP_LAYOUT, CLIPConfig, CLIPPreTrainedModel, sub_config
 from .layers import init_standard
@@ -66,7 +66,10 @@ class AltCLIPTextModel(nn.Module):
 
 
 @register_model("altclip", "zero-shot-image-classification")
-@register_model("altclip", "base")
+@register_model("altclip", "base", tokenizer=TokenizerDefaults(  # transformers' XLM-R tokenizer
+    "XLMRobertaTokenizer", {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                            "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                            "mask_token": "<mask>"}, token_type_ids=False, kinds=("xlmroberta",)))
 class AltCLIPModel(CLIPPreTrainedModel):
     """BAAI's AltCLIP (transformers' ``AltCLIPModel``; FlagAI's ``altclip-xlmr-l``)."""
 

@@ -23,7 +23,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
@@ -244,7 +244,18 @@ class _BertBase(BaseModel[BertConfig]):
 
 
 
-@register_model("bert", "base")
+# transformers' BertTokenizer
+_BERT_TOKENIZER = TokenizerDefaults(
+    "BertTokenizer", {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                      "cls_token": "[CLS]", "mask_token": "[MASK]"})
+# transformers' RobertaTokenizer (byte-level BPE; no token types)
+_ROBERTA_TOKENIZER = TokenizerDefaults(
+    "RobertaTokenizer", {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                         "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+                         "mask_token": "<mask>"}, token_type_ids=False)
+
+
+@register_model("bert", "base", tokenizer=_BERT_TOKENIZER)
 class BertModel(_BertBase):
     """The BERT encoder. ``forward`` returns ``logits`` (= last hidden states),
     ``hidden_states`` (last layer), ``pooled`` (tanh pooler on the first token, if present)
@@ -415,7 +426,7 @@ class BertForSentenceEmbedding(_BertHead):
 
 
 # -- RoBERTa: same blocks, positions offset by padding, its own classification head -------------
-@register_model("roberta", "base")
+@register_model("roberta", "base", tokenizer=_ROBERTA_TOKENIZER)
 class RobertaModel(BertModel):
     config_class = RobertaConfig
     checkpoint_write_rules = _write_rules("roberta", _ROBERTA_MLM)

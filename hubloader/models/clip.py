@@ -29,7 +29,7 @@ from torch import nn
 from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_pixel_values, check_same_shape, check_token_ids, require_token_ids
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 from .vit import _pair
@@ -499,8 +499,15 @@ class CLIPPreTrainedModel(BaseModel[CLIPConfig]):
         return out
 
 
+# transformers' CLIPTokenizer (no token types)
+_CLIP_TOKENIZER = TokenizerDefaults(
+    "CLIPTokenizer", {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                      "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    token_type_ids=False)
+
+
 @register_model("clip", "zero-shot-image-classification")
-@register_model("clip", "base")
+@register_model("clip", "base", tokenizer=_CLIP_TOKENIZER)
 class CLIPModel(CLIPPreTrainedModel):
     """OpenAI's CLIP (transformers' ``CLIPModel``; FlagAI's ``clip-*`` names)."""
 
@@ -515,7 +522,7 @@ class CLIPModel(CLIPPreTrainedModel):
 
 
 @register_model("eva_clip", "zero-shot-image-classification")
-@register_model("eva_clip", "base")
+@register_model("eva_clip", "base", tokenizer=_CLIP_TOKENIZER)
 class EVACLIPModel(CLIPModel):
     """EVA-CLIP as FlagAI publishes it (``eva-clip``): OpenAI's text tower, a BEiT-style image
     tower with a biased projection head."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from .gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 __all__ = ["CPMConfig", "CPMModel", "CPMLMHeadModel"]
@@ -32,7 +32,9 @@ class CPMConfig(GPT2Config):
         return {**super().to_dict(), "model_type": "gpt2"}
 
 
-@register_model("cpm", "base")
+@register_model("cpm", "base", tokenizer=TokenizerDefaults(  # FlagAI's CPM tokenizer
+    None, {"eos_token": "<eod>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    token_type_ids=False))
 class CPMModel(GPT2Model):
     config_class = CPMConfig
 

@@ -22,7 +22,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
 from .generation import CausalLMMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
@@ -179,7 +179,9 @@ class GPT2PreTrainedModel(BaseModel[GPT2Config]):
                 for i in range(self.config.n_layer)]
 
 
-@register_model("gpt2", "base")
+@register_model("gpt2", "base", tokenizer=TokenizerDefaults(  # transformers' GPT2Tokenizer
+    "GPT2Tokenizer", {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                      "unk_token": "<|endoftext|>"}, token_type_ids=False))
 class GPT2Model(GPT2PreTrainedModel):
     """The GPT-2 decoder stack. ``forward`` returns ``logits`` (= last hidden states after
     ``ln_f``), ``hidden_states``, and ``past_key_values`` with ``use_cache=True``."""

@@ -27,7 +27,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_same_shape, check_token_ids, positions_from_mask
 from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
@@ -283,7 +283,9 @@ class LlamaPreTrainedModel(BaseModel[LlamaConfig]):
 
 
 # -- model level ----------------------------------------------------------------------------
-@register_model("llama", "base")
+# transformers' LlamaTokenizer pads on the left, ready for batched generation
+@register_model("llama", "base", tokenizer=TokenizerDefaults(token_type_ids=False,
+                                                               padding_side="left"))
 class LlamaModel(LlamaPreTrainedModel):
     """The decoder stack. ``forward`` returns ``logits`` (= last hidden states after ``norm``),
     ``hidden_states``, and ``past_key_values`` with ``use_cache=True``."""
@@ -373,7 +375,7 @@ class LlamaForCausalLM(CausalLMMixin, LlamaPreTrainedModel):
 
 
 # -- the other model types: the same modules, their own config defaults ------------------------
-@register_model("mistral", "base")
+@register_model("mistral", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class MistralModel(LlamaModel):
     config_class = MistralConfig
 
@@ -384,7 +386,7 @@ class MistralForCausalLM(LlamaForCausalLM):
     backbone_class = MistralModel
 
 
-@register_model("qwen2", "base")
+@register_model("qwen2", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class Qwen2Model(LlamaModel):
     config_class = Qwen2Config
 
@@ -395,7 +397,7 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
     backbone_class = Qwen2Model
 
 
-@register_model("aquila", "base")
+@register_model("aquila", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class AquilaModel(LlamaModel):
     config_class = AquilaConfig
 

@@ -28,7 +28,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_same_shape, check_token_ids
 from .generation import CausalLMMixin
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
@@ -215,7 +215,7 @@ class OPTPreTrainedModel(BaseModel[OPTConfig]):
 
 
 # -- model level ----------------------------------------------------------------------------
-@register_model("opt", "base")
+@register_model("opt", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class OPTModel(OPTPreTrainedModel):
     """The OPT decoder. ``forward`` returns ``logits`` (= the last hidden states, after the
     final norm and ``project_out``), ``hidden_states``, and ``past_key_values`` with
@@ -323,7 +323,7 @@ class OPTForCausalLM(CausalLMMixin, OPTPreTrainedModel):
                              if config.tie_word_embeddings else {})
 
 
-@register_model("galactica", "base")
+@register_model("galactica", "base", tokenizer=TokenizerDefaults(token_type_ids=False))
 class GalacticaModel(OPTModel):
     config_class = GalacticaConfig
 

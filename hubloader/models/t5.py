@@ -18,7 +18,7 @@ from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
-from ..load.registry import register_model
+from ..load.registry import TokenizerDefaults, register_model
 from ._inputs import check_same_shape, check_token_ids, require_token_ids
 from .generation import GenerationMixin
 from .layers import (FeedForward, GatedFeedForward, MultiHeadAttention, RelativePositionBias,
@@ -247,7 +247,9 @@ class T5PreTrainedModel(BaseModel[T5Config]):
                 for i in range(self.config.num_layers)]
 
 
-@register_model("t5", "base")
+@register_model("t5", "base", tokenizer=TokenizerDefaults(  # transformers' T5Tokenizer
+    "T5Tokenizer", {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    token_type_ids=False))
 class T5Model(T5PreTrainedModel):
     """The T5 encoder-decoder. ``forward`` returns ``logits`` and ``hidden_states`` (the
     decoder's last states), ``encoder_hidden_states`` and, with ``use_cache``,

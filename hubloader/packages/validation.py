@@ -168,12 +168,12 @@ def _check_card_files(d: Path, card, report: ValidationReport) -> None:
 
 
 def _check_native(d: Path, card, report: ValidationReport, *, input_shape) -> None:
-    from ..load.config import read_config_file
     from ..load.modeling import BaseModel
-    from ..load.registry import resolve_config
+    from ..load.plan import plan_load
 
-    path = d / settings.CONFIG_NAME
-    _, config = resolve_config(read_config_file(path), BaseModel, str(path))
+    config = plan_load(d / settings.CONFIG_NAME, requested=BaseModel).config
+    if config is None:  # a config file is always read natively
+        raise PackageError(f"{d}: its config.json could not be read")
     if card is not None and card.architecture and card.architecture != config.model_type:
         raise ConfigError(f"the card's architecture {card.architecture!r} differs from "
                           f"config.json's model_type {config.model_type!r}; make them agree")

@@ -3,7 +3,8 @@ GLM-10b-ch, WordPiece ``vocab.txt`` for GLM-large-en) plus GLM's command tokens 
 ``[MASK]``, ``[sMASK]``, ``[gMASK]``, ``<|startofpiece|>``, ``<|endofpiece|>``,
 ``<|endoftext|>``...) at the ids FlagAI's ``GLMLargeChTokenizer`` and
 ``GLMLargeEnWordPieceTokenizer`` give them, with FlagAI's method names (``EncodeAsIds``,
-``DecodeIds``, ``get_command_id``, ``encode_plus``...).
+``DecodeIds``, ``get_command_id``, ``encode_plus``...) on top of the tokenizer interface every
+hubloader tokenizer shares (:class:`~hubloader.text.base.BaseTokenizer`).
 
 Command tokens lie outside the vocabulary files and, in the SentencePiece layout, leave a gap
 (no token has id ``N + 5``), so they cannot be added tokens of a ``tokenizers`` model (those
@@ -14,11 +15,16 @@ between them go through the vocabulary.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import TokenizerError
+from ..files import atomic_write_json, temp_name
+from .base import SPECIAL_TOKENS_ATTRIBUTES, BaseTokenizer, BatchEncoding
+from .vocab import read_json, sentencepiece_backend, wordpiece
 
 __all__ = ["CommandToken", "GLMTokenizer", "GLM_SP_MODEL", "load_glm_tokenizer"]
 
@@ -70,33 +76,50 @@ def _wordpiece_commands(vocab: dict[str, int]) -> list[CommandToken]:
             CommandToken("gMASK", "[gMASK]", v + 2), CommandToken("sMASK", "[sMASK]", v + 3)]
 
 
-class GLMTokenizer:
-    """GLM's tokenizer.
+# the special-token attributes in GLM's command tokens (FlagAI's names)
+_SPECIAL_COMMANDS = {"eos_token": "eos", "unk_token": "unk", "sep_token": "sep",
+                     "pad_token": "pad", "cls_token": "cls", "mask_token": "mask"}
+
+
+class GLMTokenizer(BaseTokenizer):
+    """GLM's tokenizer: transformers' surface plus FlagAI's methods.
 
     Calling it (``tok(["text", ...])``) gives what GLM models take: ``input_ids``
-    (``[CLS] text <|endoftext|>``, padded), ``position_ids`` (``[batch, 2, seq]``) and
-    ``attention_mask`` (each row's length: its separation index, so the text is read
-    bidirectionally).
+    (``[CLS] text <|endoftext|>``), ``position_ids`` (``[batch, 2, seq]``) and
+    ``attention_mask`` in FlagAI's form, each row's separation index (its length without
+    padding: the text is read bidirectionally). Padding, truncation (the text is cut, the
+    special tokens kept), ``max_length`` and ``return_tensors`` mean what they mean in
+    transformers; the defaults are GLM's data loaders': pad to the longest, truncate to
+    ``model_max_length``, tensors. ``decode`` drops the command tokens unless told otherwise.
 
     Example:
         >>> tok = load_glm_tokenizer("./checkpoints/GLM-large-ch")
         >>> ids = tok.EncodeAsIds("北京是[MASK]的首都")
         >>> tok.get_command_id("gMASK"), tok.get_command_id("sop")
         (50009, 50006)
+        >>> tok(["北京", "上海是"], padding="max_length", max_length=8, return_tensors=None)
     """
 
     def __init__(self, backend: Any, commands: Sequence[CommandToken], *, num_text_tokens: int,
-                 kind: str, model_max_length: int = 1024):
+                 kind: str, model_max_length: int = 1024, vocab_file: Path | None = None,
+                 fix_command_token: bool | None = None):
         self.backend = backend
         self.kind = kind
         self.num_text_tokens = num_text_tokens
+        self.vocab_file = vocab_file
+        self.fix_command_token = fix_command_token
         self._command_tokens = list(commands)
         self.command_name_map = {c.name: c for c in self._command_tokens}
         self.command_token_map = {c.token: c for c in self._command_tokens}
         self.command_id_map = {c.Id: c for c in self._command_tokens}
         self.num_tokens = max(max(self.command_id_map) + 1, num_text_tokens)
         self.model_max_length = model_max_length
-        self.pad_token_id = self.get_command_id("pad")
+        self.padding_side, self.truncation_side = "right", "right"
+        self.model_input_names = ["input_ids", "position_ids", "attention_mask"]
+        self._special: dict[str, str | None] = dict.fromkeys(SPECIAL_TOKENS_ATTRIBUTES)
+        self._special.update({attr: self.command_name_map[name].token
+                              for attr, name in _SPECIAL_COMMANDS.items()
+                              if name in self.command_name_map})
 
     # -- FlagAI's names -----------------------------------------------------------------------
     def get_command_id(self, name: str) -> int:
@@ -236,52 +259,141 @@ class GLMTokenizer:
                       position_ids=[positions[:-1], [0] * (len(tokens) - 1)])
         return sample
 
-    # -- hubloader's call shape ---------------------------------------------------------------
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        ids = self.EncodeAsIds(text)
-        if add_special_tokens:
-            ids = [self.get_command_id("cls")] + ids + [self.get_command_id("eos")]
-        return ids
+    # -- transformers' surface ----------------------------------------------------------------
+    def token_to_id(self, token: str) -> int | None:
+        cmd = self.command_token_map.get(token)
+        return cmd.Id if cmd is not None else self.backend.token_to_id(token)
 
-    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        if skip_special_tokens:
-            ids = [i for i in ids if int(i) not in self.command_id_map]
-        return self.DecodeIds(ids)
+    def id_to_token(self, id_: int) -> str | None:
+        cmd = self.command_id_map.get(id_)
+        return cmd.token if cmd is not None else self.backend.id_to_token(id_)
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = dict(self.backend.get_vocab(with_added_tokens=True))
+        vocab.update({c.token: c.Id for c in self._command_tokens if c.token not in vocab})
+        return vocab
+
+    def __len__(self) -> int:
+        return self.num_tokens
 
     @property
     def vocab_size(self) -> int:
         return self.num_tokens
 
-    def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, *,
-                 truncation: bool = True, max_length: int | None = None,
-                 add_special_tokens: bool = True, return_tensors: str | None = "pt") -> dict[str, Any]:
-        """Tokenize texts for a GLM model (see the class docstring); ``truncation`` cuts each
-        to ``max_length`` (default ``model_max_length``).
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """The special-token attributes' tokens, then GLM's other command tokens."""
+        return list(dict.fromkeys([*self.special_tokens_map.values(),
+                                   *(c.token for c in self._command_tokens)]))
+
+    def tokenize(self, text: str, text_pair: str | None = None, *,
+                 add_special_tokens: bool = False) -> list[str]:
+        if text_pair is not None:
+            raise TokenizerError(_NO_PAIRS)
+        ids = self.encode(text, add_special_tokens=add_special_tokens)
+        return [self.IdToToken(i) for i in ids]
+
+    def _with_specials(self, ids: list[int]) -> list[int]:
+        return [self.get_command_id("cls")] + ids + [self.get_command_id("eos")]
+
+    def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
+                 add_special_tokens: bool = True, padding: bool | str = True,
+                 truncation: bool | str | None = True, max_length: int | None = None,
+                 stride: int = 0, pad_to_multiple_of: int | None = None,
+                 padding_side: str | None = None, return_tensors: str | None = "pt",
+                 return_token_type_ids: bool | None = None,
+                 return_attention_mask: bool | None = None,
+                 return_position_ids: bool | None = None) -> BatchEncoding:
+        """Tokenize texts for a GLM model (see the class docstring): transformers' arguments,
+        GLM's defaults.
 
         Raises:
-            TokenizerError: not text, or a text pair (GLM's tasks join pairs with their own
-                template: build it and pass one text).
+            TokenizerError: not text, a bad argument, left padding (GLM's separation index and
+                position ids count from the left), or a text pair (GLM's tasks join pairs with
+                their own template: build it and pass one text).
         """
         if text_pair is not None:
-            raise TokenizerError("GLM's tokenizer takes single texts: join a pair with your "
-                                 "task's template (e.g. 'a [SEP] b') and pass one text")
-        texts = [text] if isinstance(text, str) else text
-        if not isinstance(texts, (list, tuple)) or not texts:
-            raise TokenizerError("the tokenizer takes a string or a non-empty list of strings")
-        limit = (max_length or self.model_max_length) if truncation else None
-        rows = [self.encode(t, add_special_tokens=add_special_tokens)[:limit] for t in texts]
-        width = max(len(r) for r in rows)
-        ids = [r + [self.pad_token_id] * (width - len(r)) for r in rows]
-        pos = [[list(range(width)), [0] * width] for _ in rows]
-        sep = [len(r) for r in rows]
-        if return_tensors != "pt":
-            return {"input_ids": ids, "position_ids": pos, "attention_mask": sep}
-        import torch
+            raise TokenizerError(_NO_PAIRS)
+        single, texts, _ = self._texts(text, None)
+        self._check_return_tensors(return_tensors)
+        if (padding_side or self.padding_side) != "right":
+            raise TokenizerError("GLM's tokenizer pads on the right: its attention_mask is each "
+                                 "row's separation index and its position ids count from the "
+                                 "first token")
+        pad, trunc, limit = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        n_special = 2 if add_special_tokens else 0
+        rows = []
+        for t in texts:
+            ids = self.EncodeAsIds(t)
+            if trunc is not None and limit is not None and len(ids) + n_special > limit:
+                if limit < n_special:
+                    raise TokenizerError(f"max_length={limit} leaves no room for the text between "
+                                         f"GLM's {n_special} special tokens")
+                keep = limit - n_special
+                ids = ids[:keep] if self.truncation_side == "right" else ids[len(ids) - keep:]
+            rows.append(self._with_specials(ids) if add_special_tokens else ids)
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        if pad == "max_length" and limit is not None:
+            width = max(width, limit)
+        if pad is not None and pad_to_multiple_of:
+            width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+        if pad is not None:
+            pad_id = self.pad_token_id
+            assert pad_id is not None  # _strategies refuses to pad without one
+            rows = [r + [pad_id] * (width - len(r)) for r in rows]
+        out: dict[str, list[Any]] = {"input_ids": rows}
+        if return_token_type_ids:
+            out["token_type_ids"] = [[0] * len(r) for r in rows]
+        if return_position_ids is not False:
+            out["position_ids"] = [[list(range(len(r))), [0] * len(r)] for r in rows]
+        if return_attention_mask is not False:
+            out["attention_mask"] = lengths
+        return self._encoding(out, single=single, return_tensors=return_tensors)
 
-        return {"input_ids": torch.tensor(ids), "position_ids": torch.tensor(pos),
-                "attention_mask": torch.tensor(sep)}
+    def decode(self, token_ids: Any, *, skip_special_tokens: bool = True,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
+        """The text of a list (or tensor) of ids; GLM's command tokens dropped unless
+        ``skip_special_tokens=False`` (then written out, as FlagAI's ``DecodeIds``)."""
+        ids = token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids
+        ids = [ids] if isinstance(ids, int) else list(ids)
+        if ids and isinstance(ids[0], list):
+            raise TokenizerError("decode takes one sequence of ids; use batch_decode for a batch")
+        if skip_special_tokens:
+            ids = [i for i in ids if int(i) not in self.command_id_map]
+        return self.DecodeIds(ids)
+
+    def save_pretrained(self, save_directory: str | Path) -> list[Path]:
+        """Write GLM's vocabulary file (as it was read) and ``tokenizer_config.json`` (the
+        command-token layout and ``model_max_length``), which :func:`load_glm_tokenizer`
+        reads back to the same ids.
+
+        Raises:
+            TokenizerError: the tokenizer was not read from a file.
+        """
+        if self.vocab_file is None:
+            raise TokenizerError("this GLM tokenizer was not read from a vocabulary file, so "
+                                 "there is nothing to save; build it with load_glm_tokenizer")
+        d = Path(save_directory)
+        d.mkdir(parents=True, exist_ok=True)
+        files = [d / self.vocab_file.name, d / "tokenizer_config.json"]
+        if self.vocab_file.resolve() != files[0].resolve():
+            part = temp_name(files[0])  # own temp file, then an atomic rename
+            try:
+                shutil.copyfile(self.vocab_file, part)
+                os.replace(part, files[0])
+            finally:
+                part.unlink(missing_ok=True)
+        cfg: dict[str, Any] = {"tokenizer_class": "GLMTokenizer",
+                               "model_max_length": self.model_max_length}
+        if self.fix_command_token is not None:
+            cfg["fix_command_token"] = self.fix_command_token
+        atomic_write_json(files[1], cfg, indent=2)
+        return files
+
+
+_NO_PAIRS = ("GLM's tokenizer takes single texts: join a pair with your task's template "
+             "(e.g. 'a [SEP] b') and pass one text")
 
 
 def load_glm_tokenizer(model_dir: str | Path, *,
@@ -300,21 +412,24 @@ def load_glm_tokenizer(model_dir: str | Path, *,
         TokenizerError: no GLM vocabulary file, or a corrupt one.
     """
     d = Path(model_dir)
+    cfg = read_json(d / "tokenizer_config.json")  # what save_pretrained wrote, if anything
+    if fix_command_token is None and isinstance(cfg.get("fix_command_token"), bool):
+        fix_command_token = cfg["fix_command_token"]
+    limit = cfg.get("model_max_length")
+    extra: dict[str, Any] = {} if isinstance(limit, bool) or not isinstance(limit, int) \
+        else {"model_max_length": limit}
     for name in (GLM_SP_MODEL, "spiece.model"):
         if (d / name).is_file():
-            from .vocab import sentencepiece_backend
-
             backend, spm = sentencepiece_backend(d / name)
             n = len(spm["pieces"])
             fix = fix_command_token if fix_command_token is not None else name == GLM_SP_MODEL
             return GLMTokenizer(backend, _sentencepiece_commands(n, fix_command_token=fix),
-                                num_text_tokens=n, kind="sentencepiece")
+                                num_text_tokens=n, kind="sentencepiece", vocab_file=d / name,
+                                fix_command_token=fix, **extra)
     if (d / "vocab.txt").is_file():
-        from .vocab import wordpiece as _wordpiece
-
-        backend = _wordpiece(d, {})
+        backend = wordpiece(d, {})
         vocab = backend.get_vocab(with_added_tokens=False)
         return GLMTokenizer(backend, _wordpiece_commands(vocab), num_text_tokens=len(vocab),
-                            kind="wordpiece")
+                            kind="wordpiece", vocab_file=d / "vocab.txt", **extra)
     raise TokenizerError(f"no GLM vocabulary in {d}: expected {GLM_SP_MODEL} (GLM-large-ch, "
                          "GLM-10b-ch) or vocab.txt (GLM-large-en)")

@@ -19,11 +19,16 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from ..errors import TokenizerError
+from ..errors import ChatTemplateError, TokenizerError
+from ..files import atomic_write_text
+from ..load.registry import tokenizer_defaults
 from . import clip as _clip  # noqa: F401  (registers CLIP's and XLM-R's builders)
 from . import sentencepiece_bpe  # noqa: F401  (registers the tokenizer.model builder)
+from .chat_template import find_chat_template, render_chat_template
+from .base import (SPECIAL_TOKENS_ATTRIBUTES, VERY_LARGE_INTEGER, BaseTokenizer, BatchEncoding)
+from .glm import GLMTokenizer, load_glm_tokenizer
 from .vocab import builders, read_json, token_str
 
 __all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "load_tokenizer", "SPECIAL_TOKENS_ATTRIBUTES",
@@ -32,55 +37,11 @@ __all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "load_tokenizer", "SPE
 logger = logging.getLogger(__name__)
 
 # -- the tokenizer users call, with transformers' semantics ------------------------------------
-#: transformers' stand-in for "no limit" (``model_max_length`` of a tokenizer without one)
-VERY_LARGE_INTEGER = int(1e30)
-_LARGE_INTEGER = int(1e20)
-SPECIAL_TOKENS_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
-                             "cls_token", "mask_token")
-# transformers' class defaults per tokenizer kind (each used only if the vocabulary holds it)
-_DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
-    "bert": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-             "cls_token": "[CLS]", "mask_token": "[MASK]"},
-    "gpt2": {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-             "unk_token": "<|endoftext|>"},
-    "roberta": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
-    "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
-    "clip": {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
-    "cpm": {"eos_token": "<eod>", "unk_token": "<unk>", "pad_token": "<pad>"},
-}
-_DEFAULT_SPECIAL["xlmroberta"] = _DEFAULT_SPECIAL["roberta"]
-# transformers' class defaults that are not "right": Llama's tokenizer pads on the left, ready
-# for batched generation
-_DEFAULT_SIDE = {("padding_side", "llama"): "left"}
-_TOKENIZER_CLASSES = {"bert": "BertTokenizer", "gpt2": "GPT2Tokenizer",
-                      "roberta": "RobertaTokenizer", "t5": "T5Tokenizer",
-                      "clip": "CLIPTokenizer", "xlmroberta": "XLMRobertaTokenizer"}
-_PADDING = {True: "longest", "longest": "longest", "max_length": "max_length",
-            False: None, "do_not_pad": None}
-_TRUNCATION = {True: "longest_first", "longest_first": "longest_first",
-               "only_first": "only_first", "only_second": "only_second",
-               False: None, "do_not_truncate": None}
 _CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
-class BatchEncoding(dict):
-    """The tokenizer's output: a dict (``model(**enc)``) whose keys also read as attributes,
-    with ``to(device)`` for tensors, as transformers' ``BatchEncoding``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to(self, device: Any) -> "BatchEncoding":
-        return BatchEncoding({k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.items()})
-
-
-class Tokenizer:
+class Tokenizer(BaseTokenizer):
     """A callable tokenizer that behaves as transformers' for the same call.
 
     Defaults are transformers': no padding, no truncation (unless ``max_length`` is given
@@ -143,34 +104,10 @@ class Tokenizer:
         return _tokenizer_from_pretrained(pretrained_model_name_or_path, kwargs)
 
     # -- special tokens -------------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        special = self.__dict__.get("_special", {})
-        if name in special:
-            return special[name]
-        if name.endswith("_id") and name[:-3] in special:
-            token = special[name[:-3]]
-            return None if token is None else self.backend.token_to_id(token)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in SPECIAL_TOKENS_ATTRIBUTES:  # tok.pad_token = tok.eos_token, as users do
-            self._special[name] = value
-        else:
-            super().__setattr__(name, value)
-
-    @property
-    def special_tokens_map(self) -> dict[str, str]:
-        return {k: v for k, v in self._special.items() if v is not None}
-
     @property
     def all_special_tokens(self) -> list[str]:
         """The special-token attributes' tokens, then the extra ones (T5's sentinels...)."""
         return list(dict.fromkeys([*self.special_tokens_map.values(), *self.extra_special_tokens]))
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [i for i in (self.backend.token_to_id(t) for t in self.all_special_tokens)
-                if i is not None]
 
     # -- vocabulary -----------------------------------------------------------------------
     @property
@@ -187,20 +124,8 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 
-    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> Any:
-        """A token's id (the unknown token's id for one outside the vocabulary), or a list."""
-        if isinstance(tokens, str):
-            found = self.backend.token_to_id(tokens)
-            return self.unk_token_id if found is None else found
-        return [self.convert_tokens_to_ids(t) for t in tokens]
-
-    def convert_ids_to_tokens(self, ids: Any, *, skip_special_tokens: bool = False) -> Any:
-        """An id's token, or the tokens of a list (or tensor) of ids."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids
-        if isinstance(ids, int):
-            return self.backend.id_to_token(ids)
-        special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self.backend.id_to_token(i) for i in ids if i not in special]
+    def id_to_token(self, id_: int) -> str | None:
+        return self.backend.id_to_token(id_)
 
     def tokenize(self, text: str, text_pair: str | None = None, *,
                  add_special_tokens: bool = False) -> list[str]:
@@ -225,43 +150,6 @@ class Tokenizer:
         return out
 
     # -- encoding -------------------------------------------------------------------------
-    @staticmethod
-    def _check_text(text: Any) -> None:
-        if not isinstance(text, str):
-            raise TokenizerError(f"the tokenizer takes a string or a list of strings, got "
-                                 f"{type(text).__name__}")
-
-    def _strategies(self, padding: Any, truncation: Any, max_length: int | None,
-                    pad_to_multiple_of: int | None) -> tuple[str | None, str | None, int | None]:
-        """transformers' resolution of padding, truncation and ``max_length``."""
-        if max_length is not None and padding is False and truncation is None:
-            truncation = "longest_first"  # max_length alone truncates
-        if not isinstance(padding, (bool, str)) or padding not in _PADDING:
-            raise TokenizerError(f"padding must be True, False, 'longest', 'max_length' or "
-                                 f"'do_not_pad', got {padding!r}")
-        if truncation is not None and (not isinstance(truncation, (bool, str))
-                                       or truncation not in _TRUNCATION):
-            raise TokenizerError(f"truncation must be True, False, 'longest_first', 'only_first', "
-                                 f"'only_second' or 'do_not_truncate', got {truncation!r}")
-        if max_length is not None and (isinstance(max_length, bool)
-                                       or not isinstance(max_length, int) or max_length <= 0):
-            raise TokenizerError(f"max_length must be a positive integer, got {max_length!r}")
-        pad, trunc = _PADDING[padding], _TRUNCATION[truncation or False]
-        if max_length is None:
-            limit = None if self.model_max_length > _LARGE_INTEGER else self.model_max_length
-            if pad == "max_length":
-                pad, max_length = (None, None) if limit is None else (pad, limit)
-            if trunc is not None:
-                trunc, max_length = (None, max_length) if limit is None else (trunc, limit)
-        if pad is not None and self.pad_token_id is None:
-            raise TokenizerError("asking to pad but the tokenizer has no padding token; set one "
-                                 "(tok.pad_token = tok.eos_token) or pass padding=False")
-        if (trunc and pad and pad_to_multiple_of and max_length
-                and max_length % pad_to_multiple_of):
-            raise TokenizerError(f"truncation length {max_length} is not a multiple of "
-                                 f"pad_to_multiple_of {pad_to_multiple_of}")
-        return pad, trunc, max_length
-
     def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
                  add_special_tokens: bool = True, padding: bool | str = False,
                  truncation: bool | str | None = None, max_length: int | None = None,
@@ -292,22 +180,8 @@ class Tokenizer:
             TokenizerError: a bad argument, padding without a pad token, or tensors of rows of
                 different lengths (pass ``padding=True``).
         """
-        single = isinstance(text, str)
-        texts = [text] if single else text
-        if not isinstance(texts, (list, tuple)) or not texts:
-            raise TokenizerError("the tokenizer takes a string or a non-empty list of strings")
-        for t in texts:
-            self._check_text(t)
-        pairs = None
-        if text_pair is not None:
-            pairs = [text_pair] if isinstance(text_pair, str) else text_pair
-            if not isinstance(pairs, (list, tuple)) or len(pairs) != len(texts):
-                raise TokenizerError(f"{len(texts)} texts need as many text pairs, got "
-                                     f"{text_pair!r}")
-            for t in pairs:
-                self._check_text(t)
-        if return_tensors not in (None, "pt", "np"):
-            raise TokenizerError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+        single, texts, pairs = self._texts(text, text_pair)
+        self._check_return_tensors(return_tensors)
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
             raise TokenizerError(f"padding_side must be 'left' or 'right', got {side!r}")
@@ -341,28 +215,7 @@ class Tokenizer:
             out["token_type_ids"] = [list(e.type_ids) for e in encs]
         if want_mask:
             out["attention_mask"] = [list(e.attention_mask) for e in encs]
-        if return_tensors is not None:
-            if len({len(r) for r in out["input_ids"]}) > 1:
-                raise TokenizerError("sequences differ in length; pass padding=True (and "
-                                     "truncation=True) to make tensors")
-            if return_tensors == "pt":
-                import torch
-
-                return BatchEncoding({k: torch.tensor(v, dtype=torch.long) for k, v in out.items()})
-            import numpy as np
-
-            return BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()})
-        return BatchEncoding({k: v[0] for k, v in out.items()} if single else out)
-
-    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
-               padding: bool | str = False, truncation: bool | str | None = None,
-               max_length: int | None = None, return_tensors: str | None = None) -> Any:
-        """The ids of one text (or pair): a list, or a ``[1, seq]`` tensor with ``"pt"``."""
-        self._check_text(text)
-        enc = self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
-                   truncation=truncation, max_length=max_length, return_tensors=return_tensors,
-                   return_token_type_ids=False, return_attention_mask=False)
-        return enc["input_ids"]
+        return self._encoding(out, single=single, return_tensors=return_tensors)
 
     # -- chat ---------------------------------------------------------------------------
     #: the model's chat template, set by load_tokenizer (tokenizer_config.json, chat_template.jinja)
@@ -370,7 +223,8 @@ class Tokenizer:
 
     def apply_chat_template(self, messages: list[dict[str, Any]], *,
                             add_generation_prompt: bool = False, tokenize: bool = False,
-                            chat_template: str | None = None, **variables: Any):
+                            chat_template: str | None = None,
+                            **variables: Any) -> str | list[int]:
         """Render a conversation with the model's chat template, as transformers does (see
         :func:`hubloader.text.chat_template.render_chat_template`).
 
@@ -385,9 +239,6 @@ class Tokenizer:
             >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
             ...                         add_generation_prompt=True)
         """
-        from .chat_template import render_chat_template
-        from ..errors import ChatTemplateError
-
         template = chat_template or self.chat_template
         if template is None:
             raise ChatTemplateError("this tokenizer has no chat_template (tokenizer_config.json "
@@ -412,12 +263,6 @@ class Tokenizer:
                 text = text.replace(old, new)
         return text
 
-    def batch_decode(self, sequences: Any, *, skip_special_tokens: bool = False,
-                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
-        rows = sequences.tolist() if hasattr(sequences, "tolist") else sequences
-        return [self.decode(r, skip_special_tokens=skip_special_tokens,
-                            clean_up_tokenization_spaces=clean_up_tokenization_spaces) for r in rows]
-
     # -- saving ---------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path) -> list[Path]:
         """Write ``tokenizer.json`` and ``tokenizer_config.json``, which transformers'
@@ -429,8 +274,6 @@ class Tokenizer:
         Example:
             >>> tok.save_pretrained("out/model")
         """
-        from ..load.saving import atomic_write_text
-
         d = Path(save_directory)
         d.mkdir(parents=True, exist_ok=True)
         cfg: dict[str, Any] = {k: v for k, v in self.init_kwargs.items()
@@ -457,13 +300,15 @@ def _kind(cfg: dict[str, Any], model_type: str) -> str:
         name = cls.lower().removesuffix("fast").removesuffix("tokenizer")
         if name:
             return name
-    return {"mt5": "t5", "eva_clip": "clip", "altclip": "xlmroberta"}.get(model_type, model_type)
+    return {"mt5": "t5"}.get(model_type, model_type)
 
 
-def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> Any:
+def load_tokenizer(model_dir: str | Path, *,
+                   model_type: str | None = None) -> Tokenizer | GLMTokenizer:
     """The tokenizer of a model directory: ``tokenizer.json`` first, else vocabulary files;
     special tokens, ``model_max_length`` and padding side from ``tokenizer_config.json`` (then
-    ``special_tokens_map.json``, then transformers' defaults for the tokenizer's class). GLM
+    ``special_tokens_map.json``, then the defaults the family declares with its
+    ``register_model``, which are transformers' for its tokenizer class). GLM
     models get GLM's (:class:`~hubloader.text.glm.GLMTokenizer`).
 
     Args:
@@ -478,8 +323,6 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
         model_type = read_json(d / "config.json").get("model_type")
     model_type = model_type.lower() if isinstance(model_type, str) else ""
     if model_type in ("glm", "alm"):  # ALM: GLM's command tokens over an Arabic spiece.model
-        from .glm import load_glm_tokenizer
-
         return load_glm_tokenizer(d)
     build_cfg = {**cfg, "_model_type": model_type}
     if (d / "tokenizer.json").is_file():
@@ -511,8 +354,9 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
 
         # transformers' Qwen2 tokenizer composes the text (NFC) whatever tokenizer.json says
         backend.normalizer = normalizers.NFC()
+    family = tokenizer_defaults(kind) if kind else None  # what the tokenizer's family declared
     special: dict[str, str] = {}
-    for source in (_DEFAULT_SPECIAL.get(kind, {}), read_json(d / "special_tokens_map.json"), cfg):
+    for source in (family.special_tokens if family else {}, read_json(d / "special_tokens_map.json"), cfg):
         for key in SPECIAL_TOKENS_ATTRIBUTES:
             if key in source:
                 token = token_str(source[key])
@@ -525,10 +369,12 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
         max_len = VERY_LARGE_INTEGER
     names = cfg.get("model_input_names")
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        names = (["input_ids", "attention_mask"] if kind in _NO_TOKEN_TYPES
-                 or model_type in _NO_TOKEN_TYPES
+        own = tokenizer_defaults(model_type) if model_type else None
+        no_types = any(f is not None and not f.token_type_ids for f in (family, own))
+        names = (["input_ids", "attention_mask"] if no_types
                  else ["input_ids", "token_type_ids", "attention_mask"])
-    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else _DEFAULT_SIDE.get((k, kind), "right")
+    defaults = {"padding_side": family.padding_side if family else "right", "truncation_side": "right"}
+    sides = [str(cfg[k]) if cfg.get(k) in ("left", "right") else defaults[k]
              for k in ("padding_side", "truncation_side")]
     extra = cfg.get("extra_special_tokens", cfg.get("additional_special_tokens"))
     if isinstance(extra, list):
@@ -541,15 +387,13 @@ def load_tokenizer(model_dir: str | Path, *, model_type: str | None = None) -> A
     extra = [t for t in extra if backend.token_to_id(t) is not None]
     init = {k: v for k, v in cfg.items() if k not in SPECIAL_TOKENS_ATTRIBUTES}
     tokenizer_class = cfg.get("tokenizer_class") if isinstance(cfg.get("tokenizer_class"), str) \
-        else _TOKENIZER_CLASSES.get(kind)
+        else (family.tokenizer_class if family else None)
     tok = Tokenizer(backend, model_max_length=max_len, model_input_names=names,
                     special_tokens=special, clean_up_tokenization_spaces=bool(
                         cfg.get("clean_up_tokenization_spaces", False)),
                     tokenizer_class=tokenizer_class, init_kwargs=init,
                     extra_special_tokens=extra, padding_side=sides[0],
                     truncation_side=sides[1])
-    from .chat_template import find_chat_template
-
     tok.chat_template = find_chat_template(d, cfg)
     return tok
 
@@ -602,9 +446,3 @@ class AutoTokenizer:
     def from_pretrained(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         """See :meth:`Tokenizer.from_pretrained`."""
         return _tokenizer_from_pretrained(pretrained_model_name_or_path, kwargs)
-
-
-# families whose forward takes no token_type_ids (transformers' model_input_names)
-_NO_TOKEN_TYPES = frozenset({"gpt2", "t5", "mt5", "roberta", "llama", "mistral", "qwen2",
-                             "aquila", "opt", "galactica", "cpm", "clip", "eva_clip", "xlmroberta",
-                             "altclip"})

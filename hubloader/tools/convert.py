@@ -106,7 +106,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str | None
         result.files = [f.name for f in files]
     else:
         from ..load.modeling import BaseModel, skip_init_on_meta
-        from ..load.registry import resolve_config
+        from ..load.plan import resolve_config
 
         target, config = resolve_config({**data, "model_type": mtype}, BaseModel, str(src))
         with skip_init_on_meta():

@@ -67,6 +67,7 @@ def _load(echo, label: str) -> tuple[Any, Any, float]:
     model, tok = loader.get_model(), loader.get_tokenizer()
     seconds = time.perf_counter() - t0
     report = model.load_report
+    assert report is not None  # a native model always carries its load report
     echo(f"{label}: loaded {type(model).__name__} by name in {seconds * 1e3:.1f} ms from "
          f"{loader.model_dir}: {report.num_tensors} tensors, {report.num_bytes:,} bytes; "
          f"missing {len(report.missing)}, unexpected {len(report.unexpected)}")
