@@ -8,6 +8,9 @@
    alone and the load from a warm cache give the bound the overlap is held to; and reading
    the shards as they land against joining the fetch before the load, A/B, both over the
    local store and over a throttled link;
+9b. (``s3boto3``) the same cold process against boto3 ``download_file`` (default and tuned
+   TransferConfig) + ``safetensors.torch.load_file``, on BERT-base and the 4-shard checkpoint,
+   with and without a CPU-bound neighbour process (one busy core);
 10. a cold and a warm process, an hf:// snapshot pinned to a commit into the tool's cache:
    hubloader against huggingface_hub.snapshot_download and hf_hub_download (per file), on the
    project's hub test server (tests/servers.py), beside a plain GET of each file (the server's
