@@ -7,9 +7,11 @@ import hashlib
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hubloader
-from hubloader.errors import IntegrityError, RemoteNotFoundError, RevisionNotFoundError
+from hubloader.errors import HubLoaderError, IntegrityError, RemoteNotFoundError, RevisionNotFoundError
 from hub_helpers import MINILM_FILES, sha256_of, write_card
 
 
@@ -140,3 +142,43 @@ def test_warm_pinned_commit_makes_no_request(hf_env, bert_repo, hub, tmp_path, m
     assert hub.hits[before:] == [], "hf_hub_download short-cuts a cached commit"
     snapshot_download("google-bert/bert-tiny", revision="v1", **theirs)
     assert any("/revision/v1" in hit for hit in hub.hits[before:]), hub.hits[before:]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["rfilename", "size", "blobId", "lfs", None]),
+       value=_JSON | st.fixed_dictionaries({"sha256": _JSON, "size": _JSON}))
+def test_a_hostile_listing_entry_never_crashes(hf_env, hub, tmp_path, monkeypatch, field, value):
+    """The hub lists a third file whose entry carries any JSON in one field (or is not an
+    object at all): the two real files still arrive verified, or a typed error says why."""
+    files = {"config.json": b'{"hidden_size": 8}', "model.safetensors": b"W" * 4096,
+             "extra.txt": b"extra"}
+    commit = hub.add_commit("org/hostile", files)
+    real_meta = hub._meta
+
+    def hostile_meta(path, data):
+        meta = dict(real_meta(path, data))
+        if path != "extra.txt":
+            return meta
+        if field is None:
+            return value
+        meta[field] = value
+        return meta
+
+    home = tmp_path / f"home-{len(list(tmp_path.iterdir()))}"
+    monkeypatch.setenv("HUBLOADER_HOME", str(home))
+    hub._meta = hostile_meta
+    try:
+        got = hubloader.download(f"hf://org/hostile@{commit}",
+                                 allow_patterns=["*.json", "*.safetensors"])
+    except HubLoaderError:
+        return
+    finally:
+        hub._meta = real_meta
+    assert (got / "config.json").read_bytes() == files["config.json"]
+    assert (got / "model.safetensors").read_bytes() == files["model.safetensors"]

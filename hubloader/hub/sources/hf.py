@@ -165,10 +165,10 @@ class HfSource(Source):
                 logger.warning("%s lists an unsafe file name %r; skipping it", where, name)
                 continue
             lfs = sib.get("lfs") if isinstance(sib.get("lfs"), dict) else {}
-            sha256 = lfs.get("sha256") or None
+            sha256 = lfs.get("sha256") if isinstance(lfs.get("sha256"), str) else None
             size = sib.get("size") if sib.get("size") is not None else lfs.get("size")
             size = size if isinstance(size, int) and size >= 0 else None
-            blob_id = sib.get("blobId")
+            blob_id = sib.get("blobId") if isinstance(sib.get("blobId"), str) else None
             files.append(RemoteFile(name, size, sha256 or blob_id, sha256=sha256,
                                     git_sha1=None if sha256 else blob_id))
         if not files:
