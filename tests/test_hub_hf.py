@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -182,3 +183,25 @@ def test_a_hostile_listing_entry_never_crashes(hf_env, hub, tmp_path, monkeypatc
         hub._meta = real_meta
     assert (got / "config.json").read_bytes() == files["config.json"]
     assert (got / "model.safetensors").read_bytes() == files["model.safetensors"]
+
+
+def test_a_cold_fetch_imports_neither_hfapi_nor_file_download(hf_env, bert_repo, tmp_path):
+    """The listing and the bytes go through huggingface_hub's session alone: HfApi and
+    file_download cost a cold process more time to import than the listing takes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys, hubloader\n"
+            f"path = hubloader.download('hf://google-bert/bert-tiny@{bert_repo['v1']}')\n"
+            "print(json.dumps([str(path), sorted(m for m in sys.modules "
+            "if m.startswith('huggingface_hub.'))]))")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    path, modules = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (Path(path) / "model.safetensors").is_file()
+    assert "huggingface_hub.utils" in modules, modules  # the session was used
+    assert "huggingface_hub.hf_api" not in modules and \
+        "huggingface_hub.file_download" not in modules, modules
