@@ -19,9 +19,9 @@ from hubloader.hub import inflight
 from hub_helpers import write_card
 
 
-def _children() -> tuple[int, int]:
-    """(zombies, live) among this process's child processes."""
-    me, zombies, live = os.getpid(), 0, 0
+def _child_states() -> dict[int, str]:
+    """pid -> state letter of this process's child processes."""
+    me, found = os.getpid(), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -31,9 +31,26 @@ def _children() -> tuple[int, int]:
         except OSError:
             continue
         if int(fields[1]) == me:
-            zombies += fields[0] == "Z"
-            live += fields[0] != "Z"
-    return zombies, live
+            found[int(entry)] = fields[0]
+    return found
+
+
+#: children alive before these tests ran (servers that session-scoped fixtures of earlier
+#: test files keep for the whole run) are not the prefetches' doing
+_SERVERS: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _servers_before():
+    _SERVERS.update(pid for pid, state in _child_states().items() if state != "Z")
+    yield
+    _SERVERS.clear()
+
+
+def _children() -> tuple[int, int]:
+    """(zombies, live) among this process's child processes, the servers left out."""
+    states = [s for pid, s in _child_states().items() if pid not in _SERVERS]
+    return sum(s == "Z" for s in states), sum(s != "Z" for s in states)
 
 
 def _fds() -> int:

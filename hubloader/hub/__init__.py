@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import settings
 from ..errors import ModelNotFoundError
-from ..names import ModelRef, parse_model_name, validate_download_path, validate_fetch_arguments
+from ..names import (ModelRef, parse_model_name, safe_join, validate_download_path,
+                     validate_fetch_arguments)
 
 from .lookup import cached_file
 from .inflight import Prefetch, prefetch
@@ -87,6 +88,8 @@ def download(model_name: str | os.PathLike | ModelRef, *, revision: str | None =
     ref = model_name if isinstance(model_name, ModelRef) else \
         parse_model_name(model_name, revision=revision)
     if download_path is not None:
+        if ref.kind == "local":  # with download_path a name is joined to it, never a path
+            safe_join(download_path, ref.name)
         # FlagAI's rule: a folder put there by hand is used in place, without network
         found = flagai_folder(ref, download_path, fetched=False)
         if found is not None:

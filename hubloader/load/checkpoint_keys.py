@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, TypeVar
 
 from ..errors import WeightsError
 
-__all__ = ["KeyRules", "invert_key_rules", "rename_keys"]
+__all__ = ["KeyRules", "invert_key_rules", "layer_rules", "rename_keys"]
 
 #: ``(pattern, replacement)`` pairs, applied in order with :func:`re.sub`
 KeyRules = tuple[tuple[str, str], ...]
@@ -89,6 +89,19 @@ def _invert_rule(pattern: str, replacement: str) -> tuple[str, str]:
         else:
             new_replacement += part.replace("\\", "\\\\")
     return ("^" if start else "") + new_pattern + ("$" if end else ""), new_replacement
+
+
+def layer_rules(source: str, target: str, names: Iterable[tuple[str, str]]) -> KeyRules:
+    """Rules renaming ``<source>.N.<old>.`` to ``<target>.N.<new>.`` for each ``(old, new)``
+    pair, wherever the layer list sits (at the start of a key or after a dot); invertible.
+
+    Example:
+        >>> rules = layer_rules("layers", "blocks", [("self_attn.q_proj", "attention.query")])
+        >>> rename_keys({"model.layers.0.self_attn.q_proj.weight": 1}, rules)
+        {'model.blocks.0.attention.query.weight': 1}
+    """
+    return tuple((rf"(^|\.){re.escape(source)}\.(\d+)\.{re.escape(old)}\.",
+                  rf"\1{target}.\2.{new}.") for old, new in names)
 
 
 def invert_key_rules(rules: Iterable[tuple[str, str]]) -> KeyRules:

@@ -17,7 +17,7 @@ from torch import nn
 from ..load.checkpoint_keys import KeyRules
 from ..errors import ConfigError, InputError, WeightsMismatchError
 from ..models.resnet import ConvNormAct, ResNetConfig, ResNetStage
-from ..models.swin import SwinBlock, SwinConfig, SwinEmbeddings, SwinStage
+from ..models.swin import SwinBlock, SwinConfig, SwinEmbeddings, build_stages
 from ..models.vit import ViTBlock, ViTConfig, ViTEmbeddings
 from ._args import check_choice, check_default, check_indices, check_int
 from .registry import MODELS
@@ -380,11 +380,7 @@ class SwinTransformer(nn.Module):
                                  hidden_dropout_prob=float(drop_rate))
         self.window = window_size
         self.embeddings = SwinEmbeddings(self.config)
-        total = sum(depths)
-        rates = [float(drop_path_rate) * i / max(total - 1, 1) for i in range(total)]
-        starts = [sum(depths[:i]) for i in range(len(depths))]
-        self.stages = nn.ModuleList(SwinStage(self.config, i, rates[starts[i]:starts[i] + d])
-                                    for i, d in enumerate(depths))
+        self.stages = build_stages(self.config)
         for i in self.out_indices:
             self.add_module(f"norm{i}", nn.LayerNorm(self.config.stage_dim(i), eps=1e-5))
 

@@ -15,7 +15,18 @@ import torch
 from ..errors import InputError
 
 __all__ = ["check_token_ids", "require_token_ids", "check_same_shape", "check_pixel_values",
-           "positions_from_mask"]
+           "positions_from_mask", "check_decoder_inputs", "check_no_other_inputs"]
+
+
+def check_no_other_inputs(owner: str, others: dict[str, Any], takes: str) -> None:
+    """``others`` (a ``forward``'s ``**kwargs``) must be empty; ``takes`` lists what ``owner``
+    takes, for the message.
+
+    Raises:
+        InputError: naming the unexpected inputs and the expected ones.
+    """
+    if others:
+        raise InputError(f"{owner} got unexpected input(s) {sorted(others)}; it takes {takes}")
 
 
 def check_token_ids(name: str, value: Any, *, required: bool = False,
@@ -98,3 +109,36 @@ def positions_from_mask(attention_mask: torch.Tensor | None, past_len: int, seq:
     pos = attention_mask.long().cumsum(-1) - 1  # left padding: real tokens count from 0
     pos = pos.masked_fill(attention_mask == 0, 1)
     return pos[:, -seq:]
+
+
+def check_decoder_inputs(input_ids: Any, attention_mask: torch.Tensor | None,
+                         position_ids: torch.Tensor | None, past_key_values: Any, *,
+                         vocab_size: int, num_layers: int, max_positions: int | None = None,
+                         max_positions_name: str = "max_position_embeddings",
+                         ) -> tuple[torch.Tensor, int]:
+    """The inputs of a decoder-only ``forward`` with a KV cache, checked; returns
+    ``(input_ids, past_len)`` (``past_len``: the tokens already in ``past_key_values``).
+
+    Raises:
+        InputError: wrong types or shapes, ids outside the vocabulary, a cache of another
+            depth than ``num_layers``, a mask that does not cover past and new tokens, a
+            sequence longer than ``max_positions`` (when the positions are a fixed table).
+    """
+    input_ids = require_token_ids("input_ids", input_ids, vocab_size=vocab_size)
+    batch, seq = input_ids.shape
+    past_len = past_key_values[0][0].shape[2] if past_key_values else 0
+    if past_key_values is not None and len(past_key_values) != num_layers:
+        raise InputError(f"past_key_values has {len(past_key_values)} layers, the model "
+                         f"{num_layers}")
+    if max_positions is not None and past_len + seq > max_positions:
+        raise InputError(f"sequence of {past_len + seq} tokens exceeds {max_positions_name} "
+                         f"{max_positions}; truncate the input")
+    if attention_mask is not None:
+        check_token_ids("attention_mask", attention_mask)
+        if attention_mask.shape != (batch, past_len + seq):
+            raise InputError(f"attention_mask must be [batch, past + seq] = "
+                             f"{(batch, past_len + seq)}, got {tuple(attention_mask.shape)}")
+    if position_ids is not None:
+        check_token_ids("position_ids", position_ids)
+        check_same_shape("position_ids", position_ids, "input_ids", input_ids)
+    return input_ids, past_len

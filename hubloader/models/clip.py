@@ -26,11 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..load.checkpoint_keys import layer_rules
 from ..load.config import ModelConfig
 from ..errors import ConfigError, InputError
 from ..load.modeling import BaseModel
 from ..load.registry import TokenizerDefaults, register_model
-from ._inputs import check_pixel_values, check_same_shape, check_token_ids, require_token_ids
+from ._inputs import (check_no_other_inputs, check_pixel_values, check_same_shape,
+                      check_token_ids, require_token_ids)
 from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
 from .vit import _pair
 
@@ -283,14 +285,11 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
 
 # -- checkpoint layouts ------------------------------------------------------------------------
 # transformers' names → ours (inverted to save): only the attention and MLP projections differ
-CLIP_LAYOUT: tuple[tuple[str, str], ...] = (
-    (r"\.layers\.(\d+)\.self_attn\.q_proj\.", r".layers.\1.self_attn.query."),
-    (r"\.layers\.(\d+)\.self_attn\.k_proj\.", r".layers.\1.self_attn.key."),
-    (r"\.layers\.(\d+)\.self_attn\.v_proj\.", r".layers.\1.self_attn.value."),
-    (r"\.layers\.(\d+)\.self_attn\.out_proj\.", r".layers.\1.self_attn.out."),
-    (r"\.layers\.(\d+)\.mlp\.fc1\.", r".layers.\1.mlp.fc_in."),
-    (r"\.layers\.(\d+)\.mlp\.fc2\.", r".layers.\1.mlp.fc_out."),
-)
+CLIP_LAYOUT = layer_rules("layers", "layers", (
+    ("self_attn.q_proj", "self_attn.query"), ("self_attn.k_proj", "self_attn.key"),
+    ("self_attn.v_proj", "self_attn.value"), ("self_attn.out_proj", "self_attn.out"),
+    ("mlp.fc1", "mlp.fc_in"), ("mlp.fc2", "mlp.fc_out"),
+))
 CLIP_IGNORE: tuple[str, ...] = (r"position_ids$",)
 
 # OpenAI's original names (FlagAI's CLIP and EVA-CLIP) → transformers'
@@ -479,9 +478,8 @@ class CLIPPreTrainedModel(BaseModel[CLIPConfig]):
         input_ids = kwargs.pop("text", input_ids)
         pixel_values = kwargs.pop("image", pixel_values)
         text_kw = {k: kwargs.pop(k) for k in ("token_type_ids", "position_ids") if k in kwargs}
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes input_ids, pixel_values, attention_mask")
+        check_no_other_inputs(type(self).__name__, kwargs,
+                              "input_ids, pixel_values, attention_mask")
         image_embeds = F.normalize(self.get_image_features(pixel_values), dim=-1)
         text_embeds = F.normalize(self.get_text_features(input_ids, attention_mask, **text_kw),
                                   dim=-1)

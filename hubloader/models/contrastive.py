@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import GenerationArgumentError
+from .logits import append_tokens
 
 __all__ = ["contrastive_search", "check_contrastive_args"]
 
@@ -106,14 +107,10 @@ def contrastive_search(model: Any, input_ids: torch.Tensor, *, penalty_alpha: fl
         chosen = score.view(batch, width).argmax(dim=-1)
         flat = rows * width + chosen
         nxt = top_ids[rows, chosen]
-        nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-        if streamer is not None:
-            streamer.put(nxt.cpu())
-        if eos:
-            finished |= torch.isin(nxt, eos_t)
-            if bool(finished.all()):
-                break
+        tokens = append_tokens(tokens, nxt, finished, pad_token_id=pad_token_id, eos_t=eos_t,
+                               streamer=streamer)
+        if eos and bool(finished.all()):
+            break
         context = torch.cat([context, cand[flat][:, None]], dim=1)
         seen = torch.cat([seen, seen.new_ones(batch, 1)], dim=1)
         past = _map_cache(out["past_key_values"], lambda t: t[flat])

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import ConfigError, GenerationArgumentError, InputError
 from .contrastive import check_contrastive_args, contrastive_search
-from .logits import penalize_repetition
+from .logits import append_tokens, penalize_repetition
 
 __all__ = ["GenerationMixin", "CausalLMMixin", "TokenStreamer", "select_next_tokens", "penalize_repetition",
            "read_generation_ids"]
@@ -345,12 +345,8 @@ class GenerationMixin:
                 logits = logits.index_fill(-1, eos_t, float("-inf"))
             nxt = select_next_tokens(logits, do_sample=do_sample, temperature=temperature,
                                      top_k=top_k, top_p=top_p, generator=generator)
-            nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
-            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-            if streamer is not None:
-                streamer.put(nxt.cpu())
-            if eos:
-                finished |= torch.isin(nxt, eos_t)
+            tokens = append_tokens(tokens, nxt, finished, pad_token_id=pad_token_id, eos_t=eos_t,
+                                   streamer=streamer)
             if checks:
                 finished |= any_stop(checks, tokens, logits)
             if (eos or checks) and bool(finished.all()):
@@ -383,6 +379,16 @@ class CausalLMMixin(GenerationMixin):
         loss = causal_lm_loss(logits, labels, input_ids) if labels is not None else None
         extra = {k: v for k, v in enc.items() if k not in ("logits", "hidden_states")}
         return self._outputs(logits, enc["hidden_states"], loss, **extra)  # type: ignore[attr-defined]
+
+    def _add_lm_head(self, backbone: Any, width: int, embeddings: str) -> None:
+        """Sets ``backbone`` and a bias-free ``lm_head`` from ``width`` to the vocabulary, tied
+        to ``backbone.<embeddings>`` when the config says so (per instance: it depends on the
+        checkpoint's config)."""
+        config = self.config  # type: ignore[attr-defined]
+        self.backbone = backbone
+        self.lm_head = torch.nn.Linear(width, config.vocab_size, bias=False)
+        self.tied_weights = ({"lm_head.weight": f"backbone.{embeddings}.weight"}
+                             if config.tie_word_embeddings else {})
 
     def _generation_begin(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         return input_ids, {"past": None, "mask": attention_mask}

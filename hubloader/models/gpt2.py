@@ -23,9 +23,11 @@ from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import TokenizerDefaults, register_model
-from ._inputs import check_same_shape, check_token_ids, positions_from_mask, require_token_ids
+from ._inputs import (check_decoder_inputs, check_no_other_inputs, check_same_shape,
+                      check_token_ids, positions_from_mask)
 from .generation import CausalLMMixin
-from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
+from .layers import (FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard,
+                     run_decoder_blocks)
 
 __all__ = ["GPT2Config", "GPT2Block", "GPT2Model", "GPT2LMHeadModel"]
 
@@ -213,56 +215,27 @@ class GPT2Model(GPT2PreTrainedModel):
             InputError: wrong types or shapes, ids outside the vocabulary, a sequence longer
                 than ``n_positions``.
         """
-        from ..errors import InputError
-
-        if kwargs:
-            raise InputError(f"GPT-2 got unexpected input(s) {sorted(kwargs)}; it takes input_ids, "
-                             "attention_mask, position_ids, token_type_ids, past_key_values, "
-                             "use_cache")
+        check_no_other_inputs("GPT-2", kwargs,
+                              "input_ids, attention_mask, position_ids, token_type_ids, "
+                              "past_key_values, use_cache")
         c = self.config
-        input_ids = require_token_ids("input_ids", input_ids, vocab_size=c.vocab_size)
-        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
-        seq = input_ids.shape[1]
-        if past_key_values is not None and len(past_key_values) != c.n_layer:
-            raise InputError(f"past_key_values has {len(past_key_values)} layers, the model {c.n_layer}")
-        if past_len + seq > c.n_positions:
-            raise InputError(f"sequence of {past_len + seq} tokens exceeds n_positions "
-                             f"{c.n_positions}; truncate the input")
-        if attention_mask is not None:
-            check_token_ids("attention_mask", attention_mask)
-            if attention_mask.shape != (input_ids.shape[0], past_len + seq):
-                raise InputError(f"attention_mask must be [batch, past + seq] = "
-                                 f"{(input_ids.shape[0], past_len + seq)}, got "
-                                 f"{tuple(attention_mask.shape)}")
+        input_ids, past_len = check_decoder_inputs(
+            input_ids, attention_mask, position_ids, past_key_values, vocab_size=c.vocab_size,
+            num_layers=c.n_layer, max_positions=c.n_positions, max_positions_name="n_positions")
         if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past_len, seq, input_ids.device)
-        else:
-            check_token_ids("position_ids", position_ids)
-            check_same_shape("position_ids", position_ids, "input_ids", input_ids)
+            position_ids = positions_from_mask(attention_mask, past_len, input_ids.shape[1],
+                                               input_ids.device)
         x = self.wte(input_ids) + self.wpe(position_ids)
         if token_type_ids is not None:
             check_token_ids("token_type_ids", token_type_ids, vocab_size=c.vocab_size)
             check_same_shape("token_type_ids", token_type_ids, "input_ids", input_ids)
             x = x + self.wte(token_type_ids)
         x = self.drop(x)
-        mask = additive_mask(attention_mask, x.dtype)
-        states = [x] if output_hidden_states else None
-        cache: KVCache = []
-        for i, block in enumerate(self.blocks):
-            past = past_key_values[i] if past_key_values else None
-            x, kv = block(x, mask, past=past, use_cache=use_cache)
-            if use_cache:
-                cache.append(kv)
-            if states is not None:
-                states.append(x)
-        x = self.ln_f(x)
-        out = self._outputs(x, x)
-        if use_cache:
-            out["past_key_values"] = cache
-        if states is not None:
-            states[-1] = x  # like transformers: the last entry is after ln_f
-            out["all_hidden_states"] = tuple(states)
-        return out
+        x, extra = run_decoder_blocks(
+            self.blocks, x, additive_mask(attention_mask, x.dtype),
+            past_key_values=past_key_values, use_cache=use_cache,
+            output_hidden_states=output_hidden_states, final=self.ln_f)
+        return self._outputs(x, x, **extra)
 
 
 @register_model("gpt2", "text-generation")
@@ -274,7 +247,4 @@ class GPT2LMHeadModel(CausalLMMixin, GPT2PreTrainedModel):
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
-        self.backbone = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.tied_weights = ({"lm_head.weight": "backbone.wte.weight"}
-                             if config.tie_word_embeddings else {})
+        self._add_lm_head(GPT2Model(config), config.n_embd, "wte")

@@ -6,7 +6,7 @@ Blocks and models are assembled from these; every family reuses them.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from ..errors import ConfigError
 
 __all__ = ["get_activation", "MultiHeadAttention", "FeedForward", "GatedFeedForward", "RMSNorm",
            "RelativePositionBias", "RotaryEmbedding", "apply_rotary", "rope_scaling_kind",
-           "additive_mask", "init_standard"]
+           "additive_mask", "init_standard", "run_decoder_blocks"]
 
 
 class _NewGELU(nn.Module):  # the tanh approximation GPT-2 and BERT variants call gelu_new
@@ -369,3 +369,37 @@ def init_standard(module: nn.Module, std: float, *, truncated: bool = False) -> 
     else:
         return False
     return True
+
+
+def run_decoder_blocks(blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None, *,
+                       past_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                       use_cache: bool, output_hidden_states: bool,
+                       final: Callable[[torch.Tensor], torch.Tensor],
+                       **block_inputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                       ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Runs causal blocks (``block(x, mask, past=, use_cache=, **block_inputs)`` returning
+    ``(x, (key, value) or None)``), then ``final`` (the closing norm, projections) on the last
+    output.
+
+    Returns:
+        ``(x, extra)``: ``extra`` holds ``past_key_values`` with ``use_cache`` and
+        ``all_hidden_states`` with ``output_hidden_states`` (the input, then every block's
+        output; the last one after ``final``, as transformers gives it: what the head reads).
+    """
+    states = [x] if output_hidden_states else None
+    cache = []
+    for i, block in enumerate(blocks):
+        past = past_key_values[i] if past_key_values else None
+        x, kv = block(x, mask, past=past, use_cache=use_cache, **block_inputs)
+        if use_cache:
+            cache.append(kv)
+        if states is not None:
+            states.append(x)
+    x = final(x)
+    extra: dict[str, Any] = {}
+    if use_cache:
+        extra["past_key_values"] = cache
+    if states is not None:
+        states[-1] = x
+        extra["all_hidden_states"] = tuple(states)
+    return x, extra

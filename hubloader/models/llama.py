@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..load.checkpoint_keys import layer_rules
 from ..load.config import ModelConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import TokenizerDefaults, register_model
-from ._inputs import check_same_shape, check_token_ids, positions_from_mask
+from ._inputs import check_decoder_inputs, check_no_other_inputs, positions_from_mask
 from .generation import CausalLMMixin
 from .layers import (GatedFeedForward, MultiHeadAttention, RMSNorm, RotaryEmbedding, additive_mask,
-                     get_activation, rope_scaling_kind, init_standard)
+                     get_activation, rope_scaling_kind, init_standard, run_decoder_blocks)
 
 __all__ = ["LlamaConfig", "MistralConfig", "Qwen2Config", "AquilaConfig", "LlamaBlock",
            "LlamaModel", "LlamaForCausalLM", "MistralModel", "MistralForCausalLM",
@@ -208,18 +209,13 @@ class LlamaBlock(nn.Module):
 
 
 # -- checkpoint layouts ---------------------------------------------------------------------
-_HF_RULES: tuple[tuple[str, str], ...] = (
-    (r"^model\.", "backbone."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.q_proj\.", r"\1blocks.\2.attention.query."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.k_proj\.", r"\1blocks.\2.attention.key."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.v_proj\.", r"\1blocks.\2.attention.value."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.o_proj\.", r"\1blocks.\2.attention.out."),
-    (r"(^|\.)layers\.(\d+)\.mlp\.gate_proj\.", r"\1blocks.\2.mlp.fc_gate."),
-    (r"(^|\.)layers\.(\d+)\.mlp\.up_proj\.", r"\1blocks.\2.mlp.fc_in."),
-    (r"(^|\.)layers\.(\d+)\.mlp\.down_proj\.", r"\1blocks.\2.mlp.fc_out."),
-    (r"(^|\.)layers\.(\d+)\.input_layernorm\.", r"\1blocks.\2.attn_norm."),
-    (r"(^|\.)layers\.(\d+)\.post_attention_layernorm\.", r"\1blocks.\2.mlp_norm."),
-)
+_HF_RULES = ((r"^model\.", "backbone."),) + layer_rules("layers", "blocks", (
+    ("self_attn.q_proj", "attention.query"), ("self_attn.k_proj", "attention.key"),
+    ("self_attn.v_proj", "attention.value"), ("self_attn.o_proj", "attention.out"),
+    ("mlp.gate_proj", "mlp.fc_gate"), ("mlp.up_proj", "mlp.fc_in"),
+    ("mlp.down_proj", "mlp.fc_out"), ("input_layernorm", "attn_norm"),
+    ("post_attention_layernorm", "mlp_norm"),
+))
 _META_RULES: tuple[tuple[str, str], ...] = (
     (r"^tok_embeddings\.", "backbone.embed_tokens."),
     (r"^norm\.", "backbone.norm."),
@@ -313,49 +309,23 @@ class LlamaModel(LlamaPreTrainedModel):
         Raises:
             InputError: wrong types or shapes, ids outside the vocabulary.
         """
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes input_ids, attention_mask, position_ids, "
-                             "past_key_values, use_cache")
+        check_no_other_inputs(type(self).__name__, kwargs,
+                              "input_ids, attention_mask, position_ids, past_key_values, "
+                              "use_cache")
         c = self.config
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
-        input_ids = cast(torch.Tensor, input_ids)  # not None: checked above
-        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
-        seq = input_ids.shape[1]
-        if past_key_values is not None and len(past_key_values) != c.num_hidden_layers:
-            raise InputError(f"past_key_values has {len(past_key_values)} layers, the model "
-                             f"{c.num_hidden_layers}")
-        if attention_mask is not None:
-            check_token_ids("attention_mask", attention_mask)
-            if attention_mask.shape != (input_ids.shape[0], past_len + seq):
-                raise InputError(f"attention_mask must be [batch, past + seq] = "
-                                 f"{(input_ids.shape[0], past_len + seq)}, got "
-                                 f"{tuple(attention_mask.shape)}")
+        input_ids, past_len = check_decoder_inputs(
+            input_ids, attention_mask, position_ids, past_key_values, vocab_size=c.vocab_size,
+            num_layers=c.num_hidden_layers)
         if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past_len, seq, input_ids.device)
-        else:
-            check_token_ids("position_ids", position_ids)
-            check_same_shape("position_ids", position_ids, "input_ids", input_ids)
+            position_ids = positions_from_mask(attention_mask, past_len, input_ids.shape[1],
+                                               input_ids.device)
         x = self.embed_tokens(input_ids)
         rotary = self.rotary(position_ids, x.dtype)
-        mask = additive_mask(attention_mask, x.dtype)
-        states = [x] if output_hidden_states else None
-        cache: KVCache = []
-        for i, block in enumerate(self.blocks):
-            past = past_key_values[i] if past_key_values else None
-            x, kv = block(x, mask, rotary, past=past, use_cache=use_cache)
-            if use_cache:
-                cache.append(kv)
-            if states is not None:
-                states.append(x)
-        x = self.norm(x)
-        out = self._outputs(x, x)
-        if use_cache:
-            out["past_key_values"] = cache
-        if states is not None:
-            states[-1] = x  # like transformers: the last entry is after the final norm
-            out["all_hidden_states"] = tuple(states)
-        return out
+        x, extra = run_decoder_blocks(
+            self.blocks, x, additive_mask(attention_mask, x.dtype),
+            past_key_values=past_key_values, use_cache=use_cache,
+            output_hidden_states=output_hidden_states, final=self.norm, rotary=rotary)
+        return self._outputs(x, x, **extra)
 
 
 @register_model("llama", "text-generation")
@@ -367,11 +337,7 @@ class LlamaForCausalLM(CausalLMMixin, LlamaPreTrainedModel):
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
-        self.backbone = self.backbone_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        # per instance: whether the head is tied depends on the checkpoint's config
-        self.tied_weights = ({"lm_head.weight": "backbone.embed_tokens.weight"}
-                             if config.tie_word_embeddings else {})
+        self._add_lm_head(self.backbone_class(config), config.hidden_size, "embed_tokens")
 
 
 # -- the other model types: the same modules, their own config defaults ------------------------

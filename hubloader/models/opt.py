@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..load.checkpoint_keys import invert_key_rules
+from ..load.checkpoint_keys import invert_key_rules, layer_rules
 from ..load.config import ModelConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import TokenizerDefaults, register_model
-from ._inputs import check_same_shape, check_token_ids
+from ._inputs import check_decoder_inputs, check_no_other_inputs
 from .generation import CausalLMMixin
-from .layers import FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard
+from .layers import (FeedForward, MultiHeadAttention, additive_mask, get_activation, init_standard,
+                     run_decoder_blocks)
 
 __all__ = ["OPTConfig", "OPTBlock", "OPTModel", "OPTForCausalLM", "GalacticaConfig",
            "GalacticaModel", "GalacticaForCausalLM"]
@@ -140,16 +141,12 @@ class OPTBlock(nn.Module):
 
 
 # -- checkpoint layouts ---------------------------------------------------------------------
-_LAYER_RULES: tuple[tuple[str, str], ...] = (
-    (r"(^|\.)layers\.(\d+)\.self_attn\.q_proj\.", r"\1blocks.\2.attention.query."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.k_proj\.", r"\1blocks.\2.attention.key."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.v_proj\.", r"\1blocks.\2.attention.value."),
-    (r"(^|\.)layers\.(\d+)\.self_attn\.out_proj\.", r"\1blocks.\2.attention.out."),
-    (r"(^|\.)layers\.(\d+)\.self_attn_layer_norm\.", r"\1blocks.\2.attn_norm."),
-    (r"(^|\.)layers\.(\d+)\.fc1\.", r"\1blocks.\2.mlp.fc_in."),
-    (r"(^|\.)layers\.(\d+)\.fc2\.", r"\1blocks.\2.mlp.fc_out."),
-    (r"(^|\.)layers\.(\d+)\.final_layer_norm\.", r"\1blocks.\2.mlp_norm."),
-)
+_LAYER_RULES = layer_rules("layers", "blocks", (
+    ("self_attn.q_proj", "attention.query"), ("self_attn.k_proj", "attention.key"),
+    ("self_attn.v_proj", "attention.value"), ("self_attn.out_proj", "attention.out"),
+    ("self_attn_layer_norm", "attn_norm"), ("fc1", "mlp.fc_in"), ("fc2", "mlp.fc_out"),
+    ("final_layer_norm", "mlp_norm"),
+))
 # a head checkpoint's backbone sits under model.decoder., a bare OPTModel's under decoder.
 _HF_RULES = ((r"^model\.decoder\.", "backbone."), (r"^decoder\.", "")) + _LAYER_RULES
 _HF_WRITE_RULES = invert_key_rules(_LAYER_RULES) + (
@@ -252,59 +249,32 @@ class OPTModel(OPTPreTrainedModel):
             InputError: wrong types or shapes, ids outside the vocabulary, a sequence longer
                 than ``max_position_embeddings``.
         """
-        if kwargs:
-            raise InputError(f"{type(self).__name__} got unexpected input(s) {sorted(kwargs)}; "
-                             "it takes input_ids, attention_mask, position_ids, "
-                             "past_key_values, use_cache")
+        check_no_other_inputs(type(self).__name__, kwargs,
+                              "input_ids, attention_mask, position_ids, past_key_values, "
+                              "use_cache")
         c = self.config
-        check_token_ids("input_ids", input_ids, required=True, vocab_size=c.vocab_size)
-        input_ids = cast(torch.Tensor, input_ids)  # not None: checked above
-        batch, seq = input_ids.shape
-        past_len = past_key_values[0][0].shape[2] if past_key_values else 0
-        if past_key_values is not None and len(past_key_values) != c.num_hidden_layers:
-            raise InputError(f"past_key_values has {len(past_key_values)} layers, the model "
-                             f"{c.num_hidden_layers}")
-        if past_len + seq > c.max_position_embeddings:
-            raise InputError(f"sequence of {past_len + seq} tokens exceeds "
-                             f"max_position_embeddings {c.max_position_embeddings}; truncate it")
-        if attention_mask is not None:
-            check_token_ids("attention_mask", attention_mask)
-            if attention_mask.shape != (batch, past_len + seq):
-                raise InputError(f"attention_mask must be [batch, past + seq] = "
-                                 f"{(batch, past_len + seq)}, got {tuple(attention_mask.shape)}")
+        input_ids, past_len = check_decoder_inputs(
+            input_ids, attention_mask, position_ids, past_key_values, vocab_size=c.vocab_size,
+            num_layers=c.num_hidden_layers, max_positions=c.max_position_embeddings)
         if position_ids is None:
             full = (attention_mask if attention_mask is not None
-                    else input_ids.new_ones(batch, past_len + seq))
+                    else input_ids.new_ones(input_ids.shape[0], past_len + input_ids.shape[1]))
             # padding takes position -1, as transformers' OPT gives it
             position_ids = (full.long().cumsum(-1) * full.long() - 1)[:, past_len:]
-        else:
-            check_token_ids("position_ids", position_ids)
-            check_same_shape("position_ids", position_ids, "input_ids", input_ids)
         x = self.embed_tokens(input_ids)
         if self.project_in is not None:
             x = self.project_in(x)
         x = self.drop(x + self.embed_positions(position_ids + POSITION_OFFSET))
-        mask = additive_mask(attention_mask, x.dtype)
-        states = [x] if output_hidden_states else None
-        cache: KVCache = []
-        for i, block in enumerate(self.blocks):
-            past = past_key_values[i] if past_key_values else None
-            x, kv = block(x, mask, past=past, use_cache=use_cache)
-            if use_cache:
-                cache.append(kv)
-            if states is not None:
-                states.append(x)
+        x, extra = run_decoder_blocks(
+            self.blocks, x, additive_mask(attention_mask, x.dtype),
+            past_key_values=past_key_values, use_cache=use_cache,
+            output_hidden_states=output_hidden_states, final=self._final)
+        return self._outputs(x, x, **extra)
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_layer_norm is not None:
             x = self.final_layer_norm(x)
-        if self.project_out is not None:
-            x = self.project_out(x)
-        out = self._outputs(x, x)
-        if use_cache:
-            out["past_key_values"] = cache
-        if states is not None:
-            states[-1] = x  # like transformers: the last entry is what the head reads
-            out["all_hidden_states"] = tuple(states)
-        return out
+        return x if self.project_out is None else self.project_out(x)
 
 
 @register_model("opt", "text-generation")
@@ -317,10 +287,7 @@ class OPTForCausalLM(CausalLMMixin, OPTPreTrainedModel):
 
     def __init__(self, config: OPTConfig):
         super().__init__(config)
-        self.backbone = self.backbone_class(config)
-        self.lm_head = nn.Linear(config.embed_dim, config.vocab_size, bias=False)
-        self.tied_weights = ({"lm_head.weight": "backbone.embed_tokens.weight"}
-                             if config.tie_word_embeddings else {})
+        self._add_lm_head(self.backbone_class(config), config.embed_dim, "embed_tokens")
 
 
 @register_model("galactica", "base", tokenizer=TokenizerDefaults(token_type_ids=False))

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from ..load.config import ModelConfig
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..load.features import FeatureEntry, spatial_features
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
+from ._inputs import check_no_other_inputs, check_pixel_values
 from .layers import get_activation
 from .heads import classification_loss, labels_count, num_labels
 
@@ -208,8 +208,7 @@ class ResNetModel(ResNetPreTrainedModel):
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
         """
-        if kwargs:
-            raise InputError(f"ResNet got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
+        check_no_other_inputs("ResNet", kwargs, "pixel_values")
         pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels)
         x = self.stem(pixel_values.to(self.stem.conv.conv.weight.dtype))
         states = [x] if output_hidden_states else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Callable, ClassVar, cast
 
 import torch
 from torch import nn
@@ -25,10 +25,10 @@ from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
+from ._inputs import check_no_other_inputs, check_pixel_values
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 from .heads import classification_loss, labels_count
-from .vit import _pair, split_qkv
+from .vit import _pair, rename_split_qkv
 
 __all__ = ["SwinConfig", "SwinBlock", "SwinModel", "SwinForImageClassification"]
 
@@ -126,6 +126,36 @@ def shift_mask(h: int, w: int, window: int, shift: int, device: torch.device,
     return mask.masked_fill(mask != 0, -100.0).unsqueeze(1)
 
 
+def attend_in_windows(x: torch.Tensor, window: int, shift: int,
+                      attend: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+                      ) -> torch.Tensor:
+    """``attend(windows, mask)`` over the windows of a ``[batch, H, W, C]`` map, padded to whole
+    windows and cyclically shifted by ``shift`` (``mask``: :func:`shift_mask` per window, or
+    ``None`` unshifted); the result is put back in place, unshifted, cropped to ``H x W``."""
+    b, h, w, _ = x.shape
+    pad_h, pad_w = (-h) % window, (-w) % window
+    y = nn.functional.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    mask = None
+    if shift:
+        y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
+        per_window = shift_mask(hp, wp, window, shift, x.device, x.dtype)
+        mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
+            -1, 1, *per_window.shape[-2:])
+    y = _window_reverse(attend(_window_partition(y, window), mask), window, hp, wp)
+    if shift:
+        y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
+    return y[:, :h, :w, :]
+
+
+def merge_patches(x: torch.Tensor) -> torch.Tensor:
+    """``[batch, H, W, C]`` → ``[batch, H/2, W/2, 4C]``: each 2x2 neighbourhood concatenated
+    (an odd side padded)."""
+    h, w = x.shape[1:3]
+    x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    return torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+
+
 # -- block level ----------------------------------------------------------------------------
 class SwinBlock(nn.Module):
     """Window attention (shifted by half a window in every other block) and an MLP, both
@@ -175,28 +205,15 @@ class SwinBlock(nn.Module):
         return bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # [1, heads, n, n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
         # a map no larger than one window is attended whole, so a shift would change nothing
-        shift = self.shift if min(h, w) > self.window else 0
-        y = self.norm_before(x)
-        pad_h, pad_w = (-h) % self.window, (-w) % self.window
-        y = nn.functional.pad(y, (0, 0, 0, pad_w, 0, pad_h))
-        hp, wp = h + pad_h, w + pad_w
-        if shift:
-            y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
-        windows = _window_partition(y, self.window)
-        mask = None
-        if shift:
-            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
-            mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
-                -1, 1, *per_window.shape[-2:])
-        attended = self.attention(windows, bias=self._position_bias(), mask=mask)
-        y = _window_reverse(self.drop(attended), self.window, hp, wp)
-        if shift:
-            y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
-        x = x + _drop_path(y[:, :h, :w, :], self.drop_path, self.training)
+        shift = self.shift if min(x.shape[1:3]) > self.window else 0
+        y = attend_in_windows(self.norm_before(x), self.window, shift, self._attend)
+        x = x + _drop_path(y, self.drop_path, self.training)
         return x + _drop_path(self.drop(self.mlp(self.norm_after(x))), self.drop_path,
                               self.training)
+
+    def _attend(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.drop(self.attention(windows, bias=self._position_bias(), mask=mask))
 
 
 class SwinPatchMerging(nn.Module):
@@ -208,10 +225,7 @@ class SwinPatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[1:3]
-        x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(merge_patches(x)))
 
 
 class SwinStage(nn.Module):
@@ -220,17 +234,32 @@ class SwinStage(nn.Module):
     def __init__(self, config: SwinConfig, index: int, drop_paths: list[float]):
         super().__init__()
         dim = config.stage_dim(index)
-        self.blocks = nn.ModuleList(
-            SwinBlock(config, dim, config.num_heads[index], shift=j % 2 == 1,
-                      drop_path=drop_paths[j])
-            for j in range(config.depths[index]))
+        self.blocks = nn.ModuleList(self._block(config, index, dim, j % 2 == 1, drop_paths[j])
+                                    for j in range(config.depths[index]))
         last = index == len(config.depths) - 1
-        self.downsample = None if last else SwinPatchMerging(dim, config.layer_norm_eps)
+        self.downsample = None if last else self._merging(dim, config.layer_norm_eps)
+
+    def _block(self, config: SwinConfig, index: int, dim: int, shift: bool,
+               drop_path: float) -> nn.Module:
+        return SwinBlock(config, dim, config.num_heads[index], shift=shift, drop_path=drop_path)
+
+    def _merging(self, dim: int, eps: float) -> nn.Module:
+        return SwinPatchMerging(dim, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
         return x if self.downsample is None else self.downsample(x)
+
+
+def build_stages(config: SwinConfig, stage_class: type[SwinStage] = SwinStage) -> nn.ModuleList:
+    """One stage per entry of ``config.depths``, the drop-path rate rising linearly over all
+    blocks from 0 to ``drop_path_rate``."""
+    total = sum(config.depths)
+    rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
+    return nn.ModuleList(stage_class(config, i, rates[starts[i]:starts[i] + d])
+                         for i, d in enumerate(config.depths))
 
 
 class SwinEmbeddings(nn.Module):
@@ -317,13 +346,7 @@ _MS_RULES = tuple((re.compile(p), r) for p, r in (
 def from_microsoft_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Microsoft's / FlagAI's Swin (V1 or V2) checkpoint → transformers' names (``swin.``
     prefixed; Swin V2 reads that prefix too)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for pattern, repl in _MS_RULES:
-            key = pattern.sub(repl, key)
-        if not split_qkv(key, value, out):
-            out[key] = value
-    return out
+    return rename_split_qkv(state, _MS_RULES)
 
 
 class SwinPreTrainedModel(BaseModel):
@@ -379,35 +402,32 @@ class SwinModel(SwinPreTrainedModel):
     stage, ``[batch, h * w, channels]``), ``logits`` (the same) and ``pooled`` (their mean)."""
 
     discard_checkpoint_keys = (r"^classifier\.",)
+    stage_class: ClassVar[type[SwinStage]] = SwinStage
+    # whether the windows are sized for the configured image_size (Swin V2), so other sizes fail
+    fixed_image_size: ClassVar[bool] = False
 
     def __init__(self, config: SwinConfig):
         super().__init__(config)
         self.embeddings = SwinEmbeddings(config)
-        total = sum(config.depths)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
-        self.stages = nn.ModuleList(
-            SwinStage(config, i, rates[starts[i]:starts[i] + d])
-            for i, d in enumerate(config.depths))
+        self.stages = build_stages(config, self.stage_class)
         self.norm = nn.LayerNorm(config.stage_dim(len(config.depths) - 1),
                                  eps=config.layer_norm_eps)
 
     def forward(self, pixel_values: torch.Tensor | None = None, *,
                 output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
         """Args:
-            pixel_values: ``[batch, channels, height, width]`` floats (any size; padded to
-                whole patches and windows).
+            pixel_values: ``[batch, channels, height, width]`` floats (any size, padded to
+                whole patches and windows; with ``fixed_image_size``, the configured size).
             output_hidden_states: add ``all_hidden_states``: the embeddings and every stage's
                 output, ``[batch, h * w, channels]`` each (transformers' ``hidden_states``).
 
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
         """
-        if kwargs:
-            raise InputError(f"Swin got unexpected input(s) {sorted(kwargs)}; it takes "
-                             "pixel_values")
-        check_pixel_values(pixel_values, num_channels=self.config.num_channels)
-        pixel_values = cast(torch.Tensor, pixel_values)
+        check_no_other_inputs(type(self).__name__, kwargs, "pixel_values")
+        size = _pair(self.config.image_size) if self.fixed_image_size else None
+        pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels,
+                                          image_size=size)
         x = self.embeddings(pixel_values.to(self.embeddings.patch_embed.weight.dtype))
         states = [x.flatten(1, 2)] if output_hidden_states else None
         for stage in self.stages:
@@ -428,9 +448,11 @@ class SwinForImageClassification(SwinPreTrainedModel):
     task = "image-classification"
     new_head_keys = (r"^classifier\.",)
 
+    backbone_class: ClassVar[type[SwinModel]] = SwinModel
+
     def __init__(self, config: SwinConfig):
         super().__init__(config)
-        self.backbone = SwinModel(config)
+        self.backbone = self.backbone_class(config)
         self.classifier = nn.Linear(config.stage_dim(len(config.depths) - 1),
                                     cast(int, config.num_labels))
 

@@ -15,21 +15,18 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..load.checkpoint_keys import invert_key_rules
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
-from .heads import classification_loss
 from .layers import FeedForward
-from .swin import (SwinBlock, SwinConfig, SwinEmbeddings, SwinPreTrainedModel, _drop_path,
-                   _window_partition, _window_reverse, shift_mask)
-from .vit import _pair
+from .swin import (SwinBlock, SwinConfig, SwinForImageClassification, SwinModel,
+                   SwinPreTrainedModel, SwinStage, _drop_path, attend_in_windows, merge_patches)
 
 __all__ = ["Swinv2Config", "Swinv2Block", "Swinv2Model", "Swinv2ForImageClassification"]
 
@@ -150,21 +147,9 @@ class Swinv2Block(nn.Module):
         self.drop = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        pad_h, pad_w = (-h) % self.window, (-w) % self.window
-        y = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        hp, wp = h + pad_h, w + pad_w
-        mask = None
-        if self.shift:
-            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            per_window = shift_mask(hp, wp, self.window, self.shift, x.device, x.dtype)
-            mask = per_window.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(
-                -1, 1, *per_window.shape[-2:])
-        y = self.attention(_window_partition(y, self.window), mask)
-        y = _window_reverse(self.drop(y), self.window, hp, wp)
-        if self.shift:
-            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
-        x = x + _drop_path(self.attn_norm(y[:, :h, :w, :]), self.drop_path, self.training)
+        y = attend_in_windows(x, self.window, self.shift,
+                              lambda windows, mask: self.drop(self.attention(windows, mask)))
+        x = x + _drop_path(self.attn_norm(y), self.drop_path, self.training)
         return x + _drop_path(self.mlp_norm(self.drop(self.mlp(x))), self.drop_path,
                               self.training)
 
@@ -178,29 +163,22 @@ class Swinv2PatchMerging(nn.Module):
         self.norm = nn.LayerNorm(2 * dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[1:3]
-        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
-        return self.norm(self.reduction(x))
+        return self.norm(self.reduction(merge_patches(x)))
 
 
-class Swinv2Stage(nn.Module):
-    def __init__(self, config: Swinv2Config, index: int, drop_paths: list[float]):
-        super().__init__()
-        dim = config.stage_dim(index)
-        resolution = min(config.grid) // 2 ** index
-        self.blocks = nn.ModuleList(
-            Swinv2Block(config, dim, config.num_heads[index], resolution=resolution,
-                        shift=j % 2 == 1, drop_path=drop_paths[j],
-                        pretrained_window=config.pretrained_window_sizes[index])
-            for j in range(config.depths[index]))
-        last = index == len(config.depths) - 1
-        self.downsample = None if last else Swinv2PatchMerging(dim, config.layer_norm_eps)
+class Swinv2Stage(SwinStage):
+    """Swin's stage of V2 blocks (windows shrunk to a smaller map) and V2 patch merging."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x if self.downsample is None else self.downsample(x)
+    def _block(self, config: SwinConfig, index: int, dim: int, shift: bool,
+               drop_path: float) -> nn.Module:
+        config = cast(Swinv2Config, config)
+        return Swinv2Block(config, dim, config.num_heads[index],
+                           resolution=min(config.grid) // 2 ** index, shift=shift,
+                           drop_path=drop_path,
+                           pretrained_window=config.pretrained_window_sizes[index])
+
+    def _merging(self, dim: int, eps: float) -> nn.Module:
+        return Swinv2PatchMerging(dim, eps)
 
 
 # transformers' names → ours (the layout part is inverted to save)
@@ -235,74 +213,18 @@ class Swinv2PreTrainedModel(SwinPreTrainedModel):
 
 @register_model("swinv2", "image-feature-extraction")
 @register_model("swinv2", "base")
-class Swinv2Model(Swinv2PreTrainedModel):
-    """The Swin V2 encoder. ``forward(pixel_values)`` returns ``hidden_states`` (the normed
-    last stage, ``[batch, h * w, channels]``), ``logits`` (the same) and ``pooled`` (their
-    mean)."""
+class Swinv2Model(Swinv2PreTrainedModel, SwinModel):
+    """The Swin V2 encoder: Swin's, with V2 stages, and windows sized for the configured
+    ``image_size`` (another size fails). ``forward(pixel_values)`` returns ``hidden_states``
+    (the normed last stage, ``[batch, h * w, channels]``), ``logits`` (the same) and ``pooled``
+    (their mean)."""
 
-    discard_checkpoint_keys = (r"^classifier\.",)
-
-    def __init__(self, config: Swinv2Config):
-        super().__init__(config)
-        self.embeddings = SwinEmbeddings(config)
-        total = sum(config.depths)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
-        self.stages = nn.ModuleList(
-            Swinv2Stage(config, i, rates[starts[i]:starts[i] + d])
-            for i, d in enumerate(config.depths))
-        self.norm = nn.LayerNorm(config.stage_dim(len(config.depths) - 1),
-                                 eps=config.layer_norm_eps)
-
-    def forward(self, pixel_values: torch.Tensor | None = None, *,
-                output_hidden_states: bool = False, **kwargs: Any) -> dict[str, Any]:
-        """Args:
-            pixel_values: ``[batch, channels, height, width]`` floats of the configured size
-                (the windows are sized for it).
-            output_hidden_states: add ``all_hidden_states`` (the embeddings and every stage's
-                output, ``[batch, h * w, channels]``).
-
-        Raises:
-            InputError: a missing, non-tensor, wrongly shaped or non-float input.
-        """
-        if kwargs:
-            raise InputError(f"Swin V2 got unexpected input(s) {sorted(kwargs)}; it takes "
-                             "pixel_values")
-        pixel_values = check_pixel_values(pixel_values, num_channels=self.config.num_channels,
-                                          image_size=_pair(self.config.image_size))
-        x = self.embeddings(pixel_values.to(self.embeddings.patch_embed.weight.dtype))
-        states = [x.flatten(1, 2)] if output_hidden_states else None
-        for stage in self.stages:
-            x = stage(x)
-            if states is not None:
-                states.append(x.flatten(1, 2))
-        x = self.norm(x.flatten(1, 2))
-        out = self._outputs(x, x, pooled=x.mean(dim=1))
-        if states is not None:
-            out["all_hidden_states"] = tuple(states)
-        return out
+    stage_class = Swinv2Stage
+    fixed_image_size = True
 
 
 @register_model("swinv2", "image-classification")
-class Swinv2ForImageClassification(Swinv2PreTrainedModel):
+class Swinv2ForImageClassification(Swinv2PreTrainedModel, SwinForImageClassification):
     """A linear classifier on the averaged last stage. Tasks: image-classification."""
 
-    task = "image-classification"
-    new_head_keys = (r"^classifier\.",)
-
-    def __init__(self, config: Swinv2Config):
-        super().__init__(config)
-        self.backbone = Swinv2Model(config)
-        self.classifier = nn.Linear(config.stage_dim(len(config.depths) - 1),
-                                    cast(int, config.num_labels))
-
-    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **kwargs: Any) -> dict[str, Any]:
-        """Returns ``logits`` ``[batch, num_labels]``, ``hidden_states``, and ``loss`` with labels."""
-        enc = self.backbone(pixel_values, **kwargs)
-        logits = self.classifier(enc["pooled"])
-        loss = classification_loss(self.config, logits, labels) if labels is not None else None
-        out = self._outputs(logits, enc["hidden_states"], loss)
-        if "all_hidden_states" in enc:
-            out["all_hidden_states"] = enc["all_hidden_states"]
-        return out
+    backbone_class = Swinv2Model

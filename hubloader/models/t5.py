@@ -19,7 +19,7 @@ from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry, token_features
 from ..load.modeling import BaseModel
 from ..load.registry import TokenizerDefaults, register_model
-from ._inputs import check_same_shape, check_token_ids, require_token_ids
+from ._inputs import check_no_other_inputs, check_same_shape, check_token_ids, require_token_ids
 from .generation import GenerationMixin
 from .layers import (FeedForward, GatedFeedForward, MultiHeadAttention, RelativePositionBias,
                      RMSNorm, additive_mask, get_activation)
@@ -293,10 +293,10 @@ class T5Model(T5PreTrainedModel):
         Raises:
             InputError: missing, wrongly typed or shaped inputs.
         """
-        if kwargs:
-            raise InputError(f"T5 got unexpected input(s) {sorted(kwargs)}; it takes input_ids, "
-                             "attention_mask, decoder_input_ids, decoder_attention_mask, "
-                             "encoder_hidden_states, past_key_values, use_cache")
+        check_no_other_inputs("T5", kwargs,
+                              "input_ids, attention_mask, decoder_input_ids, "
+                              "decoder_attention_mask, encoder_hidden_states, "
+                              "past_key_values, use_cache")
         c = self.config
         if encoder_hidden_states is None:
             encoder_hidden_states = self.encode(input_ids, attention_mask)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from ..errors import ConfigError, InputError
 from ..load.features import FeatureEntry
 from ..load.modeling import BaseModel
 from ..load.registry import register_model
-from ._inputs import check_pixel_values
+from ._inputs import check_no_other_inputs, check_pixel_values
 from .heads import classification_loss, labels_count, num_labels
 from .layers import FeedForward, MultiHeadAttention, get_activation, init_standard
 
@@ -174,15 +174,22 @@ def split_qkv(key: str, value: torch.Tensor, out: dict[str, torch.Tensor], *,
     return True
 
 
-def from_timm_vit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm's / FlagAI's ViT checkpoint → transformers' names."""
+def rename_split_qkv(state: dict[str, torch.Tensor],
+                     rules: Iterable[tuple[re.Pattern[str], str]]) -> dict[str, torch.Tensor]:
+    """Every key through the compiled ``rules`` in order, then each fused ``qkv`` tensor split
+    (:func:`split_qkv`): a timm-style checkpoint (timm's, Microsoft's) → transformers' names."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        for pattern, repl in _TIMM_RULES:
+        for pattern, repl in rules:
             key = pattern.sub(repl, key)
         if not split_qkv(key, value, out):
             out[key] = value
     return out
+
+
+def from_timm_vit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's / FlagAI's ViT checkpoint → transformers' names."""
+    return rename_split_qkv(state, _TIMM_RULES)
 
 
 class ViTPreTrainedModel(BaseModel[ViTConfig]):
@@ -252,8 +259,7 @@ class ViTModel(ViTPreTrainedModel):
         Raises:
             InputError: a missing, non-tensor, wrongly shaped or non-float input.
         """
-        if kwargs:
-            raise InputError(f"ViT got unexpected input(s) {sorted(kwargs)}; it takes pixel_values")
+        check_no_other_inputs("ViT", kwargs, "pixel_values")
         c = self.config
         pixel_values = check_pixel_values(
             pixel_values, num_channels=c.num_channels,
