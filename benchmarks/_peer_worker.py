@@ -17,6 +17,9 @@ torch                       import torch alone (the floor)
 runai S3URIS CONFIG         runai-model-streamer's SafetensorsStreamer (runai-model-streamer-s3)
 s3torch S3URIS CONFIG       s3torchconnector's S3Checkpoint reader, then safetensors.torch.load
 boto3 S3URIS CONFIG         boto3 get_object into memory, then safetensors.torch.load
+boto3-file S3URIS CONFIG    boto3 download_file of each file (default TransferConfig) into a
+                            temp folder, then safetensors.torch.load_file of each
+boto3-file-tuned S3URIS CONFIG  the same with max_concurrency=16 and 32 MiB parts
 transformers S3URIS CONFIG  boto3 download_file of each file, then transformers' from_pretrained
 (S3URIS: the weight files' URIs, comma-separated, for a sharded checkpoint)
 
@@ -24,8 +27,12 @@ The peers get config.json as a local file (a head start: hubloader fetches it fr
 
 hf:// snapshot into a local directory:
 
-hf-hubloader URI            hubloader.download("hf://org/repo")
-hf-snapshot REPO DEST       huggingface_hub.snapshot_download(REPO, local_dir=DEST)
+hf-hubloader URI            hubloader.download("hf://org/repo@REV")
+hf-snapshot REPO REV        huggingface_hub.snapshot_download(REPO, revision=REV) into its cache
+hf-file REPO REV FILES      huggingface_hub.hf_hub_download(REPO, FILE, revision=REV) per file
+                            (FILES comma-separated), into its cache
+hf-raw URLS                 a plain GET of each URL with http.client, bytes dropped: the hub
+                            test server's floor, no client, no hashing, no disk
 
 BENCH_LOAD_DTYPE=bfloat16 (say) loads the weights in that dtype in every mode.
 
@@ -141,6 +148,29 @@ def main() -> None:
             bucket, key = _split(uri)
             state.update(load(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
         _build(args[1], state)
+    elif mode in ("boto3-file", "boto3-file-tuned"):
+        import tempfile
+
+        import boto3
+        import torch  # noqa: F401
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+        from safetensors.torch import load_file
+
+        t0 = time.monotonic()
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+        transfer = TransferConfig() if mode == "boto3-file" else TransferConfig(
+            max_concurrency=16, multipart_chunksize=32 << 20, multipart_threshold=32 << 20)
+        dest = tempfile.mkdtemp(prefix="bench-boto3-file-")
+        _TEMP.append(dest)
+        state = {}
+        for uri in uris:
+            bucket, key = _split(uri)
+            local = os.path.join(dest, key.rsplit("/", 1)[1])
+            s3.download_file(bucket, key, local, Config=transfer)
+            state.update(load_file(local))
+        _build(args[1], state)
     elif mode == "transformers":
         import tempfile
 
@@ -168,7 +198,27 @@ def main() -> None:
         from huggingface_hub import snapshot_download
 
         t0 = time.monotonic()
-        snapshot_download(args[0], local_dir=args[1])
+        snapshot_download(args[0], revision=args[1])
+    elif mode == "hf-file":
+        from huggingface_hub import hf_hub_download
+
+        t0 = time.monotonic()
+        for name in args[2].split(","):
+            hf_hub_download(args[0], name, revision=args[1])
+    elif mode == "hf-raw":
+        import http.client
+        from urllib.parse import urlsplit
+
+        t0 = time.monotonic()
+        buf = bytearray(1 << 20)
+        for url in args[0].split(","):
+            parts = urlsplit(url)
+            conn = http.client.HTTPConnection(parts.netloc)
+            conn.request("GET", parts.path)
+            response = conn.getresponse()
+            while response.readinto(buf):
+                pass
+            conn.close()
     else:
         raise SystemExit(f"unknown mode {mode}")
     done = time.monotonic()

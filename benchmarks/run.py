@@ -298,7 +298,7 @@ def _merge_saved(results, verdicts, keys, scenarios):
     for key in order:
         prefix = {"cold": "1.", "load": "2.", "lookup": "3.", "s3": "4.", "eight": "5.",
                   "memory": "6.", "import": "7.", "llm": "8.", "s3model": "9.",
-                  "hf": "10."}.get(key, key)
+                  "hf": "10.", "s3boto3": "9b."}.get(key, key)
         by_key[key] = {"series": [dataclasses.asdict(s) for s in results if s.scenario.startswith(prefix)],
                        "verdicts": [dataclasses.asdict(v) for v in verdicts if v.scenario.startswith(prefix)]}
     saved_path.write_text(json.dumps(by_key, indent=1))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hubloader
-from hubloader.errors import IntegrityError, RemoteNotFoundError, RevisionNotFoundError
+from hubloader.errors import HubLoaderError, IntegrityError, RemoteNotFoundError, RevisionNotFoundError
 from hub_helpers import MINILM_FILES, sha256_of, write_card
 
 
@@ -104,3 +107,101 @@ def test_server_speaks_the_protocol_huggingface_hub_expects(hub, bert_repo, tmp_
     got = hf_hub_download("google-bert/bert-tiny", "model.safetensors", revision="v1",
                           endpoint=hub.url, cache_dir=tmp_path)
     assert sha256_of(got) == hashlib.sha256(bert_repo["files"]["model.safetensors"]).hexdigest()
+
+
+def test_warm_pinned_commit_makes_no_request(hf_env, bert_repo, hub, tmp_path, monkeypatch):
+    """A commit is immutable: once its snapshot is cached, hubloader asks the hub nothing.
+    huggingface_hub (2.x) behaves the same way for a pinned commit: ``snapshot_download``
+    keeps the commit's file tree in its cache and ``hf_hub_download`` short-cuts a cached
+    commit, so a warm pinned call of either makes no request; both ask again for a branch."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # nothing for hubloader to adopt
+    commit = bert_repo["v1"]
+    uri = f"hf://google-bert/bert-tiny@{commit}"
+    before = len(hub.hits)
+    cold = hubloader.download(uri)
+    assert cold.name == commit
+    assert len(hub.hits) > before, "the cold fetch reaches the hub"
+    before = len(hub.hits)
+    assert hubloader.download(uri) == cold
+    assert hubloader.download("hf://google-bert/bert-tiny", revision=commit) == cold
+    assert hub.hits[before:] == [], "a warm pinned commit must not reach the hub"
+    assert hubloader.download("hf://google-bert/bert-tiny@v1") == cold
+    assert len(hub.hits) > before, "a branch or tag is asked again: it can move"
+
+    theirs = dict(endpoint=hub.url, cache_dir=tmp_path / "hf-cache",
+                  allow_patterns=["*.json", "*.safetensors", "*.txt"])
+    before = len(hub.hits)
+    snapshot_download("google-bert/bert-tiny", revision=commit, **theirs)
+    assert any("/tree/" in hit for hit in hub.hits[before:]), hub.hits[before:]
+    before = len(hub.hits)
+    snapshot_download("google-bert/bert-tiny", revision=commit, **theirs)
+    assert hub.hits[before:] == [], "huggingface_hub keeps a pinned commit's tree"
+    hf_hub_download("google-bert/bert-tiny", "model.safetensors", revision=commit,
+                    endpoint=hub.url, cache_dir=tmp_path / "hf-cache")
+    assert hub.hits[before:] == [], "hf_hub_download short-cuts a cached commit"
+    snapshot_download("google-bert/bert-tiny", revision="v1", **theirs)
+    assert any("/revision/v1" in hit for hit in hub.hits[before:]), hub.hits[before:]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["rfilename", "size", "blobId", "lfs", None]),
+       value=_JSON | st.fixed_dictionaries({"sha256": _JSON, "size": _JSON}))
+def test_a_hostile_listing_entry_never_crashes(hf_env, hub, tmp_path, monkeypatch, field, value):
+    """The hub lists a third file whose entry carries any JSON in one field (or is not an
+    object at all): the two real files still arrive verified, or a typed error says why."""
+    files = {"config.json": b'{"hidden_size": 8}', "model.safetensors": b"W" * 4096,
+             "extra.txt": b"extra"}
+    commit = hub.add_commit("org/hostile", files)
+    real_meta = hub._meta
+
+    def hostile_meta(path, data):
+        meta = dict(real_meta(path, data))
+        if path != "extra.txt":
+            return meta
+        if field is None:
+            return value
+        meta[field] = value
+        return meta
+
+    home = tmp_path / f"home-{len(list(tmp_path.iterdir()))}"
+    monkeypatch.setenv("HUBLOADER_HOME", str(home))
+    hub._meta = hostile_meta
+    try:
+        got = hubloader.download(f"hf://org/hostile@{commit}",
+                                 allow_patterns=["*.json", "*.safetensors"])
+    except HubLoaderError:
+        return
+    finally:
+        hub._meta = real_meta
+    assert (got / "config.json").read_bytes() == files["config.json"]
+    assert (got / "model.safetensors").read_bytes() == files["model.safetensors"]
+
+
+def test_a_cold_fetch_imports_neither_hfapi_nor_file_download(hf_env, bert_repo, tmp_path):
+    """The listing and the bytes go through huggingface_hub's session alone: HfApi and
+    file_download cost a cold process more time to import than the listing takes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys, hubloader\n"
+            f"path = hubloader.download('hf://google-bert/bert-tiny@{bert_repo['v1']}')\n"
+            "print(json.dumps([str(path), sorted(m for m in sys.modules "
+            "if m.startswith('huggingface_hub.'))]))")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    path, modules = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (Path(path) / "model.safetensors").is_file()
+    assert "huggingface_hub.utils" in modules, modules  # the session was used
+    assert "huggingface_hub.hf_api" not in modules and \
+        "huggingface_hub.file_download" not in modules, modules

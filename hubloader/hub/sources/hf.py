@@ -1,9 +1,11 @@
 """Hugging Face hub repositories (``hf://org/repo@rev``) through huggingface_hub, imported lazily.
 
-huggingface_hub resolves the revision to a commit and lists the files with their LFS sha256
-(``HfApi.model_info(files_metadata=True)``); the bytes come from ``/resolve/<commit>/<file>``
-through huggingface_hub's own HTTP session (auth headers, proxies, user agent), with a
-``Range`` header so a broken transfer resumes. Files land in hubloader's cache, not in
+One request resolves the revision to a commit and lists the files with their LFS sha256
+(``/api/models/<repo>/revision/<rev>?blobs=true``, what ``HfApi.model_info(files_metadata=True)``
+asks); the bytes come from ``/resolve/<commit>/<file>``, with a ``Range`` header so a broken
+transfer resumes. Both go through huggingface_hub's own HTTP session, headers (auth, user
+agent) and error mapping, but not through ``HfApi`` or ``file_download``: importing those
+modules costs a cold process more than the listing itself. Files land in hubloader's cache, not in
 huggingface_hub's, so locking, verification and offline lookup work the same for every source.
 A file huggingface_hub's cache already holds is taken from there instead (verified, then
 hard-linked; see :mod:`hubloader.hub.hf_cache`), and a pinned commit, or any revision offline,
@@ -18,12 +20,13 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from urllib.parse import quote
 from typing import Iterator
 
 from ... import settings
 from ...errors import (AccessDeniedError, NetworkError, RemoteNotFoundError, RevisionNotFoundError,
                        UnsupportedSourceError)
-from .base import CHUNK_SIZE, Listing, RemoteChangedError, RemoteFile, Source, range_header
+from .base import Listing, RemoteChangedError, RemoteFile, Source, range_header
 
 __all__ = ["HfSource", "translate_error"]
 
@@ -120,43 +123,67 @@ class HfSource(Source):
         found = cached_listing(self.repo_id, revision)
         return found[0] if found else None
 
+    def _url(self, template: str, **parts: str) -> str:
+        from huggingface_hub import constants
+
+        return (self._endpoint() or constants.ENDPOINT).rstrip("/") + template.format(**parts)
+
+    @staticmethod
+    def _headers() -> dict[str, str]:
+        from huggingface_hub.utils import build_hf_headers
+
+        return build_hf_headers(library_name="hubloader",
+                                library_version=settings.user_agent().partition("/")[2])
+
     def list_files(self, revision: str | None) -> Listing:
-        hf = _hf()
+        _hf()
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
         where = f"{self.uri}@{revision or 'main'}"
+        url = self._url("/api/models/{repo}/revision/{rev}", repo=self.repo_id,
+                        rev=quote(revision or "main", safe=""))
         try:
-            api = hf.HfApi(endpoint=self._endpoint(), library_name="hubloader",
-                           library_version=settings.user_agent().partition("/")[2])
-            info = api.model_info(self.repo_id, revision=revision or "main", files_metadata=True,
-                                  timeout=settings.network_timeout())
+            response = get_session().get(url, headers=self._headers(), params={"blobs": "true"},
+                                         timeout=settings.network_timeout())
+            hf_raise_for_status(response)
+            info = response.json()
         except Exception as err:
             raise translate_error(err, where) from err
-        if not info.sha:
+        if not isinstance(info, dict):
+            raise NetworkError(f"{where}: the hub answered {type(info).__name__}, not a model")
+        sha, siblings = info.get("sha"), info.get("siblings") or []
+        if not isinstance(sha, str) or not sha:
             raise RemoteNotFoundError(f"{where}: the hub named no commit for this revision")
         files = []
-        for sib in info.siblings or []:
-            parts = sib.rfilename.replace("\\", "/").split("/")
-            if sib.rfilename.startswith("/") or ".." in parts or "" in parts:
-                logger.warning("%s lists an unsafe file name %r; skipping it", where,
-                               sib.rfilename)
+        for sib in siblings:
+            name = sib.get("rfilename") if isinstance(sib, dict) else None
+            if not isinstance(name, str):
+                logger.warning("%s lists a file without a name; skipping it", where)
                 continue
-            lfs = sib.lfs
-            sha256 = getattr(lfs, "sha256", None) if lfs else None
-            size = sib.size if sib.size is not None else (getattr(lfs, "size", None) if lfs else None)
-            files.append(RemoteFile(sib.rfilename, size, sha256 or sib.blob_id, sha256=sha256,
-                                    git_sha1=None if sha256 else sib.blob_id))
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith("/") or ".." in parts or "" in parts:
+                logger.warning("%s lists an unsafe file name %r; skipping it", where, name)
+                continue
+            lfs = sib.get("lfs") if isinstance(sib.get("lfs"), dict) else {}
+            sha256 = lfs.get("sha256") if isinstance(lfs.get("sha256"), str) else None
+            size = sib.get("size") if sib.get("size") is not None else lfs.get("size")
+            size = size if isinstance(size, int) and size >= 0 else None
+            blob_id = sib.get("blobId") if isinstance(sib.get("blobId"), str) else None
+            files.append(RemoteFile(name, size, sha256 or blob_id, sha256=sha256,
+                                    git_sha1=None if sha256 else blob_id))
         if not files:
             raise RemoteNotFoundError(f"{where} holds no files")
-        return Listing(info.sha, tuple(sorted(files, key=lambda f: f.path)))
+        return Listing(sha, tuple(sorted(files, key=lambda f: f.path)))
 
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
-        hf = _hf()
-        from huggingface_hub.utils import build_hf_headers, get_session
+        _hf()
+        from huggingface_hub.utils import get_session, hf_raise_for_status
 
         where = f"{self.uri}@{revision}/{file.path}"
-        url = hf.hf_hub_url(self.repo_id, file.path, revision=revision, endpoint=self._endpoint())
-        headers = build_hf_headers(library_name="hubloader",
-                                   library_version=settings.user_agent().partition("/")[2])
+        url = self._url("/{repo}/resolve/{rev}/{path}", repo=self.repo_id,
+                        rev=quote(revision, safe=""), path=quote(file.path))
+        headers = self._headers()
         headers["Accept-Encoding"] = "identity"
         ranged = range_header(start, end)
         if ranged:
@@ -169,11 +196,13 @@ class HfSource(Source):
                     raise RemoteChangedError(f"{where} changed while it was being fetched")
                 if status >= 400:
                     response.read()
-                    hf.utils.hf_raise_for_status(response)
+                    hf_raise_for_status(response)
                 if "Range" in headers and status != 206:
                     raise NetworkError(f"{where}: the server ignored the Range header "
                                        f"(HTTP {status}); cannot resume")
-                for chunk in response.iter_bytes(CHUNK_SIZE):
+                # the chunks as they arrive: asking httpx for fixed-size chunks makes it copy
+                # every byte into its own buffer first
+                for chunk in response.iter_bytes():
                     yield chunk
         except (RemoteChangedError, NetworkError):
             raise
