@@ -155,3 +155,15 @@ def proxy(weed, hub_env, monkeypatch):
     monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", p.url)
     yield p
     p.close()
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    """moto's S3 server on 127.0.0.1 for one test module, stopped after it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

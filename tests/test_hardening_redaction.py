@@ -17,17 +17,6 @@ SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYzzSecretKey0"
 TOKEN = "FwoGZXIvYXdzEXAMPLEsessionTOKENzz0123456789abcdefSessionTokenTail"
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def test_verbose_s3_download_prints_no_secret(hub_env, moto_url):
     import boto3
 

@@ -21,17 +21,6 @@ FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def moto_env(hub_env, moto_url, monkeypatch):
     monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", moto_url)

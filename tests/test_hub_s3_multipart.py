@@ -86,17 +86,6 @@ def weed_objects(weed, tmp_path_factory):
     assert head["ETag"].endswith('-2"') and head["ChecksumType"] == "COMPOSITE", head
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def moto_bucket(hub_env, moto_url, monkeypatch, tmp_path):
     monkeypatch.setenv("HUBLOADER_S3_ENDPOINT_URL", moto_url)

@@ -101,17 +101,6 @@ def test_absurd_config_sizes_are_typed(tmp_path):
 
 
 # -- a source whose keys cannot be a snapshot folder -------------------------------------------
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.mark.parametrize("keys,needle", [
     (["a.json", "a.json/b.json"], "both as a file and as a folder"),
     (["..\\..\\evil.json"], "not a plain relative file name"),
