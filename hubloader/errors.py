@@ -27,6 +27,9 @@ __all__ = [
     "TokenizerError",
     "ChatTemplateError",
     "InputError",
+    "AdapterError",
+    "QuantizationError",
+    "RegistryError",
     "GenerationArgumentError",
     "FeatureShapeError",
     "FeaturesNotCapturedError",
@@ -238,3 +241,18 @@ class DatasetError(HubLoaderError, ValueError):
 
 class FederatedError(HubLoaderError, RuntimeError):
     """A federated run failed: too few data owners answered, or Flower's processes stopped."""
+
+
+class AdapterError(WeightsError, ValueError):
+    """An adapter hubloader cannot merge, or one that does not fit the model."""
+
+
+class QuantizationError(ConfigError):
+    """A quantization this machine or install cannot apply (named, with what to do)."""
+
+
+class RegistryError(HubLoaderError, KeyError):
+    """A registry name is taken, unknown, or not a string."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""

@@ -16,7 +16,6 @@ that names no weight of the model (an adapter of another family or size).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -25,7 +24,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, WeightsError
+from ..errors import AdapterError, ConfigError, WeightsError
+from .config import read_config_file
 
 __all__ = ["AdapterError", "find_adapter_files", "merge_adapter"]
 
@@ -36,10 +36,6 @@ _WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin")
 _PREFIX = "base_model.model."
 _LORA = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B)(?:\.[^.]+)?\.weight$")
 _LORA_EMB = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_embedding_A|lora_embedding_B)(?:\.[^.]+)?$")
-
-
-class AdapterError(WeightsError, ValueError):
-    """An adapter hubloader cannot merge, or one that does not fit the model."""
 
 
 def find_adapter_files(directory: Path) -> tuple[Path, Path]:
@@ -58,11 +54,9 @@ def find_adapter_files(directory: Path) -> tuple[Path, Path]:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AdapterError(f"{path} is not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise AdapterError(f"{path} must hold a JSON object")
+        data = read_config_file(path)
+    except ConfigError as err:
+        raise AdapterError(str(err)) from err
     if data.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"{path}: peft_type {data.get('peft_type')!r} is not supported; "
                            "hubloader merges LoRA adapters only")

@@ -25,17 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import QuantizationError
 
 __all__ = ["QuantizationError", "resolve_quantization", "quantize_model", "parameter_bytes"]
 
 logger = logging.getLogger(__name__)
 
 _NAMES = ("int8", "int4", "bnb-int8", "bnb-nf4")
-
-
-class QuantizationError(ConfigError):
-    """A quantization this machine or install cannot apply (named, with what to do)."""
 
 
 def _torchao() -> Any:

@@ -18,18 +18,11 @@ import difflib
 import inspect
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from ..errors import ConfigError, HubLoaderError
+from ..errors import ConfigError, RegistryError
 
 __all__ = ["Registry", "MODELS", "RegistryError", "build_from_cfg"]
 
 T = TypeVar("T")
-
-
-class RegistryError(HubLoaderError, KeyError):
-    """A registry name is taken, unknown, or not a string."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0]) if self.args else ""
 
 
 class Registry:

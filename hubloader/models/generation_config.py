@@ -10,12 +10,11 @@ not given from it; ``save_pretrained`` writes it back when it differs from the d
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..load.config import read_config_file
 
 __all__ = ["GenerationConfig", "GENERATION_CONFIG_NAME"]
 
@@ -71,12 +70,7 @@ class GenerationConfig:
         base = cls.from_model_config(config) if config is not None else cls()
         if not path.is_file():
             return base
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path} is not valid JSON ({err}); fix or delete it") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+        data = read_config_file(path)
         for key, value in data.items():
             if key in _TOKEN_FIELDS and not _valid_ids(value):
                 logger.warning("ignoring %s in %s: %r is not a token id", key, path, value)
