@@ -7,14 +7,16 @@ all use it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["sha256_file", "temp_name", "atomic_write_text", "atomic_write_json", "open_regular",
            "regular_size", "read_regular", "copy_verified"]
@@ -52,6 +54,28 @@ def temp_name(final: str | os.PathLike) -> Path:
     """
     p = Path(final)
     return p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def building_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``final`` to fill; when the block ends without an error it is
+    renamed into place (a folder another process put there first is kept, as the same content
+    under the same name). The temporary folder is removed in every case.
+
+    Example:
+        >>> with building_dir(cache / "packages" / digest) as tmp:
+        ...     extract_zip(zip_path, tmp)
+    """
+    tmp = temp_name(final)
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same folder first
+            if not Path(final).is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

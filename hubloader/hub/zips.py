@@ -14,7 +14,6 @@ into the cache, keyed by its sha256) into one absolute real folder.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import settings
 from ..errors import DiskFullError, ModelNotFoundError, PackageError
-from ..files import temp_name
+from ..files import building_dir, sha256_file
 
 __all__ = ["ZipSummary", "check_zip", "extract_zip", "package_root", "local_package"]
 
@@ -265,23 +264,11 @@ def local_package(path: str | os.PathLike) -> Path:
 
 
 def _unpacked(zip_path: Path) -> Path:
-    digest = hashlib.sha256()
-    with open(zip_path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    target = settings.hub_home().expanduser().resolve() / "packages" / digest.hexdigest()
+    target = settings.hub_home().expanduser().resolve() / "packages" / sha256_file(zip_path)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(target)
-    try:
+    with building_dir(target) as tmp:
         extract_zip(zip_path, tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process extracted the same zip first
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("extracted %s into %s", zip_path, target)
     return target

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import settings
 from ..errors import ConfigError, PackageError, UntrustedCodeError
-from ..files import temp_name
+from ..files import building_dir
 from ..hub.zips import local_package
 from ..names import safe_join
 
@@ -229,8 +228,7 @@ def _pin(digest: str, sources: dict[str, bytes], origin: Path) -> Path:
     pinned = settings.hub_home() / "code" / digest
     if pinned.is_dir():
         return pinned
-    tmp = temp_name(pinned)
-    try:
+    with building_dir(pinned) as tmp:
         for rel, data in sources.items():
             target = tmp / "files" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -239,13 +237,6 @@ def _pin(digest: str, sources: dict[str, bytes], origin: Path) -> Path:
             "sha256": digest, "origin": str(origin),
             "files": {rel: hashlib.sha256(d).hexdigest() for rel, d in sources.items()}},
             indent=2) + "\n")
-        try:
-            os.rename(tmp, pinned)
-        except OSError:  # another process pinned it first
-            if not pinned.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("pinned code of %s as %s", origin, digest)
     return pinned
 
