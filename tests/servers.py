@@ -452,6 +452,14 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+class _Listener(ThreadingHTTPServer):
+    """A threaded HTTP server whose listen queue takes a parallel client's connections at
+    once: with socketserver's default of 5, the sixth simultaneous connect is dropped and
+    the client's kernel retries it a second later, a stall no real hub has."""
+
+    request_queue_size = 128
+
+
 class HubServer:
     """Serves ``repos = {repo_id: {"refs": {name: commit}, "commits": {commit: {path: bytes}}}}``
     through the endpoints huggingface_hub uses:
@@ -512,7 +520,7 @@ class HubServer:
             def do_PUT(self):
                 server._handle_write(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -9,8 +9,10 @@ Run as ``python -P -m hubloader.hub._prefetch_child '<request as JSON>'`` (see
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,5 +56,28 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Flush the blobs (what ``atexit`` would do), then leave without the interpreter's
+    teardown: the parent is loading the model on the same cores, and tearing down botocore's
+    and the process's modules is work nobody needs."""
+    from .durability import flush
+
+    try:
+        flush()
+    except BaseException:  # reported as atexit would, without changing the exit status
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        status = main(sys.argv[1:])
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    _exit(status)

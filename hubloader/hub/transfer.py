@@ -2,14 +2,16 @@
 or interrupted run left), hash while streaming, verify, ``os.replace`` into place.
 
 Bounded retries with exponential backoff and jitter; an attempt that moved bytes resets the count. Big
-files go as parallel ranged GETs written in place into one temp file (each range resumable on
-its own, its progress kept in a sidecar), hashed by a thread that follows the completed prefix.
+files go as parallel ranged GETs, part by part in file order, written in place into one temp
+file (each part resumable on its own, its progress kept in a sidecar) and hashed by a thread
+that follows the landed prefix from the received bytes.
 The temp file is the transfer's own (see :mod:`.partials`): correctness never rests on the
 caller's lock, which only saves duplicate work.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import json
@@ -20,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import settings
 from .._futures import results_or_cancel
@@ -35,7 +37,11 @@ __all__ = ["fetch_file", "saved_bytes"]
 
 logger = logging.getLogger(__name__)
 
-_MIN_PART = 8 << 20
+_PART = 16 << 20  # bytes per ranged GET of a parallel download
+_MIN_PART = 8 << 20  # ... at least, for a file too small to give every worker a whole part
+_MAX_PARTS = 4096  # parts of one file at most (a bigger file gets bigger parts)
+_HELD = 128 << 20  # received bytes a parallel download holds for its hash before it waits
+_READ_BACK = 8 << 20  # bytes per read when the hash reads back what it no longer holds
 _SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
@@ -111,24 +117,46 @@ def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path
     return digests
 
 
-class _Ranges:
-    """Progress of a parallel download: every range's bytes written, kept in a small sidecar
-    file so a killed download resumes each range where it stopped.
+class _Parts:
+    """Progress of a parallel download: the file cut into parts of ``_PART`` bytes (smaller
+    for a small file, larger for a file of more than ``_MAX_PARTS`` such parts), each part's
+    bytes written so far kept in a small sidecar file, so a killed download resumes each part
+    where it stopped.
 
-    The data goes with ``pwrite`` into one file (``<partial>.parallel``) at each range's
-    offset, so no byte is written twice. A range's count is recorded only after its bytes are
+    The data goes with ``pwrite`` into one file (``<partial>.parallel``) at each part's
+    offset, so no byte is written twice. A part's count is recorded only after its bytes are
     written, so a crash can lose progress but never claim bytes that are not on disk.
+
+    Workers take the parts in file order, so the file fills from the front and the sha256,
+    which must see the bytes in order, follows a few parts behind the network instead of
+    waiting for the last range to land. Received chunks are kept in memory until the hash has
+    taken them, so a byte is received, written and hashed once and never read back (only a
+    resumed download's bytes are). When the hash falls ``_HELD`` bytes behind (the CPU, not
+    the network, is the bottleneck), the workers ahead of it wait: the bytes stay bounded, and
+    the network never runs further ahead than the hash can follow anyway. The part the hash
+    waits for never waits.
     """
 
-    def __init__(self, partial: Path, size: int, count: int):
+    def __init__(self, partial: Path, size: int, workers: int):
         self.data, self.sidecar, self._tmp = self.files(partial)
-        step = -(-size // count)
-        self.bounds = [(i * step, min(size, (i + 1) * step)) for i in range(count)]
-        self.done = [0] * count
+        # one worker gains nothing from cutting the file: one GET for all of it; a smaller
+        # file is cut finer, down to _MIN_PART, so that every worker has a part
+        self.step = max(1, size) if workers == 1 else max(
+            _MIN_PART, min(_PART, -(-size // workers)), -(-size // _MAX_PARTS))
+        self.bounds = [(lo, min(size, lo + self.step)) for lo in range(0, size, self.step)]
+        self.done = [0] * len(self.bounds)
         self.size = size
-        self.cond = threading.Condition()
+        lock = threading.Lock()
+        self.cond = threading.Condition(lock)  # bytes landed: the hash's wait
+        self.room = threading.Condition(lock)  # the hash moved on: the workers' wait
         self.failed = False
         self._persisted = 0.0
+        self._next = 0  # the next part a worker takes
+        self.held: list[collections.deque[tuple[int, bytes]]] = [
+            collections.deque() for _ in self.bounds]
+        self.held_bytes = 0
+        self.hashing = 0  # the part the hash is at
+        self._stalled = 0  # workers waiting for the hash to catch up
         self._load()
 
     files = staticmethod(range_files)
@@ -139,33 +167,61 @@ class _Ranges:
             saved = json.loads(read_regular(self.sidecar))
         except (OSError, ValueError):
             return
-        if (saved.get("size") == self.size and self.data.exists()
-                and [tuple(b) for b in saved.get("bounds", [])] == self.bounds):
-            self.done = [min(int(d), hi - lo) for d, (lo, hi) in zip(saved["done"], self.bounds)]
+        done = saved.get("done") if isinstance(saved, dict) else None
+        if (saved.get("size") == self.size and saved.get("part") == self.step
+                and self.data.exists() and isinstance(done, list)
+                and len(done) == len(self.bounds)):
+            try:
+                self.done = [max(0, min(int(d), hi - lo))
+                             for d, (lo, hi) in zip(done, self.bounds)]
+            except (TypeError, ValueError):
+                self.done = [0] * len(self.bounds)
 
-    def record(self, i: int, n: int) -> None:
-        """Count ``n`` more bytes of range ``i`` as written; persist at most every
-        ``_PERSIST_EVERY`` seconds (a crash then re-fetches at most that much per range)."""
+    def take(self) -> int | None:
+        """The next part with bytes missing, in file order (``None``: all are taken)."""
         with self.cond:
-            self.done[i] += n
+            while self._next < len(self.bounds):
+                i = self._next
+                self._next += 1
+                lo, hi = self.bounds[i]
+                if lo + self.done[i] < hi:
+                    return i
+            return None
+
+    def record(self, i: int, pos: int, chunk: bytes) -> None:
+        """Count ``chunk``, written at ``pos`` of part ``i``, and keep it for the hash; wait
+        while the hash is ``_HELD`` bytes behind and at an earlier part. Persist at most every
+        ``_PERSIST_EVERY`` seconds (a crash then re-fetches at most that much per part)."""
+        with self.cond:
+            self.done[i] += len(chunk)
+            self.held[i].append((pos, chunk))
+            self.held_bytes += len(chunk)
             now = time.monotonic()
             if now - self._persisted >= _PERSIST_EVERY or self.bytes_done() == self.size:
                 self._persist()
                 self._persisted = now
             self.cond.notify_all()
+            while self.held_bytes >= _HELD and i > self.hashing and not self.failed:
+                self._stalled += 1
+                self.room.wait()
+                self._stalled -= 1
 
     def _persist(self) -> None:
         self._tmp.unlink(missing_ok=True)  # a name planted meanwhile is not written through
         fd = open_regular(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"size": self.size, "bounds": self.bounds, "done": self.done}))
+            fh.write(json.dumps({"size": self.size, "part": self.step, "done": self.done}))
         os.replace(self._tmp, self.sidecar)
 
     def fail(self) -> None:
         with self.cond:
             self.failed = True
+            for q in self.held:
+                q.clear()
+            self.held_bytes = 0
             self._persist()  # keep every byte written so far for the resume
             self.cond.notify_all()
+            self.room.notify_all()
 
     def bytes_done(self) -> int:
         return sum(self.done)
@@ -175,8 +231,8 @@ class _Ranges:
             p.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def persisted_at_exit(self):
-        """Write the progress sidecar once more when the ranges have stopped, success or not."""
+    def persisted_at_exit(self) -> Iterator[None]:
+        """Write the progress sidecar once more when the parts have stopped, success or not."""
         try:
             yield
         finally:
@@ -184,18 +240,57 @@ class _Ranges:
                 if self.sidecar.parent.exists():
                     self._persist()
 
+    def hash_in_order(self, fd: int, digests: Digests, sync: bool) -> None:
+        """Feed every byte into ``digests`` in file order as the parts land: from memory
+        where a chunk is still held, else read back from ``fd``. With ``sync``, flush what
+        is hashed to disk in steps while the network is still busy, so the closing fsync
+        has little left to do."""
+        unsynced = 0  # bytes hashed since the last fdatasync
+        read_back = 0
+        for i, (lo, hi) in enumerate(self.bounds):
+            pos, held = lo, self.held[i]
+            while pos < hi:
+                with self.cond:
+                    if self.hashing != i:
+                        self.hashing = i
+                        self.room.notify_all()
+                    while lo + self.done[i] <= pos and not self.failed:
+                        self.cond.wait()
+                    if self.failed:
+                        return
+                    ready = lo + self.done[i]
+                    chunk = held.popleft()[1] if held and held[0][0] == pos else None
+                    if chunk is not None:
+                        self.held_bytes -= len(chunk)
+                        if self._stalled and self.held_bytes < _HELD:
+                            self.room.notify_all()
+                    upto = held[0][0] if held else ready
+                if chunk is None:  # a resumed download's bytes, on disk before this run
+                    chunk = os.pread(fd, min(_READ_BACK, upto - pos), pos)
+                    if not chunk:
+                        raise OSError(errno.EIO, f"{self.data}: short read at {pos}")
+                    read_back += len(chunk)
+                digests.update(chunk)
+                pos += len(chunk)
+                unsynced += len(chunk)
+                if sync and unsynced >= _SYNC_EVERY:
+                    os.fdatasync(fd)
+                    unsynced = 0
+        logger.debug("%s: hashed %d bytes, %d of them read back from the file", self.data.name,
+                     self.size, read_back)
+
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
                     workers: int, expected_sha256: str | None, sync: bool,
                     received: Callable[[], None], cancel: threading.Event | None) -> Digests:
-    """Ranged GETs in parallel, written in place into one file; the sha256 follows the
-    completed prefix in a thread of its own (reading back what the ranges wrote, from the
-    page cache), so the digest is ready when the last range lands."""
+    """Ranged GETs in parallel, part by part in file order, written in place into one
+    file; the sha256 follows the landed prefix in a thread of its own (see :class:`_Parts`),
+    so the digest is ready soon after the last byte lands."""
     size = int(file.size or 0)
-    for p in _Ranges.files(partial):
+    for p in _Parts.files(partial):
         _unlink_if_not_regular(p)
-    ranges = _Ranges(partial, size, max(1, min(workers, -(-size // _MIN_PART))))
-    fd = open_regular(ranges.data, os.O_RDWR | os.O_CREAT)
+    parts = _Parts(partial, size, workers)
+    fd = open_regular(parts.data, os.O_RDWR | os.O_CREAT)
     digests = Digests(file, expected_sha256)
     try:
         if os.fstat(fd).st_size != size:
@@ -206,12 +301,10 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
         write_lock = threading.Lock()
 
         def one(i: int) -> None:
-            lo, hi = ranges.bounds[i]
-            pos = lo + ranges.done[i]
-            if pos >= hi:
-                return
+            lo, hi = parts.bounds[i]
+            pos = lo + parts.done[i]
             for chunk in source.iter_bytes(file, revision=revision, start=pos, end=hi):
-                if ranges.failed:  # another range broke, or the caller was interrupted
+                if parts.failed:  # another part broke, or the caller was interrupted
                     return
                 _check(cancel)
                 try:
@@ -221,43 +314,26 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                     if err.errno in _DISK_FULL:
                         raise _disk_full(err, partial) from err
                     raise
+                parts.record(i, pos, chunk)
                 pos += len(chunk)
-                ranges.record(i, len(chunk))
                 bar.update(len(chunk))
-            if pos < hi and not ranges.failed:  # a body that ended early without an error
+            if pos < hi and not parts.failed:  # a body that ended early without an error
                 raise NetworkError(f"{source.describe(file.path)}: bytes {pos}-{hi - 1} of a "
                                    "range did not arrive")
 
-        def hash_prefix() -> None:
-            unsynced = 0  # bytes hashed since the last fdatasync
-            for i, (lo, hi) in enumerate(ranges.bounds):
-                pos = lo
-                while pos < hi:
-                    with ranges.cond:
-                        while lo + ranges.done[i] <= pos and not ranges.failed:
-                            ranges.cond.wait()
-                        if ranges.failed:
-                            return
-                        ready = lo + ranges.done[i]
-                    while pos < ready:
-                        block = os.pread(fd, min(8 << 20, ready - pos), pos)
-                        digests.update(block)
-                        pos += len(block)
-                        unsynced += len(block)
-                        if sync and unsynced >= _SYNC_EVERY:
-                            # flush what is written while the network is still busy, so the
-                            # closing fsync has little left to do
-                            os.fdatasync(fd)
-                            unsynced = 0
+        def work() -> None:
+            while not parts.failed and (i := parts.take()) is not None:
+                one(i)
 
-        count = len(ranges.bounds)
+        missing = sum(1 for (lo, hi), d in zip(parts.bounds, parts.done) if lo + d < hi)
+        count = max(1, min(workers, missing))
         pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
-        with ranges.persisted_at_exit(), pool:  # the pool drains first, then the sidecar
-            hasher = pool.submit(hash_prefix)
+        with parts.persisted_at_exit(), pool:  # the pool drains first, then the sidecar
+            hasher = pool.submit(parts.hash_in_order, fd, digests, sync)
             try:
-                results_or_cancel([pool.submit(one, i) for i in range(count)])
+                results_or_cancel([pool.submit(work) for _ in range(count)])
             except BaseException:
-                ranges.fail()  # keeps the progress, and stops the hasher's wait
+                parts.fail()  # keeps the progress, and stops the hasher's wait
                 raise
             received()  # every byte is here; the hash may still be catching up
             hasher.result()
@@ -265,22 +341,22 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
             os.fsync(fd)
     except OSError as err:
         if err.errno in _DISK_FULL:
-            ranges.discard()
+            parts.discard()
             raise _disk_full(err, partial) from err
         raise
     finally:
         os.close(fd)
-    os.replace(ranges.data, partial)  # complete: now an ordinary whole temp file
-    ranges.discard()
+    os.replace(parts.data, partial)  # complete: now an ordinary whole temp file
+    parts.discard()
     return digests
 
 
 def _partial_bytes(partial: Path) -> int:
-    return _size(partial) + _Ranges.saved_bytes(partial)
+    return _size(partial) + _Parts.saved_bytes(partial)
 
 
 def _discard(partial: Path) -> None:
-    for p in (partial, *_Ranges.files(partial)):
+    for p in (partial, *_Parts.files(partial)):
         p.unlink(missing_ok=True)
 
 

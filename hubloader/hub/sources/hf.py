@@ -3,9 +3,12 @@
 One request resolves the revision to a commit and lists the files with their LFS sha256
 (``/api/models/<repo>/revision/<rev>?blobs=true``, what ``HfApi.model_info(files_metadata=True)``
 asks); the bytes come from ``/resolve/<commit>/<file>``, with a ``Range`` header so a broken
-transfer resumes. Both go through huggingface_hub's own HTTP session, headers (auth, user
-agent) and error mapping, but not through ``HfApi`` or ``file_download``: importing those
-modules costs a cold process more than the listing itself. Files land in hubloader's cache, not in
+transfer resumes. The listing goes through huggingface_hub's own HTTP session, headers (auth,
+user agent) and error mapping, but not through ``HfApi`` or ``file_download``: importing those
+modules costs a cold process more than the listing itself. The bytes go with the same headers
+through :func:`hubloader.hub.sources.http.open_url` (urllib3), which reads them in large
+blocks: huggingface_hub's httpx session hands a body over in small pieces, at several times
+the CPU per byte. Files land in hubloader's cache, not in
 huggingface_hub's, so locking, verification and offline lookup work the same for every source.
 A file huggingface_hub's cache already holds is taken from there instead (verified, then
 hard-linked; see :mod:`hubloader.hub.hf_cache`), and a pinned commit, or any revision offline,
@@ -177,8 +180,7 @@ class HfSource(Source):
 
     def iter_bytes(self, file: RemoteFile, *, revision: str, start: int = 0,
                    end: int | None = None) -> Iterator[bytes]:
-        _hf()
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from .http import open_url, read_body
 
         where = f"{self.uri}@{revision}/{file.path}"
         url = self._url("/{repo}/resolve/{rev}/{path}", repo=self.repo_id,
@@ -188,23 +190,30 @@ class HfSource(Source):
         ranged = range_header(start, end)
         if ranged:
             headers["Range"] = ranged
-        try:
-            with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                      timeout=settings.network_timeout()) as response:
-                status = response.status_code
-                if status == 412:
-                    raise RemoteChangedError(f"{where} changed while it was being fetched")
-                if status >= 400:
-                    response.read()
-                    hf_raise_for_status(response)
-                if "Range" in headers and status != 206:
-                    raise NetworkError(f"{where}: the server ignored the Range header "
-                                       f"(HTTP {status}); cannot resume")
-                # the chunks as they arrive: asking httpx for fixed-size chunks makes it copy
-                # every byte into its own buffer first
-                for chunk in response.iter_bytes():
-                    yield chunk
-        except (RemoteChangedError, NetworkError):
-            raise
-        except Exception as err:
-            raise translate_error(err, where) from err
+        with open_url(url, headers, where=where) as response:
+            status = response.status
+            if status == 412:
+                raise RemoteChangedError(f"{where} changed while it was being fetched")
+            if status >= 400:
+                raise _status_error(status, response.headers.get("X-Error-Code"), where,
+                                    response.url or url)
+            if ranged and status != 206:
+                raise NetworkError(f"{where}: the server ignored the Range header "
+                                   f"(HTTP {status}); cannot resume")
+            yield from read_body(response, where)
+
+
+def _status_error(status: int, code: str | None, where: str, url: str) -> Exception:
+    """The hubloader error for an HTTP error answer to a file's GET (the hub's
+    ``X-Error-Code`` where it gives one); the URL is named, its signature redacted."""
+    if status in (401, 403):
+        if code == "GatedRepo":
+            return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set "
+                                     "HF_TOKEN")
+        return AccessDeniedError(f"access to {where} was refused (HTTP {status}); set HF_TOKEN")
+    if status == 404:
+        if code == "RevisionNotFound":
+            return RevisionNotFoundError(f"{where}: no such revision; check the branch, tag or "
+                                         "commit (hf://org/repo@REV or revision=)")
+        return RemoteNotFoundError(f"{where} does not exist (HTTP 404{', ' + code if code else ''})")
+    return NetworkError(f"hub error for {where}: HTTP {status} from {url}")
