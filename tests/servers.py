@@ -481,6 +481,11 @@ class HubServer:
 
     ``commits_made`` lists each pushed commit's paths; ``bytes_received`` counts upload bytes.
 
+    ``storage_host = "localhost"`` redirects every ``/resolve/`` GET to that host name (the
+    same server under another name, as a hub sends LFS files to its storage), where the
+    ``Authorization`` header of each request is kept in ``storage_auth`` (and the hub's, of
+    the GETs it redirected, in ``hub_auth``).
+
     ``presigned_5xx = True`` redirects every ``/resolve/`` GET to a presigned-looking URL on
     the same server (``X-Amz-Credential``, ``X-Amz-Signature`` = :attr:`PRESIGNED_SECRETS`)
     that answers 503 and echoes its own URL, as a storage backend having a bad day would.
@@ -500,6 +505,9 @@ class HubServer:
         self._metas: dict[tuple[str, int], tuple[bytes, dict]] = {}
         self.lock = threading.Lock()
         self.presigned_5xx = False
+        self.storage_host: str | None = None
+        self.storage_auth: list[str | None] = []  # Authorization seen at the storage host
+        self.hub_auth: list[str | None] = []  # ... and at the hub, on the redirected GETs
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -703,6 +711,15 @@ class HubServer:
             return self._send(h, 503, f"<Error><Code>SlowDown</Code><Resource>{h.path}"
                               "</Resource></Error>".encode(), {"Content-Type": "application/xml"},
                               head)
+        if path.startswith("/storage/"):  # the other host a redirect leads to
+            path = path[len("/storage"):]
+            with self.lock:
+                self.storage_auth.append(h.headers.get("Authorization"))
+        elif self.storage_host and not head:
+            with self.lock:
+                self.hub_auth.append(h.headers.get("Authorization"))
+            host, port = self.storage_host, self.httpd.server_address[1]
+            return self._send(h, 302, b"", {"Location": f"http://{host}:{port}/storage{h.path}"})
         m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", path)
         if not m:
             return self._send(h, 404, b"not found", {}, head)

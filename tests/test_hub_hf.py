@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from pathlib import Path
 
@@ -78,6 +79,27 @@ def test_hf_errors(hf_env, bert_repo):
         hubloader.download("hf://google-bert/bert-tiny@no-such-branch")
     with pytest.raises(RemoteNotFoundError, match="does not exist"):
         hubloader.download("hf://nobody/nothing")
+
+
+def test_the_token_goes_to_the_hub_not_to_the_storage_it_redirects_to(hf_env, hub,
+                                                                      monkeypatch):
+    """A hub sends LFS files to its storage on another host: the bytes are fetched from
+    there (in parallel ranges), and the token the hub got is not passed on."""
+    token = "hf_" + "T0kenForTheHubOnly" * 2
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
+    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", "3")
+    weights = os.urandom(20 << 20)
+    hub.add_commit("org/stored", {"config.json": b"{}", "model.safetensors": weights})
+    hub.storage_host, hub.storage_auth[:], hub.hub_auth[:] = "localhost", [], []
+    try:
+        path = hubloader.download("hf://org/stored")
+    finally:
+        hub.storage_host = None
+    assert (path / "model.safetensors").read_bytes() == weights
+    assert len(hub.storage_auth) >= 3, "the ranges were not fetched from the storage host"
+    assert hub.hub_auth and all(a == f"Bearer {token}" for a in hub.hub_auth)
+    assert hub.storage_auth == [None] * len(hub.storage_auth)
 
 
 def test_lfs_sha256_is_verified(hf_env, hub):
