@@ -18,9 +18,7 @@ import pytest
 import hubloader
 from hubloader.errors import IntegrityError, LockTimeoutError
 from hubloader.hub import cache
-from hubloader.hub import transfer
 from hubloader.hub.sources import RemoteFile
-from hubloader.hub.sources.base import CHUNK_SIZE
 from hub_helpers import WORKTREE, sha256_of, upload_random_model, write_card
 
 SIZE = 16 << 20
@@ -217,51 +215,6 @@ def test_parallel_ranged_gets(proxy, big_blob, monkeypatch):
     assert sorted(proxy.range_headers()) == sorted([f"bytes=0-{half - 1}",
                                                     f"bytes={half}-{SIZE - 1}"])
     assert SIZE <= proxy.down_bytes < SIZE + (256 << 10)
-    assert not list((_snapshot().meta_dir / "partial").iterdir())
-
-
-def test_parts_go_in_file_order_and_the_hash_reads_nothing_back(proxy, big_blob, monkeypatch,
-                                                               caplog):
-    """The workers take the parts front to back, so the sha256 follows the network and
-    hashes every byte from the received chunks: none is read back from the file."""
-    workers, part = 3, 1 << 20
-    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
-    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", str(workers))
-    monkeypatch.setattr(transfer, "_PART", part)
-    monkeypatch.setattr(transfer, "_MIN_PART", part)
-    with caplog.at_level(logging.DEBUG, logger="hubloader.hub.transfer"):
-        path = hubloader.download("s3://faults/big")
-    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
-    starts = [int(h.split("=")[1].split("-")[0]) for h in proxy.range_headers()]
-    assert sorted(starts) == list(range(0, SIZE, part))
-    for arrived, start in enumerate(starts):  # in file order, up to the workers in flight
-        assert abs(start // part - arrived) < 2 * workers, starts
-    hashed = [r.getMessage() for r in caplog.records if "read back" in r.getMessage()]
-    assert hashed and all(f"hashed {SIZE} bytes, 0 of them read back" in m for m in hashed)
-
-
-def test_a_hash_behind_holds_the_workers_back_without_a_deadlock(proxy, big_blob, monkeypatch):
-    """With no room for held bytes, the workers ahead of the hash wait for it, and the part
-    the hash waits for goes on: the download completes, and the bytes held at any time stay
-    within one part and a chunk per worker."""
-    workers, part = 4, 1 << 20
-    monkeypatch.setenv("HUBLOADER_PARALLEL_THRESHOLD_MB", "1")
-    monkeypatch.setenv("HUBLOADER_MAX_WORKERS", str(workers))
-    monkeypatch.setattr(transfer, "_PART", part)
-    monkeypatch.setattr(transfer, "_MIN_PART", part)
-    monkeypatch.setattr(transfer, "_HELD", 1)
-    most = [0]
-    real_record = transfer._Parts.record
-
-    def record(self, i, pos, chunk):
-        with self.cond:
-            most[0] = max(most[0], self.held_bytes + len(chunk))
-        real_record(self, i, pos, chunk)
-
-    monkeypatch.setattr(transfer._Parts, "record", record)
-    path = hubloader.download("s3://faults/big")
-    assert sha256_of(path / "model.safetensors") == sha256_of(big_blob / "model.safetensors")
-    assert 0 < most[0] <= part + workers * CHUNK_SIZE, most[0]
     assert not list((_snapshot().meta_dir / "partial").iterdir())
 
 

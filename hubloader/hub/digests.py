@@ -69,7 +69,7 @@ class Digests:
         want = expected_digest(file) if by not in (None, "sha256", "md5", "git-sha1") else None
         self.parts = PartDigest(want) if want else None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.count += len(data)
         self.sha256.update(data)
         if self.md5 is not None:

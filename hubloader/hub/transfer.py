@@ -2,16 +2,15 @@
 or interrupted run left), hash while streaming, verify, ``os.replace`` into place.
 
 Bounded retries with exponential backoff and jitter; an attempt that moved bytes resets the count. Big
-files go as parallel ranged GETs, part by part in file order, written in place into one temp
+files go as parallel ranged GETs, one long part per worker, written in place into one temp
 file (each part resumable on its own, its progress kept in a sidecar) and hashed by a thread
-that follows the landed prefix from the received bytes.
+that follows the landed prefix.
 The temp file is the transfer's own (see :mod:`.partials`): correctness never rests on the
 caller's lock, which only saves duplicate work.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import json
@@ -37,11 +36,8 @@ __all__ = ["fetch_file", "saved_bytes"]
 
 logger = logging.getLogger(__name__)
 
-_PART = 16 << 20  # bytes per ranged GET of a parallel download
-_MIN_PART = 8 << 20  # ... at least, for a file too small to give every worker a whole part
-_MAX_PARTS = 4096  # parts of one file at most (a bigger file gets bigger parts)
-_HELD = 128 << 20  # received bytes a parallel download holds for its hash before it waits
-_READ_BACK = 8 << 20  # bytes per read when the hash reads back what it no longer holds
+_MIN_PART = 8 << 20  # bytes per ranged GET of a parallel download, at least
+_READ_BACK = 8 << 20  # bytes per read of the hash
 _SYNC_EVERY = 64 << 20  # a parallel download flushes to disk in steps of this many bytes
 _PERSIST_EVERY = 0.25  # seconds between writes of a parallel download's progress sidecar
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
@@ -118,45 +114,32 @@ def _fetch_serial(source: Source, file: RemoteFile, revision: str, partial: Path
 
 
 class _Parts:
-    """Progress of a parallel download: the file cut into parts of ``_PART`` bytes (smaller
-    for a small file, larger for a file of more than ``_MAX_PARTS`` such parts), each part's
-    bytes written so far kept in a small sidecar file, so a killed download resumes each part
-    where it stopped.
+    """Progress of a parallel download: the file cut into one part per worker (of at least
+    ``_MIN_PART`` bytes), each part's bytes written so far kept in a small sidecar file, so a
+    killed download resumes each part where it stopped.
 
     The data goes with ``pwrite`` into one file (``<partial>.parallel``) at each part's
     offset, so no byte is written twice. A part's count is recorded only after its bytes are
     written, so a crash can lose progress but never claim bytes that are not on disk.
 
-    Workers take the parts in file order, so the file fills from the front and the sha256,
-    which must see the bytes in order, follows a few parts behind the network instead of
-    waiting for the last range to land. Received chunks are kept in memory until the hash has
-    taken them, so a byte is received, written and hashed once and never read back (only a
-    resumed download's bytes are). When the hash falls ``_HELD`` bytes behind (the CPU, not
-    the network, is the bottleneck), the workers ahead of it wait: the bytes stay bounded, and
-    the network never runs further ahead than the hash can follow anyway. The part the hash
-    waits for never waits.
+    Each worker takes one part, so it streams one long range over one connection: cutting
+    the file finer (the next part to the first free worker, front to back) lets the hash
+    follow the network, but on a loaded machine the extra GETs and the writes interleaved
+    near the hash's reads cost far more CPU than the hash's catch-up after the last byte
+    (see benchmarks/RESULTS.md, scenario 9b). The hash reads each landed stretch back from
+    the page cache into one buffer of its own, so no read allocates.
     """
 
     def __init__(self, partial: Path, size: int, workers: int):
         self.data, self.sidecar, self._tmp = self.files(partial)
-        # one worker gains nothing from cutting the file: one GET for all of it; a smaller
-        # file is cut finer, down to _MIN_PART, so that every worker has a part
-        self.step = max(1, size) if workers == 1 else max(
-            _MIN_PART, min(_PART, -(-size // workers)), -(-size // _MAX_PARTS))
+        self.step = max(_MIN_PART, -(-size // workers), 1)
         self.bounds = [(lo, min(size, lo + self.step)) for lo in range(0, size, self.step)]
         self.done = [0] * len(self.bounds)
         self.size = size
-        lock = threading.Lock()
-        self.cond = threading.Condition(lock)  # bytes landed: the hash's wait
-        self.room = threading.Condition(lock)  # the hash moved on: the workers' wait
+        self.cond = threading.Condition()
         self.failed = False
         self._persisted = 0.0
         self._next = 0  # the next part a worker takes
-        self.held: list[collections.deque[tuple[int, bytes]]] = [
-            collections.deque() for _ in self.bounds]
-        self.held_bytes = 0
-        self.hashing = 0  # the part the hash is at
-        self._stalled = 0  # workers waiting for the hash to catch up
         self._load()
 
     files = staticmethod(range_files)
@@ -188,23 +171,16 @@ class _Parts:
                     return i
             return None
 
-    def record(self, i: int, pos: int, chunk: bytes) -> None:
-        """Count ``chunk``, written at ``pos`` of part ``i``, and keep it for the hash; wait
-        while the hash is ``_HELD`` bytes behind and at an earlier part. Persist at most every
+    def record(self, i: int, n: int) -> None:
+        """Count ``n`` more bytes of part ``i`` as written; persist at most every
         ``_PERSIST_EVERY`` seconds (a crash then re-fetches at most that much per part)."""
         with self.cond:
-            self.done[i] += len(chunk)
-            self.held[i].append((pos, chunk))
-            self.held_bytes += len(chunk)
+            self.done[i] += n
             now = time.monotonic()
             if now - self._persisted >= _PERSIST_EVERY or self.bytes_done() == self.size:
                 self._persist()
                 self._persisted = now
             self.cond.notify_all()
-            while self.held_bytes >= _HELD and i > self.hashing and not self.failed:
-                self._stalled += 1
-                self.room.wait()
-                self._stalled -= 1
 
     def _persist(self) -> None:
         self._tmp.unlink(missing_ok=True)  # a name planted meanwhile is not written through
@@ -216,12 +192,8 @@ class _Parts:
     def fail(self) -> None:
         with self.cond:
             self.failed = True
-            for q in self.held:
-                q.clear()
-            self.held_bytes = 0
             self._persist()  # keep every byte written so far for the resume
             self.cond.notify_all()
-            self.room.notify_all()
 
     def bytes_done(self) -> int:
         return sum(self.done)
@@ -241,43 +213,30 @@ class _Parts:
                     self._persist()
 
     def hash_in_order(self, fd: int, digests: Digests, sync: bool) -> None:
-        """Feed every byte into ``digests`` in file order as the parts land: from memory
-        where a chunk is still held, else read back from ``fd``. With ``sync``, flush what
-        is hashed to disk in steps while the network is still busy, so the closing fsync
-        has little left to do."""
+        """Feed every byte into ``digests`` in file order as the parts land, read back from
+        ``fd`` into one reused buffer. With ``sync``, flush what is hashed to disk in steps
+        while the network is still busy, so the closing fsync has little left to do."""
         unsynced = 0  # bytes hashed since the last fdatasync
-        read_back = 0
+        buffer = memoryview(bytearray(_READ_BACK))
         for i, (lo, hi) in enumerate(self.bounds):
-            pos, held = lo, self.held[i]
+            pos = lo
             while pos < hi:
                 with self.cond:
-                    if self.hashing != i:
-                        self.hashing = i
-                        self.room.notify_all()
                     while lo + self.done[i] <= pos and not self.failed:
                         self.cond.wait()
                     if self.failed:
                         return
                     ready = lo + self.done[i]
-                    chunk = held.popleft()[1] if held and held[0][0] == pos else None
-                    if chunk is not None:
-                        self.held_bytes -= len(chunk)
-                        if self._stalled and self.held_bytes < _HELD:
-                            self.room.notify_all()
-                    upto = held[0][0] if held else ready
-                if chunk is None:  # a resumed download's bytes, on disk before this run
-                    chunk = os.pread(fd, min(_READ_BACK, upto - pos), pos)
-                    if not chunk:
+                while pos < ready:
+                    n = os.preadv(fd, [buffer[:min(_READ_BACK, ready - pos)]], pos)
+                    if n <= 0:
                         raise OSError(errno.EIO, f"{self.data}: short read at {pos}")
-                    read_back += len(chunk)
-                digests.update(chunk)
-                pos += len(chunk)
-                unsynced += len(chunk)
-                if sync and unsynced >= _SYNC_EVERY:
-                    os.fdatasync(fd)
-                    unsynced = 0
-        logger.debug("%s: hashed %d bytes, %d of them read back from the file", self.data.name,
-                     self.size, read_back)
+                    digests.update(buffer[:n])
+                    pos += n
+                    unsynced += n
+                    if sync and unsynced >= _SYNC_EVERY:
+                        os.fdatasync(fd)
+                        unsynced = 0
 
 
 def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Path, bar,
@@ -314,8 +273,8 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                     if err.errno in _DISK_FULL:
                         raise _disk_full(err, partial) from err
                     raise
-                parts.record(i, pos, chunk)
                 pos += len(chunk)
+                parts.record(i, len(chunk))
                 bar.update(len(chunk))
             if pos < hi and not parts.failed:  # a body that ended early without an error
                 raise NetworkError(f"{source.describe(file.path)}: bytes {pos}-{hi - 1} of a "
