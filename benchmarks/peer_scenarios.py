@@ -103,19 +103,28 @@ def scenario_s3_model(args, results, verdicts):
         _landing_over_a_link(args, results, verdicts, sharded)
 
 
+def _published(bench, ckpt: Path, dtype: str) -> tuple[str, str, Path, dict]:
+    """``ckpt`` uploaded to the bench's SeaweedFS: its model name, the weight files' S3 URIs
+    (comma-separated, for the peers), the cache folder a cold run empties, and the
+    environment every tool runs in (boto3's endpoint for the peers)."""
+    files = {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()}
+    name = f"bench-{ckpt.name}"
+    bench.publish(name, files)
+    uris = ",".join(f"s3://{BUCKET}/models/{name}/{f}" for f in files
+                    if f.endswith(".safetensors"))
+    home = bench.tmp / "home"
+    env = {**bench.env(home=home), "AWS_ENDPOINT_URL": bench.weed.endpoint,
+           "AWS_EC2_METADATA_DISABLED": "true", "BENCH_LOAD_DTYPE": dtype}
+    return name, uris, home, env
+
+
 def _s3_model(args, results, verdicts, label: str, ckpt: Path, dtype: str = "float32") -> None:
     bench = Bench()
     try:
-        files = {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()}
-        name = f"bench-{ckpt.name}"
-        bench.publish(name, files)
-        uris = ",".join(f"s3://{BUCKET}/models/{name}/{f}" for f in files
-                        if f.endswith(".safetensors"))
+        name, uris, home, env = _published(bench, ckpt, dtype)
         config = str(ckpt / "config.json")
-        home = bench.tmp / "home"
-        env = {**bench.env(home=home), "AWS_ENDPOINT_URL": bench.weed.endpoint,
-               "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING": "0", "AWS_EC2_METADATA_DISABLED": "true",
-               "RUNAI_STREAMER_LOG_LEVEL": "WARNING", "BENCH_LOAD_DTYPE": dtype}
+        env.update(RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING="0",
+                   RUNAI_STREAMER_LOG_LEVEL="WARNING")
         missing = [tool for tool, (_, module) in _PEERS.items()
                    if importlib.util.find_spec(module) is None]
         inner: dict[str, list[float]] = {}
@@ -300,14 +309,7 @@ def _s3_boto3(args, results, verdicts, label: str, ckpt: Path, neighbour: bool) 
     bench = Bench()
     busy = subprocess.Popen([sys.executable, "-c", _BUSY]) if neighbour else None
     try:
-        files = {p.name: p for p in sorted(ckpt.iterdir()) if p.is_file()}
-        name = f"bench-{ckpt.name}"
-        bench.publish(name, files)
-        uris = ",".join(f"s3://{BUCKET}/models/{name}/{f}" for f in files
-                        if f.endswith(".safetensors"))
-        home = bench.tmp / "home"
-        env = {**bench.env(home=home), "AWS_ENDPOINT_URL": bench.weed.endpoint,
-               "AWS_EC2_METADATA_DISABLED": "true", "BENCH_LOAD_DTYPE": "float32"}
+        name, uris, home, env = _published(bench, ckpt, "float32")
 
         def measure(argv: list[str]):
             def run() -> float:

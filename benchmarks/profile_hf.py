@@ -78,22 +78,6 @@ def worker(uri: str) -> None:
     print(json.dumps(marks))
 
 
-def raw(urls: list[str]) -> None:
-    import http.client
-    from urllib.parse import urlsplit
-
-    buf = bytearray(1 << 20)
-    for url in urls:
-        parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.netloc)
-        conn.request("GET", parts.path)
-        response = conn.getresponse()
-        while response.readinto(buf):
-            pass
-        conn.close()
-    print(json.dumps({"done": time.monotonic()}))
-
-
 _PHASES = [  # (phase, from mark, to mark)
     ("spawn: interpreter start", "spawned", "start"),
     ("import hubloader", "start", "hubloader imported"),
@@ -117,12 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--worker")
-    parser.add_argument("--raw")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
-    if args.raw:
-        return raw(args.raw.split(","))
     sys.path.insert(0, str(HERE.parent / "tests"))
     import servers
     from run import interleave, make_bert_checkpoint
@@ -153,11 +134,11 @@ def main() -> None:
 
         urls = ",".join(f"{hub.url}/bench/bert/resolve/{commit}/{n}" for n in sorted(files))
 
-        def floor() -> float:
+        def floor() -> float:  # scenario 10's plain GET (bytes dropped), the server's floor
             t0 = time.monotonic()
-            proc = subprocess.run([sys.executable, __file__, "--raw", urls], env=env,
-                                  capture_output=True, text=True, check=True)
-            return json.loads(proc.stdout.strip().splitlines()[-1])["done"] - t0
+            proc = subprocess.run([sys.executable, str(HERE / "_peer_worker.py"), "hf-raw", urls],
+                                  env=env, capture_output=True, text=True, check=True)
+            return json.loads(proc.stdout.strip().splitlines()[-1])["done_at"] - t0
 
         walls = interleave(args.runs, {"hubloader": ours, "floor": floor})
         rows = rows[1:]  # interleave's untimed first round

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from .. import settings
 from .._futures import results_or_cancel
@@ -122,7 +122,7 @@ class _Parts:
     offset, so no byte is written twice. A part's count is recorded only after its bytes are
     written, so a crash can lose progress but never claim bytes that are not on disk.
 
-    Each worker takes one part, so it streams one long range over one connection: cutting
+    Each part has a worker of its own, streaming one long range over one connection: cutting
     the file finer (the next part to the first free worker, front to back) lets the hash
     follow the network, but on a loaded machine the extra GETs and the writes interleaved
     near the hash's reads cost far more CPU than the hash's catch-up after the last byte
@@ -132,14 +132,13 @@ class _Parts:
 
     def __init__(self, partial: Path, size: int, workers: int):
         self.data, self.sidecar, self._tmp = self.files(partial)
-        self.step = max(_MIN_PART, -(-size // workers), 1)
+        self.step = max(_MIN_PART, -(-size // workers))
         self.bounds = [(lo, min(size, lo + self.step)) for lo in range(0, size, self.step)]
         self.done = [0] * len(self.bounds)
         self.size = size
         self.cond = threading.Condition()
         self.failed = False
         self._persisted = 0.0
-        self._next = 0  # the next part a worker takes
         self._load()
 
     files = staticmethod(range_files)
@@ -150,7 +149,9 @@ class _Parts:
             saved = json.loads(read_regular(self.sidecar))
         except (OSError, ValueError):
             return
-        done = saved.get("done") if isinstance(saved, dict) else None
+        if not isinstance(saved, dict):
+            return
+        done = saved.get("done")
         if (saved.get("size") == self.size and saved.get("part") == self.step
                 and self.data.exists() and isinstance(done, list)
                 and len(done) == len(self.bounds)):
@@ -159,17 +160,6 @@ class _Parts:
                              for d, (lo, hi) in zip(done, self.bounds)]
             except (TypeError, ValueError):
                 self.done = [0] * len(self.bounds)
-
-    def take(self) -> int | None:
-        """The next part with bytes missing, in file order (``None``: all are taken)."""
-        with self.cond:
-            while self._next < len(self.bounds):
-                i = self._next
-                self._next += 1
-                lo, hi = self.bounds[i]
-                if lo + self.done[i] < hi:
-                    return i
-            return None
 
     def record(self, i: int, n: int) -> None:
         """Count ``n`` more bytes of part ``i`` as written; persist at most every
@@ -280,17 +270,14 @@ def _fetch_parallel(source: Source, file: RemoteFile, revision: str, partial: Pa
                 raise NetworkError(f"{source.describe(file.path)}: bytes {pos}-{hi - 1} of a "
                                    "range did not arrive")
 
-        def work() -> None:
-            while not parts.failed and (i := parts.take()) is not None:
-                one(i)
-
-        missing = sum(1 for (lo, hi), d in zip(parts.bounds, parts.done) if lo + d < hi)
-        count = max(1, min(workers, missing))
-        pool = ThreadPoolExecutor(max_workers=count + 1, thread_name_prefix="hubloader-range")
+        missing = [i for i, ((lo, hi), d) in enumerate(zip(parts.bounds, parts.done))
+                   if lo + d < hi]
+        pool = ThreadPoolExecutor(max_workers=len(missing) + 1,
+                                  thread_name_prefix="hubloader-range")
         with parts.persisted_at_exit(), pool:  # the pool drains first, then the sidecar
             hasher = pool.submit(parts.hash_in_order, fd, digests, sync)
             try:
-                results_or_cancel([pool.submit(work) for _ in range(count)])
+                results_or_cancel([pool.submit(one, i) for i in missing])
             except BaseException:
                 parts.fail()  # keeps the progress, and stops the hasher's wait
                 raise

@@ -57,27 +57,14 @@ def translate_error(err: Exception, where: str, *, writing: bool = False) -> Exc
     """
     from huggingface_hub import errors as hf_errors
 
-    if isinstance(err, hf_errors.RevisionNotFoundError):
-        return RevisionNotFoundError(f"{where}: no such revision; check the branch, tag or "
-                                     "commit (hf://org/repo@REV or revision=)")
-    if isinstance(err, hf_errors.GatedRepoError):
-        return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set HF_TOKEN")
-    if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.RemoteEntryNotFoundError)):
-        if writing:
-            return RemoteNotFoundError(f"{where} does not exist and could not be created; check "
-                                       "the name and that your token may create repositories")
-        return RemoteNotFoundError(f"{where} does not exist (or is private: set HF_TOKEN); "
-                                   "check the repository id")
     if isinstance(err, hf_errors.HfHubHTTPError):
+        code = ("RevisionNotFound" if isinstance(err, hf_errors.RevisionNotFoundError)
+                else "GatedRepo" if isinstance(err, hf_errors.GatedRepoError)
+                else "RepoNotFound" if isinstance(err, (hf_errors.RepositoryNotFoundError,
+                                                        hf_errors.RemoteEntryNotFoundError))
+                else None)
         status = getattr(getattr(err, "response", None), "status_code", None)
-        if status in (401, 403):
-            if writing:
-                return AccessDeniedError(f"the hub refused writing {where} (HTTP {status}); log "
-                                         "in (hf auth login) or pass token= with write access")
-            return AccessDeniedError(f"access to {where} was refused (HTTP {status}); set HF_TOKEN")
-        if status == 404 and not writing:
-            return RemoteNotFoundError(f"{where} does not exist (HTTP 404)")
-        return NetworkError(f"hub error for {where}: {err}")
+        return _answer_error(status, code, where, str(err), writing=writing)
     if isinstance(err, hf_errors.OfflineModeIsEnabled):
         return NetworkError(f"huggingface_hub is in offline mode (HF_HUB_OFFLINE=1): {where}")
     # the HTTP stacks huggingface_hub runs on, whatever their major version (httpx2, urllib3)
@@ -195,25 +182,35 @@ class HfSource(Source):
             if status == 412:
                 raise RemoteChangedError(f"{where} changed while it was being fetched")
             if status >= 400:
-                raise _status_error(status, response.headers.get("X-Error-Code"), where,
-                                    response.url or url)
+                raise _answer_error(status, response.headers.get("X-Error-Code"), where,
+                                   f"HTTP {status} from {response.url or url}")
             if ranged and status != 206:
                 raise NetworkError(f"{where}: the server ignored the Range header "
                                    f"(HTTP {status}); cannot resume")
             yield from read_body(response, where)
 
 
-def _status_error(status: int, code: str | None, where: str, url: str) -> Exception:
-    """The hubloader error for an HTTP error answer to a file's GET (the hub's
-    ``X-Error-Code`` where it gives one); the URL is named, its signature redacted."""
+def _answer_error(status: int | None, code: str | None, where: str, detail: str, *,
+                 writing: bool = False) -> Exception:
+    """The hubloader error for a hub's error answer: its HTTP ``status`` and ``X-Error-Code``
+    (``RevisionNotFound``, ``GatedRepo``, ``RepoNotFound``, ``EntryNotFound``); ``detail``
+    (what was asked, the URL: its signature is redacted) goes into the fallback message."""
+    if code == "RevisionNotFound":
+        return RevisionNotFoundError(f"{where}: no such revision; check the branch, tag or "
+                                     "commit (hf://org/repo@REV or revision=)")
+    if code == "GatedRepo":
+        return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set HF_TOKEN")
+    if code in ("RepoNotFound", "EntryNotFound"):
+        if writing:
+            return RemoteNotFoundError(f"{where} does not exist and could not be created; check "
+                                       "the name and that your token may create repositories")
+        return RemoteNotFoundError(f"{where} does not exist (or is private: set HF_TOKEN); "
+                                   "check the repository id")
     if status in (401, 403):
-        if code == "GatedRepo":
-            return AccessDeniedError(f"{where} is gated: accept its terms on the hub and set "
-                                     "HF_TOKEN")
+        if writing:
+            return AccessDeniedError(f"the hub refused writing {where} (HTTP {status}); log "
+                                     "in (hf auth login) or pass token= with write access")
         return AccessDeniedError(f"access to {where} was refused (HTTP {status}); set HF_TOKEN")
-    if status == 404:
-        if code == "RevisionNotFound":
-            return RevisionNotFoundError(f"{where}: no such revision; check the branch, tag or "
-                                         "commit (hf://org/repo@REV or revision=)")
-        return RemoteNotFoundError(f"{where} does not exist (HTTP 404{', ' + code if code else ''})")
-    return NetworkError(f"hub error for {where}: HTTP {status} from {url}")
+    if status == 404 and not writing:
+        return RemoteNotFoundError(f"{where} does not exist (HTTP 404)")
+    return NetworkError(f"hub error for {where}: {detail}")
