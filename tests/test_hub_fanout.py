@@ -6,7 +6,12 @@
   a tree of degree 2 feeds nodes 1 and 2 from node 0 and node 3 from node 1;
 * a node killed mid-transfer: every other rank raises PeerTransferError naming its rank
   within the timeout, and no cache shows a partial file;
-* ``HUBLOADER_FANOUT=off``: every node fetches from the store itself, as before.
+* ``HUBLOADER_FANOUT=off``: every node fetches from the store itself, as before;
+* 3 nodes, the store slow (throttled at the proxy): node 0 passes each file on as soon as it
+  is in its cache, so nodes 1 and 2 hold the first shard before node 0's download returns;
+  node 0's fetch failing at its second shard (the proxy flips a byte of every GET of it)
+  gives every other rank a PeerTransferError naming rank 0, and leaves the shard already
+  passed on as temp files only.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ def fan_models(weed, tmp_path_factory):
     return folders
 
 
-def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int,
+def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int, *args: str,
             **extra: str) -> list[subprocess.Popen]:
     rdzv = f"127.0.0.1:{servers.free_port()}"
     runs = []
@@ -97,7 +102,7 @@ def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int,
             [sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(homes)}",
              "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}", "--rdzv-id=fantest",
              "--local-addr=127.0.0.1", "--max-restarts=0", f"--nproc_per_node={nproc}",
-             str(script), str(results)],
+             str(script), str(results), *args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             start_new_session=True))
     return runs
@@ -250,6 +255,130 @@ def test_cli_download_under_torchrun(weed, fan_models, tmp_path):
     for home in homes:
         assert (next(home.glob("models/s3--fan--plain/snapshots/*")) /
                 "model-00001-of-00001.safetensors").stat().st_size == 1 << 20
+
+
+STREAM = """
+import json, os, sys, threading, time, torch.distributed as dist
+import hubloader
+dist.init_process_group("gloo")
+rank, node = dist.get_rank(), int(os.environ["GROUP_RANK"])
+first = int(sys.argv[2])  # the first shard's size: a temp file that big holds all of it
+received = {}  # per repository: when this node's temp file of the first shard was whole
+
+def watch():
+    models = os.path.join(os.environ["HUBLOADER_HOME"], "models")
+    while True:
+        for repo in ("s3--fan--stream", "s3--fan--broken"):
+            partial = os.path.join(models, repo, "partial")
+            for name in os.listdir(partial) if os.path.isdir(partial) else []:
+                try:
+                    if name.endswith(".incomplete") and \\
+                            os.path.getsize(os.path.join(partial, name)) == first:
+                        received.setdefault(repo, time.time())
+                except FileNotFoundError:
+                    pass
+        time.sleep(0.002)
+
+threading.Thread(target=watch, daemon=True).start()
+out = {"node": node}
+for model in ("stream", "broken"):
+    dist.barrier()  # every node asks at once: node 0 fetches while the others wait
+    out[model] = {"started": time.time()}
+    try:
+        out[model]["path"] = str(hubloader.download(f"s3://fan/{model}"))
+        out[model]["error"] = None
+    except Exception as err:
+        out[model].update(error=type(err).__name__, rank=getattr(err, "rank", None),
+                          message=str(err))
+    out[model]["returned"] = time.time()
+    time.sleep(0.1)  # the watcher's last look
+    out[model]["received"] = received.get(f"s3--fan--{model}")
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(out, f)
+dist.barrier()
+dist.destroy_process_group()
+"""
+FIRST, SECOND = 1 << 20, 4 << 20  # shard sizes (one ETag each: below boto3's multipart size)
+
+
+@pytest.fixture(scope="module")
+def streaming_nodes(weed, tmp_path_factory):
+    """One job of three launchers (a chain: node 0 feeds node 1, node 1 node 2), each rank
+    writing when its download started and returned and when its node had received the
+    first shard whole, for a snapshot of two shards (``stream``) and the same with its
+    second shard damaged on the way from the store (``broken``)."""
+    tmp = tmp_path_factory.mktemp("stream")
+    sources = {}
+    for seed, model in enumerate(("stream", "broken")):
+        folder = sources[model] = tmp / f"source-{model}"
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "bert"}')
+        rng = random.Random(100 + seed)
+        for i, size in enumerate((FIRST, SECOND)):
+            (folder / f"model-{i + 1:05d}-of-00002.safetensors").write_bytes(rng.randbytes(size))
+        weed.upload_dir("fan", model, folder)
+    proxy = servers.FaultProxy(weed.s3_port)
+    proxy.throttle_bps = 2e6  # per connection: the second shard takes about 2 s
+    proxy.flip = ("/fan/broken/model-00002-of-00002.safetensors", 4096, 100)  # every GET
+    script = tmp / "worker.py"
+    script.write_text(STREAM)
+    (tmp / "results").mkdir()
+    homes = [tmp / f"node{i}" for i in range(3)]
+    runs = _launch(script, tmp / "results", homes, proxy, 1, str(FIRST),
+                   HUBLOADER_FANOUT_CHUNK_MB="0.25", HUBLOADER_FANOUT_TIMEOUT="20")
+    try:
+        outs = [run.communicate(timeout=240)[1] for run in runs]
+        results = {int(p.stem[4:]): json.loads(p.read_text())
+                   for p in (tmp / "results").iterdir()}
+        assert sorted(results) == [0, 1, 2], [o[-3000:] for o in outs]
+        yield results, homes, proxy, sources
+    finally:
+        _stop(runs)
+        proxy.close()
+
+
+def test_node_0_passes_each_file_on_as_it_lands(streaming_nodes):
+    results, homes, proxy, sources = streaming_nodes
+    assert all(r["stream"]["error"] is None for r in results.values()), results
+    returned = results[0]["stream"]["returned"]
+    for node in (1, 2):
+        received = results[node]["stream"]["received"]
+        assert received is not None, results[node]
+        # the first shard was whole on this node while node 0 still fetched the second
+        assert received < returned, (node, returned - received)
+    assert len(_weight_gets(proxy, "stream")) == 2
+    for node, home in enumerate(homes):
+        snapshot = Path(results[node]["stream"]["path"])
+        assert snapshot.is_relative_to(home)
+        for name in ("config.json", "model-00001-of-00002.safetensors",
+                     "model-00002-of-00002.safetensors"):
+            assert (snapshot / name).read_bytes() == (sources["stream"] / name).read_bytes()
+        manifest = json.loads(
+            next(home.glob("models/s3--fan--stream/manifests/*.json")).read_text())
+        assert {e["origin"] for e in manifest["files"].values()} == \
+            ({"s3://fan/stream/"} if node == 0 else {f"peer rank {node - 1}"})
+        checked, problems = _verify(home)
+        assert checked >= 3 and problems == [], (home, problems)
+
+
+def test_node_0_failing_partway_is_named_on_every_rank(streaming_nodes):
+    results, homes, proxy, _ = streaming_nodes
+    assert results[0]["broken"]["error"] == "IntegrityError", results[0]
+    for node in (1, 2):
+        r = results[node]["broken"]
+        assert r["error"] == "PeerTransferError" and r["rank"] == 0, r
+        assert "rank 0" in r["message"], r
+        assert r["returned"] - r["started"] < 20, r  # within HUBLOADER_FANOUT_TIMEOUT
+        # the first shard was passed on before node 0 failed: whole, but a temp file only
+        assert r["received"] is not None, r
+        assert not list(homes[node].glob("models/s3--fan--broken/snapshots/*/*"))
+        assert any(p.stat().st_size == FIRST
+                   for p in homes[node].glob("models/s3--fan--broken/partial/*.incomplete"))
+    # node 0 keeps the verified files it fetched; the damaged shard is nowhere
+    for home in homes:
+        assert not list(home.glob("models/s3--fan--broken/snapshots/*/model-00002-*"))
+        checked, problems = _verify(home)
+        assert problems == [], (home, problems)
 
 
 def test_fanout_settings_are_checked(monkeypatch):

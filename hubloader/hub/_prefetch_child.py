@@ -14,11 +14,12 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import HubLoaderError
 from . import download
 from .snapshot import arrivals
+from .sources.base import RemoteFile
 
 
 class _Reporter:
@@ -32,10 +33,10 @@ class _Reporter:
             sys.stdout.write(json.dumps(message) + "\n")
             sys.stdout.flush()
 
-    def listed(self, snapshot_dir: Path, files: Sequence[str]) -> None:
-        self.say({"listed": list(files), "dir": str(snapshot_dir)})
+    def listed(self, snapshot_dir: Path, files: Sequence[RemoteFile], revision: str) -> None:
+        self.say({"listed": [f.path for f in files], "dir": str(snapshot_dir)})
 
-    def landed(self, path: str) -> None:
+    def landed(self, path: str, entry: Mapping[str, Any]) -> None:
         self.say({"landed": path})
 
 

@@ -40,16 +40,18 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import settings
-from ..errors import IntegrityError, PeerTransferError
-from . import cache, distributed, partials
+from ..errors import HubLoaderError, IntegrityError, PeerTransferError
+from ..files import regular_size
+from . import cache, distributed, locking, partials
 from .cache import SnapshotPaths
 from .request import SnapshotRequest
-from .snapshot import select_files
+from .snapshot import Arrivals, arrivals, fetch_order, select_files
 from .sources.base import Listing, RemoteFile, Source
 
 __all__ = ["across_nodes", "job_group"]
@@ -194,11 +196,12 @@ def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False) -> by
     return plan.store.get(key)
 
 
-def _round(plan: _Plan, offer: bytes) -> _Plan:
+def _round(plan: _Plan, offer: dict) -> _Plan:
     """The plan of the round that passes on ``offer``: every call for the same bytes, on
     any node and however often, meets in one round, so a node that asks once more than
     another (node 0's own ``download()`` before a barrier) starts nothing new."""
-    return dataclasses.replace(plan, key=f"{plan.base}/{hashlib.sha256(offer).hexdigest()[:16]}")
+    what = f"{_same_files(offer)}\0{offer.get('attempt', 0)}".encode()
+    return dataclasses.replace(plan, key=f"{plan.base}/{hashlib.sha256(what).hexdigest()[:16]}")
 
 
 def _rank_of(plan: _Plan, node: int) -> int:
@@ -281,15 +284,26 @@ def _buffer(size: int):
 
 
 class _Feed:
-    """The files one node passes on, each readable from a path while it grows: a node that
-    holds the snapshot gives its cache files (complete), a receiver its temp files, which
-    :meth:`wrote` extends chunk by chunk."""
+    """The files one node passes on, in the offer's order, each readable from a path while
+    it grows. A file is passed on once it is announced (its size and path known): node 0
+    announces each file of its download as it lands in its cache, a node that holds the
+    snapshot all its cache files at once (complete), a receiver each temp file as it starts
+    receiving it, which :meth:`wrote` then extends chunk by chunk."""
 
-    def __init__(self, files: list[dict], sources: dict[str, Path], complete: bool):
-        self.files, self.sources = files, sources
-        self.have = {f["path"]: (int(f["size"]) if complete else 0) for f in files}
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.sizes: dict[str, int] = {}
+        self.sources: dict[str, Path] = {}
+        self.have: dict[str, int] = {}
         self.cond = threading.Condition()
         self.error: BaseException | None = None
+
+    def announce(self, path: str, size: int, source: Path, *, complete: bool) -> None:
+        with self.cond:
+            if path not in self.sizes:
+                self.sizes[path], self.sources[path] = size, source
+                self.have[path] = size if complete else 0
+                self.cond.notify_all()
 
     def wrote(self, path: str, upto: int) -> None:
         with self.cond:
@@ -301,12 +315,29 @@ class _Feed:
             self.error = self.error or error
             self.cond.notify_all()
 
-    def ready(self, path: str, upto: int) -> None:
+    def opened(self, path: str) -> tuple[int, Path]:
+        """The size and the readable path of ``path``, once it is announced."""
         with self.cond:
-            while self.have[path] < upto and self.error is None:
+            while path not in self.sizes and self.error is None:
                 self.cond.wait()
             if self.error is not None:
                 raise self.error
+            return self.sizes[path], self.sources[path]
+
+    def ready(self, path: str, upto: int) -> None:
+        with self.cond:
+            while self.have.get(path, -1) < upto and self.error is None:
+                self.cond.wait()
+            if self.error is not None:
+                raise self.error
+
+
+def _complete_feed(paths: SnapshotPaths, offered: list[str], entries: dict) -> _Feed:
+    """The feed of a node whose cache holds the snapshot: every file announced, complete."""
+    feed = _Feed(offered)
+    for path in offered:
+        feed.announce(path, int(entries[path]["size"]), paths.file(path), complete=True)
+    return feed
 
 
 def _forward(plan: _Plan, feed: _Feed, child: int) -> None:
@@ -340,18 +371,18 @@ def _forward_to(plan: _Plan, feed: _Feed, child: int) -> None:
         return
     buf = _buffer(plan.chunk)
     try:
-        for f in feed.files:
-            size = int(f["size"])
-            with open(feed.sources[f["path"]], "rb", buffering=0) as fh:
+        for path in feed.paths:
+            size, source = feed.opened(path)
+            with open(source, "rb", buffering=0) as fh:
                 for lo in range(0, size, plan.chunk):
                     n = min(plan.chunk, size - lo)
-                    feed.ready(f["path"], lo + n)
+                    feed.ready(path, lo + n)
                     failure = _failed(plan)
                     if failure is not None:
                         raise failure
                     view = buf[:n]
                     if fh.readinto(memoryview(view.numpy())) != n:
-                        raise OSError(f"{feed.sources[f['path']]} is shorter than {size} bytes")
+                        raise OSError(f"{source} is shorter than {size} bytes")
                     try:
                         group.send([view], 1, 0).wait()
                     except Exception as err:
@@ -409,6 +440,29 @@ def _drain() -> None:
 
 
 # -- what node 0 (or a node whose cache holds the snapshot) offers --------------------------
+def _offer(revision: str, files: list[tuple[str, int | None, str | None]], attempt: int) -> dict:
+    """What node 0 says before any byte moves: the revision and the request's files (path,
+    size where known, ETag), in the order they are fetched and passed on; ``attempt``
+    counts node 0's failed tries at the same files, so a try after a failure meets in a
+    round of its own."""
+    ordered = sorted(files, key=lambda f: fetch_order(f[0]))
+    return {"revision": revision, "attempt": attempt,
+            "files": [{"path": p, "size": size, "etag": etag} for p, size, etag in ordered]}
+
+
+def _same_files(offer: dict) -> str:
+    """What identifies an offer's bytes: the revision and each file's path and ETag (the
+    sizes a listing leaves out are known once the files are stored)."""
+    return json.dumps([offer["revision"], [[f["path"], f["etag"]] for f in offer["files"]]])
+
+
+def _entry(entry: Mapping[str, Any]) -> str:
+    """A stored file's entry as node 0 passes it on: size, ETag and the sha256 the file
+    was verified against (``verified``: against what, ``None`` for nothing)."""
+    return json.dumps({"size": entry["size"], "etag": entry.get("etag"),
+                       "digest": entry["sha256"], "verified": entry.get("verified")})
+
+
 def _held(request: SnapshotRequest, snapshot_dir: Path) -> tuple[SnapshotPaths, dict] | None:
     """The paths and manifest of the complete snapshot at ``snapshot_dir``."""
     for paths in (request.paths_for(snapshot_dir.name), request.offline_paths()):
@@ -418,9 +472,9 @@ def _held(request: SnapshotRequest, snapshot_dir: Path) -> tuple[SnapshotPaths, 
     return None
 
 
-def _offer(request: SnapshotRequest, snapshot_dir: Path) -> tuple[dict, dict[str, Path]]:
-    """What node 0 sends: the revision and the request's files with the digests they were
-    verified against (the same selection every node makes of them), and where each is."""
+def _holding(request: SnapshotRequest, snapshot_dir: Path) -> tuple[SnapshotPaths, dict, list[str]]:
+    """The paths and manifest of the complete snapshot at ``snapshot_dir``, and the
+    request's files in it (the same selection every node makes of them)."""
     held = _held(request, snapshot_dir)
     if held is None:
         raise PeerTransferError(f"{snapshot_dir} holds no complete snapshot to pass on")
@@ -430,46 +484,161 @@ def _offer(request: SnapshotRequest, snapshot_dir: Path) -> tuple[dict, dict[str
               for p, e in entries.items()]
     chosen = select_files(listed, card_files=request.card_files,
                           allow_patterns=request.allow_patterns, where=request.uri)
-    files = [{"path": f.path, "size": entries[f.path]["size"], "etag": entries[f.path].get("etag"),
-              "digest": entries[f.path]["sha256"],
-              "verified": entries[f.path].get("verified")} for f in chosen]
-    return ({"revision": manifest["revision"], "files": files},
-            {f["path"]: paths.file(f["path"]) for f in files})
+    return paths, manifest, [f.path for f in chosen]
+
+
+_attempts: Counter = Counter()  # node 0's failed tries, per request and offer
+
+
+class _Stream:
+    """Node 0's watch over its own download (see :data:`.snapshot.arrivals`): once the
+    files are listed it says what it offers and starts serving its children; as each file
+    lands, verified, in its cache, it passes on the file's entry, and the forwarders send
+    the file. The watcher that was set before (a prefetch child's) is told everything too.
+
+    A download that never lists (a warm cache, another process's fetch) or that lists
+    other files than it keeps (the source changed meanwhile) is passed on by
+    :meth:`finish` from the finished snapshot."""
+
+    def __init__(self, plan: _Plan, request: SnapshotRequest, inner: Arrivals | None):
+        self.plan, self.request, self.inner = plan, request, inner
+        self.lock = threading.Lock()  # the fetch's threads report at once
+        self.offer: dict | None = None
+        self.round: _Plan | None = None
+        self.feed: _Feed | None = None
+        self.paths: SnapshotPaths | None = None
+        self.index: dict[str, int] = {}
+        self.sent: set[str] = set()
+
+    def listed(self, snapshot_dir: Path, files: Sequence[RemoteFile], revision: str) -> None:
+        if self.inner is not None:
+            self.inner.listed(snapshot_dir, files, revision)
+        with self.lock, self._guard():
+            offer = _offer(revision, [(f.path, f.size, f.etag) for f in files], 0)
+            if self.offer is not None:
+                if _same_files(offer) == _same_files(self.offer):
+                    return  # listed again (a fetch that starts over): the same round
+                self._abandon("the source changed while node 0 fetched it")
+            self._publish(offer, self.request.paths_for(cache.revision_key(revision)))
+
+    def landed(self, path: str, entry: Mapping[str, Any]) -> None:
+        if self.inner is not None:
+            self.inner.landed(path, entry)
+        with self.lock, self._guard():
+            self._land(path, entry)
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """Store trouble while the download runs leaves the download alone; what was not
+        said is said by :meth:`finish`."""
+        try:
+            yield
+        except Exception as err:
+            logger.warning("passing on %s as it lands failed (%s); passing on the rest once "
+                           "it is in the cache", self.request.uri, err)
+
+    def _publish(self, offer: dict, paths: SnapshotPaths) -> None:
+        offer["attempt"] = _attempts[(self.plan.base, _same_files(offer))]
+        said = json.dumps(offer)
+        self.offer, self.paths, self.round = offer, paths, _round(self.plan, offer)
+        self.index = {f["path"]: i for i, f in enumerate(offer["files"])}
+        self.feed = _Feed([f["path"] for f in offer["files"]])
+        self.plan.store.set(f"{self.plan.key}/ready", said)
+        _serve(self.round, self.feed)
+
+    def _land(self, path: str, entry: Mapping[str, Any]) -> None:
+        if self.round is None or self.feed is None or self.paths is None or \
+                path in self.sent or path not in self.index:
+            return
+        self.plan.store.set(f"{self.round.key}/file/{self.index[path]}", _entry(entry))
+        self.sent.add(path)
+        self.feed.announce(path, int(entry["size"]), self.paths.file(path), complete=True)
+
+    def _abandon(self, reason: str) -> None:
+        """Fail the round said so far (its receivers hear it at once); the next one is
+        said afresh."""
+        if self.round is None or self.feed is None or self.offer is None:
+            return
+        error = _blame(self.round, 0, reason)
+        self.feed.fail(error)
+        _attempts[(self.plan.base, _same_files(self.offer))] += 1
+        self.offer = self.round = self.feed = None
+        self.sent.clear()
+
+    def finish(self, snapshot_dir: Path) -> None:
+        """Pass on what the finished download holds that was not passed on yet."""
+        paths, manifest, chosen = _holding(self.request, snapshot_dir)
+        entries = manifest["files"]
+        offer = _offer(manifest["revision"],
+                       [(p, entries[p]["size"], entries[p].get("etag")) for p in chosen], 0)
+        with self.lock:
+            if self.offer is not None and _same_files(offer) != _same_files(self.offer):
+                self._abandon("node 0 kept other files than it listed")
+            if self.offer is None:
+                self._publish(offer, paths)
+            for path in chosen:
+                self._land(path, entries[path])
+
+    def fail(self, err: BaseException) -> None:
+        """Node 0's download failed: every node hears it, naming node 0's rank."""
+        reason = f"{type(err).__name__}: {err}"
+        with self.lock:
+            try:
+                if self.offer is not None:
+                    self._abandon(reason)
+                self.plan.store.set(f"{self.plan.key}/ready",
+                                    json.dumps({"error": reason, "rank": self.plan.rank}))
+            except Exception as trouble:
+                logger.warning("telling the other nodes that %s failed failed too (%s)",
+                               self.request.uri, trouble)
 
 
 def _root(plan: _Plan, request: SnapshotRequest,
           download: Callable[[SnapshotRequest], Path]) -> Path:
+    stream = _Stream(plan, request, arrivals.get())
     try:
-        snapshot_dir = download(request)
-        offer, sources = _offer(request, snapshot_dir)
+        token = arrivals.set(stream)
+        try:
+            snapshot_dir = download(request)
+        finally:
+            arrivals.reset(token)
+        stream.finish(snapshot_dir)
     except BaseException as err:
-        plan.store.set(f"{plan.key}/ready", json.dumps(
-            {"error": f"{type(err).__name__}: {err}", "rank": plan.rank}))
+        stream.fail(err)
         raise
-    said = json.dumps(offer).encode()
-    plan.store.set(f"{plan.key}/ready", said)
-    _serve(_round(plan, said), _Feed(offer["files"], sources, complete=True))
     return snapshot_dir
 
 
 # -- a receiving node ---------------------------------------------------------------------
 def _holds_all(paths: SnapshotPaths, files: list[dict]) -> bool:
+    """Whether this node's cache holds the offered files (same ETag and size): a second
+    call, or a cache node 0 has filled."""
     entries = cache.read_manifest(paths)["files"]
     for f in files:
         entry = entries.get(f["path"])
-        if not entry or entry.get("sha256") != f["digest"]:
+        if not entry or f["etag"] is None or entry.get("etag") != f["etag"] or \
+                (f["size"] is not None and entry.get("size") != f["size"]):
             return False
-        try:
-            if paths.file(f["path"]).stat().st_size != f["size"]:
-                return False
-        except FileNotFoundError:
+        if regular_size(paths.file(f["path"])) != entry.get("size"):
             return False
     return True
 
 
-def _remote(f: dict) -> RemoteFile:
-    return RemoteFile(f["path"], size=f["size"], etag=f["etag"],
-                      sha256=f["digest"] if f["verified"] else None)
+def _fetching_here(request: SnapshotRequest) -> bool:
+    """Whether another process is fetching this snapshot into this node's cache now: node 0
+    itself, when the nodes share the cache (its download holds the fetch lock)."""
+    try:
+        with locking.job_lock(request.offline_paths().fetch_lock, what=request.uri,
+                              wait=False) as free:
+            return not free
+    except (HubLoaderError, OSError) as err:
+        logger.debug("cannot tell whether %s is being fetched here (%s)", request.uri, err)
+        return False
+
+
+def _remote(path: str, entry: dict) -> RemoteFile:
+    return RemoteFile(path, size=entry["size"], etag=entry["etag"],
+                      sha256=entry["digest"] if entry["verified"] else None)
 
 
 def _receive(plan: _Plan, request: SnapshotRequest,
@@ -483,14 +652,19 @@ def _receive(plan: _Plan, request: SnapshotRequest,
     if "error" in offer:
         raise PeerTransferError(f"{request.uri}: node 0 (rank {offer['rank']}) failed to fetch "
                                 f"it: {offer['error']}", rank=int(offer["rank"]))
-    plan = _round(plan, raw)
+    plan = _round(plan, offer)
     files = offer["files"]
     paths = request.paths_for(cache.revision_key(offer["revision"]))
-    if _holds_all(paths, files):  # shared with node 0, or fetched before: pass on our copy
+    if _holds_all(paths, files) or _fetching_here(request):
+        # fetched before, or node 0 fills this very cache: pass on our copy once it is in
         plan.store.set(f"{plan.key}/child/{plan.node}", "skip")
         snapshot_dir = download(request)
-        held_offer, sources = _offer(request, snapshot_dir)
-        _serve(plan, _Feed(held_offer["files"], sources, complete=True))
+        held, manifest, _ = _holding(request, snapshot_dir)
+        offered = [f["path"] for f in files]
+        if any(p not in manifest["files"] for p in offered):
+            raise _blame(plan, plan.node, f"its cache at {snapshot_dir} lacks files node 0 "
+                                          "offers")
+        _serve(plan, _complete_feed(held, offered, manifest["files"]))
         return snapshot_dir
     plan.store.set(f"{plan.key}/child/{plan.node}", "join")
     parent = plan.parent(plan.node)
@@ -499,10 +673,11 @@ def _receive(plan: _Plan, request: SnapshotRequest,
                                    "HUBLOADER_LOCK_TIMEOUT")
     done = threading.Event()  # set once the received files are in this node's cache
     try:
-        spools = _receive_files(plan, paths, files, parent, done)
+        spools, entries = _receive_files(plan, paths, files, parent, done)
         origin = f"peer rank {_rank_of(plan, parent)}"
-        listing = Listing(offer["revision"], tuple(_remote(f) for f in files))
-        digests = {f["path"]: f["digest"] for f in files}
+        listing = Listing(offer["revision"],
+                          tuple(_remote(f["path"], entries[f["path"]]) for f in files))
+        digests = {f["path"]: entries[f["path"]]["digest"] for f in files}
         return download(dataclasses.replace(
             request, source=_PeerSource(request.source, listing, spools, digests, origin)))
     finally:
@@ -510,16 +685,16 @@ def _receive(plan: _Plan, request: SnapshotRequest,
 
 
 def _receive_files(plan: _Plan, paths: SnapshotPaths, files: list[dict], parent: int,
-                   done: threading.Event) -> dict[str, Path]:
-    """Receive every file from ``parent`` into temp files (forwarding each chunk to this
-    node's children as it lands); the verified temp files by path. They are removed once
-    ``done`` is set and the children have had them."""
+                   done: threading.Event) -> tuple[dict[str, Path], dict[str, dict]]:
+    """Receive every file from ``parent`` into temp files, each once node 0 has passed on
+    its entry (forwarding each chunk to this node's children as it lands); the verified
+    temp files and the entries, by path. The temp files are removed once ``done`` is set
+    and the children have had them."""
     paths.meta_dir.mkdir(parents=True, exist_ok=True)
     owner = partials.new_owner()
-    spools = {f["path"]: partials.claim(paths, _remote(f), owner) for f in files}
-    for spool in spools.values():  # readable by the forwarders from the start
-        spool.touch()
-    feed = _Feed(files, spools, complete=False)
+    spools: dict[str, Path] = {}
+    entries: dict[str, dict] = {}
+    feed = _Feed([f["path"] for f in files])
 
     def cleanup() -> None:  # the children have what they need: the temp files may go
         if feed.error is not None:  # kept for the next try, which resumes from them
@@ -542,12 +717,25 @@ def _receive_files(plan: _Plan, paths: SnapshotPaths, files: list[dict], parent:
         error = _blame(plan, parent, f"it did not connect ({err})")
         feed.fail(error)
         raise error from err
-    heartbeat = partials.Heartbeat(next(iter(spools.values())))
     try:
-        with heartbeat:
-            for f in files:
-                heartbeat.partial = spools[f["path"]]
-                _receive_file(plan, group, feed, f, spools[f["path"]], parent)
+        with contextlib.ExitStack() as stack:
+            heartbeat: partials.Heartbeat | None = None
+            for i, f in enumerate(files):
+                path = f["path"]
+                # node 0 has this file verified in its cache once its entry is said
+                said = _wait_key(plan, f"{plan.key}/file/{i}", settings.lock_timeout(),
+                                 watch=True)
+                if said is None:
+                    raise _blame(plan, 0, f"it did not pass on {path} within "
+                                          "HUBLOADER_LOCK_TIMEOUT")
+                entry = entries[path] = json.loads(said)
+                spool = spools[path] = partials.claim(paths, _remote(path, entry), owner)
+                spool.touch()  # readable by the forwarders from now on
+                feed.announce(path, int(entry["size"]), spool, complete=False)
+                if heartbeat is None:
+                    heartbeat = stack.enter_context(partials.Heartbeat(spool))
+                heartbeat.partial = spool
+                _receive_file(plan, group, feed, path, entry, spool, parent)
     except BaseException as err:
         failure = err if isinstance(err, PeerTransferError) else \
             _blame(plan, plan.node, f"{type(err).__name__}: {err}")
@@ -558,11 +746,12 @@ def _receive_files(plan: _Plan, paths: SnapshotPaths, files: list[dict], parent:
     finally:
         del group
         gc.collect()  # closes the edge to the parent at once
-    return spools
+    return spools, entries
 
 
-def _receive_file(plan: _Plan, group, feed: _Feed, f: dict, spool: Path, parent: int) -> None:
-    size = int(f["size"])
+def _receive_file(plan: _Plan, group, feed: _Feed, path: str, entry: dict, spool: Path,
+                  parent: int) -> None:
+    size = int(entry["size"])
     try:
         have = spool.stat().st_size
     except FileNotFoundError:
@@ -578,7 +767,7 @@ def _receive_file(plan: _Plan, group, feed: _Feed, f: dict, spool: Path, parent:
             block = os.pread(fd, min(8 << 20, have - pos), pos)
             digest.update(block)
             pos += len(block)
-        feed.wrote(f["path"], have)
+        feed.wrote(path, have)
         buf = _buffer(plan.chunk)
         for lo in range(0, size, plan.chunk):
             n = min(plan.chunk, size - lo)
@@ -596,12 +785,12 @@ def _receive_file(plan: _Plan, group, feed: _Feed, f: dict, spool: Path, parent:
                 skip = max(0, have - lo)
                 os.pwrite(fd, data[skip:], lo + skip)
                 digest.update(data[skip:])
-                feed.wrote(f["path"], lo + n)
-        if digest.hexdigest() != f["digest"]:
+                feed.wrote(path, lo + n)
+        if digest.hexdigest() != entry["digest"]:
             spool.unlink(missing_ok=True)
-            raise IntegrityError(f"{f['path']}: the bytes received from node {parent} have "
-                                 f"sha256 {digest.hexdigest()}, expected {f['digest']}",
-                                 path=f["path"], expected=f["digest"], actual=digest.hexdigest())
+            raise IntegrityError(f"{path}: the bytes received from node {parent} have "
+                                 f"sha256 {digest.hexdigest()}, expected {entry['digest']}",
+                                 path=path, expected=entry["digest"], actual=digest.hexdigest())
         os.fdatasync(fd)  # the cache takes it as a finished copy: on disk first
     finally:
         os.close(fd)

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .. import settings
 from .._futures import results_or_cancel
@@ -40,7 +40,8 @@ from .digests import verified_by
 from .transfer import fetch_file
 
 __all__ = ["fetch_snapshot", "cached_snapshot", "warm_snapshot", "offline_snapshot", "select_files",
-           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS", "Arrivals", "arrivals"]
+           "adopt_snapshot", "SnapshotRequest", "DEFAULT_PATTERNS", "Arrivals", "arrivals",
+           "fetch_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,20 @@ _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTS
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
+def fetch_order(path: str) -> tuple[bool, str]:
+    """Where file ``path`` comes in a snapshot's fetch (a sort key)."""
+    return path.endswith(_WEIGHT_SUFFIXES), path
+
+
 class Arrivals(Protocol):
-    """Told what a fetch will put into its snapshot, then of each file as it lands there."""
+    """Told what a fetch will put into its snapshot (the listed files, at ``revision``),
+    then of each file as it lands there, with its manifest entry (``size``, ``etag``,
+    ``sha256``, ``verified``). Called from the fetch's threads; may be told again of a file,
+    or of a new listing when the fetch starts over."""
 
-    def listed(self, snapshot_dir: Path, files: Sequence[str]) -> None: ...
+    def listed(self, snapshot_dir: Path, files: Sequence[RemoteFile], revision: str) -> None: ...
 
-    def landed(self, path: str) -> None: ...
+    def landed(self, path: str, entry: Mapping[str, Any]) -> None: ...
 
 
 #: who is told of the files of a snapshot fetch as they land (the prefetch child tells its
@@ -485,14 +494,14 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
     manifest = cache.read_manifest(paths)
     todo = [f for f in chosen if not _fresh(f, manifest, paths, card_files.get(f.path))]
     # the configs and the index first, then the weights in name order (shard by shard)
-    todo.sort(key=lambda f: (f.path.endswith(_WEIGHT_SUFFIXES), f.path))
+    todo.sort(key=lambda f: fetch_order(f.path))
     fetching = {f.path for f in todo}
     watcher = arrivals.get()
     if watcher is not None:
-        watcher.listed(paths.snapshot_dir, [f.path for f in chosen])
+        watcher.listed(paths.snapshot_dir, chosen, listing.revision)
         for f in chosen:
             if f.path not in fetching:
-                watcher.landed(f.path)
+                watcher.landed(f.path, manifest["files"][f.path])
     needs_ref = revision is not None or listing.revision != "main"
     if not todo and manifest.get("complete") and (
             not needs_ref or cache.read_ref(paths.meta_dir, revision or "main") == paths.rev):
@@ -523,7 +532,7 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                 logger.debug("%s was fetched by another process", file.path)
                 entries[file.path] = recorded["files"][file.path]
                 if watcher is not None:
-                    watcher.landed(file.path)
+                    watcher.landed(file.path, entries[file.path])
                 return
             for orphan in paths.stale_partials(file):  # an older version's bytes: useless now
                 if partials.writer_gone(orphan):
@@ -543,7 +552,7 @@ def _fetch_listed(request: SnapshotRequest, listing: Listing) -> Path:
                 cache.update_manifest(paths, uri=source.uri, revision=listing.revision,
                                       files={file.path: entry})
             if watcher is not None:
-                watcher.landed(file.path)
+                watcher.landed(file.path, entry)
 
     with durability.held():  # the blobs go to disk once the snapshot is recorded
         if len(todo) > 1:
