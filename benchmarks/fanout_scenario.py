@@ -182,10 +182,11 @@ def _write(args, size: int, rows: dict) -> None:
                      f"{copies[m]:.2f} copies |")
     lines += [
         "", f"Per-hop figures of the fan-out (medians): node 0 ready after {root:.2f} s, "
-        f"node 1 {first_peer:.2f} s later (the whole checkpoint over one hop: receive, "
-        f"hash, write, fdatasync, link), each further node {hop:.3f} s after the one before "
+        f"node 1 {first_peer:.2f} s later (node 0 passes each shard on as it lands, so "
+        "this is the last shard over one hop: receive, hash, write, fdatasync; then the "
+        f"links of every file), each further node {hop:.3f} s after the one before "
         "it. The model of a chain of N nodes in docs/distributed.md, T(N) = T(node 0) + "
-        f"T(one hop) + (N - 2) x T(per hop), gives **{model:.1f} s for 1,000 nodes** at "
+        f"T(one file over one hop) + (N - 2) x T(per hop), gives **{model:.1f} s for 1,000 nodes** at "
         "these per-hop figures, with 1.00 copy from the store.", ""]
     text = (HERE / "RESULTS.md").read_text()
     section = "\n".join(lines)

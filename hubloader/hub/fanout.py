@@ -4,27 +4,33 @@ a peer over ``torch.distributed`` instead of from the source.
 
 The nodes form a chain (``HUBLOADER_FANOUT=chain``) or a tree in which each node feeds
 ``HUBLOADER_FANOUT_DEGREE`` others (``tree``), by node rank (torchrun's ``GROUP_RANK``).
-A node forwards each chunk to its children as soon as it has written it, so the last node
-trails the first by about one chunk's time per hop, not one file's.
+Node 0 passes the snapshot on file by file: it watches its own download
+(:data:`.snapshot.arrivals`), says what it offers once the files are listed, and starts
+sending each file to its children as soon as that file is verified and stored in its cache,
+while it still fetches the next. A file is the root's unit because node 0's transfer writes
+a file out of order and verifies it whole: nothing unverified leaves node 0. Every other
+node forwards each chunk to its children as soon as it has written it, so the last node
+trails node 0 by about one file's hop plus one chunk's time per further hop.
 
 What a receiving node writes keeps a download's guarantees: each file goes to a temp file of
 its own beside the partial downloads (adopting a dead receiver's bytes, see
 :mod:`.partials`), is hashed as it arrives and checked against the sha256 node 0 verified it
-with, and only then is linked into the cache through the ordinary snapshot path
-(:func:`.snapshot.fetch_snapshot` with a source whose files are those verified copies).
+with, and only once every file is in is linked into the cache through the ordinary snapshot
+path (:func:`.snapshot.fetch_snapshot` with a source whose files are those verified copies).
 
 No collective runs on the user's path. The nodes meet through the process group's store
-(keys under ``hubloader/fanout/<request>/<n>``), and every edge of the tree is a private
-two-process gloo group built from that store, so a user's ``dist.barrier()`` before or after
-a download pairs with the user's own. Node 0 never waits for the others: it fetches, says
-what it holds, and serves its children from a background thread, so ``if rank == 0:
-download(); dist.barrier()`` works. A node whose cache already holds every file (a cache
-shared with node 0, or a second call) tells its parent so, and serves its own children
-from its cache.
+(keys under ``hubloader/fanout/<request>/<round>``: the offer, then each file's entry as it
+lands), and every edge of the tree is a private two-process gloo group built from that
+store, so a user's ``dist.barrier()`` before or after a download pairs with the user's own.
+Node 0 never waits for the others: it serves its children from background threads, so
+``if rank == 0: download(); dist.barrier()`` works. A node whose cache already holds the
+offered files (a second call), or whose cache node 0 is filling (a shared cache: node 0
+holds its fetch lock), tells its parent so, and serves its own children from its cache.
 
 A failure anywhere is written once to the store, naming the global rank of the node at
-fault; every node checks that key between chunks, and a node that stops closes its edges, so
-its neighbours' transfers fail at once rather than at a timeout.
+fault (node 0's own, when its fetch fails after it passed files on); every node checks that
+key while it waits and between chunks, and a node that stops closes its edges, so its
+neighbours' transfers fail at once rather than at a timeout.
 """
 
 from __future__ import annotations
@@ -398,13 +404,14 @@ def _forward_to(plan: _Plan, feed: _Feed, child: int) -> None:
 
 
 def _serve(plan: _Plan, feed: _Feed, *, done: threading.Event | None = None,
-           cleanup: Callable[[], None] = lambda: None) -> None:
+           cleanup: Callable[[], None] = lambda: None) -> bool:
     """Forward ``feed`` to this node's children, one thread each, in the background;
-    ``cleanup`` once they have ended and ``done`` is set (or at exit)."""
+    ``cleanup`` once they have ended and ``done`` is set (or at exit). ``False``: this
+    process serves the round already (from an earlier call), ``feed`` is not needed."""
     with _serving_lock:
         if plan.key in _serving:
             cleanup()
-            return
+            return False
         _serving.add(plan.key)
     threads = [threading.Thread(target=_forward, args=(plan, feed, c), daemon=True,
                                 name=f"hubloader-fanout-{c}") for c in plan.children(plan.node)]
@@ -425,6 +432,7 @@ def _serve(plan: _Plan, feed: _Feed, *, done: threading.Event | None = None,
             cleanup()
 
     threading.Thread(target=finish, daemon=True, name="hubloader-fanout-serve").start()
+    return True
 
 
 @atexit.register
@@ -509,6 +517,7 @@ class _Stream:
         self.paths: SnapshotPaths | None = None
         self.index: dict[str, int] = {}
         self.sent: set[str] = set()
+        self.owned = False  # the round is served by this call (not by an earlier one)
 
     def listed(self, snapshot_dir: Path, files: Sequence[RemoteFile], revision: str) -> None:
         if self.inner is not None:
@@ -544,7 +553,7 @@ class _Stream:
         self.index = {f["path"]: i for i, f in enumerate(offer["files"])}
         self.feed = _Feed([f["path"] for f in offer["files"]])
         self.plan.store.set(f"{self.plan.key}/ready", said)
-        _serve(self.round, self.feed)
+        self.owned = _serve(self.round, self.feed)
 
     def _land(self, path: str, entry: Mapping[str, Any]) -> None:
         if self.round is None or self.feed is None or self.paths is None or \
@@ -556,13 +565,15 @@ class _Stream:
 
     def _abandon(self, reason: str) -> None:
         """Fail the round said so far (its receivers hear it at once); the next one is
-        said afresh."""
+        said afresh. A round an earlier call served is left as it is: it passed on what
+        that call fetched."""
         if self.round is None or self.feed is None or self.offer is None:
             return
-        error = _blame(self.round, 0, reason)
-        self.feed.fail(error)
-        _attempts[(self.plan.base, _same_files(self.offer))] += 1
+        if self.owned:
+            self.feed.fail(_blame(self.round, 0, reason))
+            _attempts[(self.plan.base, _same_files(self.offer))] += 1
         self.offer = self.round = self.feed = None
+        self.owned = False
         self.sent.clear()
 
     def finish(self, snapshot_dir: Path) -> None:
