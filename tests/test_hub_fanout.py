@@ -11,7 +11,11 @@
   is in its cache, so nodes 1 and 2 hold the first shard before node 0's download returns;
   node 0's fetch failing at its second shard (the proxy flips a byte of every GET of it)
   gives every other rank a PeerTransferError naming rank 0, and leaves the shard already
-  passed on as temp files only.
+  passed on as temp files only;
+* node 0's side in one process (a real store, a real fetch from a folder): the offer is out
+  before the first file lands, each file's entry as it lands, a watcher set before is still
+  told; a download that never lists offers the same round from the cache; a verification
+  failure at the second file fails the round, naming rank 0.
 """
 
 from __future__ import annotations
@@ -398,3 +402,119 @@ def test_fanout_settings_are_checked(monkeypatch):
                                "HUBLOADER_FANOUT_CHUNK_MB": "fanout_chunk_bytes",
                                "HUBLOADER_FANOUT_TIMEOUT": "fanout_timeout"}[name])()
         monkeypatch.delenv(name)
+
+
+# -- node 0's side in one process: a real store, a real fetch from a folder -----------------
+def _root_plan(base: str):
+    import torch.distributed as dist
+    from hubloader.hub import fanout
+
+    plan = fanout._Plan(dist.HashStore(), base, base, 0, 2, 0, 1, 1 << 16, 5.0)
+    plan.store.set(f"{base}/rank/0", "0")  # (what across_nodes says first)
+    return plan
+
+
+def _folder_model(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    rng = random.Random(7)
+    for i in range(2):
+        (folder / f"model-{i + 1:05d}-of-00002.safetensors").write_bytes(rng.randbytes(3000 + i))
+    return folder
+
+
+class _Told:
+    """A watcher set before node 0's (a prefetch child's stands here): it must still be
+    told everything, and records whether the offer was out when each file landed."""
+
+    def __init__(self, store, key: str):
+        self.store, self.key = store, key
+        self.listed_files: list[str] = []
+        self.seen: dict[str, bool] = {}
+
+    def listed(self, snapshot_dir, files, revision):
+        self.listed_files = [f.path for f in files]
+
+    def landed(self, path, entry):
+        self.seen[path] = self.store.check([f"{self.key}/ready"])
+
+
+def test_root_offers_each_file_as_it_lands_and_chains(tmp_path, monkeypatch):
+    from hubloader.hub import _download, cache, fanout
+    from hubloader.hub.request import SnapshotRequest
+    from hubloader.hub.snapshot import arrivals
+    from hubloader.hub.sources import open_source
+
+    monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.3")  # node 1 never asks here
+    plan = _root_plan("test/stream")
+    request = SnapshotRequest(open_source(str(_folder_model(tmp_path))), progress=False)
+    told = _Told(plan.store, plan.key)
+    token = arrivals.set(told)
+    try:
+        snapshot = fanout._root(plan, request, lambda r: _download(r, offline=False))
+    finally:
+        arrivals.reset(token)
+    names = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert sorted(told.listed_files) == names
+    assert told.seen == dict.fromkeys(names, True)  # the offer was out before each landed
+    offer = json.loads(plan.store.get(f"{plan.key}/ready"))
+    assert [f["path"] for f in offer["files"]] == names  # configs first, shards by name
+    manifest = cache.read_manifest(request.paths_for(snapshot.name))
+    round_key = fanout._round(plan, offer).key
+    for i, name in enumerate(names):
+        said = json.loads(plan.store.get(f"{round_key}/file/{i}"))
+        assert said["digest"] == manifest["files"][name]["sha256"]
+        assert said["size"] == (snapshot / name).stat().st_size
+
+    # a download that never lists (the cache answers offline) offers the same round at once
+    plan2 = fanout._Plan(plan.store, "test/warm", "test/warm", 0, 2, 0, 1, 1 << 16, 5.0)
+    told2 = _Told(plan2.store, plan2.key)
+    token = arrivals.set(told2)
+    try:
+        assert fanout._root(plan2, request, lambda r: _download(r, offline=True)) == snapshot
+    finally:
+        arrivals.reset(token)
+    assert told2.listed_files == []  # no listing: the fallback said it
+    offer2 = json.loads(plan2.store.get(f"{plan2.key}/ready"))
+    assert fanout._same_files(offer2) == fanout._same_files(offer)
+    round2 = fanout._round(plan2, offer2).key
+    assert [json.loads(plan2.store.get(f"{round2}/file/{i}"))["digest"] for i in range(3)] == \
+        [manifest["files"][n]["sha256"] for n in names]
+
+
+def test_root_failing_partway_fails_its_round_naming_rank_0(tmp_path, monkeypatch):
+    from hubloader.errors import IntegrityError
+    from hubloader.hub import _download, fanout
+    from hubloader.hub.request import SnapshotRequest
+    from hubloader.hub.sources import open_source
+
+    monkeypatch.setenv("HUBLOADER_LOCK_TIMEOUT", "0.3")
+    plan = _root_plan("test/broken")
+    folder = _folder_model(tmp_path)
+    # the card promises other bytes for the second shard: node 0's verification fails there
+    card = {"config.json": None, "model-00001-of-00002.safetensors": None,
+            "model-00002-of-00002.safetensors": "0" * 64}
+    request = SnapshotRequest(open_source(str(folder)), card_files=card, progress=False)
+    with pytest.raises(IntegrityError):
+        fanout._root(plan, request, lambda r: _download(r, offline=False))
+    said = json.loads(plan.store.get(f"{plan.key}/ready"))
+    assert said["rank"] == 0 and "IntegrityError" in said["error"]
+    # the round its receivers joined is failed too, naming rank 0, after it passed files on
+    offer = {"revision": "main", "attempt": 0,
+             "files": [{"path": p, "etag": e} for p, e in _etags(folder, card)]}
+    round_plan = fanout._round(plan, offer)
+    assert plan.store.check([f"{round_plan.key}/file/0"])  # config.json went out
+    failure = fanout._failed(round_plan)
+    assert failure is not None and failure.rank == 0 and "IntegrityError" in str(failure)
+    # a try after the failure meets in a round of its own
+    assert fanout._attempts[(plan.base, fanout._same_files(offer))] == 1
+
+
+def _etags(folder: Path, card: dict) -> list[tuple[str, str]]:
+    from hubloader.hub.snapshot import fetch_order
+    from hubloader.hub.sources import open_source
+
+    listing = open_source(str(folder)).list_files(None)
+    etags = {f.path: f.etag for f in listing.files}
+    return [(p, etags[p]) for p in sorted(card, key=fetch_order)]
