@@ -580,14 +580,16 @@ class _Stream:
         """Pass on what the finished download holds that was not passed on yet."""
         paths, manifest, chosen = _holding(self.request, snapshot_dir)
         entries = manifest["files"]
-        offer = _offer(manifest["revision"],
-                       [(p, entries[p]["size"], entries[p].get("etag")) for p in chosen], 0)
         with self.lock:
-            if self.offer is not None and _same_files(offer) != _same_files(self.offer):
+            if self.offer is not None and self.paths is not None and (
+                    self.paths.snapshot_dir != snapshot_dir or not all(
+                        f["path"] in entries and entries[f["path"]].get("etag") == f["etag"]
+                        for f in self.offer["files"])):
                 self._abandon("node 0 kept other files than it listed")
             if self.offer is None:
-                self._publish(offer, paths)
-            for path in chosen:
+                self._publish(_offer(manifest["revision"], [
+                    (p, entries[p]["size"], entries[p].get("etag")) for p in chosen], 0), paths)
+            for path in list(self.index):
                 self._land(path, entries[path])
 
     def fail(self, err: BaseException) -> None:
