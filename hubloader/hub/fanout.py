@@ -448,13 +448,13 @@ def _drain() -> None:
 
 
 # -- what node 0 (or a node whose cache holds the snapshot) offers --------------------------
-def _offer(revision: str, files: list[tuple[str, int | None, str | None]], attempt: int) -> dict:
+def _offer(revision: str, files: list[tuple[str, int | None, str | None]]) -> dict:
     """What node 0 says before any byte moves: the revision and the request's files (path,
-    size where known, ETag), in the order they are fetched and passed on; ``attempt``
-    counts node 0's failed tries at the same files, so a try after a failure meets in a
-    round of its own."""
+    size where known, ETag), in the order they are fetched and passed on. Said with
+    ``attempt``, node 0's failed tries at the same files, so that a try after a failure
+    meets in a round of its own."""
     ordered = sorted(files, key=lambda f: fetch_order(f[0]))
-    return {"revision": revision, "attempt": attempt,
+    return {"revision": revision,
             "files": [{"path": p, "size": size, "etag": etag} for p, size, etag in ordered]}
 
 
@@ -480,7 +480,8 @@ def _held(request: SnapshotRequest, snapshot_dir: Path) -> tuple[SnapshotPaths, 
     return None
 
 
-def _holding(request: SnapshotRequest, snapshot_dir: Path) -> tuple[SnapshotPaths, dict, list[str]]:
+def _holding(request: SnapshotRequest,
+             snapshot_dir: Path) -> tuple[SnapshotPaths, dict, list[str]]:
     """The paths and manifest of the complete snapshot at ``snapshot_dir``, and the
     request's files in it (the same selection every node makes of them)."""
     held = _held(request, snapshot_dir)
@@ -523,7 +524,7 @@ class _Stream:
         if self.inner is not None:
             self.inner.listed(snapshot_dir, files, revision)
         with self.lock, self._guard():
-            offer = _offer(revision, [(f.path, f.size, f.etag) for f in files], 0)
+            offer = _offer(revision, [(f.path, f.size, f.etag) for f in files])
             if self.offer is not None:
                 if _same_files(offer) == _same_files(self.offer):
                     return  # listed again (a fetch that starts over): the same round
@@ -588,7 +589,7 @@ class _Stream:
                 self._abandon("node 0 kept other files than it listed")
             if self.offer is None:
                 self._publish(_offer(manifest["revision"], [
-                    (p, entries[p]["size"], entries[p].get("etag")) for p in chosen], 0), paths)
+                    (p, entries[p]["size"], entries[p].get("etag")) for p in chosen]), paths)
             for path in list(self.index):
                 self._land(path, entries[path])
 
