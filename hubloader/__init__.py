@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .errors import *  # noqa: F401,F403  (errors are leaves: cheap)
 from .errors import __all__ as _error_names
 
+from ._gc import torch_import as _torch_import
 from ._version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -77,7 +78,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hubloader' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    with _torch_import():  # most of these import torch: see hubloader/_gc.py
+        value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import settings
+from ._gc import torch_import
 from .catalogue.cards import ModelCard
 from .errors import ConfigError, TokenizerError
 from .load.config import ModelConfig
@@ -78,7 +79,8 @@ class AutoLoader:
         patterns = None if opts.load_weights else list(settings.NO_WEIGHT_PATTERNS)
         # the transfer runs while the model classes, and torch with them, import
         prefetch_model_dir(spec, offline=offline, allow_patterns=patterns)
-        from .load.modeling import BaseModel  # imports torch
+        with torch_import():  # see hubloader/_gc.py
+            from .load.modeling import BaseModel
         from .load.weights import resolve_device
 
         device = resolve_device(device)

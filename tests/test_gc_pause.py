@@ -115,3 +115,55 @@ def test_no_collection_while_the_s3_client_is_built():
     assert seen == [] and gc.isenabled()
     assert client.meta.service_model.service_name == "s3"
     assert client.meta.config.s3 == {"addressing_style": "path"}
+
+
+_WATCH = """
+import gc, json, sys
+during = []  # collections started while a module of torch's was being imported
+
+def watch(phase, info):
+    frame = sys._getframe()
+    while phase == "start" and frame is not None:
+        if frame.f_code.co_name == "<module>" and "/torch/" in frame.f_code.co_filename:
+            during.append(info["generation"])
+            return
+        frame = frame.f_back
+
+gc.callbacks.append(watch)
+"""
+_REPORT = """
+print(json.dumps({"during": len(during), "frozen": gc.get_freeze_count(),
+                  "enabled": gc.isenabled(), "torch": "torch" in sys.modules}))
+"""
+
+
+def _fresh(code: str) -> dict:
+    """What a new interpreter reports after ``code`` (torch not yet imported there)."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _WATCH + code + _REPORT], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", [
+    "import hubloader.models",
+    "import hubloader\nhubloader.BaseModel",
+    "from hubloader import AutoLoader\nAutoLoader('base', model_name={tiny!r}).get_model()",
+], ids=["models-package", "lazy-attribute", "autoloader"])
+def test_torch_imported_by_hubloader_runs_paused_and_is_frozen(code, tiny):
+    """torch's import makes only long-lived objects: run paused, then kept out of later walks."""
+    got = _fresh(code.format(tiny=str(tiny)))
+    assert got["torch"] and got["enabled"]
+    assert got["during"] == 0
+    assert got["frozen"] > 10_000  # torch's modules, classes and tables
+
+
+def test_a_process_that_imported_torch_itself_keeps_its_collector():
+    """The control: the same watch sees collections in torch's own import, and hubloader
+    freezes nothing when torch was there before it."""
+    got = _fresh("import torch\nimport hubloader.models")
+    assert got["during"] > 0
+    assert got["frozen"] == 0 and got["enabled"]

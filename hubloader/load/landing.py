@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .. import settings
+from .._gc import gc_paused
 from .config import declared_dtype, read_config_file
 from ..errors import HubLoaderError
 from .remote_code import ENTRY_FIELDS, HUBCONF_NAME
@@ -111,10 +112,11 @@ class Staging:
 
     def _read(self, name: str, path: Path) -> None:
         assert self._format is not None and self._dtype is not None  # set before any read
-        tensors = read_weight_file(path, self._format)
-        for key, tensor in tensors.items():
-            tensors[key] = tensor.to(device=self._device, dtype=self._dtype
-                                     if tensor.is_floating_point() else tensor.dtype)
+        with gc_paused():  # long-lived tensors only, as in the build: see hubloader/_gc.py
+            tensors = read_weight_file(path, self._format)
+            for key, tensor in tensors.items():
+                tensors[key] = tensor.to(device=self._device, dtype=self._dtype
+                                         if tensor.is_floating_point() else tensor.dtype)
         self._tensors[_identity(path)] = (name, tensors)
         logger.debug("read %s as it landed (%d tensors)", name, len(tensors))
 

@@ -1,5 +1,10 @@
 """Model families. Importing this package registers every family with the registry."""
 
+from .._gc import torch_import
+
+with torch_import():  # the bulk of this package's import: see hubloader/_gc.py
+    import torch  # noqa: F401
+
 from .alm import ALMConfig, ALMForSeq2Seq, ALMModel
 from .bert import (BertConfig, BertForMaskedLM, BertForSentenceEmbedding,
                    BertForSequenceClassification, BertForTokenClassification, BertModel,
