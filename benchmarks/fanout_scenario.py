@@ -173,8 +173,8 @@ def _write(args, size: int, rows: dict) -> None:
         f"it on this shared 2-core machine would take minutes per run) from SeaweedFS behind "
         f"the test suite's proxy at {args.limit_mb:g} MB/s per connection. Medians of "
         f"{args.runs} interleaved runs; time from a barrier after `init_process_group` to the "
-        "last node's ready snapshot. **The machine is shared and not quiet** (other helpers "
-        "run tests on its 2 cores): the figures are indicative.", "",
+        "last node's ready snapshot, on a small shared VM whose speed drifts "
+        "(nothing else ran on its 2 cores this time): the figures are indicative.", "",
         "| way | last node ready (s) | / one node's cold load | bytes served by the store |",
         "|---|---:|---:|---:|"]
     for m in ("one", "fanout", "every", "shared"):
