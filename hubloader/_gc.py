@@ -14,8 +14,9 @@ tables live as long as the process, yet with the collector running they are walk
 collection the import triggers and by every collection after it. When hubloader is the one
 importing torch (:func:`torch_import`), the import runs paused and what exists once it is
 done moves to the collector's permanent generation (:func:`gc.freeze`), as a pre-forking
-server does with its start-up state; a process that imported torch itself keeps its own
-collector settings.
+server does with its start-up state (the freeze takes everything then alive, early in a
+process as torch's import is; cyclic garbage of that moment is kept, not collected). A
+process that imported torch itself keeps its own collector settings.
 """
 
 from __future__ import annotations
