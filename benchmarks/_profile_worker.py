@@ -183,7 +183,7 @@ def main() -> None:
 
     marks["fetch_modules_imported"] = _now()
     _instrument()
-    from hubloader.hub import download, flush, inflight, snapshot
+    from hubloader.hub import download, flush, snapshot
 
     if hasattr(child, "_Reporter"):  # the child reports each file as it lands
         snapshot.arrivals.set(child._Reporter())

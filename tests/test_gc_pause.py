@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
 import sys
 import threading
 
@@ -139,9 +141,6 @@ print(json.dumps({"during": len(during), "frozen": gc.get_freeze_count(),
 
 def _fresh(code: str) -> dict:
     """What a new interpreter reports after ``code`` (torch not yet imported there)."""
-    import json
-    import subprocess
-
     proc = subprocess.run([sys.executable, "-c", _WATCH + code + _REPORT], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,8 +9,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from hub_helpers import WORKTREE
 
 SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYzzSecretKey0"
