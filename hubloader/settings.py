@@ -318,8 +318,9 @@ def fanout_chunk_bytes() -> int:
 
 
 def fanout_timeout() -> float:
-    """``HUBLOADER_FANOUT_TIMEOUT``: seconds a node waits for a peer's next chunk (or for a
-    peer to connect) before it reports that peer as failed (120)."""
+    """``HUBLOADER_FANOUT_TIMEOUT``: seconds a node waits for a peer's next chunk (for a
+    peer to connect, or for a sign of life from node 0 while it fetches) before it reports
+    that peer as failed (120)."""
     value = env_float("HUBLOADER_FANOUT_TIMEOUT", 120.0)
     if value <= 0:
         raise ConfigError(f"HUBLOADER_FANOUT_TIMEOUT={value} must be positive")

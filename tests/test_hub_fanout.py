@@ -12,6 +12,8 @@
   node 0's fetch failing at its second shard (the proxy flips a byte of every GET of it)
   gives every other rank a PeerTransferError naming rank 0, and leaves the shard already
   passed on as temp files only;
+* node 0 killed between two files (the job's store served from outside the nodes, so it
+  outlives node 0): nodes 1 and 2 name rank 0 within ``HUBLOADER_FANOUT_TIMEOUT``;
 * node 0's side in one process (a real store, a real fetch from a folder): the offer is out
   before the first file lands, each file's entry as it lands, a watcher set before is still
   told; a download that never lists offers the same round from the cache; a verification
@@ -97,8 +99,8 @@ def fan_models(weed, tmp_path_factory):
 
 
 def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int, *args: str,
-            **extra: str) -> list[subprocess.Popen]:
-    rdzv = f"127.0.0.1:{servers.free_port()}"
+            rdzv_port: int | None = None, **extra: str) -> list[subprocess.Popen]:
+    rdzv = f"127.0.0.1:{rdzv_port or servers.free_port()}"
     runs = []
     for home in homes:
         env = _env(proxy, HUBLOADER_HOME=str(home), **extra)
@@ -518,3 +520,114 @@ def _etags(folder: Path, card: dict) -> list[tuple[str, str]]:
     listing = open_source(str(folder)).list_files(None)
     etags = {f.path: f.etag for f in listing.files}
     return [(p, etags[p]) for p in sorted(card, key=fetch_order)]
+
+
+DIES = """
+import json, os, signal, sys, threading, time, torch.distributed as dist
+import hubloader
+# the job's store lives outside the nodes (the test's process), so it outlives node 0
+host, port = os.environ["JOB_STORE"].split(":")
+dist.init_process_group("gloo", store=dist.TCPStore(host, int(port), is_master=False),
+                        rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+rank, node = dist.get_rank(), int(os.environ["GROUP_RANK"])
+if node == 0:  # killed between files: its first shard passed on, its second still coming
+    snapshots = os.path.join(os.environ["HUBLOADER_HOME"], "models", "s3--fan--dies",
+                             "snapshots")
+    def die():
+        while not any(os.path.exists(os.path.join(snapshots, d, sys.argv[2]))
+                      for d in (os.listdir(snapshots) if os.path.isdir(snapshots) else [])):
+            time.sleep(0.002)
+        time.sleep(0.5)  # (the first shard takes milliseconds from node to node here)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=die, daemon=True).start()
+dist.barrier()
+out = {"node": node, "started": time.time()}
+try:
+    out["path"] = str(hubloader.download("s3://fan/dies"))
+    out["error"] = None
+except Exception as err:
+    out.update(error=type(err).__name__, rank=getattr(err, "rank", None), message=str(err))
+out["returned"] = time.time()
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(out, f)
+os._exit(0)  # no teardown of the group: node 0 is gone
+"""
+
+
+def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path):
+    """Node 0 dies (SIGKILL) after passing on its first shard, while its second is still
+    coming from the store: nodes 1 and 2 raise PeerTransferError naming rank 0 within
+    ``HUBLOADER_FANOUT_TIMEOUT``, not after ``HUBLOADER_LOCK_TIMEOUT``, and show nothing in
+    their snapshots."""
+    folder = tmp_path / "source"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    rng = random.Random(300)
+    for i, size in enumerate((FIRST, SECOND)):
+        (folder / f"model-{i + 1:05d}-of-00002.safetensors").write_bytes(rng.randbytes(size))
+    weed.upload_dir("fan", "dies", folder)
+    proxy = servers.FaultProxy(weed.s3_port)
+    proxy.throttle_bps = 2e6  # per connection: the second shard takes about 2 s
+    script = tmp_path / "worker.py"
+    script.write_text(DIES)
+    results = tmp_path / "results"
+    results.mkdir()
+    homes = [tmp_path / f"node{i}" for i in range(3)]
+    timeout = 5.0
+    # the launchers' rendezvous and the job's store are served from here, as from a host
+    # of their own: node 0's launcher going down with its worker takes neither along
+    import torch.distributed as dist
+
+    rdzv_port, job_port = servers.free_port(), servers.free_port()
+    stores = [dist.TCPStore("127.0.0.1", port, is_master=True, multi_tenant=True,
+                            wait_for_workers=False) for port in (rdzv_port, job_port)]
+    runs = _launch(script, results, homes, proxy, 1, "model-00001-of-00002.safetensors",
+                   rdzv_port=rdzv_port, JOB_STORE=f"127.0.0.1:{job_port}",
+                   HUBLOADER_FANOUT_CHUNK_MB="0.25", HUBLOADER_FANOUT_TIMEOUT=str(timeout),
+                   HUBLOADER_LOCK_TIMEOUT="60")
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and len(list(results.iterdir())) < 2:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+        errs = [run.communicate()[1] for run in runs]
+        proxy.close()
+        del stores
+    said = {int(p.stem[4:]): json.loads(p.read_text()) for p in results.iterdir()}
+    assert sorted(said) == [1, 2], [e[-3000:] for e in errs]
+    for rank in (1, 2):
+        r = said[rank]
+        assert r["error"] == "PeerTransferError" and r["rank"] == 0, r
+        assert "rank 0" in r["message"], r
+        assert r["returned"] - r["started"] < timeout + 10, r  # not HUBLOADER_LOCK_TIMEOUT
+        assert not list(homes[rank].glob("models/s3--fan--dies/snapshots/*/*"))
+        checked, problems = _verify(homes[rank])
+        assert problems == [], (homes[rank], problems)
+    assert len(_weight_gets(proxy, "dies")) == 2  # node 0's own, one GET a shard
+
+
+def test_a_receiver_waits_while_node_0_beats_and_names_it_once_the_beat_stops():
+    import threading
+
+    import torch.distributed as dist
+    from hubloader.errors import PeerTransferError
+    from hubloader.hub import fanout
+
+    plan = fanout._Plan(dist.HashStore(), "test/beat", "test/beat", 1, 2, 1, 1, 1 << 16, 0.3)
+    plan.store.set("test/beat/rank/0", "0")
+    beat = fanout._Beat(plan)
+    try:  # node 0 takes three timeouts to land its next file, beating all along
+        threading.Timer(0.9, plan.store.set, ("test/beat/file/0", "entry")).start()
+        assert fanout._wait_key(plan, "test/beat/file/0", 30, watch=True, alive=True) == \
+            b"entry"
+    finally:
+        beat.stop()
+    started = time.monotonic()
+    with pytest.raises(PeerTransferError, match="rank 0.*no sign of life") as caught:
+        fanout._wait_key(plan, "test/beat/file/1", 30, watch=True, alive=True)
+    assert caught.value.rank == 0
+    assert time.monotonic() - started < 5  # the beat's timeout, not the wait's limit

@@ -30,7 +30,9 @@ holds its fetch lock), tells its parent so, and serves its own children from its
 A failure anywhere is written once to the store, naming the global rank of the node at
 fault (node 0's own, when its fetch fails after it passed files on); every node checks that
 key while it waits and between chunks, and a node that stops closes its edges, so its
-neighbours' transfers fail at once rather than at a timeout.
+neighbours' transfers fail at once rather than at a timeout. Node 0 killed between two
+files closes no edge that anyone reads from: while it fetches, it raises a counter in the
+store, and the nodes waiting for its next file name it once the counter stands still.
 """
 
 from __future__ import annotations
@@ -186,20 +188,61 @@ def _client(store):
         return store
 
 
-def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False) -> bytes | None:
+def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False,
+              alive: bool = False) -> bytes | None:
     """The value of ``key`` once set, ``None`` after ``limit`` seconds. Polled, so that the
     connection stays free for this process's other requests meanwhile. ``watch``: raise
-    the round's recorded failure as soon as there is one."""
+    the round's recorded failure as soon as there is one. ``alive``: node 0 is fetching
+    what the key announces; raise, naming it, once its beat (:class:`_Beat`) has not
+    moved for ``HUBLOADER_FANOUT_TIMEOUT``."""
     deadline, pause = time.monotonic() + limit, 0.001
+    beat, beat_seen = -1, time.monotonic()
     while not plan.store.check([key]):
         failure = _failed(plan) if watch else None
         if failure is not None:
             raise failure
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if alive:
+            count = plan.store.add(_Beat.key(plan), 0)
+            if count != beat:
+                beat, beat_seen = count, now
+            elif now - beat_seen > plan.timeout:
+                raise _blame(plan, 0, f"it gave no sign of life for {plan.timeout:g} s "
+                                      "(HUBLOADER_FANOUT_TIMEOUT) while it fetched the next "
+                                      "file: it was killed, or its machine stopped")
+        if now >= deadline:
             return None
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
     return plan.store.get(key)
+
+
+class _Beat:
+    """Node 0's sign of life while it fetches the files it offered: a counter in the store,
+    raised every fraction of ``HUBLOADER_FANOUT_TIMEOUT``. A receiver waiting for the next
+    file's entry has no connection to node 0 that would break if node 0 died; the counter
+    standing still tells it instead."""
+
+    def __init__(self, plan: _Plan):
+        self._plan, self._stop = plan, threading.Event()
+        threading.Thread(target=self._run, daemon=True, name="hubloader-fanout-beat").start()
+
+    @staticmethod
+    def key(plan: _Plan) -> str:
+        return f"{plan.key}/alive"
+
+    def _run(self) -> None:
+        every = min(1.0, self._plan.timeout / 5)
+        while not self._stop.is_set():
+            try:
+                self._plan.store.add(self.key(self._plan), 1)
+            except Exception as err:  # the store is gone: the receivers hear that themselves
+                logger.debug("node 0's beat stopped: %s", err)
+                return
+            self._stop.wait(every)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _round(plan: _Plan, offer: dict) -> _Plan:
@@ -519,6 +562,7 @@ class _Stream:
         self.index: dict[str, int] = {}
         self.sent: set[str] = set()
         self.owned = False  # the round is served by this call (not by an earlier one)
+        self.beat: _Beat | None = None  # while files of the round are still to come
 
     def listed(self, snapshot_dir: Path, files: Sequence[RemoteFile], revision: str) -> None:
         if self.inner is not None:
@@ -555,6 +599,8 @@ class _Stream:
         self.feed = _Feed([f["path"] for f in offer["files"]])
         self.plan.store.set(f"{self.plan.key}/ready", said)
         self.owned = _serve(self.round, self.feed)
+        if self.owned:
+            self.beat = _Beat(self.round)
 
     def _land(self, path: str, entry: Mapping[str, Any]) -> None:
         if self.round is None or self.feed is None or self.paths is None or \
@@ -563,11 +609,19 @@ class _Stream:
         self.plan.store.set(f"{self.round.key}/file/{self.index[path]}", _entry(entry))
         self.sent.add(path)
         self.feed.announce(path, int(entry["size"]), self.paths.file(path), complete=True)
+        if len(self.sent) == len(self.index):
+            self._quiet()  # every entry is out: the edges tell the rest
+
+    def _quiet(self) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+            self.beat = None
 
     def _abandon(self, reason: str) -> None:
         """Fail the round said so far (its receivers hear it at once); the next one is
         said afresh. A round an earlier call served is left as it is: it passed on what
         that call fetched."""
+        self._quiet()
         if self.round is None or self.feed is None or self.offer is None:
             return
         if self.owned:
@@ -738,7 +792,7 @@ def _receive_files(plan: _Plan, paths: SnapshotPaths, files: list[dict], parent:
                 path = f["path"]
                 # node 0 has this file verified in its cache once its entry is said
                 said = _wait_key(plan, f"{plan.key}/file/{i}", settings.lock_timeout(),
-                                 watch=True)
+                                 watch=True, alive=True)
                 if said is None:
                     raise _blame(plan, 0, f"it did not pass on {path} within "
                                           "HUBLOADER_LOCK_TIMEOUT")
