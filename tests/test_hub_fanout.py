@@ -12,8 +12,9 @@
   node 0's fetch failing at its second shard (the proxy flips a byte of every GET of it)
   gives every other rank a PeerTransferError naming rank 0, and leaves the shard already
   passed on as temp files only;
-* node 0 killed between two files (the job's store served from outside the nodes, so it
-  outlives node 0): nodes 1 and 2 name rank 0 within ``HUBLOADER_FANOUT_TIMEOUT``;
+* node 0 killed between two files: nodes 1 and 2 name rank 0 within
+  ``HUBLOADER_FANOUT_TIMEOUT`` whether the job's store outlives node 0 (served from outside
+  the nodes: node 0's beat stops) or dies with it (served by rank 0's own process);
 * node 0's side in one process (a real store, a real fetch from a folder): the offer is out
   before the first file lands, each file's entry as it lands, a watcher set before is still
   told; a download that never lists offers the same round from the cache; a verification
@@ -525,14 +526,17 @@ def _etags(folder: Path, card: dict) -> list[tuple[str, str]]:
 DIES = """
 import json, os, signal, sys, threading, time, torch.distributed as dist
 import hubloader
-# the job's store lives outside the nodes (the test's process), so it outlives node 0
-host, port = os.environ["JOB_STORE"].split(":")
-dist.init_process_group("gloo", store=dist.TCPStore(host, int(port), is_master=False),
-                        rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+if os.environ.get("JOB_STORE"):  # served from outside the nodes: it outlives node 0
+    host, port = os.environ["JOB_STORE"].split(":")
+    dist.init_process_group("gloo", store=dist.TCPStore(host, int(port), is_master=False),
+                            rank=int(os.environ["RANK"]),
+                            world_size=int(os.environ["WORLD_SIZE"]))
+else:  # served by rank 0's own process, as init_process_group does outside torchrun
+    dist.init_process_group("gloo")
 rank, node = dist.get_rank(), int(os.environ["GROUP_RANK"])
 if node == 0:  # killed between files: its first shard passed on, its second still coming
-    snapshots = os.path.join(os.environ["HUBLOADER_HOME"], "models", "s3--fan--dies",
-                             "snapshots")
+    snapshots = os.path.join(os.environ["HUBLOADER_HOME"], "models",
+                             f"s3--fan--{sys.argv[3]}", "snapshots")
     def die():
         while not any(os.path.exists(os.path.join(snapshots, d, sys.argv[2]))
                       for d in (os.listdir(snapshots) if os.path.isdir(snapshots) else [])):
@@ -543,7 +547,7 @@ if node == 0:  # killed between files: its first shard passed on, its second sti
 dist.barrier()
 out = {"node": node, "started": time.time()}
 try:
-    out["path"] = str(hubloader.download("s3://fan/dies"))
+    out["path"] = str(hubloader.download(f"s3://fan/{sys.argv[3]}"))
     out["error"] = None
 except Exception as err:
     out.update(error=type(err).__name__, rank=getattr(err, "rank", None), message=str(err))
@@ -554,18 +558,21 @@ os._exit(0)  # no teardown of the group: node 0 is gone
 """
 
 
-def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path):
+@pytest.mark.parametrize("store", ["outside", "rank 0"])
+def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path, store):
     """Node 0 dies (SIGKILL) after passing on its first shard, while its second is still
     coming from the store: nodes 1 and 2 raise PeerTransferError naming rank 0 within
     ``HUBLOADER_FANOUT_TIMEOUT``, not after ``HUBLOADER_LOCK_TIMEOUT``, and show nothing in
-    their snapshots."""
+    their snapshots. ``outside``: the job's store is served from here and outlives node 0;
+    ``rank 0``: rank 0's process serves it (``init_process_group`` outside torchrun's shared
+    store), and it goes with node 0."""
     folder = tmp_path / "source"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert"}')
     rng = random.Random(300)
     for i, size in enumerate((FIRST, SECOND)):
         (folder / f"model-{i + 1:05d}-of-00002.safetensors").write_bytes(rng.randbytes(size))
-    weed.upload_dir("fan", "dies", folder)
+    weed.upload_dir("fan", f"dies-{store.replace(' ', '')}", folder)
     proxy = servers.FaultProxy(weed.s3_port)
     proxy.throttle_bps = 2e6  # per connection: the second shard takes about 2 s
     script = tmp_path / "worker.py"
@@ -581,8 +588,11 @@ def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path):
     rdzv_port, job_port = servers.free_port(), servers.free_port()
     stores = [dist.TCPStore("127.0.0.1", port, is_master=True, multi_tenant=True,
                             wait_for_workers=False) for port in (rdzv_port, job_port)]
-    runs = _launch(script, results, homes, proxy, 1, "model-00001-of-00002.safetensors",
-                   rdzv_port=rdzv_port, JOB_STORE=f"127.0.0.1:{job_port}",
+    model = f"dies-{store.replace(' ', '')}"
+    runs = _launch(script, results, homes, proxy, 1, "model-00001-of-00002.safetensors", model,
+                   rdzv_port=rdzv_port,
+                   **({"JOB_STORE": f"127.0.0.1:{job_port}"} if store == "outside" else
+                      {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}),
                    HUBLOADER_FANOUT_CHUNK_MB="0.25", HUBLOADER_FANOUT_TIMEOUT=str(timeout),
                    HUBLOADER_LOCK_TIMEOUT="60")
     try:
@@ -604,10 +614,10 @@ def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path):
         assert r["error"] == "PeerTransferError" and r["rank"] == 0, r
         assert "rank 0" in r["message"], r
         assert r["returned"] - r["started"] < timeout + 10, r  # not HUBLOADER_LOCK_TIMEOUT
-        assert not list(homes[rank].glob("models/s3--fan--dies/snapshots/*/*"))
+        assert not list(homes[rank].glob(f"models/s3--fan--{model}/snapshots/*/*"))
         checked, problems = _verify(homes[rank])
         assert problems == [], (homes[rank], problems)
-    assert len(_weight_gets(proxy, "dies")) == 2  # node 0's own, one GET a shard
+    assert len(_weight_gets(proxy, model)) == 2  # node 0's own, one GET a shard
 
 
 def test_a_receiver_waits_while_node_0_beats_and_names_it_once_the_beat_stops():

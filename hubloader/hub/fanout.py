@@ -197,24 +197,40 @@ def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False,
     moved for ``HUBLOADER_FANOUT_TIMEOUT``."""
     deadline, pause = time.monotonic() + limit, 0.001
     beat, beat_seen = -1, time.monotonic()
-    while not plan.store.check([key]):
-        failure = _failed(plan) if watch else None
-        if failure is not None:
-            raise failure
-        now = time.monotonic()
-        if alive:
-            count = plan.store.add(_Beat.key(plan), 0)
-            if count != beat:
-                beat, beat_seen = count, now
-            elif now - beat_seen > plan.timeout:
-                raise _blame(plan, 0, f"it gave no sign of life for {plan.timeout:g} s "
-                                      "(HUBLOADER_FANOUT_TIMEOUT) while it fetched the next "
-                                      "file: it was killed, or its machine stopped")
-        if now >= deadline:
-            return None
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
-    return plan.store.get(key)
+    try:
+        while not plan.store.check([key]):
+            failure = _failed(plan) if watch else None
+            if failure is not None:
+                raise failure
+            now = time.monotonic()
+            if alive:
+                count = plan.store.add(_Beat.key(plan), 0)
+                if count != beat:
+                    beat, beat_seen = count, now
+                elif now - beat_seen > plan.timeout:
+                    raise _blame(plan, 0, f"it gave no sign of life for {plan.timeout:g} s "
+                                          "(HUBLOADER_FANOUT_TIMEOUT) while it fetched the "
+                                          "next file: it was killed, or its machine stopped")
+            if now >= deadline:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        return plan.store.get(key)
+    except PeerTransferError:
+        raise
+    except (RuntimeError, OSError) as err:  # torch's store errors are RuntimeErrors
+        raise _store_gone(err) from err
+
+
+def _store_gone(err: Exception) -> PeerTransferError:
+    """The job's store stopped answering: it lives in global rank 0's process (the
+    ``TCPStore`` of ``init_process_group``) or with node 0's launcher (``torchrun``'s), so
+    node 0 is the node to name."""
+    return PeerTransferError(
+        f"the job's store stopped answering ({err}): it is served from global rank 0's "
+        "process or node 0's torchrun, so rank 0 is most likely gone; nothing of this "
+        "snapshot is visible in the cache. See rank 0's log, then run again (received "
+        "files resume), or set HUBLOADER_FANOUT=off", rank=0)
 
 
 class _Beat:
