@@ -196,14 +196,15 @@ def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False,
     what the key announces; raise, naming it, once its beat (:class:`_Beat`) has not
     moved for ``HUBLOADER_FANOUT_TIMEOUT``."""
     deadline, pause = time.monotonic() + limit, 0.001
-    beat, beat_seen = -1, time.monotonic()
+    beat, beat_seen, beat_read = -1, time.monotonic(), 0.0
     try:
         while not plan.store.check([key]):
             failure = _failed(plan) if watch else None
             if failure is not None:
                 raise failure
             now = time.monotonic()
-            if alive:
+            if alive and now - beat_read >= _Beat.every(plan):  # one read a beat: many wait
+                beat_read = now
                 count = plan.store.add(_Beat.key(plan), 0)
                 if count != beat:
                     beat, beat_seen = count, now
@@ -247,8 +248,12 @@ class _Beat:
     def key(plan: _Plan) -> str:
         return f"{plan.key}/alive"
 
+    @staticmethod
+    def every(plan: _Plan) -> float:
+        return min(1.0, plan.timeout / 5)
+
     def _run(self) -> None:
-        every = min(1.0, self._plan.timeout / 5)
+        every = self.every(self._plan)
         while not self._stop.is_set():
             try:
                 self._plan.store.add(self.key(self._plan), 1)
