@@ -37,7 +37,9 @@ hf-raw URLS                 a plain GET of each URL with http.client, bytes drop
 BENCH_LOAD_DTYPE=bfloat16 (say) loads the weights in that dtype in every mode.
 
 Reported: ``after_imports`` (seconds from the end of this mode's imports to ready) and
-``done_at`` (CLOCK_MONOTONIC at ready, for the parent's spawn-to-ready wall).
+``done_at`` (CLOCK_MONOTONIC at ready, for the parent's spawn-to-ready wall); with
+``BENCH_CPU_AT_READY=1``, ``cpu_at_ready``: the CPU seconds of this process and its reaped
+children by then, before the interpreter's teardown.
 """
 
 from __future__ import annotations
@@ -223,6 +225,13 @@ def main() -> None:
         raise SystemExit(f"unknown mode {mode}")
     done = time.monotonic()
     out.update(after_imports=done - t0, done_at=done)
+    if os.environ.get("BENCH_CPU_AT_READY"):
+        import resource
+
+        time.sleep(0.3)  # a prefetch child that answered has flushed, left and been reaped
+        out["cpu_at_ready"] = sum(getattr(resource.getrusage(who), field)
+                                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                                  for field in ("ru_utime", "ru_stime"))
     print(json.dumps(out))
     for path in _TEMP:
         shutil.rmtree(path, ignore_errors=True)
