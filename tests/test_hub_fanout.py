@@ -587,7 +587,8 @@ def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path, stor
 
     rdzv_port, job_port = servers.free_port(), servers.free_port()
     stores = [dist.TCPStore("127.0.0.1", port, is_master=True, multi_tenant=True,
-                            wait_for_workers=False) for port in (rdzv_port, job_port)]
+                            wait_for_workers=False)
+              for port in ((rdzv_port, job_port) if store == "outside" else (rdzv_port,))]
     model = f"dies-{store.replace(' ', '')}"
     runs = _launch(script, results, homes, proxy, 1, "model-00001-of-00002.safetensors", model,
                    rdzv_port=rdzv_port,
