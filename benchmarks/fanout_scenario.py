@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 import servers  # noqa: E402  (the test suite's SeaweedFS and byte-counting proxy)
+from _report import write_section  # noqa: E402
 
 WORKER = """
 import json, os, shutil, sys, time, torch.distributed as dist
@@ -187,14 +187,8 @@ def _write(args, size: int, rows: dict) -> None:
         "it. The model of a chain of N nodes in docs/distributed.md, T(N) = T(node 0) + "
         f"T(one file over one hop) + (N - 2) x T(per hop), gives **{model:.1f} s for 1,000 nodes** at "
         "these per-hop figures, with 1.00 copy from the store.", ""]
-    text = (HERE / "RESULTS.md").read_text()
-    section = "\n".join(lines)
-    if "## Scenario 11" in text:
-        text = re.sub(r"## Scenario 11.*?(?=\n## |\Z)", section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    (HERE / "RESULTS.md").write_text(text)
-    print(section)
+    write_section(lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

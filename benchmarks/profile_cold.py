@@ -35,7 +35,6 @@ from peer_scenarios import _checkpoint
 
 WORKER = HERE / "_profile_worker.py"
 SAVED = HERE / "profile_cold.json"
-RESULTS = HERE / "RESULTS.md"
 HEADING = "## Scenario 9: where the cold path's time goes"
 _KEEP = 6  # columns (labels) shown per model
 
@@ -177,9 +176,9 @@ def render(saved: dict) -> list[str]:
 
 def write_section(saved: dict) -> None:
     """Replace (or append) the section in RESULTS.md."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    head, _, _ = text.partition(HEADING)
-    RESULTS.write_text(head.rstrip("\n") + "\n\n" + "\n".join(render(saved)))
+    from _report import write_section as put
+
+    put(render(saved))
 
 
 def _label(root: Path) -> str:

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _report import write_section
+
 MODES = ["hubloader fp32", "hubloader int8", "hubloader int4", "transformers int8 (TorchAoConfig)"]
 SECTION = "## Quantized loading (torchao, weight-only)"
 
@@ -218,13 +219,7 @@ def _write(results: dict, quality: dict, rounds: int, trained: dict) -> None:
               "float32. transformers' `TorchAoConfig` leaves the embedding in float32. `int4` on a CPU is torchao's `IntxWeightOnlyConfig(int4, group 32)`, "
               "which keeps one value per byte, so its memory is int8's (on CUDA, `int4` is the "
               "tile-packed `Int4WeightOnlyConfig`).", ""]
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines), encoding="utf-8")
+    write_section(lines)
 
 
 def _versions() -> str:

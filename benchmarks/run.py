@@ -205,11 +205,12 @@ def write_report(results: list[Series], verdicts: list[Verdict], args, elapsed: 
         lines.append(f"| {s.scenario} | {s.tool} | {s.median:.3f} {s.unit} | "
                      f"{min(s.values):.3f}–{max(s.values):.3f} | {len(s.values)} |")
     lines += ["", "![results](results.png)", ""]
+    from _report import write_head
     from profile_cold import SAVED, render  # (its own script writes it: kept across runs)
 
     if SAVED.exists():
         lines += render(json.loads(SAVED.read_text()))
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    write_head(lines)  # the other scripts' sections stay
     _plot(results)
 
 

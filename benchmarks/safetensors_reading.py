@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _report import write_section
+
 READERS = ["hubloader read_safetensors", "hand-written mmap (the reader before)",
            "safetensors safe_open", "safetensors load_file"]
 FILES = {"large": (200, 512 * 1000), "small": (40, 25_000)}  # tensors x fp32 values each
@@ -129,13 +130,7 @@ def _write(results: dict, rounds: int, sizes: dict) -> None:
               "of a difference this run's noise makes. Reading is tens of milliseconds against "
               "a load's building and assigning, so the library is kept where it is not slower "
               "beyond that noise.", ""]
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines), encoding="utf-8")
+    write_section(lines)
 
 
 def _versions() -> str:
