@@ -226,12 +226,11 @@ def _wait_key(plan: _Plan, key: str, limit: float, *, watch: bool = False,
 def _store_gone(err: Exception) -> PeerTransferError:
     """The job's store stopped answering: it lives in global rank 0's process (the
     ``TCPStore`` of ``init_process_group``) or with node 0's launcher (``torchrun``'s), so
-    node 0 is the node to name."""
-    return PeerTransferError(
-        f"the job's store stopped answering ({err}): it is served from global rank 0's "
-        "process or node 0's torchrun, so rank 0 is most likely gone; nothing of this "
-        "snapshot is visible in the cache. See rank 0's log, then run again (received "
-        "files resume), or set HUBLOADER_FANOUT=off", rank=0)
+    node 0 is the node to name (nothing can be recorded: the store is gone)."""
+    return _failure({"rank": 0, "node": 0,
+                     "reason": f"the job's store stopped answering ({err}); it is served from "
+                               "global rank 0's process or node 0's torchrun, so rank 0 is "
+                               "most likely gone"})
 
 
 class _Beat:
