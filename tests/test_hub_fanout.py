@@ -1,5 +1,6 @@
 """One fetch per cluster (:mod:`hubloader.hub.fanout`) with real ``torchrun`` launchers on
-127.0.0.1, one c10d rendezvous, a cache folder per node, SeaweedFS behind the counting proxy:
+127.0.0.1 (a static rendezvous, as on a cluster), a cache folder per node, SeaweedFS behind the
+counting proxy:
 
 * 4 nodes: the store serves each file once, every node's cache passes ``cache verify``,
   a user's ``if rank == 0: download(); dist.barrier()`` works, a second call moves nothing,
@@ -101,27 +102,39 @@ def fan_models(weed, tmp_path_factory):
 
 def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int, *args: str,
             rdzv_port: int | None = None, **extra: str) -> list[subprocess.Popen]:
-    rdzv = f"127.0.0.1:{rdzv_port or servers.free_port()}"
+    """One launcher per home, node ``i`` on ``homes[i]``. By default a static rendezvous
+    (``--node-rank``, as on a cluster): the ranks follow ``homes`` and node 0's launcher serves
+    the job's store, so a launcher that goes down with a killed worker on another node takes
+    nothing along. ``rdzv_port``: a c10d rendezvous the test serves itself (the launchers
+    join in the order they start, and no launcher serves the store)."""
+    port = rdzv_port or servers.free_port()
     runs = []
-    for home in homes:
+    for node, home in enumerate(homes):
         env = _env(proxy, HUBLOADER_HOME=str(home), **extra)
+        rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+                      "--rdzv-id=fantest", "--local-addr=127.0.0.1"] if rdzv_port else [
+                      "--rdzv-backend=static", f"--node-rank={node}", "--master-addr=127.0.0.1",
+                      f"--master-port={port}"]
         runs.append(subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(homes)}",
-             "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}", "--rdzv-id=fantest",
-             "--local-addr=127.0.0.1", "--max-restarts=0", f"--nproc_per_node={nproc}",
+             *rendezvous, "--max-restarts=0", f"--nproc_per_node={nproc}",
              str(script), str(results), *args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             start_new_session=True))
     return runs
 
 
-def _stop(runs: list[subprocess.Popen]) -> None:
+def _stop(runs: list[subprocess.Popen]) -> list[str]:
     """Stop each launcher and its workers (a launcher whose peer node died waits out
-    torchrun's exit barrier otherwise)."""
+    torchrun's exit barrier otherwise); the tail of what each printed, for failures."""
+    tails = []
     for run in runs:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-            run.communicate()
+        if not run.stderr.closed:
+            run.stderr_tail = run.communicate()[1][-3000:]  # type: ignore[attr-defined]
+        tails.append(getattr(run, "stderr_tail", ""))
+    return tails
 
 
 def _weight_gets(proxy, prefix: str) -> list[str]:
@@ -164,9 +177,12 @@ def four_nodes(weed, fan_models, tmp_path_factory):
                 break
             time.sleep(0.5)
         time.sleep(1)
-        _stop(runs)  # (the launchers would wait out torchrun's exit barrier for node 1)
-        yield ({p.stem[4:]: json.loads(p.read_text()) for p in (tmp / "results").iterdir()},
-               homes, proxy)
+        tails = _stop(runs)  # (the launchers would wait out torchrun's exit barrier for node 1)
+        results = {p.stem[4:]: json.loads(p.read_text()) for p in (tmp / "results").iterdir()}
+        if not expected <= set(results):  # what the launchers said shows why
+            print(*(f"node {i} (exit {r.returncode}):\n{t}" for i, (r, t) in
+                    enumerate(zip(runs, tails))), sep="\n", file=sys.stderr)
+        yield results, homes, proxy
     finally:
         _stop(runs)
         proxy.close()
