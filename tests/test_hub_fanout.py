@@ -561,7 +561,7 @@ if node == 0:  # killed between files: its first shard passed on, its second sti
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=die, daemon=True).start()
 dist.barrier()
-out = {"node": node, "started": time.time()}
+out = {"node": node, "home": os.environ["HUBLOADER_HOME"], "started": time.time()}
 try:
     out["path"] = str(hubloader.download(f"s3://fan/{sys.argv[3]}"))
     out["error"] = None
@@ -631,9 +631,10 @@ def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path, stor
         assert r["error"] == "PeerTransferError" and r["rank"] == 0, r
         assert "rank 0" in r["message"], r
         assert r["returned"] - r["started"] < timeout + 10, r  # not HUBLOADER_LOCK_TIMEOUT
-        assert not list(homes[rank].glob(f"models/s3--fan--{model}/snapshots/*/*"))
-        checked, problems = _verify(homes[rank])
-        assert problems == [], (homes[rank], problems)
+        home = Path(r["home"])  # (a c10d rendezvous ranks its nodes by process id)
+        assert home in homes and not list(home.glob(f"models/s3--fan--{model}/snapshots/*/*"))
+        checked, problems = _verify(home)
+        assert problems == [], (home, problems)
     assert len(_weight_gets(proxy, model)) == 2  # node 0's own, one GET a shard
 
 
