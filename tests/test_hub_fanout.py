@@ -105,8 +105,8 @@ def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int, *
     """One launcher per home, node ``i`` on ``homes[i]``. By default a static rendezvous
     (``--node-rank``, as on a cluster): the ranks follow ``homes`` and node 0's launcher serves
     the job's store, so a launcher that goes down with a killed worker on another node takes
-    nothing along. ``rdzv_port``: a c10d rendezvous the test serves itself (the launchers
-    join in the order they start, and no launcher serves the store)."""
+    nothing along. ``rdzv_port``: a c10d rendezvous the test serves itself (no launcher
+    serves the store, and the ranks follow the launchers' process ids)."""
     port = rdzv_port or servers.free_port()
     runs = []
     for node, home in enumerate(homes):
