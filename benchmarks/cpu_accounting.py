@@ -89,7 +89,6 @@ def main() -> None:
                     raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
                 said = json.loads(proc.stdout.strip().splitlines()[-1])
                 wall = said["done_at"] - t0
-                time.sleep(0.3)  # the prefetch child's flush and exit are reaped by now
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 rows.setdefault(label, []).append((
                     wall, said["cpu_at_ready"], after.ru_utime - before.ru_utime,

@@ -126,15 +126,12 @@ def _launch(script: Path, results: Path, homes: list[Path], proxy, nproc: int, *
 
 def _stop(runs: list[subprocess.Popen]) -> list[str]:
     """Stop each launcher and its workers (a launcher whose peer node died waits out
-    torchrun's exit barrier otherwise); the tail of what each printed, for failures."""
-    tails = []
+    torchrun's exit barrier otherwise); the tail of what each printed, for failures (empty
+    for one whose output was read before)."""
     for run in runs:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-        if not run.stderr.closed:
-            run.stderr_tail = run.communicate()[1][-3000:]  # type: ignore[attr-defined]
-        tails.append(getattr(run, "stderr_tail", ""))
-    return tails
+    return ["" if run.stderr.closed else run.communicate()[1][-3000:] for run in runs]
 
 
 def _weight_gets(proxy, prefix: str) -> list[str]:
@@ -618,14 +615,11 @@ def test_node_0_killed_between_files_is_named_on_every_rank(weed, tmp_path, stor
             time.sleep(0.2)
         time.sleep(0.5)
     finally:
-        for run in runs:
-            if run.poll() is None:
-                os.killpg(run.pid, signal.SIGKILL)
-        errs = [run.communicate()[1] for run in runs]
+        errs = _stop(runs)
         proxy.close()
         del stores
     said = {int(p.stem[4:]): json.loads(p.read_text()) for p in results.iterdir()}
-    assert sorted(said) == [1, 2], [e[-3000:] for e in errs]
+    assert sorted(said) == [1, 2], errs
     for rank in (1, 2):
         r = said[rank]
         assert r["error"] == "PeerTransferError" and r["rank"] == 0, r
